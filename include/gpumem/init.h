@@ -1,0 +1,73 @@
+/* gpumem/init.h: choosing the backend, initialising and finalising.
+ *
+ * libgpumem initialises itself on the first call that needs a device, from
+ * the environment: GPUMEM_BACKEND=cuda (default) or host, GPUMEM_LOG,
+ * GPUMEM_LOG_FILE, GPUMEM_HOST_* for the emulated devices, GPUMEM_FAULT for
+ * failure injection. Call gpumem_init() before anything else to choose in
+ * code instead; what it sets wins over the environment.
+ *
+ * The CUDA backend is the default and is never replaced silently: on a
+ * machine without a driver or GPU every call that needs one returns
+ * GPUMEM_ERR_NO_DEVICE, and gpumem_last_error() says why (for example "no CUDA
+ * driver: cudaGetDeviceCount returned cudaErrorInsufficientDriver"). The host
+ * backend emulates devices on POSIX memory and is chosen explicitly.
+ */
+#ifndef GPUMEM_INIT_H
+#define GPUMEM_INIT_H
+
+#include <stddef.h>
+
+#include "gpumem/error.h"
+#include "gpumem/export.h"
+
+GPUMEM_EXTERN_C_BEGIN
+
+typedef enum gpumem_backend_kind {
+  GPUMEM_BACKEND_DEFAULT = 0, /**< GPUMEM_BACKEND from the environment, else CUDA */
+  GPUMEM_BACKEND_CUDA = 1,    /**< the GPU through the CUDA driver and runtime */
+  GPUMEM_BACKEND_HOST = 2,    /**< emulated devices on POSIX virtual memory */
+} gpumem_backend_kind;
+
+/** Initialisation options; a zero field keeps the environment's value or the
+ * documented default. */
+typedef struct gpumem_init_options {
+  gpumem_backend_kind backend;
+  int host_devices;        /**< host backend: number of devices, 1..64 (default 2) */
+  size_t host_capacity;    /**< host backend: memory of each device (default 1 GiB) */
+  size_t host_granularity; /**< host backend: granularity, a power of two >= 4 KiB (2 MiB) */
+  const char *host_peers;  /**< host backend: "all" (default), "none", or links "0-1,1-2" */
+} gpumem_init_options;
+
+#define GPUMEM_INIT_OPTIONS_INIT {GPUMEM_BACKEND_DEFAULT, 0, 0, 0, NULL}
+
+/** Initialise with `options` (NULL: the environment only). Errors:
+ * STATE (already initialised: call gpumem_finalize first), INVALID_ARGUMENT
+ * (an option out of range; nothing changes), NO_DEVICE (the CUDA backend
+ * cannot work here; the library stays uninitialised and a later call may
+ * try again). Not to be called concurrently with other libgpumem calls. */
+GPUMEM_API gpumem_status gpumem_init(const gpumem_init_options *options);
+
+/** Shut the backend down so that gpumem_init can choose again. Errors: BUSY
+ * when objects made through the library (reservations, allocations, streams,
+ * events, pools) are still alive; the message counts them and nothing is torn
+ * down. A no-op when not initialised. Not concurrent with other calls. */
+GPUMEM_API gpumem_status gpumem_finalize(void);
+
+/** The active backend (DEFAULT when not initialised). */
+GPUMEM_API gpumem_backend_kind gpumem_backend(void);
+
+/** "cuda", "host", or "none" when not initialised. */
+GPUMEM_API const char *gpumem_backend_name(void);
+
+/** The library's version, GPUMEM_VERSION of the build (may differ from the
+ * headers an application compiled against). */
+GPUMEM_API int gpumem_version(void);
+GPUMEM_API const char *gpumem_version_string(void);
+
+/** CUDA driver and runtime versions (1000 * major + 10 * minor); 0 where there
+ * is none, as under the host backend. Needs no initialisation. */
+GPUMEM_API void gpumem_cuda_versions(int *driver, int *runtime);
+
+GPUMEM_EXTERN_C_END
+
+#endif

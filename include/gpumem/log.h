@@ -1,0 +1,59 @@
+/* gpumem/log.h: where the library's messages go.
+ *
+ * libgpumem never prints to stdout. It writes one line per event, prefixed
+ * "gpumem: <level>: ", to stderr, to the file named by GPUMEM_LOG_FILE, or to
+ * a callback. The level comes from GPUMEM_LOG=off|error|warn|info|debug|trace
+ * (default warn) or gpumem_log_set_level(). Formatting uses a fixed buffer on
+ * the stack: logging never allocates, so it is safe when memory is short.
+ * Lines longer than GPUMEM_LOG_LINE_MAX are cut.
+ */
+#ifndef GPUMEM_LOG_H
+#define GPUMEM_LOG_H
+
+#include "gpumem/error.h"
+#include "gpumem/export.h"
+
+GPUMEM_EXTERN_C_BEGIN
+
+/** Longest line delivered, terminating newline included. */
+#define GPUMEM_LOG_LINE_MAX 1024
+
+/** Severity; a message is emitted when its level <= the configured level. */
+typedef enum gpumem_log_level {
+  GPUMEM_LOG_OFF = 0,
+  GPUMEM_LOG_ERROR = 1,
+  GPUMEM_LOG_WARN = 2,
+  GPUMEM_LOG_INFO = 3,
+  GPUMEM_LOG_DEBUG = 4,
+  GPUMEM_LOG_TRACE = 5,
+} gpumem_log_level;
+
+/** A log sink. `line` is the whole line with its "gpumem: " prefix and
+ * without a trailing newline; it is valid only during the call. Called from
+ * whichever thread logs, possibly from several at once. It must not call back
+ * into libgpumem. */
+typedef void (*gpumem_log_fn)(gpumem_log_level level, const char *line, void *user);
+
+/** Set the level (overrides GPUMEM_LOG). GPUMEM_ERR_INVALID_ARGUMENT for a
+ * value outside the enum. Thread-safe. */
+GPUMEM_API gpumem_status gpumem_log_set_level(gpumem_log_level level);
+
+/** The current level. Thread-safe. */
+GPUMEM_API gpumem_log_level gpumem_log_get_level(void);
+
+/** Send lines to `fn` instead of stderr or the log file; NULL restores the
+ * default sink. Thread-safe; a line being written by another thread during the
+ * call may still reach the previous sink. */
+GPUMEM_API gpumem_status gpumem_log_set_callback(gpumem_log_fn fn, void *user);
+
+/** Append lines to the file at `path` (created if missing), as
+ * GPUMEM_LOG_FILE does; NULL returns to stderr. GPUMEM_ERR_OS with the
+ * reason when the file cannot be opened (the sink is then unchanged). */
+GPUMEM_API gpumem_status gpumem_log_set_file(const char *path);
+
+/** "off", "error", "warn", "info", "debug" or "trace"; "?" otherwise. */
+GPUMEM_API const char *gpumem_log_level_name(gpumem_log_level level);
+
+GPUMEM_EXTERN_C_END
+
+#endif

@@ -1,0 +1,60 @@
+/* gpumem/stream.h: streams, events, copies and fills on the active backend.
+ *
+ * These are the asynchronous primitives the library's allocators order their
+ * work with, exposed so that tests, the benchmark and portable programs can
+ * drive either backend: a stream here is a cudaStream_t under the CUDA
+ * backend (created non-blocking on the named device), and an emulated key
+ * under the host backend, where all work completes as it is issued. Streams
+ * made by the application with CUDA itself may be passed to every call.
+ * NULL is the legacy default stream.
+ *
+ * Thread safety: all calls may be made from any thread.
+ */
+#ifndef GPUMEM_STREAM_H
+#define GPUMEM_STREAM_H
+
+#include <stddef.h>
+
+#include "gpumem/error.h"
+#include "gpumem/export.h"
+#include "gpumem/types.h"
+
+GPUMEM_EXTERN_C_BEGIN
+
+/** Create a non-blocking stream on `device`. Errors: INVALID_ARGUMENT (NULL),
+ * INVALID_DEVICE, NO_DEVICE. The caller's current device is unchanged. */
+GPUMEM_API gpumem_status gpumem_stream_create(int device, gpumem_stream_t *stream);
+/** Destroy a stream made by gpumem_stream_create (not NULL). */
+GPUMEM_API gpumem_status gpumem_stream_destroy(gpumem_stream_t stream);
+/** Wait until all work on `stream` is done. */
+GPUMEM_API gpumem_status gpumem_stream_synchronize(gpumem_stream_t stream);
+/** GPUMEM_OK when all work on `stream` is done, GPUMEM_ERR_NOT_READY if not. */
+GPUMEM_API gpumem_status gpumem_stream_query(gpumem_stream_t stream);
+/** Make later work on `stream` wait for `event`. */
+GPUMEM_API gpumem_status gpumem_stream_wait_event(gpumem_stream_t stream, gpumem_event_t event);
+
+/** Create an event (no timing) on `device`. */
+GPUMEM_API gpumem_status gpumem_event_create(int device, gpumem_event_t *event);
+GPUMEM_API gpumem_status gpumem_event_destroy(gpumem_event_t event);
+/** Capture the work queued on `stream` so far. */
+GPUMEM_API gpumem_status gpumem_event_record(gpumem_event_t event, gpumem_stream_t stream);
+/** GPUMEM_OK when the captured work is done, GPUMEM_ERR_NOT_READY if not. */
+GPUMEM_API gpumem_status gpumem_event_query(gpumem_event_t event);
+GPUMEM_API gpumem_status gpumem_event_synchronize(gpumem_event_t event);
+
+/** Wait until all work on `device` is done. */
+GPUMEM_API gpumem_status gpumem_device_synchronize(int device);
+
+/** Copy `size` bytes on `stream`; either side may be host or device memory.
+ * Asynchronous with respect to the host where the backend allows it:
+ * synchronize the stream before reading the destination. size 0 is a no-op.
+ * Errors: INVALID_ARGUMENT (NULL pointers; under the host backend also a range
+ * not mapped or without access), NO_DEVICE. */
+GPUMEM_API gpumem_status gpumem_memcpy(void *dst, const void *src, size_t size,
+                                       gpumem_stream_t stream);
+/** Set `size` bytes at `dst` to `value` on `stream`. */
+GPUMEM_API gpumem_status gpumem_memset(void *dst, int value, size_t size, gpumem_stream_t stream);
+
+GPUMEM_EXTERN_C_END
+
+#endif

@@ -1,0 +1,595 @@
+/* backend.c: what every backend call goes through.
+ *
+ * The gm_be_* functions are the only way the library reaches a backend. Each
+ * one counts the call, fires an injected failure when one is armed for that
+ * call, checks what can be checked without a driver, calls the active
+ * backend, and on success updates the live-object counters. Tests read the
+ * counters to prove that a failed operation left nothing behind, and arm
+ * failures to make any step of a multi-step operation fail (gm_fault_inject,
+ * or GPUMEM_FAULT=op:N from the environment).
+ *
+ * Physical handles are also registered here: the driver cannot be trusted to
+ * diagnose a handle released twice or never created (it may crash), so the
+ * registry answers first, with INVALID_POINTER or DOUBLE_FREE. Recently
+ * released handles are remembered in a small ring to tell the two apart.
+ *
+ * Cost: one relaxed atomic increment per call, one acquire load for the
+ * injection check, and a mutex-protected hash lookup on the VMM handle calls,
+ * which cost microseconds in the driver anyway.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "hashmap.h"
+
+static _Atomic(const gm_backend_ops *) active_backend;
+
+const gm_backend_ops *gm_backend(void) {
+  return atomic_load_explicit(&active_backend, memory_order_acquire);
+}
+
+void gm_backend_install(const gm_backend_ops *ops) {
+  atomic_store_explicit(&active_backend, ops, memory_order_release);
+}
+
+/* ---- operation names and failure injection ---- */
+
+static const char *const op_names[GM_OP_COUNT] = {
+#define GM_OP_NAME_(op) [GM_OP_##op] = #op,
+    GM_BACKEND_OP_LIST(GM_OP_NAME_)
+#undef GM_OP_NAME_
+};
+
+const char *gm_op_name(gm_op op) {
+  return (int)op >= 0 && op < GM_OP_COUNT ? op_names[op] : NULL;
+}
+
+gm_op gm_op_from_name(const char *name) {
+  for (int i = 0; i < GM_OP_COUNT; i++) {
+    if (strcmp(op_names[i], name) == 0) return (gm_op)i;
+  }
+  return GM_OP_COUNT;
+}
+
+typedef struct gm_fault {
+  _Atomic uint64_t calls;
+  _Atomic uint64_t fail_at; /* absolute call number that fails; 0: none */
+  _Atomic int status;
+} gm_fault;
+
+static gm_fault faults[GM_OP_COUNT];
+static _Atomic int faults_armed;
+
+void gm_fault_inject(gm_op op, uint64_t nth, gpumem_status status) {
+  if ((int)op < 0 || op >= GM_OP_COUNT) return;
+  gm_fault *f = &faults[op];
+  atomic_store(&f->status, (int)status);
+  bool was_armed = atomic_load(&f->fail_at) != 0;
+  atomic_store(&f->fail_at, nth == 0 ? 0 : atomic_load(&f->calls) + nth);
+  if (nth != 0 && !was_armed) atomic_fetch_add(&faults_armed, 1);
+  if (nth == 0 && was_armed) atomic_fetch_sub(&faults_armed, 1);
+}
+
+void gm_fault_clear(void) {
+  for (int i = 0; i < GM_OP_COUNT; i++) atomic_store(&faults[i].fail_at, 0);
+  atomic_store(&faults_armed, 0);
+}
+
+bool gm_fault_parse(const char *spec) {
+  char buf[256];
+  if (spec == NULL || strlen(spec) >= sizeof buf) return false;
+  strcpy(buf, spec);
+  gm_op ops[GM_OP_COUNT];
+  unsigned long long nths[GM_OP_COUNT];
+  int n = 0;
+  char *save = NULL;
+  for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+    char *colon = strchr(item, ':');
+    if (colon == NULL || n == GM_OP_COUNT) return false;
+    *colon = '\0';
+    gm_op op = gm_op_from_name(item);
+    char *end = NULL;
+    unsigned long long nth = strtoull(colon + 1, &end, 10);
+    if (op == GM_OP_COUNT || end == colon + 1 || *end != '\0' || nth == 0) return false;
+    ops[n] = op;
+    nths[n++] = nth;
+  }
+  if (n == 0) return false;
+  for (int i = 0; i < n; i++) gm_fault_inject(ops[i], nths[i], GPUMEM_ERR_INJECTED);
+  return true;
+}
+
+uint64_t gm_backend_calls(gm_op op) {
+  return (int)op >= 0 && op < GM_OP_COUNT ? atomic_load(&faults[op].calls) : 0;
+}
+
+/* Count the call; GPUMEM_OK, or the injected status when this call fails. */
+static gpumem_status enter(gm_op op, const gm_backend_ops **be) {
+  gm_fault *f = &faults[op];
+  uint64_t n = atomic_fetch_add_explicit(&f->calls, 1, memory_order_relaxed) + 1;
+  if (atomic_load_explicit(&faults_armed, memory_order_acquire) != 0) {
+    uint64_t at = atomic_load(&f->fail_at);
+    if (at != 0 && n == at && atomic_compare_exchange_strong(&f->fail_at, &at, 0)) {
+      atomic_fetch_sub(&faults_armed, 1);
+      gpumem_status st = (gpumem_status)atomic_load(&f->status);
+      return gm_error(st, "injected failure: call %" PRIu64 " of backend operation %s (%s)", n,
+                      op_names[op], gpumem_status_name(st));
+    }
+  }
+  *be = gm_backend();
+  if (*be == NULL) return gm_error(GPUMEM_ERR_STATE, "libgpumem is not initialised");
+  return GPUMEM_OK;
+}
+
+/* ---- live-object tracking ---- */
+
+#define RELEASED_RING 256
+
+static struct {
+  pthread_mutex_t lock;
+  gm_hashmap phys; /* handle -> bytes (0 for imported) */
+  gpumem_phys_t released[RELEASED_RING];
+  size_t released_next;
+  gm_backend_counters counters;
+} track = {.lock = PTHREAD_MUTEX_INITIALIZER, .phys = GM_HASHMAP_INIT};
+
+static void count(int64_t *field, int64_t delta) {
+  pthread_mutex_lock(&track.lock);
+  *field += delta;
+  pthread_mutex_unlock(&track.lock);
+}
+
+void gm_backend_get_counters(gm_backend_counters *out) {
+  pthread_mutex_lock(&track.lock);
+  *out = track.counters;
+  pthread_mutex_unlock(&track.lock);
+}
+
+void gm_backend_reset_tracking(void) {
+  pthread_mutex_lock(&track.lock);
+  gm_hashmap_free(&track.phys);
+  memset(track.released, 0, sizeof track.released);
+  track.released_next = 0;
+  memset(&track.counters, 0, sizeof track.counters);
+  pthread_mutex_unlock(&track.lock);
+  for (int i = 0; i < GM_OP_COUNT; i++) atomic_store(&faults[i].calls, 0);
+  gm_fault_clear();
+}
+
+static gpumem_status phys_register(gpumem_phys_t h, size_t bytes) {
+  pthread_mutex_lock(&track.lock);
+  bool ok = gm_hashmap_put(&track.phys, h, bytes);
+  if (ok) {
+    for (size_t i = 0; i < RELEASED_RING; i++) {
+      if (track.released[i] == h) track.released[i] = 0; /* the driver reused the value */
+    }
+    track.counters.phys_handles++;
+    track.counters.phys_bytes += (int64_t)bytes;
+  }
+  pthread_mutex_unlock(&track.lock);
+  return ok ? GPUMEM_OK : gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory to track a handle");
+}
+
+/* GPUMEM_OK if `h` is live; otherwise the status and detail that say why. */
+static gpumem_status phys_check(gpumem_phys_t h, const char *what) {
+  pthread_mutex_lock(&track.lock);
+  bool live = gm_hashmap_get(&track.phys, h, NULL);
+  bool released = false;
+  for (size_t i = 0; !live && h != 0 && i < RELEASED_RING; i++) released |= track.released[i] == h;
+  pthread_mutex_unlock(&track.lock);
+  if (live) return GPUMEM_OK;
+  if (released) {
+    return gm_error(GPUMEM_ERR_DOUBLE_FREE, "%s: physical handle 0x%" PRIx64 " was already released",
+                    what, h);
+  }
+  return gm_error(GPUMEM_ERR_INVALID_POINTER,
+                  "%s: 0x%" PRIx64 " is not a live physical handle of this process", what, h);
+}
+
+static void phys_unregister(gpumem_phys_t h) {
+  pthread_mutex_lock(&track.lock);
+  uint64_t bytes = 0;
+  if (gm_hashmap_get(&track.phys, h, &bytes)) {
+    gm_hashmap_remove(&track.phys, h);
+    track.released[track.released_next] = h;
+    track.released_next = (track.released_next + 1) % RELEASED_RING;
+    track.counters.phys_handles--;
+    track.counters.phys_bytes -= (int64_t)bytes;
+  }
+  pthread_mutex_unlock(&track.lock);
+}
+
+/* ---- the calls ---- */
+
+/* Enter `op`, returning early on an injected failure or no backend. */
+#define GM_BE_ENTER(op)                                                                            \
+  const gm_backend_ops *be = NULL;                                                                 \
+  gpumem_status st = enter(GM_OP_##op, &be);                                                       \
+  if (st != GPUMEM_OK) return st
+
+/* Operations with nothing to track: enter, then forward. */
+#define GM_BE_FORWARD(op, ...)                                                                     \
+  GM_BE_ENTER(op);                                                                                 \
+  return be->op(__VA_ARGS__)
+
+#define GM_NULL_ARG(p)                                                                             \
+  do {                                                                                             \
+    if ((p) == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%s is NULL", #p);               \
+  } while (0)
+
+gpumem_status gm_be_device_count(int *count_out) {
+  GM_NULL_ARG(count_out);
+  GM_BE_FORWARD(device_count, count_out);
+}
+
+gpumem_status gm_be_device_props(int device, gm_device_props *out) {
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(device_props, device, out);
+}
+
+gpumem_status gm_be_mem_info(int device, size_t *free_bytes, size_t *total_bytes) {
+  GM_NULL_ARG(free_bytes);
+  GM_NULL_ARG(total_bytes);
+  GM_BE_FORWARD(mem_info, device, free_bytes, total_bytes);
+}
+
+gpumem_status gm_be_granularity(const gpumem_phys_props *props, bool recommended, size_t *out) {
+  GM_NULL_ARG(props);
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(granularity, props, recommended, out);
+}
+
+gpumem_status gm_be_p2p_attrs(int src, int dst, gm_p2p_attrs *out) {
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(p2p_attrs, src, dst, out);
+}
+
+gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
+  GM_NULL_ARG(va);
+  if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot reserve 0 bytes");
+  if (alignment != 0 && !gm_is_pow2(alignment)) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "alignment %zu is not a power of two", alignment);
+  }
+  GM_BE_ENTER(va_reserve);
+  st = be->va_reserve(size, alignment, va);
+  if (st == GPUMEM_OK) {
+    pthread_mutex_lock(&track.lock);
+    track.counters.reservations++;
+    track.counters.reserved_bytes += (int64_t)size;
+    pthread_mutex_unlock(&track.lock);
+  }
+  return st;
+}
+
+gpumem_status gm_be_va_free(uintptr_t va, size_t size) {
+  if (va == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "address is NULL");
+  GM_BE_ENTER(va_free);
+  st = be->va_free(va, size);
+  if (st == GPUMEM_OK) {
+    pthread_mutex_lock(&track.lock);
+    track.counters.reservations--;
+    track.counters.reserved_bytes -= (int64_t)size;
+    pthread_mutex_unlock(&track.lock);
+  }
+  return st;
+}
+
+gpumem_status gm_be_phys_create(const gpumem_phys_props *props, size_t size, gpumem_phys_t *out) {
+  GM_NULL_ARG(props);
+  GM_NULL_ARG(out);
+  if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot create 0 bytes");
+  unsigned known = GPUMEM_HANDLE_POSIX_FD | GPUMEM_HANDLE_FABRIC;
+  if (props->handle_types & ~known) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "unknown handle type bits 0x%x",
+                    props->handle_types & ~known);
+  }
+  GM_BE_ENTER(phys_create);
+  gpumem_phys_t h = 0;
+  st = be->phys_create(props, size, &h);
+  if (st != GPUMEM_OK) return st;
+  st = phys_register(h, size);
+  if (st != GPUMEM_OK) {
+    be->phys_release(h);
+    return st;
+  }
+  *out = h;
+  return GPUMEM_OK;
+}
+
+gpumem_status gm_be_phys_release(gpumem_phys_t phys) {
+  gpumem_status st = phys_check(phys, "release");
+  if (st != GPUMEM_OK) return st;
+  const gm_backend_ops *be = NULL;
+  st = enter(GM_OP_phys_release, &be);
+  if (st != GPUMEM_OK) return st;
+  st = be->phys_release(phys);
+  if (st == GPUMEM_OK) phys_unregister(phys);
+  return st;
+}
+
+gpumem_status gm_be_phys_props(gpumem_phys_t phys, gpumem_phys_props *out) {
+  GM_NULL_ARG(out);
+  gpumem_status st = phys_check(phys, "get properties");
+  if (st != GPUMEM_OK) return st;
+  const gm_backend_ops *be = NULL;
+  st = enter(GM_OP_phys_props, &be);
+  if (st != GPUMEM_OK) return st;
+  return be->phys_props(phys, out);
+}
+
+gpumem_status gm_be_map(uintptr_t va, size_t size, size_t offset, gpumem_phys_t phys) {
+  if (va == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot map at address 0");
+  if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot map 0 bytes");
+  gpumem_status st = phys_check(phys, "map");
+  if (st != GPUMEM_OK) return st;
+  const gm_backend_ops *be = NULL;
+  st = enter(GM_OP_map, &be);
+  if (st != GPUMEM_OK) return st;
+  st = be->map(va, size, offset, phys);
+  if (st == GPUMEM_OK) count(&track.counters.mapped_bytes, (int64_t)size);
+  return st;
+}
+
+gpumem_status gm_be_unmap(uintptr_t va, size_t size) {
+  if (va == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot unmap address 0");
+  if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot unmap 0 bytes");
+  GM_BE_ENTER(unmap);
+  st = be->unmap(va, size);
+  if (st == GPUMEM_OK) count(&track.counters.mapped_bytes, -(int64_t)size);
+  return st;
+}
+
+gpumem_status gm_be_set_access(uintptr_t va, size_t size, const gpumem_access_desc *desc,
+                               size_t count_) {
+  GM_NULL_ARG(desc);
+  if (count_ == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "no access descriptor given");
+  if (count_ > GPUMEM_MAX_DEVICES) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%zu access descriptors (at most %d)", count_,
+                    GPUMEM_MAX_DEVICES);
+  }
+  for (size_t i = 0; i < count_; i++) {
+    gpumem_access_flags f = desc[i].flags;
+    if (f != GPUMEM_ACCESS_NONE && f != GPUMEM_ACCESS_READ && f != GPUMEM_ACCESS_READWRITE) {
+      return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "descriptor %zu: access flags %d are not valid",
+                      i, (int)f);
+    }
+  }
+  GM_BE_FORWARD(set_access, va, size, desc, count_);
+}
+
+gpumem_status gm_be_get_access(uintptr_t va, int device, gpumem_access_flags *out) {
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(get_access, va, device, out);
+}
+
+gpumem_status gm_be_export_handle(gpumem_phys_t phys, gpumem_handle_type type,
+                                  gpumem_shareable_handle *out) {
+  GM_NULL_ARG(out);
+  if (type != GPUMEM_HANDLE_POSIX_FD && type != GPUMEM_HANDLE_FABRIC) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "handle type %d cannot be exported", (int)type);
+  }
+  gpumem_status st = phys_check(phys, "export");
+  if (st != GPUMEM_OK) return st;
+  const gm_backend_ops *be = NULL;
+  st = enter(GM_OP_export_handle, &be);
+  if (st != GPUMEM_OK) return st;
+  return be->export_handle(phys, type, out);
+}
+
+gpumem_status gm_be_import_handle(const gpumem_shareable_handle *in, gpumem_phys_t *out) {
+  GM_NULL_ARG(in);
+  GM_NULL_ARG(out);
+  if (in->type == GPUMEM_HANDLE_POSIX_FD && in->fd < 0) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "file descriptor %d is not valid", in->fd);
+  }
+  if (in->type != GPUMEM_HANDLE_POSIX_FD && in->type != GPUMEM_HANDLE_FABRIC) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "handle type %d cannot be imported",
+                    (int)in->type);
+  }
+  GM_BE_ENTER(import_handle);
+  gpumem_phys_t h = 0;
+  st = be->import_handle(in, &h);
+  if (st != GPUMEM_OK) return st;
+  st = phys_register(h, 0);
+  if (st != GPUMEM_OK) {
+    be->phys_release(h);
+    return st;
+  }
+  *out = h;
+  return GPUMEM_OK;
+}
+
+gpumem_status gm_be_stream_create(int device, gpumem_stream_t *out) {
+  GM_NULL_ARG(out);
+  GM_BE_ENTER(stream_create);
+  st = be->stream_create(device, out);
+  if (st == GPUMEM_OK) count(&track.counters.streams, 1);
+  return st;
+}
+
+gpumem_status gm_be_stream_destroy(gpumem_stream_t stream) {
+  if (stream == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot destroy the default stream");
+  GM_BE_ENTER(stream_destroy);
+  st = be->stream_destroy(stream);
+  if (st == GPUMEM_OK) count(&track.counters.streams, -1);
+  return st;
+}
+
+gpumem_status gm_be_stream_synchronize(gpumem_stream_t stream) {
+  GM_BE_FORWARD(stream_synchronize, stream);
+}
+
+gpumem_status gm_be_stream_query(gpumem_stream_t stream) {
+  GM_BE_FORWARD(stream_query, stream);
+}
+
+gpumem_status gm_be_stream_wait_event(gpumem_stream_t stream, gpumem_event_t event) {
+  GM_NULL_ARG(event);
+  GM_BE_FORWARD(stream_wait_event, stream, event);
+}
+
+gpumem_status gm_be_event_create(int device, gpumem_event_t *out) {
+  GM_NULL_ARG(out);
+  GM_BE_ENTER(event_create);
+  st = be->event_create(device, out);
+  if (st == GPUMEM_OK) count(&track.counters.events, 1);
+  return st;
+}
+
+gpumem_status gm_be_event_destroy(gpumem_event_t event) {
+  GM_NULL_ARG(event);
+  GM_BE_ENTER(event_destroy);
+  st = be->event_destroy(event);
+  if (st == GPUMEM_OK) count(&track.counters.events, -1);
+  return st;
+}
+
+gpumem_status gm_be_event_record(gpumem_event_t event, gpumem_stream_t stream) {
+  GM_NULL_ARG(event);
+  GM_BE_FORWARD(event_record, event, stream);
+}
+
+gpumem_status gm_be_event_query(gpumem_event_t event) {
+  GM_NULL_ARG(event);
+  GM_BE_FORWARD(event_query, event);
+}
+
+gpumem_status gm_be_event_synchronize(gpumem_event_t event) {
+  GM_NULL_ARG(event);
+  GM_BE_FORWARD(event_synchronize, event);
+}
+
+gpumem_status gm_be_device_synchronize(int device) {
+  GM_BE_FORWARD(device_synchronize, device);
+}
+
+gpumem_status gm_be_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t stream) {
+  if (size == 0) return GPUMEM_OK;
+  GM_NULL_ARG(dst);
+  GM_NULL_ARG(src);
+  GM_BE_FORWARD(memcpy, dst, src, size, stream);
+}
+
+gpumem_status gm_be_memset(void *dst, int value, size_t size, gpumem_stream_t stream) {
+  if (size == 0) return GPUMEM_OK;
+  GM_NULL_ARG(dst);
+  GM_BE_FORWARD(memset, dst, value, size, stream);
+}
+
+gpumem_status gm_be_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out) {
+  GM_NULL_ARG(props);
+  GM_NULL_ARG(out);
+  GM_BE_ENTER(pool_create);
+  st = be->pool_create(props, out);
+  if (st == GPUMEM_OK) count(&track.counters.pools, 1);
+  return st;
+}
+
+gpumem_status gm_be_pool_destroy(gpumem_native_pool_t pool) {
+  GM_NULL_ARG(pool);
+  GM_BE_ENTER(pool_destroy);
+  st = be->pool_destroy(pool);
+  if (st == GPUMEM_OK) count(&track.counters.pools, -1);
+  return st;
+}
+
+gpumem_status gm_be_pool_default(int device, gpumem_native_pool_t *out) {
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(pool_default, device, out);
+}
+
+gpumem_status gm_be_pool_set_attr(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t value) {
+  GM_NULL_ARG(pool);
+  if ((int)attr < 0 || attr >= GM_POOL_ATTR_COUNT) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "pool attribute %d is not valid", (int)attr);
+  }
+  GM_BE_FORWARD(pool_set_attr, pool, attr, value);
+}
+
+gpumem_status gm_be_pool_get_attr(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t *value) {
+  GM_NULL_ARG(pool);
+  GM_NULL_ARG(value);
+  if ((int)attr < 0 || attr >= GM_POOL_ATTR_COUNT) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "pool attribute %d is not valid", (int)attr);
+  }
+  GM_BE_FORWARD(pool_get_attr, pool, attr, value);
+}
+
+gpumem_status gm_be_pool_set_access(gpumem_native_pool_t pool, const gpumem_access_desc *desc,
+                                    size_t count_) {
+  GM_NULL_ARG(pool);
+  GM_NULL_ARG(desc);
+  if (count_ == 0 || count_ > GPUMEM_MAX_DEVICES) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%zu access descriptors (1..%d)", count_,
+                    GPUMEM_MAX_DEVICES);
+  }
+  GM_BE_FORWARD(pool_set_access, pool, desc, count_);
+}
+
+gpumem_status gm_be_pool_get_access(gpumem_native_pool_t pool, int device,
+                                    gpumem_access_flags *out) {
+  GM_NULL_ARG(pool);
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(pool_get_access, pool, device, out);
+}
+
+gpumem_status gm_be_pool_trim(gpumem_native_pool_t pool, size_t keep_bytes) {
+  GM_NULL_ARG(pool);
+  GM_BE_FORWARD(pool_trim, pool, keep_bytes);
+}
+
+gpumem_status gm_be_pool_alloc(gpumem_native_pool_t pool, size_t size, gpumem_stream_t stream,
+                               void **out) {
+  GM_NULL_ARG(pool);
+  GM_NULL_ARG(out);
+  if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes");
+  GM_BE_ENTER(pool_alloc);
+  st = be->pool_alloc(pool, size, stream, out);
+  if (st == GPUMEM_OK) count(&track.counters.pool_allocations, 1);
+  return st;
+}
+
+gpumem_status gm_be_pool_free(void *ptr, gpumem_stream_t stream) {
+  GM_NULL_ARG(ptr);
+  GM_BE_ENTER(pool_free);
+  st = be->pool_free(ptr, stream);
+  if (st == GPUMEM_OK) count(&track.counters.pool_allocations, -1);
+  return st;
+}
+
+gpumem_status gm_be_pool_export(gpumem_native_pool_t pool, gpumem_handle_type type,
+                                gpumem_shareable_handle *out) {
+  GM_NULL_ARG(pool);
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(pool_export, pool, type, out);
+}
+
+gpumem_status gm_be_pool_import(const gpumem_shareable_handle *in, gpumem_native_pool_t *out) {
+  GM_NULL_ARG(in);
+  GM_NULL_ARG(out);
+  GM_BE_ENTER(pool_import);
+  st = be->pool_import(in, out);
+  if (st == GPUMEM_OK) count(&track.counters.pools, 1);
+  return st;
+}
+
+gpumem_status gm_be_pool_export_ptr(void *ptr, gm_pool_ptr_export *out) {
+  GM_NULL_ARG(ptr);
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(pool_export_ptr, ptr, out);
+}
+
+gpumem_status gm_be_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_ptr_export *data,
+                                    void **out) {
+  GM_NULL_ARG(pool);
+  GM_NULL_ARG(data);
+  GM_NULL_ARG(out);
+  GM_BE_ENTER(pool_import_ptr);
+  st = be->pool_import_ptr(pool, data, out);
+  if (st == GPUMEM_OK) count(&track.counters.pool_allocations, 1);
+  return st;
+}

@@ -1,0 +1,304 @@
+/* backend.h: the seam between libgpumem and a driver.
+ *
+ * Nothing above this header calls CUDA or the operating system's memory
+ * calls directly. A backend is a table of functions (gm_backend_ops) with the
+ * same contract on every implementation:
+ *
+ *   src/backend/cuda.c  the CUDA driver (entry points loaded at run time) and
+ *                       runtime: the default;
+ *   src/backend/host.c  N emulated devices on POSIX virtual memory, for
+ *                       machines without a GPU and for tests.
+ *
+ * The library calls the active backend only through the gm_be_* functions
+ * below (backend.c). They add what every backend needs and no backend should
+ * repeat: argument checks that do not depend on the driver, a registry of
+ * live physical handles (so a double release is an error, not a crash in the
+ * driver), counters of live objects (tests prove rollback with them), and
+ * failure injection: the Nth call of any operation can be made to fail.
+ *
+ * Conventions: every operation returns a gpumem_status and, on failure,
+ * records the detail with gm_error() naming the driver call and its error.
+ * Device addresses are uintptr_t. Sizes handed to VMM operations are
+ * multiples of the granularity (checked here and again by the backend).
+ */
+#ifndef GPUMEM_SRC_BACKEND_H
+#define GPUMEM_SRC_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpumem/types.h"
+#include "gpumem/vmm.h"
+#include "internal.h"
+
+#define GM_UUID_STRING_MAX 48
+#define GM_DEVICE_NAME_MAX 256
+
+/* What a device offers for allocation. */
+typedef struct gm_device_props {
+  char name[GM_DEVICE_NAME_MAX];
+  unsigned char uuid[16];
+  char uuid_string[GM_UUID_STRING_MAX]; /* "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
+  int cc_major, cc_minor;
+  int sm_count;
+  int pci_domain, pci_bus, pci_device;
+  size_t total_memory;
+  bool vmm;                  /* virtual memory management */
+  bool posix_fd;             /* POSIX fd shareable handles */
+  bool fabric;               /* fabric handles advertised (creation may still be refused) */
+  bool compression;          /* generic compressible memory */
+  bool multicast;            /* multicast objects */
+  bool pools;                /* stream-ordered memory pools */
+  unsigned pool_handle_types; /* gpumem_handle_type bits pools can export */
+  size_t granularity_min;    /* for a plain allocation on this device */
+  size_t granularity_recommended;
+} gm_device_props;
+
+/* Peer-to-peer attributes from src to dst. */
+typedef struct gm_p2p_attrs {
+  bool access;        /* src may access dst's memory */
+  bool native_atomics;
+  int performance_rank; /* lower is better */
+} gm_p2p_attrs;
+
+/* Pool creation properties (cudaMemPoolProps). */
+typedef struct gm_pool_props {
+  int device;
+  unsigned handle_types; /* gpumem_handle_type bits; NONE: not IPC-capable */
+  size_t max_size;       /* 0: the driver's default (no limit below device memory) */
+} gm_pool_props;
+
+/* Pool attributes (cudaMemPoolAttr), all as uint64_t. */
+typedef enum gm_pool_attr {
+  GM_POOL_REUSE_FOLLOW_EVENT_DEPENDENCIES,
+  GM_POOL_REUSE_ALLOW_OPPORTUNISTIC,
+  GM_POOL_REUSE_ALLOW_INTERNAL_DEPENDENCIES,
+  GM_POOL_RELEASE_THRESHOLD,
+  GM_POOL_RESERVED_MEM_CURRENT,
+  GM_POOL_RESERVED_MEM_HIGH, /* settable to 0 only */
+  GM_POOL_USED_MEM_CURRENT,
+  GM_POOL_USED_MEM_HIGH, /* settable to 0 only */
+  GM_POOL_ATTR_COUNT
+} gm_pool_attr;
+
+/* Export data of a pool allocation (cudaMemPoolPtrExportData). */
+typedef struct gm_pool_ptr_export {
+  unsigned char reserved[64];
+} gm_pool_ptr_export;
+
+typedef enum gm_backend_kind { GM_BACKEND_CUDA = 0, GM_BACKEND_HOST = 1 } gm_backend_kind;
+
+/* X(op): every backend operation, for failure injection and call counts. */
+#define GM_BACKEND_OP_LIST(X)                                                                      \
+  X(device_count)                                                                                  \
+  X(device_props)                                                                                  \
+  X(mem_info)                                                                                      \
+  X(granularity)                                                                                   \
+  X(p2p_attrs)                                                                                     \
+  X(va_reserve)                                                                                    \
+  X(va_free)                                                                                       \
+  X(phys_create)                                                                                   \
+  X(phys_release)                                                                                  \
+  X(phys_props)                                                                                    \
+  X(map)                                                                                           \
+  X(unmap)                                                                                         \
+  X(set_access)                                                                                    \
+  X(get_access)                                                                                    \
+  X(export_handle)                                                                                 \
+  X(import_handle)                                                                                 \
+  X(stream_create)                                                                                 \
+  X(stream_destroy)                                                                                \
+  X(stream_synchronize)                                                                            \
+  X(stream_query)                                                                                  \
+  X(stream_wait_event)                                                                             \
+  X(event_create)                                                                                  \
+  X(event_destroy)                                                                                 \
+  X(event_record)                                                                                  \
+  X(event_query)                                                                                   \
+  X(event_synchronize)                                                                             \
+  X(device_synchronize)                                                                            \
+  X(memcpy)                                                                                        \
+  X(memset)                                                                                        \
+  X(pool_create)                                                                                   \
+  X(pool_destroy)                                                                                  \
+  X(pool_default)                                                                                  \
+  X(pool_set_attr)                                                                                 \
+  X(pool_get_attr)                                                                                 \
+  X(pool_set_access)                                                                               \
+  X(pool_get_access)                                                                               \
+  X(pool_trim)                                                                                     \
+  X(pool_alloc)                                                                                    \
+  X(pool_free)                                                                                     \
+  X(pool_export)                                                                                   \
+  X(pool_import)                                                                                   \
+  X(pool_export_ptr)                                                                               \
+  X(pool_import_ptr)
+
+typedef enum gm_op {
+#define GM_OP_ENUM_(op) GM_OP_##op,
+  GM_BACKEND_OP_LIST(GM_OP_ENUM_)
+#undef GM_OP_ENUM_
+      GM_OP_COUNT
+} gm_op;
+
+/* The function table a backend provides. */
+typedef struct gm_backend_ops {
+  const char *name;
+  gm_backend_kind kind;
+  /* Bring the backend up; GPUMEM_ERR_NO_DEVICE with the reason when it cannot
+   * work here (no driver, no device). Called once under the init lock. */
+  gpumem_status (*open)(void);
+  /* Tear down what open() created. Called with no live objects. */
+  void (*close)(void);
+  /* Versions as CUDA encodes them (1000 * major + 10 * minor); 0 if none. */
+  void (*versions)(int *driver, int *runtime);
+
+  gpumem_status (*device_count)(int *count);
+  gpumem_status (*device_props)(int device, gm_device_props *out);
+  gpumem_status (*mem_info)(int device, size_t *free_bytes, size_t *total_bytes);
+  gpumem_status (*granularity)(const gpumem_phys_props *props, bool recommended, size_t *out);
+  gpumem_status (*p2p_attrs)(int src, int dst, gm_p2p_attrs *out);
+
+  gpumem_status (*va_reserve)(size_t size, size_t alignment, uintptr_t *va);
+  gpumem_status (*va_free)(uintptr_t va, size_t size);
+  gpumem_status (*phys_create)(const gpumem_phys_props *props, size_t size, gpumem_phys_t *out);
+  gpumem_status (*phys_release)(gpumem_phys_t phys);
+  gpumem_status (*phys_props)(gpumem_phys_t phys, gpumem_phys_props *out);
+  gpumem_status (*map)(uintptr_t va, size_t size, size_t offset, gpumem_phys_t phys);
+  gpumem_status (*unmap)(uintptr_t va, size_t size);
+  gpumem_status (*set_access)(uintptr_t va, size_t size, const gpumem_access_desc *desc,
+                              size_t count);
+  gpumem_status (*get_access)(uintptr_t va, int device, gpumem_access_flags *out);
+  gpumem_status (*export_handle)(gpumem_phys_t phys, gpumem_handle_type type,
+                                 gpumem_shareable_handle *out);
+  gpumem_status (*import_handle)(const gpumem_shareable_handle *in, gpumem_phys_t *out);
+
+  gpumem_status (*stream_create)(int device, gpumem_stream_t *out);
+  gpumem_status (*stream_destroy)(gpumem_stream_t stream);
+  gpumem_status (*stream_synchronize)(gpumem_stream_t stream);
+  /* GPUMEM_OK when all work is done, GPUMEM_ERR_NOT_READY otherwise. */
+  gpumem_status (*stream_query)(gpumem_stream_t stream);
+  gpumem_status (*stream_wait_event)(gpumem_stream_t stream, gpumem_event_t event);
+  gpumem_status (*event_create)(int device, gpumem_event_t *out);
+  gpumem_status (*event_destroy)(gpumem_event_t event);
+  gpumem_status (*event_record)(gpumem_event_t event, gpumem_stream_t stream);
+  gpumem_status (*event_query)(gpumem_event_t event);
+  gpumem_status (*event_synchronize)(gpumem_event_t event);
+  gpumem_status (*device_synchronize)(int device);
+  /* Stream-ordered copy and fill; either side of a copy may be host memory. */
+  gpumem_status (*memcpy)(void *dst, const void *src, size_t size, gpumem_stream_t stream);
+  gpumem_status (*memset)(void *dst, int value, size_t size, gpumem_stream_t stream);
+
+  /* Stream-ordered pools: cudaMemPool_t. */
+  gpumem_status (*pool_create)(const gm_pool_props *props, gpumem_native_pool_t *out);
+  gpumem_status (*pool_destroy)(gpumem_native_pool_t pool);
+  gpumem_status (*pool_default)(int device, gpumem_native_pool_t *out);
+  gpumem_status (*pool_set_attr)(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t value);
+  gpumem_status (*pool_get_attr)(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t *value);
+  gpumem_status (*pool_set_access)(gpumem_native_pool_t pool, const gpumem_access_desc *desc,
+                                   size_t count);
+  gpumem_status (*pool_get_access)(gpumem_native_pool_t pool, int device,
+                                   gpumem_access_flags *out);
+  gpumem_status (*pool_trim)(gpumem_native_pool_t pool, size_t keep_bytes);
+  gpumem_status (*pool_alloc)(gpumem_native_pool_t pool, size_t size, gpumem_stream_t stream,
+                              void **out);
+  gpumem_status (*pool_free)(void *ptr, gpumem_stream_t stream);
+  gpumem_status (*pool_export)(gpumem_native_pool_t pool, gpumem_handle_type type,
+                               gpumem_shareable_handle *out);
+  gpumem_status (*pool_import)(const gpumem_shareable_handle *in, gpumem_native_pool_t *out);
+  gpumem_status (*pool_export_ptr)(void *ptr, gm_pool_ptr_export *out);
+  gpumem_status (*pool_import_ptr)(gpumem_native_pool_t pool, const gm_pool_ptr_export *data,
+                                   void **out);
+} gm_backend_ops;
+
+/* The two implementations. */
+extern const gm_backend_ops gm_backend_cuda;
+extern const gm_backend_ops gm_backend_host;
+
+/* The active backend, or NULL before initialisation (init.c). */
+const gm_backend_ops *gm_backend(void);
+/* Install `ops` as the active backend (init.c calls it under its lock; tests
+ * may install a backend of their own). */
+void gm_backend_install(const gm_backend_ops *ops);
+
+/* Live objects created through the gm_be_* calls, for leak and rollback
+ * checks. Counters only move on success. */
+typedef struct gm_backend_counters {
+  int64_t reservations, reserved_bytes;
+  int64_t phys_handles, phys_bytes; /* bytes of created (not imported) handles */
+  int64_t mapped_bytes;
+  int64_t streams, events, pools, pool_allocations;
+} gm_backend_counters;
+
+void gm_backend_get_counters(gm_backend_counters *out);
+/* Number of calls made to `op` since initialisation (failed ones included). */
+uint64_t gm_backend_calls(gm_op op);
+/* Forget the registry and counters (at finalize). */
+void gm_backend_reset_tracking(void);
+
+/* Failure injection: the `nth` call of `op` from now (1 = the next one) fails
+ * with `status` and a message naming the injection, without reaching the
+ * backend. One injection per operation; nth 0 disarms it. */
+void gm_fault_inject(gm_op op, uint64_t nth, gpumem_status status);
+void gm_fault_clear(void);
+/* Parse "op:N[,op:N...]" (the GPUMEM_FAULT syntax); false if malformed. */
+bool gm_fault_parse(const char *spec);
+/* "map", "phys_create", ... ; NULL for an out-of-range op. */
+const char *gm_op_name(gm_op op);
+/* Op by name, or GM_OP_COUNT. */
+gm_op gm_op_from_name(const char *name);
+
+/* The calls the rest of the library makes (see gm_backend_ops). */
+gpumem_status gm_be_device_count(int *count);
+gpumem_status gm_be_device_props(int device, gm_device_props *out);
+gpumem_status gm_be_mem_info(int device, size_t *free_bytes, size_t *total_bytes);
+gpumem_status gm_be_granularity(const gpumem_phys_props *props, bool recommended, size_t *out);
+gpumem_status gm_be_p2p_attrs(int src, int dst, gm_p2p_attrs *out);
+gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va);
+gpumem_status gm_be_va_free(uintptr_t va, size_t size);
+gpumem_status gm_be_phys_create(const gpumem_phys_props *props, size_t size, gpumem_phys_t *out);
+gpumem_status gm_be_phys_release(gpumem_phys_t phys);
+gpumem_status gm_be_phys_props(gpumem_phys_t phys, gpumem_phys_props *out);
+gpumem_status gm_be_map(uintptr_t va, size_t size, size_t offset, gpumem_phys_t phys);
+gpumem_status gm_be_unmap(uintptr_t va, size_t size);
+gpumem_status gm_be_set_access(uintptr_t va, size_t size, const gpumem_access_desc *desc,
+                               size_t count);
+gpumem_status gm_be_get_access(uintptr_t va, int device, gpumem_access_flags *out);
+gpumem_status gm_be_export_handle(gpumem_phys_t phys, gpumem_handle_type type,
+                                  gpumem_shareable_handle *out);
+gpumem_status gm_be_import_handle(const gpumem_shareable_handle *in, gpumem_phys_t *out);
+gpumem_status gm_be_stream_create(int device, gpumem_stream_t *out);
+gpumem_status gm_be_stream_destroy(gpumem_stream_t stream);
+gpumem_status gm_be_stream_synchronize(gpumem_stream_t stream);
+gpumem_status gm_be_stream_query(gpumem_stream_t stream);
+gpumem_status gm_be_stream_wait_event(gpumem_stream_t stream, gpumem_event_t event);
+gpumem_status gm_be_event_create(int device, gpumem_event_t *out);
+gpumem_status gm_be_event_destroy(gpumem_event_t event);
+gpumem_status gm_be_event_record(gpumem_event_t event, gpumem_stream_t stream);
+gpumem_status gm_be_event_query(gpumem_event_t event);
+gpumem_status gm_be_event_synchronize(gpumem_event_t event);
+gpumem_status gm_be_device_synchronize(int device);
+gpumem_status gm_be_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t stream);
+gpumem_status gm_be_memset(void *dst, int value, size_t size, gpumem_stream_t stream);
+gpumem_status gm_be_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out);
+gpumem_status gm_be_pool_destroy(gpumem_native_pool_t pool);
+gpumem_status gm_be_pool_default(int device, gpumem_native_pool_t *out);
+gpumem_status gm_be_pool_set_attr(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t value);
+gpumem_status gm_be_pool_get_attr(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t *value);
+gpumem_status gm_be_pool_set_access(gpumem_native_pool_t pool, const gpumem_access_desc *desc,
+                                    size_t count);
+gpumem_status gm_be_pool_get_access(gpumem_native_pool_t pool, int device,
+                                    gpumem_access_flags *out);
+gpumem_status gm_be_pool_trim(gpumem_native_pool_t pool, size_t keep_bytes);
+gpumem_status gm_be_pool_alloc(gpumem_native_pool_t pool, size_t size, gpumem_stream_t stream,
+                               void **out);
+gpumem_status gm_be_pool_free(void *ptr, gpumem_stream_t stream);
+gpumem_status gm_be_pool_export(gpumem_native_pool_t pool, gpumem_handle_type type,
+                                gpumem_shareable_handle *out);
+gpumem_status gm_be_pool_import(const gpumem_shareable_handle *in, gpumem_native_pool_t *out);
+gpumem_status gm_be_pool_export_ptr(void *ptr, gm_pool_ptr_export *out);
+gpumem_status gm_be_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_ptr_export *data,
+                                    void **out);
+
+#endif

@@ -1,0 +1,758 @@
+/* cuda.c: the backend contract on the CUDA driver and runtime.
+ *
+ * libgpumem.so links the CUDA runtime only. The driver's VMM calls (cuMem*)
+ * and device queries come from cudaGetDriverEntryPointByVersion, resolved
+ * once at open() into typed pointers (the PFN_*_vNNNN types of
+ * cudaTypedefs.h), asking for the CUDA version that introduced each ABI, the
+ * way NCCL's cudawrap and PyTorch's driver_api do. So the library loads on a
+ * machine without a driver, and there every operation fails with
+ * GPUMEM_ERR_NO_DEVICE and a sentence that says why, instead of the loader
+ * refusing the program.
+ *
+ * Streams, events, copies and pools use the runtime, which owns the primary
+ * contexts. Calls that act on "the current device" (stream and event
+ * creation, memory info, device synchronization) switch to the requested
+ * device and back, so the library never changes the caller's current device.
+ *
+ * Every failure records the CUDA call, its arguments and the CUDA error name
+ * (CUDA_ERROR_* or cudaError*), and maps the error to the nearest
+ * gpumem_status (out of memory, invalid value, not permitted, ...).
+ */
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_runtime_api.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "log.h"
+
+/* X(symbol, version that introduced the ABI we use) */
+#define GM_CU_ENTRY_POINTS(X)                                                                      \
+  X(cuGetErrorName, 6000)                                                                          \
+  X(cuGetErrorString, 6000)                                                                        \
+  X(cuDeviceGet, 2000)                                                                             \
+  X(cuDeviceGetAttribute, 2000)                                                                    \
+  X(cuDeviceGetName, 2000)                                                                         \
+  X(cuDeviceGetUuid, 11040)                                                                        \
+  X(cuDeviceTotalMem, 3020)                                                                        \
+  X(cuDeviceGetP2PAttribute, 8000)                                                                 \
+  X(cuMemAddressReserve, 10020)                                                                    \
+  X(cuMemAddressFree, 10020)                                                                       \
+  X(cuMemCreate, 10020)                                                                            \
+  X(cuMemRelease, 10020)                                                                           \
+  X(cuMemMap, 10020)                                                                               \
+  X(cuMemUnmap, 10020)                                                                             \
+  X(cuMemSetAccess, 10020)                                                                         \
+  X(cuMemGetAccess, 10020)                                                                         \
+  X(cuMemGetAllocationGranularity, 10020)                                                          \
+  X(cuMemGetAllocationPropertiesFromHandle, 10020)                                                 \
+  X(cuMemExportToShareableHandle, 10020)                                                           \
+  X(cuMemImportFromShareableHandle, 10020)
+
+#define GM_CU_PFN_DECLARE_(sym, ver) static PFN_##sym##_v##ver pfn_##sym;
+GM_CU_ENTRY_POINTS(GM_CU_PFN_DECLARE_)
+#undef GM_CU_PFN_DECLARE_
+
+static int device_count;
+
+/* ---- errors ---- */
+
+static gpumem_status status_from_cu(CUresult r) {
+  switch (r) {
+  case CUDA_ERROR_OUT_OF_MEMORY: return GPUMEM_ERR_OUT_OF_MEMORY;
+  case CUDA_ERROR_INVALID_VALUE:
+  case CUDA_ERROR_INVALID_HANDLE: return GPUMEM_ERR_INVALID_ARGUMENT;
+  case CUDA_ERROR_INVALID_DEVICE: return GPUMEM_ERR_INVALID_DEVICE;
+  case CUDA_ERROR_NOT_SUPPORTED: return GPUMEM_ERR_NOT_SUPPORTED;
+  case CUDA_ERROR_NOT_PERMITTED: return GPUMEM_ERR_NOT_PERMITTED;
+  case CUDA_ERROR_NOT_READY: return GPUMEM_ERR_NOT_READY;
+  case CUDA_ERROR_NOT_MAPPED: return GPUMEM_ERR_NOT_MAPPED;
+  case CUDA_ERROR_ALREADY_MAPPED: return GPUMEM_ERR_ALREADY_MAPPED;
+  case CUDA_ERROR_PEER_ACCESS_UNSUPPORTED: return GPUMEM_ERR_PEER_UNSUPPORTED;
+  case CUDA_ERROR_NO_DEVICE:
+  case CUDA_ERROR_NOT_INITIALIZED:
+  case CUDA_ERROR_DEINITIALIZED:
+  case CUDA_ERROR_STUB_LIBRARY: return GPUMEM_ERR_NO_DEVICE;
+  default: return GPUMEM_ERR_DRIVER;
+  }
+}
+
+static gpumem_status status_from_rt(cudaError_t e) {
+  switch (e) {
+  case cudaErrorMemoryAllocation: return GPUMEM_ERR_OUT_OF_MEMORY;
+  case cudaErrorInvalidValue:
+  case cudaErrorInvalidResourceHandle: return GPUMEM_ERR_INVALID_ARGUMENT;
+  case cudaErrorInvalidDevice: return GPUMEM_ERR_INVALID_DEVICE;
+  case cudaErrorNotSupported: return GPUMEM_ERR_NOT_SUPPORTED;
+  case cudaErrorNotPermitted: return GPUMEM_ERR_NOT_PERMITTED;
+  case cudaErrorNotReady: return GPUMEM_ERR_NOT_READY;
+  case cudaErrorPeerAccessUnsupported: return GPUMEM_ERR_PEER_UNSUPPORTED;
+  case cudaErrorInsufficientDriver:
+  case cudaErrorNoDevice:
+  case cudaErrorInitializationError:
+  case cudaErrorStubLibrary:
+  case cudaErrorCudartUnloading: return GPUMEM_ERR_NO_DEVICE;
+  default: return GPUMEM_ERR_DRIVER;
+  }
+}
+
+/* Record "<call>(<args>) failed: <CUDA_ERROR_NAME> (<description>)". */
+static gpumem_status cu_fail(CUresult r, const char *call, const char *fmt, ...)
+    GPUMEM_PRINTF(3, 4);
+static gpumem_status cu_fail(CUresult r, const char *call, const char *fmt, ...) {
+  char args[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  const char *name = NULL, *text = NULL;
+  if (pfn_cuGetErrorName == NULL || pfn_cuGetErrorName(r, &name) != CUDA_SUCCESS) name = NULL;
+  if (pfn_cuGetErrorString == NULL || pfn_cuGetErrorString(r, &text) != CUDA_SUCCESS) text = NULL;
+  if (name == NULL) {
+    return gm_error(status_from_cu(r), "%s(%s) failed: CUresult %d", call, args, (int)r);
+  }
+  return gm_error(status_from_cu(r), "%s(%s) failed: %s (%s)", call, args, name,
+                  text ? text : "no description");
+}
+
+static gpumem_status rt_fail(cudaError_t e, const char *call, const char *fmt, ...)
+    GPUMEM_PRINTF(3, 4);
+static gpumem_status rt_fail(cudaError_t e, const char *call, const char *fmt, ...) {
+  char args[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  cudaGetLastError(); /* clear a non-sticky error so later calls start clean */
+  return gm_error(status_from_rt(e), "%s(%s) failed: %s (%s)", call, args, cudaGetErrorName(e),
+                  cudaGetErrorString(e));
+}
+
+/* Call a driver entry point; on failure record the detail and return. */
+#define CU(sym, args, ...)                                                                         \
+  do {                                                                                             \
+    CUresult r_ = pfn_##sym args;                                                                  \
+    if (r_ != CUDA_SUCCESS) return cu_fail(r_, #sym, __VA_ARGS__);                                 \
+  } while (0)
+
+/* Call a runtime function; on failure record the detail and return. */
+#define RT(fn, args, ...)                                                                          \
+  do {                                                                                             \
+    cudaError_t e_ = fn args;                                                                      \
+    if (e_ != cudaSuccess) return rt_fail(e_, #fn, __VA_ARGS__);                                   \
+  } while (0)
+
+#define CHECK_DEVICE(d)                                                                            \
+  do {                                                                                             \
+    if ((d) < 0 || (d) >= device_count)                                                            \
+      return gm_error(GPUMEM_ERR_INVALID_DEVICE, "device %d does not exist (%d visible)", (d),     \
+                      device_count);                                                       \
+  } while (0)
+
+/* ---- opening ---- */
+
+static gpumem_status cuda_open(void) {
+  int driver = 0;
+  cudaDriverGetVersion(&driver);
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    const char *what = driver == 0 || e == cudaErrorInsufficientDriver ? "no CUDA driver"
+                                                                        : "no CUDA device";
+    const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+    return gm_error(GPUMEM_ERR_NO_DEVICE, "%s: cudaGetDeviceCount returned %s (%s)%s%s%s", what,
+                    cudaGetErrorName(e), cudaGetErrorString(e),
+                    cvd ? "; CUDA_VISIBLE_DEVICES='" : "", cvd ? cvd : "", cvd ? "'" : "");
+  }
+  if (count == 0) {
+    return gm_error(GPUMEM_ERR_NO_DEVICE, "no CUDA device: the driver reports none visible");
+  }
+  enum cudaDriverEntryPointQueryResult q;
+#define GM_CU_RESOLVE_(sym, ver)                                                                   \
+  {                                                                                                \
+    void *fn = NULL;                                                                               \
+    e = cudaGetDriverEntryPointByVersion(#sym, &fn, ver, cudaEnableDefault, &q);                   \
+    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || fn == NULL) {                      \
+      cudaGetLastError();                                                                          \
+      return gm_error(GPUMEM_ERR_NO_DEVICE,                                                        \
+                      "CUDA driver %d.%d lacks %s (ABI of CUDA %d.%d): "                           \
+                      "cudaGetDriverEntryPointByVersion returned %s, query result %d",             \
+                      driver / 1000, driver % 1000 / 10, #sym, (ver) / 1000, (ver) % 1000 / 10,    \
+                      cudaGetErrorName(e), (int)q);                                                \
+    }                                                                                              \
+    pfn_##sym = (PFN_##sym##_v##ver)fn;                                                            \
+  }
+  GM_CU_ENTRY_POINTS(GM_CU_RESOLVE_)
+#undef GM_CU_RESOLVE_
+  device_count = count;
+  gm_log(GPUMEM_LOG_INFO, "cuda backend: driver %d.%d, %d device(s)", driver / 1000,
+         driver % 1000 / 10, count);
+  return GPUMEM_OK;
+}
+
+static void cuda_close(void) {
+  /* Driver objects are owned by the library's objects, which are gone by now;
+   * the runtime tears itself down at exit. */
+}
+
+static void cuda_versions(int *driver, int *runtime) {
+  *driver = 0;
+  *runtime = 0;
+  cudaDriverGetVersion(driver);
+  cudaRuntimeGetVersion(runtime);
+}
+
+/* Run the body with `device` current, restoring the caller's device after. */
+typedef struct device_guard {
+  int previous;
+  bool switched;
+} device_guard;
+
+static gpumem_status guard_enter(int device, device_guard *g) {
+  g->switched = false;
+  RT(cudaGetDevice, (&g->previous), "%s", "current");
+  if (g->previous != device) {
+    RT(cudaSetDevice, (device), "%d", device);
+    g->switched = true;
+  }
+  return GPUMEM_OK;
+}
+
+static void guard_exit(const device_guard *g) {
+  if (g->switched) cudaSetDevice(g->previous);
+}
+
+/* ---- devices ---- */
+
+static gpumem_status cuda_device_count(int *count) {
+  *count = device_count;
+  return GPUMEM_OK;
+}
+
+static gpumem_status attr(CUdevice dev, CUdevice_attribute a, const char *name, int *out) {
+  CU(cuDeviceGetAttribute, (out, a, dev), "%s, device=%d", name, (int)dev);
+  return GPUMEM_OK;
+}
+
+#define ATTR(dev, a, out)                                                                          \
+  do {                                                                                             \
+    gpumem_status s_ = attr(dev, a, #a, out);                                                      \
+    if (s_ != GPUMEM_OK) return s_;                                                                \
+  } while (0)
+
+static CUmemAllocationProp make_prop(const gpumem_phys_props *p) {
+  CUmemAllocationProp prop;
+  memset(&prop, 0, sizeof prop);
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = p->device;
+  prop.requestedHandleTypes = (CUmemAllocationHandleType)p->handle_types;
+  if (p->compression) prop.allocFlags.compressionType = CU_MEM_ALLOCATION_COMP_GENERIC;
+  return prop;
+}
+
+static gpumem_status cuda_granularity(const gpumem_phys_props *props, bool recommended,
+                                      size_t *out) {
+  CHECK_DEVICE(props->device);
+  CUmemAllocationProp prop = make_prop(props);
+  CU(cuMemGetAllocationGranularity,
+     (out, &prop,
+      recommended ? CU_MEM_ALLOC_GRANULARITY_RECOMMENDED : CU_MEM_ALLOC_GRANULARITY_MINIMUM),
+     "device=%d, handle types=0x%x, compression=%d, %s", props->device, props->handle_types,
+     (int)props->compression, recommended ? "RECOMMENDED" : "MINIMUM");
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_device_props(int device, gm_device_props *out) {
+  CHECK_DEVICE(device);
+  memset(out, 0, sizeof *out);
+  CUdevice dev;
+  CU(cuDeviceGet, (&dev, device), "ordinal=%d", device);
+  CU(cuDeviceGetName, (out->name, (int)sizeof out->name, dev), "device=%d", device);
+  CUuuid uuid;
+  CU(cuDeviceGetUuid, (&uuid, dev), "device=%d", device);
+  memcpy(out->uuid, uuid.bytes, sizeof out->uuid);
+  const unsigned char *u = out->uuid;
+  snprintf(out->uuid_string, sizeof out->uuid_string,
+           "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+           u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
+           u[15]);
+  CU(cuDeviceTotalMem, (&out->total_memory, dev), "device=%d", device);
+  int v = 0;
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, &out->cc_major);
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, &out->cc_minor);
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, &out->sm_count);
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID, &out->pci_domain);
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_PCI_BUS_ID, &out->pci_bus);
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID, &out->pci_device);
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, &v);
+  out->vmm = v != 0;
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED, &v);
+  out->posix_fd = v != 0;
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_FABRIC_SUPPORTED, &v);
+  out->fabric = v != 0;
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_GENERIC_COMPRESSION_SUPPORTED, &v);
+  out->compression = v != 0;
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_MULTICAST_SUPPORTED, &v);
+  out->multicast = v != 0;
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED, &v);
+  out->pools = v != 0;
+  ATTR(dev, CU_DEVICE_ATTRIBUTE_MEMPOOL_SUPPORTED_HANDLE_TYPES, &v);
+  out->pool_handle_types = (unsigned)v;
+  if (out->vmm) {
+    gpumem_phys_props p = {device, GPUMEM_HANDLE_NONE, false};
+    gpumem_status st = cuda_granularity(&p, false, &out->granularity_min);
+    if (st == GPUMEM_OK) st = cuda_granularity(&p, true, &out->granularity_recommended);
+    if (st != GPUMEM_OK) return st;
+  }
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_mem_info(int device, size_t *free_bytes, size_t *total_bytes) {
+  CHECK_DEVICE(device);
+  device_guard g;
+  gpumem_status st = guard_enter(device, &g);
+  if (st != GPUMEM_OK) return st;
+  cudaError_t e = cudaMemGetInfo(free_bytes, total_bytes);
+  guard_exit(&g);
+  return e == cudaSuccess ? GPUMEM_OK : rt_fail(e, "cudaMemGetInfo", "device=%d", device);
+}
+
+static gpumem_status cuda_p2p_attrs(int src, int dst, gm_p2p_attrs *out) {
+  CHECK_DEVICE(src);
+  CHECK_DEVICE(dst);
+  memset(out, 0, sizeof *out);
+  if (src == dst) {
+    out->access = out->native_atomics = true;
+    return GPUMEM_OK;
+  }
+  CUdevice s, d;
+  CU(cuDeviceGet, (&s, src), "ordinal=%d", src);
+  CU(cuDeviceGet, (&d, dst), "ordinal=%d", dst);
+  int v = 0;
+  CU(cuDeviceGetP2PAttribute, (&v, CU_DEVICE_P2P_ATTRIBUTE_ACCESS_SUPPORTED, s, d),
+     "ACCESS_SUPPORTED, %d, %d", src, dst);
+  out->access = v != 0;
+  CU(cuDeviceGetP2PAttribute, (&v, CU_DEVICE_P2P_ATTRIBUTE_NATIVE_ATOMIC_SUPPORTED, s, d),
+     "NATIVE_ATOMIC_SUPPORTED, %d, %d", src, dst);
+  out->native_atomics = v != 0;
+  CU(cuDeviceGetP2PAttribute, (&v, CU_DEVICE_P2P_ATTRIBUTE_PERFORMANCE_RANK, s, d),
+     "PERFORMANCE_RANK, %d, %d", src, dst);
+  out->performance_rank = v;
+  return GPUMEM_OK;
+}
+
+/* ---- virtual memory ---- */
+
+static gpumem_status cuda_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
+  CUdeviceptr p = 0;
+  CU(cuMemAddressReserve, (&p, size, alignment, 0, 0), "size=%zu, alignment=%zu", size, alignment);
+  *va = (uintptr_t)p;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_va_free(uintptr_t va, size_t size) {
+  CU(cuMemAddressFree, ((CUdeviceptr)va, size), "0x%" PRIxPTR ", size=%zu", va, size);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_phys_create(const gpumem_phys_props *props, size_t size,
+                                      gpumem_phys_t *out) {
+  CHECK_DEVICE(props->device);
+  CUmemAllocationProp prop = make_prop(props);
+  CUmemGenericAllocationHandle h = 0;
+  CU(cuMemCreate, (&h, size, &prop, 0), "size=%zu, device=%d, handle types=0x%x, compression=%d",
+     size, props->device, props->handle_types, (int)props->compression);
+  *out = (gpumem_phys_t)h;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_phys_release(gpumem_phys_t h) {
+  CU(cuMemRelease, ((CUmemGenericAllocationHandle)h), "0x%" PRIx64, h);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_phys_props(gpumem_phys_t h, gpumem_phys_props *out) {
+  CUmemAllocationProp prop;
+  memset(&prop, 0, sizeof prop);
+  CU(cuMemGetAllocationPropertiesFromHandle, (&prop, (CUmemGenericAllocationHandle)h),
+     "0x%" PRIx64, h);
+  out->device = prop.location.id;
+  out->handle_types = (unsigned)prop.requestedHandleTypes;
+  out->compression = prop.allocFlags.compressionType == CU_MEM_ALLOCATION_COMP_GENERIC;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_map(uintptr_t va, size_t size, size_t offset, gpumem_phys_t h) {
+  CU(cuMemMap, ((CUdeviceptr)va, size, offset, (CUmemGenericAllocationHandle)h, 0),
+     "0x%" PRIxPTR ", size=%zu, offset=%zu, handle=0x%" PRIx64, va, size, offset, h);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_unmap(uintptr_t va, size_t size) {
+  CU(cuMemUnmap, ((CUdeviceptr)va, size), "0x%" PRIxPTR ", size=%zu", va, size);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_set_access(uintptr_t va, size_t size, const gpumem_access_desc *desc,
+                                     size_t count) {
+  CUmemAccessDesc d[GPUMEM_MAX_DEVICES];
+  for (size_t i = 0; i < count; i++) {
+    CHECK_DEVICE(desc[i].device);
+    memset(&d[i], 0, sizeof d[i]);
+    d[i].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    d[i].location.id = desc[i].device;
+    d[i].flags = (CUmemAccess_flags)desc[i].flags;
+  }
+  CU(cuMemSetAccess, ((CUdeviceptr)va, size, d, count),
+     "0x%" PRIxPTR ", size=%zu, %zu descriptor(s), first device %d", va, size, count,
+     desc[0].device);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_get_access(uintptr_t va, int device, gpumem_access_flags *out) {
+  CHECK_DEVICE(device);
+  CUmemLocation loc = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = device};
+  unsigned long long flags = 0;
+  CU(cuMemGetAccess, (&flags, &loc, (CUdeviceptr)va), "device=%d, 0x%" PRIxPTR, device, va);
+  *out = (gpumem_access_flags)flags;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_export(gpumem_phys_t h, gpumem_handle_type type,
+                                 gpumem_shareable_handle *out) {
+  memset(out, 0, sizeof *out);
+  out->type = type;
+  out->fd = -1;
+  if (type == GPUMEM_HANDLE_POSIX_FD) {
+    int fd = -1;
+    CU(cuMemExportToShareableHandle,
+       (&fd, (CUmemGenericAllocationHandle)h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
+       "0x%" PRIx64 ", POSIX_FILE_DESCRIPTOR", h);
+    out->fd = fd;
+  } else {
+    CUmemFabricHandle fh;
+    CU(cuMemExportToShareableHandle,
+       (&fh, (CUmemGenericAllocationHandle)h, CU_MEM_HANDLE_TYPE_FABRIC, 0),
+       "0x%" PRIx64 ", FABRIC", h);
+    _Static_assert(sizeof fh.data == sizeof out->fabric, "fabric handle size");
+    memcpy(out->fabric, fh.data, sizeof out->fabric);
+  }
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_import(const gpumem_shareable_handle *in, gpumem_phys_t *out) {
+  CUmemGenericAllocationHandle h = 0;
+  if (in->type == GPUMEM_HANDLE_POSIX_FD) {
+    CU(cuMemImportFromShareableHandle,
+       (&h, (void *)(uintptr_t)in->fd, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR),
+       "fd=%d, POSIX_FILE_DESCRIPTOR", in->fd);
+  } else {
+    CUmemFabricHandle fh;
+    memcpy(fh.data, in->fabric, sizeof fh.data);
+    CU(cuMemImportFromShareableHandle, (&h, &fh, CU_MEM_HANDLE_TYPE_FABRIC), "FABRIC");
+  }
+  *out = (gpumem_phys_t)h;
+  return GPUMEM_OK;
+}
+
+/* ---- streams, events, copies ---- */
+
+static gpumem_status cuda_stream_create(int device, gpumem_stream_t *out) {
+  CHECK_DEVICE(device);
+  device_guard g;
+  gpumem_status st = guard_enter(device, &g);
+  if (st != GPUMEM_OK) return st;
+  cudaStream_t s = NULL;
+  cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  guard_exit(&g);
+  if (e != cudaSuccess) return rt_fail(e, "cudaStreamCreateWithFlags", "device=%d", device);
+  *out = s;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_stream_destroy(gpumem_stream_t s) {
+  RT(cudaStreamDestroy, (s), "%p", (void *)s);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_stream_synchronize(gpumem_stream_t s) {
+  RT(cudaStreamSynchronize, (s), "%p", (void *)s);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_stream_query(gpumem_stream_t s) {
+  cudaError_t e = cudaStreamQuery(s);
+  if (e == cudaErrorNotReady) return GPUMEM_ERR_NOT_READY;
+  if (e != cudaSuccess) return rt_fail(e, "cudaStreamQuery", "%p", (void *)s);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_stream_wait_event(gpumem_stream_t s, gpumem_event_t ev) {
+  RT(cudaStreamWaitEvent, (s, ev, 0), "%p, %p", (void *)s, (void *)ev);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_event_create(int device, gpumem_event_t *out) {
+  CHECK_DEVICE(device);
+  device_guard g;
+  gpumem_status st = guard_enter(device, &g);
+  if (st != GPUMEM_OK) return st;
+  cudaEvent_t ev = NULL;
+  cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+  guard_exit(&g);
+  if (e != cudaSuccess) return rt_fail(e, "cudaEventCreateWithFlags", "device=%d", device);
+  *out = ev;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_event_destroy(gpumem_event_t ev) {
+  RT(cudaEventDestroy, (ev), "%p", (void *)ev);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_event_record(gpumem_event_t ev, gpumem_stream_t s) {
+  RT(cudaEventRecord, (ev, s), "%p, %p", (void *)ev, (void *)s);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_event_query(gpumem_event_t ev) {
+  cudaError_t e = cudaEventQuery(ev);
+  if (e == cudaErrorNotReady) return GPUMEM_ERR_NOT_READY;
+  if (e != cudaSuccess) return rt_fail(e, "cudaEventQuery", "%p", (void *)ev);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_event_synchronize(gpumem_event_t ev) {
+  RT(cudaEventSynchronize, (ev), "%p", (void *)ev);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_device_synchronize(int device) {
+  CHECK_DEVICE(device);
+  device_guard g;
+  gpumem_status st = guard_enter(device, &g);
+  if (st != GPUMEM_OK) return st;
+  cudaError_t e = cudaDeviceSynchronize();
+  guard_exit(&g);
+  return e == cudaSuccess ? GPUMEM_OK : rt_fail(e, "cudaDeviceSynchronize", "device=%d", device);
+}
+
+static gpumem_status cuda_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t s) {
+  RT(cudaMemcpyAsync, (dst, src, size, cudaMemcpyDefault, s), "%p, %p, %zu, Default, %p", dst,
+     src, size, (void *)s);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_memset(void *dst, int value, size_t size, gpumem_stream_t s) {
+  RT(cudaMemsetAsync, (dst, value, size, s), "%p, %d, %zu, %p", dst, value, size, (void *)s);
+  return GPUMEM_OK;
+}
+
+/* ---- pools ---- */
+
+static gpumem_status cuda_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out) {
+  CHECK_DEVICE(props->device);
+  struct cudaMemPoolProps p;
+  memset(&p, 0, sizeof p);
+  p.allocType = cudaMemAllocationTypePinned;
+  p.handleTypes = (enum cudaMemAllocationHandleType)props->handle_types;
+  p.location.type = cudaMemLocationTypeDevice;
+  p.location.id = props->device;
+  p.maxSize = props->max_size;
+  cudaMemPool_t pool = NULL;
+  RT(cudaMemPoolCreate, (&pool, &p), "device=%d, handle types=0x%x, max size=%zu", props->device,
+     props->handle_types, props->max_size);
+  *out = pool;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_destroy(gpumem_native_pool_t pool) {
+  RT(cudaMemPoolDestroy, (pool), "%p", (void *)pool);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_default(int device, gpumem_native_pool_t *out) {
+  CHECK_DEVICE(device);
+  cudaMemPool_t pool = NULL;
+  RT(cudaDeviceGetDefaultMemPool, (&pool, device), "device=%d", device);
+  *out = pool;
+  return GPUMEM_OK;
+}
+
+static const enum cudaMemPoolAttr pool_attrs[GM_POOL_ATTR_COUNT] = {
+    [GM_POOL_REUSE_FOLLOW_EVENT_DEPENDENCIES] = cudaMemPoolReuseFollowEventDependencies,
+    [GM_POOL_REUSE_ALLOW_OPPORTUNISTIC] = cudaMemPoolReuseAllowOpportunistic,
+    [GM_POOL_REUSE_ALLOW_INTERNAL_DEPENDENCIES] = cudaMemPoolReuseAllowInternalDependencies,
+    [GM_POOL_RELEASE_THRESHOLD] = cudaMemPoolAttrReleaseThreshold,
+    [GM_POOL_RESERVED_MEM_CURRENT] = cudaMemPoolAttrReservedMemCurrent,
+    [GM_POOL_RESERVED_MEM_HIGH] = cudaMemPoolAttrReservedMemHigh,
+    [GM_POOL_USED_MEM_CURRENT] = cudaMemPoolAttrUsedMemCurrent,
+    [GM_POOL_USED_MEM_HIGH] = cudaMemPoolAttrUsedMemHigh,
+};
+
+/* The reuse policies are int-valued; the rest are cuuint64_t. */
+static bool attr_is_int(gm_pool_attr a) {
+  return a <= GM_POOL_REUSE_ALLOW_INTERNAL_DEPENDENCIES;
+}
+
+static gpumem_status cuda_pool_set_attr(gpumem_native_pool_t pool, gm_pool_attr a,
+                                        uint64_t value) {
+  int iv = (int)value;
+  cuuint64_t uv = value;
+  void *p = attr_is_int(a) ? (void *)&iv : (void *)&uv;
+  RT(cudaMemPoolSetAttribute, (pool, pool_attrs[a], p), "%p, attribute %d, %" PRIu64,
+     (void *)pool, (int)pool_attrs[a], value);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_get_attr(gpumem_native_pool_t pool, gm_pool_attr a,
+                                        uint64_t *value) {
+  int iv = 0;
+  cuuint64_t uv = 0;
+  void *p = attr_is_int(a) ? (void *)&iv : (void *)&uv;
+  RT(cudaMemPoolGetAttribute, (pool, pool_attrs[a], p), "%p, attribute %d", (void *)pool,
+     (int)pool_attrs[a]);
+  *value = attr_is_int(a) ? (uint64_t)iv : (uint64_t)uv;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_set_access(gpumem_native_pool_t pool, const gpumem_access_desc *desc,
+                                          size_t count) {
+  struct cudaMemAccessDesc d[GPUMEM_MAX_DEVICES];
+  for (size_t i = 0; i < count; i++) {
+    CHECK_DEVICE(desc[i].device);
+    memset(&d[i], 0, sizeof d[i]);
+    d[i].location.type = cudaMemLocationTypeDevice;
+    d[i].location.id = desc[i].device;
+    d[i].flags = (enum cudaMemAccessFlags)desc[i].flags;
+  }
+  RT(cudaMemPoolSetAccess, (pool, d, count), "%p, %zu descriptor(s)", (void *)pool, count);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_get_access(gpumem_native_pool_t pool, int device,
+                                          gpumem_access_flags *out) {
+  CHECK_DEVICE(device);
+  struct cudaMemLocation loc = {.type = cudaMemLocationTypeDevice, .id = device};
+  enum cudaMemAccessFlags flags = cudaMemAccessFlagsProtNone;
+  RT(cudaMemPoolGetAccess, (&flags, pool, &loc), "%p, device=%d", (void *)pool, device);
+  *out = (gpumem_access_flags)flags;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_trim(gpumem_native_pool_t pool, size_t keep) {
+  RT(cudaMemPoolTrimTo, (pool, keep), "%p, keep=%zu", (void *)pool, keep);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_alloc(gpumem_native_pool_t pool, size_t size, gpumem_stream_t s,
+                                     void **out) {
+  RT(cudaMallocFromPoolAsync, (out, size, pool, s), "size=%zu, pool=%p, stream=%p", size,
+     (void *)pool, (void *)s);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_free(void *ptr, gpumem_stream_t s) {
+  RT(cudaFreeAsync, (ptr, s), "%p, stream=%p", ptr, (void *)s);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_export(gpumem_native_pool_t pool, gpumem_handle_type type,
+                                      gpumem_shareable_handle *out) {
+  if (type != GPUMEM_HANDLE_POSIX_FD) {
+    return gm_error(GPUMEM_ERR_NOT_SUPPORTED, "pool export: only POSIX fd handles are supported");
+  }
+  memset(out, 0, sizeof *out);
+  int fd = -1;
+  RT(cudaMemPoolExportToShareableHandle, (&fd, pool, cudaMemHandleTypePosixFileDescriptor, 0),
+     "%p, PosixFileDescriptor", (void *)pool);
+  out->type = GPUMEM_HANDLE_POSIX_FD;
+  out->fd = fd;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_import(const gpumem_shareable_handle *in,
+                                      gpumem_native_pool_t *out) {
+  if (in->type != GPUMEM_HANDLE_POSIX_FD) {
+    return gm_error(GPUMEM_ERR_NOT_SUPPORTED, "pool import: only POSIX fd handles are supported");
+  }
+  cudaMemPool_t pool = NULL;
+  RT(cudaMemPoolImportFromShareableHandle,
+     (&pool, (void *)(uintptr_t)in->fd, cudaMemHandleTypePosixFileDescriptor, 0), "fd=%d",
+     in->fd);
+  *out = pool;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_export_ptr(void *ptr, gm_pool_ptr_export *out) {
+  struct cudaMemPoolPtrExportData d;
+  RT(cudaMemPoolExportPointer, (&d, ptr), "%p", ptr);
+  _Static_assert(sizeof d == sizeof *out, "pointer export data size");
+  memcpy(out, &d, sizeof d);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_ptr_export *data,
+                                          void **out) {
+  struct cudaMemPoolPtrExportData d;
+  memcpy(&d, data, sizeof d);
+  RT(cudaMemPoolImportPointer, (out, pool, &d), "pool=%p", (void *)pool);
+  return GPUMEM_OK;
+}
+
+const gm_backend_ops gm_backend_cuda = {
+    .name = "cuda",
+    .kind = GM_BACKEND_CUDA,
+    .open = cuda_open,
+    .close = cuda_close,
+    .versions = cuda_versions,
+    .device_count = cuda_device_count,
+    .device_props = cuda_device_props,
+    .mem_info = cuda_mem_info,
+    .granularity = cuda_granularity,
+    .p2p_attrs = cuda_p2p_attrs,
+    .va_reserve = cuda_va_reserve,
+    .va_free = cuda_va_free,
+    .phys_create = cuda_phys_create,
+    .phys_release = cuda_phys_release,
+    .phys_props = cuda_phys_props,
+    .map = cuda_map,
+    .unmap = cuda_unmap,
+    .set_access = cuda_set_access,
+    .get_access = cuda_get_access,
+    .export_handle = cuda_export,
+    .import_handle = cuda_import,
+    .stream_create = cuda_stream_create,
+    .stream_destroy = cuda_stream_destroy,
+    .stream_synchronize = cuda_stream_synchronize,
+    .stream_query = cuda_stream_query,
+    .stream_wait_event = cuda_stream_wait_event,
+    .event_create = cuda_event_create,
+    .event_destroy = cuda_event_destroy,
+    .event_record = cuda_event_record,
+    .event_query = cuda_event_query,
+    .event_synchronize = cuda_event_synchronize,
+    .device_synchronize = cuda_device_synchronize,
+    .memcpy = cuda_memcpy,
+    .memset = cuda_memset,
+    .pool_create = cuda_pool_create,
+    .pool_destroy = cuda_pool_destroy,
+    .pool_default = cuda_pool_default,
+    .pool_set_attr = cuda_pool_set_attr,
+    .pool_get_attr = cuda_pool_get_attr,
+    .pool_set_access = cuda_pool_set_access,
+    .pool_get_access = cuda_pool_get_access,
+    .pool_trim = cuda_pool_trim,
+    .pool_alloc = cuda_pool_alloc,
+    .pool_free = cuda_pool_free,
+    .pool_export = cuda_pool_export,
+    .pool_import = cuda_pool_import,
+    .pool_export_ptr = cuda_pool_export_ptr,
+    .pool_import_ptr = cuda_pool_import_ptr,
+};

@@ -1,0 +1,169 @@
+/* init.c: bringing the library up and down.
+ *
+ * Initialisation happens once, lazily on the first call that needs a backend
+ * (gm_ensure_init) or explicitly through gpumem_init(). It reads the options
+ * table from the environment, applies the caller's overrides, opens the log
+ * file, arms failure injection from GPUMEM_FAULT, and opens the chosen
+ * backend. A backend that cannot open (no CUDA driver, no device) leaves the
+ * library uninitialised and returns GPUMEM_ERR_NO_DEVICE with its reason;
+ * the next call tries again, so a process never gets host memory it did not
+ * ask for. After success the fast path is one acquire load.
+ *
+ * gpumem_finalize() refuses (GPUMEM_ERR_BUSY) while the backend counters show
+ * live objects, so that nothing a caller still holds is torn down under it.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "backend.h"
+#include "gpumem/init.h"
+#include "gpumem/version.h"
+#include "log.h"
+#include "options.h"
+
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int ready;
+static bool options_loaded;
+
+static gpumem_status apply_options(const gpumem_init_options *o) {
+  gpumem_status st = GPUMEM_OK;
+  char text[64];
+  GM_REQUIRE((int)o->backend >= GPUMEM_BACKEND_DEFAULT && o->backend <= GPUMEM_BACKEND_HOST,
+             GPUMEM_ERR_INVALID_ARGUMENT, "backend %d is not a gpumem_backend_kind", (int)o->backend);
+  if (o->backend != GPUMEM_BACKEND_DEFAULT) {
+    gm_option_set(GM_OPTION_BACKEND, o->backend == GPUMEM_BACKEND_HOST ? "host" : "cuda",
+                  "gpumem_init");
+  }
+  if (o->host_devices != 0) {
+    snprintf(text, sizeof text, "%d", o->host_devices);
+    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_DEVICES, text, "gpumem_init"),
+               GPUMEM_ERR_INVALID_ARGUMENT, "host_devices %d is outside 1..%d", o->host_devices,
+               GPUMEM_MAX_DEVICES);
+  }
+  if (o->host_capacity != 0) {
+    snprintf(text, sizeof text, "%zu", o->host_capacity);
+    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_CAPACITY, text, "gpumem_init"),
+               GPUMEM_ERR_INVALID_ARGUMENT, "host_capacity %zu is not valid", o->host_capacity);
+  }
+  if (o->host_granularity != 0) {
+    snprintf(text, sizeof text, "%zu", o->host_granularity);
+    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_GRANULARITY, text, "gpumem_init"),
+               GPUMEM_ERR_INVALID_ARGUMENT,
+               "host_granularity %zu is not a power of two between 4 KiB and 1 GiB",
+               o->host_granularity);
+  }
+  if (o->host_peers != NULL) {
+    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_PEERS, o->host_peers, "gpumem_init"),
+               GPUMEM_ERR_INVALID_ARGUMENT, "host_peers '%s' is too long", o->host_peers);
+  }
+fail:
+  return st;
+}
+
+/* Bring the library up (init lock held). */
+static gpumem_status initialise(const gpumem_init_options *options) {
+  gpumem_status st = GPUMEM_OK;
+  if (!options_loaded) {
+    gm_options_load();
+    const char *file = gm_option_string(GM_OPTION_LOG_FILE);
+    if (file[0] != '\0' && gpumem_log_set_file(file) != GPUMEM_OK) {
+      gm_log(GPUMEM_LOG_WARN, "%s: %s; logging to stderr", gm_option_env_name(GM_OPTION_LOG_FILE),
+             gpumem_last_error());
+    }
+    options_loaded = true;
+  }
+  if (options != NULL) GM_TRY(apply_options(options));
+  const gm_backend_ops *ops =
+      gm_option_word(GM_OPTION_BACKEND) == GM_BACKEND_HOST ? &gm_backend_host : &gm_backend_cuda;
+  GM_TRY(ops->open());
+  const char *fault = gm_option_string(GM_OPTION_FAULT);
+  if (fault[0] != '\0' && !gm_fault_parse(fault)) {
+    gm_log(GPUMEM_LOG_WARN, "%s='%s' is not op:N[,op:N...] with a backend operation name; no "
+           "failure injected", gm_option_env_name(GM_OPTION_FAULT), fault);
+  }
+  gm_backend_install(ops);
+  atomic_store_explicit(&ready, 1, memory_order_release);
+  gm_log(GPUMEM_LOG_INFO, "libgpumem %s initialised with the %s backend", GPUMEM_VERSION_STRING,
+         ops->name);
+fail:
+  return st;
+}
+
+gpumem_status gm_ensure_init(void) {
+  if (atomic_load_explicit(&ready, memory_order_acquire)) return GPUMEM_OK;
+  pthread_mutex_lock(&init_lock);
+  gpumem_status st = atomic_load(&ready) ? GPUMEM_OK : initialise(NULL);
+  pthread_mutex_unlock(&init_lock);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_init(const gpumem_init_options *options) {
+  gpumem_status st = GPUMEM_OK;
+  pthread_mutex_lock(&init_lock);
+  if (atomic_load(&ready)) {
+    st = gm_error(GPUMEM_ERR_STATE,
+                  "libgpumem is already initialised with the %s backend; call gpumem_finalize() "
+                  "first",
+                  gm_backend()->name);
+  } else {
+    options_loaded = false; /* an explicit init reads the environment afresh */
+    st = initialise(options);
+  }
+  pthread_mutex_unlock(&init_lock);
+  GM_RETURN(st);
+}
+
+GPUMEM_API gpumem_status gpumem_finalize(void) {
+  gpumem_status st = GPUMEM_OK;
+  pthread_mutex_lock(&init_lock);
+  if (atomic_load(&ready)) {
+    gm_backend_counters c;
+    gm_backend_get_counters(&c);
+    if (c.reservations || c.phys_handles || c.mapped_bytes || c.streams || c.events || c.pools ||
+        c.pool_allocations) {
+      st = gm_error(GPUMEM_ERR_BUSY,
+                    "objects still alive: %" PRId64 " reservations, %" PRId64
+                    " physical handles, %" PRId64 " mapped bytes, %" PRId64 " streams, %" PRId64
+                    " events, %" PRId64 " pools, %" PRId64 " pool allocations",
+                    c.reservations, c.phys_handles, c.mapped_bytes, c.streams, c.events, c.pools,
+                    c.pool_allocations);
+    } else {
+      gm_backend()->close();
+      gm_backend_install(NULL);
+      gm_backend_reset_tracking();
+      options_loaded = false;
+      atomic_store(&ready, 0);
+    }
+  }
+  pthread_mutex_unlock(&init_lock);
+  GM_RETURN(st);
+}
+
+GPUMEM_API gpumem_backend_kind gpumem_backend(void) {
+  const gm_backend_ops *be = gm_backend();
+  if (be == NULL) return GPUMEM_BACKEND_DEFAULT;
+  return be->kind == GM_BACKEND_HOST ? GPUMEM_BACKEND_HOST : GPUMEM_BACKEND_CUDA;
+}
+
+GPUMEM_API const char *gpumem_backend_name(void) {
+  const gm_backend_ops *be = gm_backend();
+  return be ? be->name : "none";
+}
+
+GPUMEM_API int gpumem_version(void) {
+  return GPUMEM_VERSION;
+}
+
+GPUMEM_API const char *gpumem_version_string(void) {
+  return GPUMEM_VERSION_STRING;
+}
+
+GPUMEM_API void gpumem_cuda_versions(int *driver, int *runtime) {
+  int d = 0, r = 0;
+  const gm_backend_ops *be = gm_backend();
+  (be ? be : &gm_backend_cuda)->versions(&d, &r);
+  if (driver) *driver = d;
+  if (runtime) *runtime = r;
+}

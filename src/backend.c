@@ -183,11 +183,12 @@ static gpumem_status phys_check(gpumem_phys_t h, const char *what) {
   pthread_mutex_unlock(&track.lock);
   if (live) return GPUMEM_OK;
   if (released) {
-    return gm_error(GPUMEM_ERR_DOUBLE_FREE, "%s: physical handle 0x%" PRIx64 " was already released",
+    return gm_error(GPUMEM_ERR_DOUBLE_FREE, "cannot %s physical handle 0x%" PRIx64 ": it was already released",
                     what, h);
   }
   return gm_error(GPUMEM_ERR_INVALID_POINTER,
-                  "%s: 0x%" PRIx64 " is not a live physical handle of this process", what, h);
+                  "cannot %s 0x%" PRIx64 ": not a live physical handle of this process",
+                  what, h);
 }
 
 static void phys_unregister(gpumem_phys_t h) {
@@ -313,7 +314,7 @@ gpumem_status gm_be_phys_release(gpumem_phys_t phys) {
 
 gpumem_status gm_be_phys_props(gpumem_phys_t phys, gpumem_phys_props *out) {
   GM_NULL_ARG(out);
-  gpumem_status st = phys_check(phys, "get properties");
+  gpumem_status st = phys_check(phys, "get properties of");
   if (st != GPUMEM_OK) return st;
   const gm_backend_ops *be = NULL;
   st = enter(GM_OP_phys_props, &be);

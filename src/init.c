@@ -87,7 +87,12 @@ static gpumem_status initialise(const gpumem_init_options *options) {
   atomic_store_explicit(&ready, 1, memory_order_release);
   gm_log(GPUMEM_LOG_INFO, "libgpumem %s initialised with the %s backend", GPUMEM_VERSION_STRING,
          ops->name);
+  return GPUMEM_OK;
 fail:
+  /* Drop the overrides applied for this attempt: the next one starts from the
+   * environment. (Without overrides keep what was read, so that a bad
+   * variable is warned about once, not at every retry.) */
+  if (options != NULL) options_loaded = false;
   return st;
 }
 

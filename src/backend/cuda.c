@@ -488,7 +488,9 @@ static gpumem_status cuda_stream_synchronize(gpumem_stream_t s) {
 
 static gpumem_status cuda_stream_query(gpumem_stream_t s) {
   cudaError_t e = cudaStreamQuery(s);
-  if (e == cudaErrorNotReady) return GPUMEM_ERR_NOT_READY;
+  if (e == cudaErrorNotReady) {
+    return gm_error(GPUMEM_ERR_NOT_READY, "stream %p still has work in flight", (void *)s);
+  }
   if (e != cudaSuccess) return rt_fail(e, "cudaStreamQuery", "%p", (void *)s);
   return GPUMEM_OK;
 }
@@ -523,7 +525,10 @@ static gpumem_status cuda_event_record(gpumem_event_t ev, gpumem_stream_t s) {
 
 static gpumem_status cuda_event_query(gpumem_event_t ev) {
   cudaError_t e = cudaEventQuery(ev);
-  if (e == cudaErrorNotReady) return GPUMEM_ERR_NOT_READY;
+  if (e == cudaErrorNotReady) {
+    return gm_error(GPUMEM_ERR_NOT_READY, "the work captured by event %p is not complete",
+                    (void *)ev);
+  }
   if (e != cudaSuccess) return rt_fail(e, "cudaEventQuery", "%p", (void *)ev);
   return GPUMEM_OK;
 }

@@ -1,0 +1,15 @@
+# Fails when LIB needs libcuda.so.1: libgpumem must load on machines without a
+# CUDA driver and reach the driver only through the runtime's entry points.
+execute_process(COMMAND ${READELF} -d ${LIB} OUTPUT_VARIABLE dyn RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "readelf -d ${LIB} failed")
+endif()
+string(REGEX MATCHALL "NEEDED[^\n]*" needed "${dyn}")
+message("${LIB} needs:\n${needed}")
+if(dyn MATCHES "libcuda\\.so")
+  message(FATAL_ERROR "${LIB} depends on libcuda.so: it would not load without a driver")
+endif()
+if(NOT dyn MATCHES "libcudart\\.so")
+  message(FATAL_ERROR "${LIB} does not link the CUDA runtime")
+endif()
+message("ok: no libcuda.so dependency")

@@ -1,0 +1,150 @@
+/* helpers.c: see helpers.h. */
+#include "helpers.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend.h"
+
+bool gm_test_gpu_required(void) {
+  const char *v = getenv("GPUMEM_TEST_REQUIRE_GPU");
+  return v != NULL && strcmp(v, "1") == 0;
+}
+
+bool gm_test_on_host(void) {
+  return gpumem_backend() == GPUMEM_BACKEND_HOST;
+}
+
+int gm_test_setup(void **state) {
+  (void)state;
+  if (gpumem_backend() != GPUMEM_BACKEND_DEFAULT) return 0;
+  gpumem_status st = gpumem_init(NULL);
+  if (st != GPUMEM_OK) {
+    print_error("setup: gpumem_init failed: %s: %s\n", gpumem_status_name(st), gpumem_last_error());
+    return -1;
+  }
+  return 0;
+}
+
+int gm_test_teardown(void **state) {
+  (void)state;
+  gm_fault_clear();
+  gm_backend_counters c;
+  gm_backend_get_counters(&c);
+  if (c.reservations || c.phys_handles || c.mapped_bytes || c.streams || c.events || c.pools ||
+      c.pool_allocations) {
+    print_error("teardown: the test leaked backend objects: %" PRId64 " reservations, %" PRId64
+                " handles, %" PRId64 " mapped bytes, %" PRId64 " streams, %" PRId64
+                " events, %" PRId64 " pools, %" PRId64 " pool allocations\n",
+                c.reservations, c.phys_handles, c.mapped_bytes, c.streams, c.events, c.pools,
+                c.pool_allocations);
+    return -1;
+  }
+  return 0;
+}
+
+int gm_test_run(const char *suite, struct CMUnitTest *tests, size_t count, int argc, char **argv,
+                gm_test_child_fn child) {
+  if (argc == 4 && strcmp(argv[1], "--child") == 0 && child != NULL) {
+    return child(argv[2], atoi(argv[3]));
+  }
+  gpumem_status st = gpumem_init(NULL);
+  if (st == GPUMEM_ERR_NO_DEVICE) {
+    if (!gm_test_gpu_required()) {
+      printf("[  SKIPPED ] %s: %s\n", suite, gpumem_last_error());
+      printf("             (GPUMEM_TEST_REQUIRE_GPU=1 makes this a failure)\n");
+      return 77;
+    }
+    printf("[  FAILED  ] %s: a GPU is required (GPUMEM_TEST_REQUIRE_GPU=1): %s\n", suite,
+           gpumem_last_error());
+  } else if (st != GPUMEM_OK) {
+    printf("[  FAILED  ] %s: gpumem_init: %s\n", suite, gpumem_last_error());
+    return 1;
+  }
+  for (size_t i = 0; i < count; i++) {
+    if (tests[i].setup_func == NULL) tests[i].setup_func = gm_test_setup;
+    if (tests[i].teardown_func == NULL) tests[i].teardown_func = gm_test_teardown;
+  }
+  int failed = _cmocka_run_group_tests(suite, tests, count, NULL, NULL);
+  gpumem_finalize();
+  return failed == 0 ? 0 : 1;
+}
+
+int gm_test_spawn_child(const char *role, int fd) {
+  char fdtext[16];
+  snprintf(fdtext, sizeof fdtext, "%d", fd);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n < 0) _exit(126);
+    exe[n] = '\0';
+    execl(exe, exe, "--child", role, fdtext, (char *)NULL);
+    _exit(127);
+  }
+  return (int)pid;
+}
+
+int gm_test_wait_child(int pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+bool gm_test_send(int sock, const void *data, size_t len, int fd) {
+  struct iovec iov = {(void *)data, len};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (fd >= 0) {
+    memset(&u, 0, sizeof u);
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  return sendmsg(sock, &msg, 0) == (ssize_t)len;
+}
+
+bool gm_test_recv(int sock, void *data, size_t len, int *fd) {
+  struct iovec iov = {data, len};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                       .msg_controllen = sizeof u.buf};
+  if (recvmsg(sock, &msg, MSG_WAITALL) != (ssize_t)len) return false;
+  if (fd != NULL) {
+    *fd = -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (c != NULL && c->cmsg_type == SCM_RIGHTS) memcpy(fd, CMSG_DATA(c), sizeof *fd);
+  }
+  return true;
+}
+
+void gm_test_fill(void *p, size_t n, unsigned seed) {
+  unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) b[i] = (unsigned char)((i * 2654435761u) >> 13 ^ seed);
+}
+
+size_t gm_test_mismatches(const void *p, size_t n, unsigned seed) {
+  const unsigned char *b = p;
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) bad += b[i] != (unsigned char)((i * 2654435761u) >> 13 ^ seed);
+  return bad;
+}

@@ -20,22 +20,37 @@ bool gm_test_on_host(void) {
   return gpumem_backend() == GPUMEM_BACKEND_HOST;
 }
 
+/* Backend counters when the current test started: a test is blamed only for
+ * what it leaves behind itself, not for what an earlier failed test left. */
+static gm_backend_counters baseline;
+
 int gm_test_setup(void **state) {
   (void)state;
-  if (gpumem_backend() != GPUMEM_BACKEND_DEFAULT) return 0;
-  gpumem_status st = gpumem_init(NULL);
-  if (st != GPUMEM_OK) {
-    print_error("setup: gpumem_init failed: %s: %s\n", gpumem_status_name(st), gpumem_last_error());
-    return -1;
+  if (gpumem_backend() == GPUMEM_BACKEND_DEFAULT) {
+    gpumem_status st = gpumem_init(NULL);
+    if (st != GPUMEM_OK) {
+      print_error("setup: gpumem_init failed: %s: %s\n", gpumem_status_name(st),
+                  gpumem_last_error());
+      return -1;
+    }
   }
+  gm_backend_get_counters(&baseline);
   return 0;
 }
 
 int gm_test_teardown(void **state) {
   (void)state;
   gm_fault_clear();
-  gm_backend_counters c;
-  gm_backend_get_counters(&c);
+  gm_backend_counters now, c;
+  gm_backend_get_counters(&now);
+  c.reservations = now.reservations - baseline.reservations;
+  c.phys_handles = now.phys_handles - baseline.phys_handles;
+  c.mapped_bytes = now.mapped_bytes - baseline.mapped_bytes;
+  c.streams = now.streams - baseline.streams;
+  c.events = now.events - baseline.events;
+  c.pools = now.pools - baseline.pools;
+  c.pool_allocations = now.pool_allocations - baseline.pool_allocations;
+  memset(&baseline, 0, sizeof baseline);
   if (c.reservations || c.phys_handles || c.mapped_bytes || c.streams || c.events || c.pools ||
       c.pool_allocations) {
     print_error("teardown: the test leaked backend objects: %" PRId64 " reservations, %" PRId64

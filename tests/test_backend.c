@@ -401,6 +401,7 @@ static int child_vmm(int sock) {
   if (gm_test_mismatches(buf, m.size, m.seed) != 0) return 14;
   gm_test_fill(buf, m.size / 2, CHILD_SEED);
   if (gpumem_memcpy(va, buf, m.size / 2, NULL) || gpumem_stream_synchronize(NULL)) return 15;
+  free(buf);
   if (gpumem_vmm_unmap(va, m.size) || gpumem_vmm_release(h) || gpumem_vmm_free(va, m.size))
     return 16;
   char ok = 1;
@@ -424,6 +425,7 @@ static int child_pool(int sock) {
   if (gm_test_mismatches(buf, m.size, m.seed) != 0) return 24;
   gm_test_fill(buf, m.size, CHILD_SEED);
   if (gpumem_memcpy(p, buf, m.size, NULL) || gpumem_stream_synchronize(NULL)) return 25;
+  free(buf);
   if (gm_be_pool_free(p, NULL) || gpumem_stream_synchronize(NULL)) return 26;
   if (gm_be_pool_destroy(pool) != GPUMEM_OK) return 27;
   char ok = 1;

@@ -13,7 +13,8 @@ endfunction()
 
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/build
-    "-DCMAKE_PREFIX_PATH=${prefix};${CMAKE_PREFIX_PATH_ARG}" -DCMAKE_C_COMPILER=${C_COMPILER})
+    "-DCMAKE_PREFIX_PATH=${prefix};${CMAKE_PREFIX_PATH_ARG}" -DCMAKE_C_COMPILER=${C_COMPILER}
+    "-DCMAKE_C_FLAGS=${EXTRA_FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${EXTRA_FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 foreach(exe consumer_shared consumer_static)
   run(${WORK_DIR}/build/${exe})
@@ -32,7 +33,8 @@ if(PKG_CONFIG)
   string(STRIP "${last_output}" flags)
   separate_arguments(flags UNIX_COMMAND "${flags}")
   file(GLOB libdir LIST_DIRECTORIES true ${prefix}/lib*)
-  run(${C_COMPILER} ${SOURCE_DIR}/tests/consumer/main.c ${flags} -Wl,-rpath,${libdir}
+  separate_arguments(extra UNIX_COMMAND "${EXTRA_FLAGS}")
+  run(${C_COMPILER} ${extra} ${SOURCE_DIR}/tests/consumer/main.c ${flags} -Wl,-rpath,${libdir}
       -o ${WORK_DIR}/consumer_pc)
   run(${WORK_DIR}/consumer_pc)
   message("consumer_pc (pkg-config): ${last_output}")

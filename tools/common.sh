@@ -1,0 +1,59 @@
+# tools/common.sh: shared by tools/demo and tools/test (sourced, not run).
+# Finds or installs what a build needs on a Debian machine that has the CUDA
+# toolkit: as root, missing Debian packages are installed; otherwise the exact
+# apt-get line is printed and the script stops.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+# command:package pairs that the build and the tests use
+GPUMEM_DEPS=(cmake:cmake cc:gcc make:make pkg-config:pkg-config readelf:binutils)
+
+need_packages() {
+  local missing=() pair cmd pkg
+  for pair in "${GPUMEM_DEPS[@]}"; do
+    cmd=${pair%%:*}
+    pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if ! [ -f /usr/include/cmocka.h ] && ! dpkg -s libcmocka-dev >/dev/null 2>&1; then
+    missing+=(libcmocka-dev)
+  fi
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "gpumem: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null || {
+      echo "gpumem: apt-get install ${missing[*]} failed" >&2
+      exit 1
+    }
+  else
+    echo "gpumem: missing packages; run:" >&2
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+}
+
+need_cuda_toolkit() {
+  if command -v nvcc >/dev/null 2>&1 || [ -f /usr/local/cuda/include/cuda.h ]; then
+    return 0
+  fi
+  echo "gpumem: the CUDA toolkit (12.5 or newer: headers and libcudart) was not found." >&2
+  echo "  Install it from NVIDIA's Debian repository (e.g. apt-get install cuda-toolkit-13-0)" >&2
+  echo "  and put its bin/ on PATH. No GPU or driver is needed to build and test." >&2
+  exit 1
+}
+
+# configure_and_build DIR [cmake args...]
+configure_and_build() {
+  local dir=$1
+  shift
+  cmake -S "$ROOT" -B "$dir" "$@" >"$dir.configure.log" 2>&1 || {
+    cat "$dir.configure.log" >&2
+    exit 1
+  }
+  cmake --build "$dir" -j"$JOBS" >"$dir.build.log" 2>&1 || {
+    grep -E 'error|Error' "$dir.build.log" | head -40 >&2
+    exit 1
+  }
+}

@@ -33,14 +33,14 @@
 
 /* Every call is checked: on failure print the status and libgpumem's
  * sentence, which names the call that failed and the CUDA error behind it. */
-#define CHECK(call)                                                                                \
-  do {                                                                                             \
-    gpumem_status s_ = (call);                                                                     \
-    if (s_ != GPUMEM_OK) {                                                                         \
-      fprintf(stderr, "01_vmm_basics: %s failed: %s\n  %s\n", #call, gpumem_status_name(s_),       \
-              gpumem_last_error());                                                                \
-      exit(1);                                                                                     \
-    }                                                                                              \
+#define CHECK(call)                                                                          \
+  do {                                                                                       \
+    gpumem_status s_ = (call);                                                               \
+    if (s_ != GPUMEM_OK) {                                                                   \
+      fprintf(stderr, "01_vmm_basics: %s failed: %s\n  %s\n", #call, gpumem_status_name(s_), \
+              gpumem_last_error());                                                          \
+      exit(1);                                                                               \
+    }                                                                                        \
   } while (0)
 
 static void print_devices(int count) {
@@ -58,19 +58,21 @@ static void print_devices(int count) {
     printf("  VMM %s, pools %s, POSIX fd %s, fabric %s, compression %s, granularity %zu KiB "
            "(recommended %zu KiB)\n",
            info.vmm ? "yes" : "no", info.pools ? "yes" : "no", info.posix_fd ? "yes" : "no",
-           info.fabric ? "yes" : "no", info.compression ? "yes" : "no",
-           info.granularity_min >> 10, info.granularity_recommended >> 10);
+           info.fabric ? "yes" : "no", info.compression ? "yes" : "no", info.granularity_min >> 10,
+           info.granularity_recommended >> 10);
   }
 }
 
 /* Fill host memory with a pattern that depends on the position. */
 static void fill(unsigned char *p, size_t n, unsigned seed) {
-  for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 31u + seed);
+  for (size_t i = 0; i < n; i++)
+    p[i] = (unsigned char)(i * 31u + seed);
 }
 
 static size_t count_mismatches(const unsigned char *p, size_t n, unsigned seed) {
   size_t bad = 0;
-  for (size_t i = 0; i < n; i++) bad += p[i] != (unsigned char)(i * 31u + seed);
+  for (size_t i = 0; i < n; i++)
+    bad += p[i] != (unsigned char)(i * 31u + seed);
   return bad;
 }
 

@@ -75,7 +75,8 @@ void gm_fault_inject(gm_op op, uint64_t nth, gpumem_status status) {
 }
 
 void gm_fault_clear(void) {
-  for (int i = 0; i < GM_OP_COUNT; i++) atomic_store(&faults[i].fail_at, 0);
+  for (int i = 0; i < GM_OP_COUNT; i++)
+    atomic_store(&faults[i].fail_at, 0);
   atomic_store(&faults_armed, 0);
 }
 
@@ -99,7 +100,8 @@ bool gm_fault_parse(const char *spec) {
     nths[n++] = nth;
   }
   if (n == 0) return false;
-  for (int i = 0; i < n; i++) gm_fault_inject(ops[i], nths[i], GPUMEM_ERR_INJECTED);
+  for (int i = 0; i < n; i++)
+    gm_fault_inject(ops[i], nths[i], GPUMEM_ERR_INJECTED);
   return true;
 }
 
@@ -156,7 +158,8 @@ void gm_backend_reset_tracking(void) {
   track.released_next = 0;
   memset(&track.counters, 0, sizeof track.counters);
   pthread_mutex_unlock(&track.lock);
-  for (int i = 0; i < GM_OP_COUNT; i++) atomic_store(&faults[i].calls, 0);
+  for (int i = 0; i < GM_OP_COUNT; i++)
+    atomic_store(&faults[i].calls, 0);
   gm_fault_clear();
 }
 
@@ -179,16 +182,16 @@ static gpumem_status phys_check(gpumem_phys_t h, const char *what) {
   pthread_mutex_lock(&track.lock);
   bool live = gm_hashmap_get(&track.phys, h, NULL);
   bool released = false;
-  for (size_t i = 0; !live && h != 0 && i < RELEASED_RING; i++) released |= track.released[i] == h;
+  for (size_t i = 0; !live && h != 0 && i < RELEASED_RING; i++)
+    released |= track.released[i] == h;
   pthread_mutex_unlock(&track.lock);
   if (live) return GPUMEM_OK;
   if (released) {
-    return gm_error(GPUMEM_ERR_DOUBLE_FREE, "cannot %s physical handle 0x%" PRIx64 ": it was already released",
-                    what, h);
+    return gm_error(GPUMEM_ERR_DOUBLE_FREE,
+                    "cannot %s physical handle 0x%" PRIx64 ": it was already released", what, h);
   }
   return gm_error(GPUMEM_ERR_INVALID_POINTER,
-                  "cannot %s 0x%" PRIx64 ": not a live physical handle of this process",
-                  what, h);
+                  "cannot %s 0x%" PRIx64 ": not a live physical handle of this process", what, h);
 }
 
 static void phys_unregister(gpumem_phys_t h) {
@@ -207,19 +210,19 @@ static void phys_unregister(gpumem_phys_t h) {
 /* ---- the calls ---- */
 
 /* Enter `op`, returning early on an injected failure or no backend. */
-#define GM_BE_ENTER(op)                                                                            \
-  const gm_backend_ops *be = NULL;                                                                 \
-  gpumem_status st = enter(GM_OP_##op, &be);                                                       \
+#define GM_BE_ENTER(op)                      \
+  const gm_backend_ops *be = NULL;           \
+  gpumem_status st = enter(GM_OP_##op, &be); \
   if (st != GPUMEM_OK) return st
 
 /* Operations with nothing to track: enter, then forward. */
-#define GM_BE_FORWARD(op, ...)                                                                     \
-  GM_BE_ENTER(op);                                                                                 \
+#define GM_BE_FORWARD(op, ...) \
+  GM_BE_ENTER(op);             \
   return be->op(__VA_ARGS__)
 
-#define GM_NULL_ARG(p)                                                                             \
-  do {                                                                                             \
-    if ((p) == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%s is NULL", #p);               \
+#define GM_NULL_ARG(p)                                                               \
+  do {                                                                               \
+    if ((p) == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%s is NULL", #p); \
   } while (0)
 
 gpumem_status gm_be_device_count(int *count_out) {
@@ -413,7 +416,8 @@ gpumem_status gm_be_stream_create(int device, gpumem_stream_t *out) {
 }
 
 gpumem_status gm_be_stream_destroy(gpumem_stream_t stream) {
-  if (stream == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot destroy the default stream");
+  if (stream == NULL)
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot destroy the default stream");
   GM_BE_ENTER(stream_destroy);
   st = be->stream_destroy(stream);
   if (st == GPUMEM_OK) count(&track.counters.streams, -1);

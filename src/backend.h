@@ -44,20 +44,20 @@ typedef struct gm_device_props {
   int sm_count;
   int pci_domain, pci_bus, pci_device;
   size_t total_memory;
-  bool vmm;                  /* virtual memory management */
-  bool posix_fd;             /* POSIX fd shareable handles */
-  bool fabric;               /* fabric handles advertised (creation may still be refused) */
-  bool compression;          /* generic compressible memory */
-  bool multicast;            /* multicast objects */
-  bool pools;                /* stream-ordered memory pools */
+  bool vmm;                   /* virtual memory management */
+  bool posix_fd;              /* POSIX fd shareable handles */
+  bool fabric;                /* fabric handles advertised (creation may still be refused) */
+  bool compression;           /* generic compressible memory */
+  bool multicast;             /* multicast objects */
+  bool pools;                 /* stream-ordered memory pools */
   unsigned pool_handle_types; /* gpumem_handle_type bits pools can export */
-  size_t granularity_min;    /* for a plain allocation on this device */
+  size_t granularity_min;     /* for a plain allocation on this device */
   size_t granularity_recommended;
 } gm_device_props;
 
 /* Peer-to-peer attributes from src to dst. */
 typedef struct gm_p2p_attrs {
-  bool access;        /* src may access dst's memory */
+  bool access; /* src may access dst's memory */
   bool native_atomics;
   int performance_rank; /* lower is better */
 } gm_p2p_attrs;
@@ -90,49 +90,49 @@ typedef struct gm_pool_ptr_export {
 typedef enum gm_backend_kind { GM_BACKEND_CUDA = 0, GM_BACKEND_HOST = 1 } gm_backend_kind;
 
 /* X(op): every backend operation, for failure injection and call counts. */
-#define GM_BACKEND_OP_LIST(X)                                                                      \
-  X(device_count)                                                                                  \
-  X(device_props)                                                                                  \
-  X(mem_info)                                                                                      \
-  X(granularity)                                                                                   \
-  X(p2p_attrs)                                                                                     \
-  X(va_reserve)                                                                                    \
-  X(va_free)                                                                                       \
-  X(phys_create)                                                                                   \
-  X(phys_release)                                                                                  \
-  X(phys_props)                                                                                    \
-  X(map)                                                                                           \
-  X(unmap)                                                                                         \
-  X(set_access)                                                                                    \
-  X(get_access)                                                                                    \
-  X(export_handle)                                                                                 \
-  X(import_handle)                                                                                 \
-  X(stream_create)                                                                                 \
-  X(stream_destroy)                                                                                \
-  X(stream_synchronize)                                                                            \
-  X(stream_query)                                                                                  \
-  X(stream_wait_event)                                                                             \
-  X(event_create)                                                                                  \
-  X(event_destroy)                                                                                 \
-  X(event_record)                                                                                  \
-  X(event_query)                                                                                   \
-  X(event_synchronize)                                                                             \
-  X(device_synchronize)                                                                            \
-  X(memcpy)                                                                                        \
-  X(memset)                                                                                        \
-  X(pool_create)                                                                                   \
-  X(pool_destroy)                                                                                  \
-  X(pool_default)                                                                                  \
-  X(pool_set_attr)                                                                                 \
-  X(pool_get_attr)                                                                                 \
-  X(pool_set_access)                                                                               \
-  X(pool_get_access)                                                                               \
-  X(pool_trim)                                                                                     \
-  X(pool_alloc)                                                                                    \
-  X(pool_free)                                                                                     \
-  X(pool_export)                                                                                   \
-  X(pool_import)                                                                                   \
-  X(pool_export_ptr)                                                                               \
+#define GM_BACKEND_OP_LIST(X) \
+  X(device_count)             \
+  X(device_props)             \
+  X(mem_info)                 \
+  X(granularity)              \
+  X(p2p_attrs)                \
+  X(va_reserve)               \
+  X(va_free)                  \
+  X(phys_create)              \
+  X(phys_release)             \
+  X(phys_props)               \
+  X(map)                      \
+  X(unmap)                    \
+  X(set_access)               \
+  X(get_access)               \
+  X(export_handle)            \
+  X(import_handle)            \
+  X(stream_create)            \
+  X(stream_destroy)           \
+  X(stream_synchronize)       \
+  X(stream_query)             \
+  X(stream_wait_event)        \
+  X(event_create)             \
+  X(event_destroy)            \
+  X(event_record)             \
+  X(event_query)              \
+  X(event_synchronize)        \
+  X(device_synchronize)       \
+  X(memcpy)                   \
+  X(memset)                   \
+  X(pool_create)              \
+  X(pool_destroy)             \
+  X(pool_default)             \
+  X(pool_set_attr)            \
+  X(pool_get_attr)            \
+  X(pool_set_access)          \
+  X(pool_get_access)          \
+  X(pool_trim)                \
+  X(pool_alloc)               \
+  X(pool_free)                \
+  X(pool_export)              \
+  X(pool_import)              \
+  X(pool_export_ptr)          \
   X(pool_import_ptr)
 
 typedef enum gm_op {
@@ -198,8 +198,7 @@ typedef struct gm_backend_ops {
   gpumem_status (*pool_get_attr)(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t *value);
   gpumem_status (*pool_set_access)(gpumem_native_pool_t pool, const gpumem_access_desc *desc,
                                    size_t count);
-  gpumem_status (*pool_get_access)(gpumem_native_pool_t pool, int device,
-                                   gpumem_access_flags *out);
+  gpumem_status (*pool_get_access)(gpumem_native_pool_t pool, int device, gpumem_access_flags *out);
   gpumem_status (*pool_trim)(gpumem_native_pool_t pool, size_t keep_bytes);
   gpumem_status (*pool_alloc)(gpumem_native_pool_t pool, size_t size, gpumem_stream_t stream,
                               void **out);

@@ -32,7 +32,8 @@ static bool grow(gm_hashmap *map) {
   for (size_t i = 0; i < map->capacity; i++) {
     if (map->keys[i] == 0) continue;
     size_t j = mix(map->keys[i]) & (cap - 1);
-    while (keys[j] != 0) j = (j + 1) & (cap - 1);
+    while (keys[j] != 0)
+      j = (j + 1) & (cap - 1);
     keys[j] = map->keys[i];
     values[j] = map->values[i];
   }
@@ -47,7 +48,8 @@ static bool grow(gm_hashmap *map) {
 static size_t find(const gm_hashmap *map, uint64_t key, bool *found) {
   size_t mask = map->capacity - 1;
   size_t i = mix(key) & mask;
-  while (map->keys[i] != 0 && map->keys[i] != key) i = (i + 1) & mask;
+  while (map->keys[i] != 0 && map->keys[i] != key)
+    i = (i + 1) & mask;
   *found = map->keys[i] == key;
   return i;
 }

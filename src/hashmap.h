@@ -14,7 +14,8 @@ typedef struct gm_hashmap {
   size_t count;
 } gm_hashmap;
 
-#define GM_HASHMAP_INIT {NULL, NULL, 0, 0}
+#define GM_HASHMAP_INIT \
+  { NULL, NULL, 0, 0 }
 
 /* Insert or replace. False when memory for growing cannot be had (the map is
  * then unchanged) or the key is 0. */

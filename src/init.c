@@ -31,7 +31,8 @@ static gpumem_status apply_options(const gpumem_init_options *o) {
   gpumem_status st = GPUMEM_OK;
   char text[64];
   GM_REQUIRE((int)o->backend >= GPUMEM_BACKEND_DEFAULT && o->backend <= GPUMEM_BACKEND_HOST,
-             GPUMEM_ERR_INVALID_ARGUMENT, "backend %d is not a gpumem_backend_kind", (int)o->backend);
+             GPUMEM_ERR_INVALID_ARGUMENT, "backend %d is not a gpumem_backend_kind",
+             (int)o->backend);
   if (o->backend != GPUMEM_BACKEND_DEFAULT) {
     gm_option_set(GM_OPTION_BACKEND, o->backend == GPUMEM_BACKEND_HOST ? "host" : "cuda",
                   "gpumem_init");
@@ -49,10 +50,9 @@ static gpumem_status apply_options(const gpumem_init_options *o) {
   }
   if (o->host_granularity != 0) {
     snprintf(text, sizeof text, "%zu", o->host_granularity);
-    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_GRANULARITY, text, "gpumem_init"),
-               GPUMEM_ERR_INVALID_ARGUMENT,
-               "host_granularity %zu is not a power of two between 4 KiB and 1 GiB",
-               o->host_granularity);
+    GM_REQUIRE(
+        gm_option_set(GM_OPTION_HOST_GRANULARITY, text, "gpumem_init"), GPUMEM_ERR_INVALID_ARGUMENT,
+        "host_granularity %zu is not a power of two between 4 KiB and 1 GiB", o->host_granularity);
   }
   if (o->host_peers != NULL) {
     GM_REQUIRE(gm_option_set(GM_OPTION_HOST_PEERS, o->host_peers, "gpumem_init"),
@@ -80,8 +80,10 @@ static gpumem_status initialise(const gpumem_init_options *options) {
   GM_TRY(ops->open());
   const char *fault = gm_option_string(GM_OPTION_FAULT);
   if (fault[0] != '\0' && !gm_fault_parse(fault)) {
-    gm_log(GPUMEM_LOG_WARN, "%s='%s' is not op:N[,op:N...] with a backend operation name; no "
-           "failure injected", gm_option_env_name(GM_OPTION_FAULT), fault);
+    gm_log(GPUMEM_LOG_WARN,
+           "%s='%s' is not op:N[,op:N...] with a backend operation name; no "
+           "failure injected",
+           gm_option_env_name(GM_OPTION_FAULT), fault);
   }
   gm_backend_install(ops);
   atomic_store_explicit(&ready, 1, memory_order_release);

@@ -20,7 +20,7 @@
 #include "gpumem/export.h"
 
 /* Size of the thread-local error detail and sentence buffers. */
-#define GM_ERROR_DETAIL_MAX 512
+#define GM_ERROR_DETAIL_MAX   512
 #define GM_ERROR_SENTENCE_MAX 768
 
 /* Record the detail of a failure for the calling thread and return `status`.
@@ -45,22 +45,22 @@ gpumem_status gm_api_return(const char *func, gpumem_status status);
 #define GM_RETURN(status) return gm_api_return(__func__, (status))
 
 /* Check a step; on failure jump to the function's `fail:` label. */
-#define GM_TRY(expr)                                                                               \
-  do {                                                                                             \
-    st = (expr);                                                                                   \
-    if (st != GPUMEM_OK) goto fail;                                                                \
+#define GM_TRY(expr)                \
+  do {                              \
+    st = (expr);                    \
+    if (st != GPUMEM_OK) goto fail; \
   } while (0)
 
 /* Check a condition; on failure record the detail and jump to `fail:`. */
-#define GM_REQUIRE(cond, status, ...)                                                              \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      st = gm_error((status), __VA_ARGS__);                                                        \
-      goto fail;                                                                                   \
-    }                                                                                              \
+#define GM_REQUIRE(cond, status, ...)       \
+  do {                                      \
+    if (!(cond)) {                          \
+      st = gm_error((status), __VA_ARGS__); \
+      goto fail;                            \
+    }                                       \
   } while (0)
 
-#define GM_UNUSED(x) (void)(x)
+#define GM_UNUSED(x)     (void)(x)
 #define GM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Overflow-checked arithmetic on sizes. */

@@ -37,7 +37,7 @@ typedef struct gm_option_value {
 } gm_option_value;
 
 static const gm_option_desc option_descs[GM_OPTION_COUNT] = {
-#define GM_OPT_DESC_(id, type, def, min, max, words, help)                                        \
+#define GM_OPT_DESC_(id, type, def, min, max, words, help) \
   [GM_OPTION_##id] = {"GPUMEM_" #id, type, def, min, max, words, help},
     GM_OPTION_TABLE(GM_OPT_DESC_)
 #undef GM_OPT_DESC_
@@ -46,7 +46,8 @@ static const gm_option_desc option_descs[GM_OPTION_COUNT] = {
 static gm_option_value option_values[GM_OPTION_COUNT];
 
 static const char *skip_space(const char *s) {
-  while (isspace((unsigned char)*s)) s++;
+  while (isspace((unsigned char)*s))
+    s++;
   return s;
 }
 
@@ -77,11 +78,24 @@ bool gm_parse_size(const char *text, size_t *out) {
   s = skip_space(end);
   unsigned shift = 0;
   switch (toupper((unsigned char)*s)) {
-  case 'K': shift = 10; s++; break;
-  case 'M': shift = 20; s++; break;
-  case 'G': shift = 30; s++; break;
-  case 'T': shift = 40; s++; break;
-  default: break;
+  case 'K':
+    shift = 10;
+    s++;
+    break;
+  case 'M':
+    shift = 20;
+    s++;
+    break;
+  case 'G':
+    shift = 30;
+    s++;
+    break;
+  case 'T':
+    shift = 40;
+    s++;
+    break;
+  default:
+    break;
   }
   if (shift != 0 && (*s == 'i' || *s == 'I')) {
     s++;
@@ -196,7 +210,10 @@ bool gm_option_set(gm_option_id id, const char *text, const char *source) {
   char why[128];
   if (!parse_value(id, text, &val, why, sizeof why)) {
     gm_log(GPUMEM_LOG_WARN, "%s='%s' %s; keeping the default %s (%s)", d->env, text, why,
-           option_values[id].set ? "value" : d->def[0] ? d->def : "(empty)", d->help);
+           option_values[id].set ? "value"
+           : d->def[0]           ? d->def
+                                 : "(empty)",
+           d->help);
     return false;
   }
   snprintf(val.str, sizeof val.str, "%s", text);

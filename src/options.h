@@ -22,8 +22,7 @@ typedef enum gm_option_type {
 
 /* X(id, type, default, min, max, words, help) */
 #define GM_OPTION_TABLE(X)                                                                         \
-  X(LOG, GM_OPT_WORD, "warn", 0, 0, "off|error|warn|info|debug|trace",                             \
-    "log level")                                                                                   \
+  X(LOG, GM_OPT_WORD, "warn", 0, 0, "off|error|warn|info|debug|trace", "log level")                \
   X(LOG_FILE, GM_OPT_STRING, "", 0, 0, NULL, "append log lines to this file instead of stderr")    \
   X(BACKEND, GM_OPT_WORD, "cuda", 0, 0, "cuda|host",                                               \
     "cuda: the GPU (default); host: emulated devices on POSIX memory, for CPU-only machines")      \

@@ -141,8 +141,8 @@ bool gm_test_recv(int sock, void *data, size_t len, int *fd) {
     char buf[CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
   } u;
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                       .msg_controllen = sizeof u.buf};
+  struct msghdr msg = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
   if (recvmsg(sock, &msg, MSG_WAITALL) != (ssize_t)len) return false;
   if (fd != NULL) {
     *fd = -1;
@@ -154,12 +154,14 @@ bool gm_test_recv(int sock, void *data, size_t len, int *fd) {
 
 void gm_test_fill(void *p, size_t n, unsigned seed) {
   unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) b[i] = (unsigned char)((i * 2654435761u) >> 13 ^ seed);
+  for (size_t i = 0; i < n; i++)
+    b[i] = (unsigned char)((i * 2654435761u) >> 13 ^ seed);
 }
 
 size_t gm_test_mismatches(const void *p, size_t n, unsigned seed) {
   const unsigned char *b = p;
   size_t bad = 0;
-  for (size_t i = 0; i < n; i++) bad += b[i] != (unsigned char)((i * 2654435761u) >> 13 ^ seed);
+  for (size_t i = 0; i < n; i++)
+    bad += b[i] != (unsigned char)((i * 2654435761u) >> 13 ^ seed);
   return bad;
 }

@@ -26,32 +26,32 @@
 #include "gpumem/gpumem.h"
 #include "internal.h"
 
-#define assert_gpumem_ok(call)                                                                     \
-  do {                                                                                             \
-    gpumem_status s_ = (call);                                                                     \
-    if (s_ != GPUMEM_OK)                                                                           \
-      fail_msg("%s returned %s: %s", #call, gpumem_status_name(s_), gpumem_last_error());          \
+#define assert_gpumem_ok(call)                                                            \
+  do {                                                                                    \
+    gpumem_status s_ = (call);                                                            \
+    if (s_ != GPUMEM_OK)                                                                  \
+      fail_msg("%s returned %s: %s", #call, gpumem_status_name(s_), gpumem_last_error()); \
   } while (0)
 
-#define assert_gpumem_status(call, expected)                                                       \
-  do {                                                                                             \
-    gpumem_status s_ = (call);                                                                     \
-    if (s_ != (expected))                                                                          \
-      fail_msg("%s returned %s, expected %s (last error: %s)", #call, gpumem_status_name(s_),      \
-               gpumem_status_name(expected), gpumem_last_error());                                 \
+#define assert_gpumem_status(call, expected)                                                  \
+  do {                                                                                        \
+    gpumem_status s_ = (call);                                                                \
+    if (s_ != (expected))                                                                     \
+      fail_msg("%s returned %s, expected %s (last error: %s)", #call, gpumem_status_name(s_), \
+               gpumem_status_name(expected), gpumem_last_error());                            \
   } while (0)
 
-#define assert_last_error_contains(text)                                                           \
-  do {                                                                                             \
-    if (strstr(gpumem_last_error(), (text)) == NULL)                                               \
-      fail_msg("last error '%s' does not contain '%s'", gpumem_last_error(), (text));              \
+#define assert_last_error_contains(text)                                              \
+  do {                                                                                \
+    if (strstr(gpumem_last_error(), (text)) == NULL)                                  \
+      fail_msg("last error '%s' does not contain '%s'", gpumem_last_error(), (text)); \
   } while (0)
 
 /* For internal calls (gm_be_*), which record a detail but no sentence. */
-#define assert_detail_contains(text)                                                               \
-  do {                                                                                             \
-    if (strstr(gm_error_detail(), (text)) == NULL)                                                 \
-      fail_msg("error detail '%s' does not contain '%s'", gm_error_detail(), (text));              \
+#define assert_detail_contains(text)                                                  \
+  do {                                                                                \
+    if (strstr(gm_error_detail(), (text)) == NULL)                                    \
+      fail_msg("error detail '%s' does not contain '%s'", gm_error_detail(), (text)); \
   } while (0)
 
 /* True when GPUMEM_TEST_REQUIRE_GPU=1. */

@@ -21,12 +21,12 @@
 
 /* Some misuses are reported with a different code by the driver than by the
  * host emulation (which can be more precise); accept either there. */
-#define assert_status_in(call, a, b)                                                               \
-  do {                                                                                             \
-    gpumem_status s_ = (call);                                                                     \
-    if (s_ != (a) && s_ != (b))                                                                    \
-      fail_msg("%s returned %s, expected %s or %s (%s)", #call, gpumem_status_name(s_),            \
-               gpumem_status_name(a), gpumem_status_name(b), gpumem_last_error());                 \
+#define assert_status_in(call, a, b)                                                    \
+  do {                                                                                  \
+    gpumem_status s_ = (call);                                                          \
+    if (s_ != (a) && s_ != (b))                                                         \
+      fail_msg("%s returned %s, expected %s or %s (%s)", #call, gpumem_status_name(s_), \
+               gpumem_status_name(a), gpumem_status_name(b), gpumem_last_error());      \
   } while (0)
 
 static size_t granularity(int device) {
@@ -161,7 +161,8 @@ static void test_grow_in_place_keeps_contents(void **state) {
   }
   /* One unmap may cover several whole mappings. */
   assert_gpumem_ok(gpumem_vmm_unmap(va, 3 * g));
-  for (int i = 0; i < 3; i++) assert_gpumem_ok(gpumem_vmm_release(h[i]));
+  for (int i = 0; i < 3; i++)
+    assert_gpumem_ok(gpumem_vmm_release(h[i]));
   assert_gpumem_ok(gpumem_vmm_free(va, 8 * g));
   free(expect);
   free(got);
@@ -437,7 +438,9 @@ static int child_main(const char *role, int sock) {
     fprintf(stderr, "child: %s\n", gpumem_last_error());
     return 2;
   }
-  int rc = strcmp(role, "vmm") == 0 ? child_vmm(sock) : strcmp(role, "pool") == 0 ? child_pool(sock) : 3;
+  int rc = strcmp(role, "vmm") == 0    ? child_vmm(sock)
+           : strcmp(role, "pool") == 0 ? child_pool(sock)
+                                       : 3;
   if (rc != 0) fprintf(stderr, "child %s failed with %d: %s\n", role, rc, gpumem_last_error());
   return rc;
 }
@@ -503,7 +506,8 @@ static void test_streams_and_events(void **state) {
   unsigned char *out = malloc(g);
   assert_gpumem_ok(gpumem_memcpy(out, va, g, s2));
   assert_gpumem_ok(gpumem_stream_synchronize(s2));
-  for (size_t i = 0; i < g; i += 4093) assert_int_equal(out[i], 0xab);
+  for (size_t i = 0; i < g; i += 4093)
+    assert_int_equal(out[i], 0xab);
   assert_gpumem_ok(gpumem_event_synchronize(ev));
   assert_gpumem_ok(gpumem_event_query(ev));
   assert_gpumem_ok(gpumem_stream_query(s1));
@@ -559,7 +563,8 @@ static void test_pool_primitives(void **state) {
   assert_gpumem_ok(gpumem_stream_synchronize(s));
   assert_int_equal(gm_test_mismatches(buf, n, 12), 0);
   assert_true(pool_attr(pool, GM_POOL_USED_MEM_CURRENT) >= n);
-  assert_true(pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT) >= pool_attr(pool, GM_POOL_USED_MEM_CURRENT));
+  assert_true(pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT) >=
+              pool_attr(pool, GM_POOL_USED_MEM_CURRENT));
   assert_gpumem_ok(gm_be_pool_free(p, s));
   assert_gpumem_ok(gpumem_stream_synchronize(s));
   assert_int_equal(pool_attr(pool, GM_POOL_USED_MEM_CURRENT), 0);

@@ -144,9 +144,12 @@ static void *create_release_loop(void *arg) {
   for (int i = 0; i < w->iterations; i++) {
     gpumem_phys_t h = 0;
     gpumem_status st = gpumem_vmm_create(&props, g, &h);
-    if (st == GPUMEM_ERR_INJECTED) w->failures++;
-    else if (st == GPUMEM_OK) gpumem_vmm_release(h);
-    else w->failures += 1000;
+    if (st == GPUMEM_ERR_INJECTED)
+      w->failures++;
+    else if (st == GPUMEM_OK)
+      gpumem_vmm_release(h);
+    else
+      w->failures += 1000;
   }
   return NULL;
 }
@@ -161,9 +164,11 @@ static void test_injection_across_threads(void **state) {
     w[i] = (worker){0, 40};
     pthread_create(&t[i], NULL, create_release_loop, &w[i]);
   }
-  for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < 4; i++)
+    pthread_join(t[i], NULL);
   int failures = 0;
-  for (int i = 0; i < 4; i++) failures += w[i].failures;
+  for (int i = 0; i < 4; i++)
+    failures += w[i].failures;
   assert_int_equal(failures, 1);
 }
 

@@ -52,7 +52,8 @@ static void test_capacity_enforced_exactly(void **state) {
   (void)state;
   gpumem_phys_props props = GPUMEM_PHYS_PROPS_INIT;
   gpumem_phys_t h[9] = {0};
-  for (int i = 0; i < 8; i++) assert_gpumem_ok(gpumem_vmm_create(&props, 2 * MiB, &h[i]));
+  for (int i = 0; i < 8; i++)
+    assert_gpumem_ok(gpumem_vmm_create(&props, 2 * MiB, &h[i]));
   assert_int_equal(device_free(0), 0);
   assert_gpumem_status(gpumem_vmm_create(&props, 2 * MiB, &h[8]), GPUMEM_ERR_OUT_OF_MEMORY);
   assert_last_error_contains(
@@ -104,9 +105,8 @@ static void test_peer_matrix(void **state) {
   assert_gpumem_ok(gpumem_vmm_reserve(2 * MiB, 0, &va));
   assert_gpumem_ok(gpumem_vmm_create(&props, 2 * MiB, &h));
   assert_gpumem_ok(gpumem_vmm_map(va, 2 * MiB, 0, h));
-  gpumem_access_desc desc[3] = {{0, GPUMEM_ACCESS_READWRITE},
-                                {1, GPUMEM_ACCESS_READWRITE},
-                                {2, GPUMEM_ACCESS_READWRITE}};
+  gpumem_access_desc desc[3] = {
+      {0, GPUMEM_ACCESS_READWRITE}, {1, GPUMEM_ACCESS_READWRITE}, {2, GPUMEM_ACCESS_READWRITE}};
   assert_gpumem_status(gpumem_vmm_set_access(va, 2 * MiB, desc, 3), GPUMEM_ERR_PEER_UNSUPPORTED);
   assert_last_error_contains("device 2 cannot access memory of device 0");
   gpumem_access_flags f = GPUMEM_ACCESS_READWRITE;
@@ -174,11 +174,11 @@ static void test_access_is_enforced(void **state) {
   assert_gpumem_ok(gpumem_vmm_set_access(va, 2 * MiB, &rw, 1));
   assert_gpumem_ok(gpumem_memset(va, 1, 2 * MiB, NULL));
   /* A copy that runs past the mapping into the unmapped rest is refused whole. */
-  assert_gpumem_status(gpumem_memset((char *)va + 2 * MiB - 8, 0, 16, NULL),
-                       GPUMEM_ERR_NOT_MAPPED);
+  assert_gpumem_status(gpumem_memset((char *)va + 2 * MiB - 8, 0, 16, NULL), GPUMEM_ERR_NOT_MAPPED);
   unsigned char tail[8];
   assert_gpumem_ok(gpumem_memcpy(tail, (char *)va + 2 * MiB - 8, 8, NULL));
-  for (int i = 0; i < 8; i++) assert_int_equal(tail[i], 1);
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(tail[i], 1);
   gpumem_access_desc none = {0, GPUMEM_ACCESS_NONE};
   assert_gpumem_ok(gpumem_vmm_set_access(va, 2 * MiB, &none, 1));
   assert_gpumem_status(gpumem_memcpy(buf, va, 8, NULL), GPUMEM_ERR_INVALID_ARGUMENT);

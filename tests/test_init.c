@@ -213,9 +213,12 @@ static void test_concurrent_lazy_init(void **state) {
   setenv("GPUMEM_BACKEND", "host", 1);
   pthread_t t[8];
   int counts[8];
-  for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, count_devices, &counts[i]);
-  for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
-  for (int i = 0; i < 8; i++) assert_int_equal(counts[i], 2);
+  for (int i = 0; i < 8; i++)
+    pthread_create(&t[i], NULL, count_devices, &counts[i]);
+  for (int i = 0; i < 8; i++)
+    pthread_join(t[i], NULL);
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(counts[i], 2);
   assert_int_equal(gm_backend_calls(GM_OP_device_count), 8);
 }
 

@@ -136,7 +136,8 @@ static void test_never_writes_stdout(void **state) {
   dup2(fd, STDOUT_FILENO);
   dup2(devnull, STDERR_FILENO);
   gpumem_log_set_level(GPUMEM_LOG_TRACE);
-  for (int l = GPUMEM_LOG_ERROR; l <= GPUMEM_LOG_TRACE; l++) gm_log((gpumem_log_level)l, "x");
+  for (int l = GPUMEM_LOG_ERROR; l <= GPUMEM_LOG_TRACE; l++)
+    gm_log((gpumem_log_level)l, "x");
   void *va = NULL;
   gpumem_vmm_reserve(0, 0, &va); /* a failing call logs at debug */
   fflush(stdout);

@@ -21,15 +21,15 @@ static void capture(gpumem_log_level level, const char *line, void *user) {
   snprintf(c->line, sizeof c->line, "%s", line);
 }
 
-static const char *const option_vars[] = {"GPUMEM_LOG",           "GPUMEM_LOG_FILE",
-                                          "GPUMEM_BACKEND",       "GPUMEM_HOST_DEVICES",
-                                          "GPUMEM_HOST_CAPACITY", "GPUMEM_HOST_GRANULARITY",
-                                          "GPUMEM_HOST_PEERS",    "GPUMEM_HOST_FABRIC",
-                                          "GPUMEM_FAULT"};
+static const char *const option_vars[] = {
+    "GPUMEM_LOG",          "GPUMEM_LOG_FILE",      "GPUMEM_BACKEND",
+    "GPUMEM_HOST_DEVICES", "GPUMEM_HOST_CAPACITY", "GPUMEM_HOST_GRANULARITY",
+    "GPUMEM_HOST_PEERS",   "GPUMEM_HOST_FABRIC",   "GPUMEM_FAULT"};
 
 static int clean_env(void **state) {
   (void)state;
-  for (size_t i = 0; i < GM_ARRAY_SIZE(option_vars); i++) unsetenv(option_vars[i]);
+  for (size_t i = 0; i < GM_ARRAY_SIZE(option_vars); i++)
+    unsetenv(option_vars[i]);
   gpumem_log_set_callback(NULL, NULL);
   gpumem_log_set_level(GPUMEM_LOG_WARN);
   gm_options_load();
@@ -59,8 +59,20 @@ static void test_parse_size(void **state) {
     if (!gm_parse_size(good[i].text, &v)) fail_msg("'%s' should parse", good[i].text);
     assert_int_equal(v, good[i].value);
   }
-  const char *bad[] = {"",     " ",   "-1",  "+5", "1.5G", "12X", "G",  "1Gi",
-                       "1GiBx", "1 2", "0x10", "99999999999999999999", "17179869184T", NULL};
+  const char *bad[] = {"",
+                       " ",
+                       "-1",
+                       "+5",
+                       "1.5G",
+                       "12X",
+                       "G",
+                       "1Gi",
+                       "1GiBx",
+                       "1 2",
+                       "0x10",
+                       "99999999999999999999",
+                       "17179869184T",
+                       NULL};
   for (size_t i = 0; i < GM_ARRAY_SIZE(bad); i++) {
     size_t v = 1234;
     if (gm_parse_size(bad[i], &v)) fail_msg("'%s' should not parse", bad[i] ? bad[i] : "NULL");
@@ -171,7 +183,8 @@ static void test_log_level_from_environment(void **state) {
   gpumem_log_set_level(GPUMEM_LOG_WARN);
   gm_options_load();
   assert_int_equal(gpumem_log_get_level(), GPUMEM_LOG_WARN);
-  assert_non_null(strstr(c.line, "GPUMEM_LOG='chatty' is not one of off|error|warn|info|debug|trace"));
+  assert_non_null(
+      strstr(c.line, "GPUMEM_LOG='chatty' is not one of off|error|warn|info|debug|trace"));
 }
 
 static void test_override_logged_at_info(void **state) {

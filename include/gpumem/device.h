@@ -25,14 +25,14 @@ typedef struct gpumem_device_info {
   int cc_major, cc_minor;
   int sm_count;
   int pci_domain, pci_bus, pci_device;
-  size_t memory_total; /**< bytes */
-  size_t memory_free;  /**< bytes, when the info was read */
-  bool vmm;            /**< virtual memory management (cuMemCreate/cuMemMap) */
-  bool pools;          /**< stream-ordered pools (cudaMallocAsync) */
-  bool posix_fd;       /**< POSIX fd shareable handles */
-  bool fabric;         /**< fabric handles advertised (creation may still be refused) */
-  bool compression;    /**< generic compressible memory */
-  bool multicast;      /**< multicast objects */
+  size_t memory_total;            /**< bytes */
+  size_t memory_free;             /**< bytes, when the info was read */
+  bool vmm;                       /**< virtual memory management (cuMemCreate/cuMemMap) */
+  bool pools;                     /**< stream-ordered pools (cudaMallocAsync) */
+  bool posix_fd;                  /**< POSIX fd shareable handles */
+  bool fabric;                    /**< fabric handles advertised (creation may still be refused) */
+  bool compression;               /**< generic compressible memory */
+  bool multicast;                 /**< multicast objects */
   unsigned pool_handle_types;     /**< gpumem_handle_type bits pools can export */
   size_t granularity_min;         /**< bytes: sizes and offsets must be multiples */
   size_t granularity_recommended; /**< bytes: the granularity that performs best */

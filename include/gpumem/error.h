@@ -20,26 +20,26 @@
 GPUMEM_EXTERN_C_BEGIN
 
 /* X(name, value, message). Values are stable: new codes are appended. */
-#define GPUMEM_STATUS_MAP(X)                                                                       \
-  X(OK, 0, "success")                                                                              \
-  X(ERR_INVALID_ARGUMENT, 1, "invalid argument")                                                   \
-  X(ERR_NO_DEVICE, 2, "no usable CUDA driver or device")                                           \
-  X(ERR_INVALID_DEVICE, 3, "no such device")                                                       \
-  X(ERR_OUT_OF_MEMORY, 4, "out of device memory")                                                  \
-  X(ERR_CAPACITY, 5, "request exceeds the object's maximum size")                                  \
-  X(ERR_NOT_SUPPORTED, 6, "not supported by this device, driver or backend")                       \
-  X(ERR_NOT_PERMITTED, 7, "not permitted by the system")                                           \
-  X(ERR_PEER_UNSUPPORTED, 8, "the devices cannot access each other's memory")                      \
-  X(ERR_INVALID_POINTER, 9, "pointer or handle not owned by this object")                          \
-  X(ERR_DOUBLE_FREE, 10, "pointer or handle already freed")                                        \
-  X(ERR_NOT_MAPPED, 11, "address range not mapped")                                                \
-  X(ERR_ALREADY_MAPPED, 12, "address range already mapped")                                        \
-  X(ERR_NOT_READY, 13, "asynchronous work has not completed yet")                                  \
-  X(ERR_BUSY, 14, "object is still in use")                                                        \
-  X(ERR_STATE, 15, "library state does not allow this call")                                       \
-  X(ERR_DRIVER, 16, "CUDA driver or runtime error")                                                \
-  X(ERR_OS, 17, "operating system call failed")                                                    \
-  X(ERR_INJECTED, 18, "failure injected for testing")                                              \
+#define GPUMEM_STATUS_MAP(X)                                                  \
+  X(OK, 0, "success")                                                         \
+  X(ERR_INVALID_ARGUMENT, 1, "invalid argument")                              \
+  X(ERR_NO_DEVICE, 2, "no usable CUDA driver or device")                      \
+  X(ERR_INVALID_DEVICE, 3, "no such device")                                  \
+  X(ERR_OUT_OF_MEMORY, 4, "out of device memory")                             \
+  X(ERR_CAPACITY, 5, "request exceeds the object's maximum size")             \
+  X(ERR_NOT_SUPPORTED, 6, "not supported by this device, driver or backend")  \
+  X(ERR_NOT_PERMITTED, 7, "not permitted by the system")                      \
+  X(ERR_PEER_UNSUPPORTED, 8, "the devices cannot access each other's memory") \
+  X(ERR_INVALID_POINTER, 9, "pointer or handle not owned by this object")     \
+  X(ERR_DOUBLE_FREE, 10, "pointer or handle already freed")                   \
+  X(ERR_NOT_MAPPED, 11, "address range not mapped")                           \
+  X(ERR_ALREADY_MAPPED, 12, "address range already mapped")                   \
+  X(ERR_NOT_READY, 13, "asynchronous work has not completed yet")             \
+  X(ERR_BUSY, 14, "object is still in use")                                   \
+  X(ERR_STATE, 15, "library state does not allow this call")                  \
+  X(ERR_DRIVER, 16, "CUDA driver or runtime error")                           \
+  X(ERR_OS, 17, "operating system call failed")                               \
+  X(ERR_INJECTED, 18, "failure injected for testing")                         \
   X(ERR_INTERNAL, 19, "internal error in libgpumem")
 
 /** Result of every public call. */

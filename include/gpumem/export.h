@@ -21,7 +21,7 @@
 
 #ifdef __cplusplus
 #define GPUMEM_EXTERN_C_BEGIN extern "C" {
-#define GPUMEM_EXTERN_C_END }
+#define GPUMEM_EXTERN_C_END   }
 #else
 #define GPUMEM_EXTERN_C_BEGIN
 #define GPUMEM_EXTERN_C_END

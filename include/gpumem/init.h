@@ -38,7 +38,8 @@ typedef struct gpumem_init_options {
   const char *host_peers;  /**< host backend: "all" (default), "none", or links "0-1,1-2" */
 } gpumem_init_options;
 
-#define GPUMEM_INIT_OPTIONS_INIT {GPUMEM_BACKEND_DEFAULT, 0, 0, 0, NULL}
+#define GPUMEM_INIT_OPTIONS_INIT \
+  { GPUMEM_BACKEND_DEFAULT, 0, 0, 0, NULL }
 
 /** Initialise with `options` (NULL: the environment only). Errors:
  * STATE (already initialised: call gpumem_finalize first), INVALID_ARGUMENT

@@ -64,7 +64,8 @@ typedef struct gpumem_phys_props {
   bool compression;      /**< ask for compressible memory (a hint; see get_props) */
 } gpumem_phys_props;
 
-#define GPUMEM_PHYS_PROPS_INIT {0, GPUMEM_HANDLE_NONE, false}
+#define GPUMEM_PHYS_PROPS_INIT \
+  { 0, GPUMEM_HANDLE_NONE, false }
 
 /** A handle that another process can import. For POSIX_FD the caller owns
  * `fd` and closes it after passing it on; for FABRIC the 64 bytes are copied

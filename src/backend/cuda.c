@@ -31,26 +31,26 @@
 #include "log.h"
 
 /* X(symbol, version that introduced the ABI we use) */
-#define GM_CU_ENTRY_POINTS(X)                                                                      \
-  X(cuGetErrorName, 6000)                                                                          \
-  X(cuGetErrorString, 6000)                                                                        \
-  X(cuDeviceGet, 2000)                                                                             \
-  X(cuDeviceGetAttribute, 2000)                                                                    \
-  X(cuDeviceGetName, 2000)                                                                         \
-  X(cuDeviceGetUuid, 11040)                                                                        \
-  X(cuDeviceTotalMem, 3020)                                                                        \
-  X(cuDeviceGetP2PAttribute, 8000)                                                                 \
-  X(cuMemAddressReserve, 10020)                                                                    \
-  X(cuMemAddressFree, 10020)                                                                       \
-  X(cuMemCreate, 10020)                                                                            \
-  X(cuMemRelease, 10020)                                                                           \
-  X(cuMemMap, 10020)                                                                               \
-  X(cuMemUnmap, 10020)                                                                             \
-  X(cuMemSetAccess, 10020)                                                                         \
-  X(cuMemGetAccess, 10020)                                                                         \
-  X(cuMemGetAllocationGranularity, 10020)                                                          \
-  X(cuMemGetAllocationPropertiesFromHandle, 10020)                                                 \
-  X(cuMemExportToShareableHandle, 10020)                                                           \
+#define GM_CU_ENTRY_POINTS(X)                      \
+  X(cuGetErrorName, 6000)                          \
+  X(cuGetErrorString, 6000)                        \
+  X(cuDeviceGet, 2000)                             \
+  X(cuDeviceGetAttribute, 2000)                    \
+  X(cuDeviceGetName, 2000)                         \
+  X(cuDeviceGetUuid, 11040)                        \
+  X(cuDeviceTotalMem, 3020)                        \
+  X(cuDeviceGetP2PAttribute, 8000)                 \
+  X(cuMemAddressReserve, 10020)                    \
+  X(cuMemAddressFree, 10020)                       \
+  X(cuMemCreate, 10020)                            \
+  X(cuMemRelease, 10020)                           \
+  X(cuMemMap, 10020)                               \
+  X(cuMemUnmap, 10020)                             \
+  X(cuMemSetAccess, 10020)                         \
+  X(cuMemGetAccess, 10020)                         \
+  X(cuMemGetAllocationGranularity, 10020)          \
+  X(cuMemGetAllocationPropertiesFromHandle, 10020) \
+  X(cuMemExportToShareableHandle, 10020)           \
   X(cuMemImportFromShareableHandle, 10020)
 
 #define GM_CU_PFN_DECLARE_(sym, ver) static PFN_##sym##_v##ver pfn_##sym;
@@ -63,40 +63,60 @@ static int device_count;
 
 static gpumem_status status_from_cu(CUresult r) {
   switch (r) {
-  case CUDA_ERROR_OUT_OF_MEMORY: return GPUMEM_ERR_OUT_OF_MEMORY;
+  case CUDA_ERROR_OUT_OF_MEMORY:
+    return GPUMEM_ERR_OUT_OF_MEMORY;
   case CUDA_ERROR_INVALID_VALUE:
-  case CUDA_ERROR_INVALID_HANDLE: return GPUMEM_ERR_INVALID_ARGUMENT;
-  case CUDA_ERROR_INVALID_DEVICE: return GPUMEM_ERR_INVALID_DEVICE;
-  case CUDA_ERROR_NOT_SUPPORTED: return GPUMEM_ERR_NOT_SUPPORTED;
-  case CUDA_ERROR_NOT_PERMITTED: return GPUMEM_ERR_NOT_PERMITTED;
-  case CUDA_ERROR_NOT_READY: return GPUMEM_ERR_NOT_READY;
-  case CUDA_ERROR_NOT_MAPPED: return GPUMEM_ERR_NOT_MAPPED;
-  case CUDA_ERROR_ALREADY_MAPPED: return GPUMEM_ERR_ALREADY_MAPPED;
-  case CUDA_ERROR_PEER_ACCESS_UNSUPPORTED: return GPUMEM_ERR_PEER_UNSUPPORTED;
+  case CUDA_ERROR_INVALID_HANDLE:
+    return GPUMEM_ERR_INVALID_ARGUMENT;
+  case CUDA_ERROR_INVALID_DEVICE:
+    return GPUMEM_ERR_INVALID_DEVICE;
+  case CUDA_ERROR_NOT_SUPPORTED:
+    return GPUMEM_ERR_NOT_SUPPORTED;
+  case CUDA_ERROR_NOT_PERMITTED:
+    return GPUMEM_ERR_NOT_PERMITTED;
+  case CUDA_ERROR_NOT_READY:
+    return GPUMEM_ERR_NOT_READY;
+  case CUDA_ERROR_NOT_MAPPED:
+    return GPUMEM_ERR_NOT_MAPPED;
+  case CUDA_ERROR_ALREADY_MAPPED:
+    return GPUMEM_ERR_ALREADY_MAPPED;
+  case CUDA_ERROR_PEER_ACCESS_UNSUPPORTED:
+    return GPUMEM_ERR_PEER_UNSUPPORTED;
   case CUDA_ERROR_NO_DEVICE:
   case CUDA_ERROR_NOT_INITIALIZED:
   case CUDA_ERROR_DEINITIALIZED:
-  case CUDA_ERROR_STUB_LIBRARY: return GPUMEM_ERR_NO_DEVICE;
-  default: return GPUMEM_ERR_DRIVER;
+  case CUDA_ERROR_STUB_LIBRARY:
+    return GPUMEM_ERR_NO_DEVICE;
+  default:
+    return GPUMEM_ERR_DRIVER;
   }
 }
 
 static gpumem_status status_from_rt(cudaError_t e) {
   switch (e) {
-  case cudaErrorMemoryAllocation: return GPUMEM_ERR_OUT_OF_MEMORY;
+  case cudaErrorMemoryAllocation:
+    return GPUMEM_ERR_OUT_OF_MEMORY;
   case cudaErrorInvalidValue:
-  case cudaErrorInvalidResourceHandle: return GPUMEM_ERR_INVALID_ARGUMENT;
-  case cudaErrorInvalidDevice: return GPUMEM_ERR_INVALID_DEVICE;
-  case cudaErrorNotSupported: return GPUMEM_ERR_NOT_SUPPORTED;
-  case cudaErrorNotPermitted: return GPUMEM_ERR_NOT_PERMITTED;
-  case cudaErrorNotReady: return GPUMEM_ERR_NOT_READY;
-  case cudaErrorPeerAccessUnsupported: return GPUMEM_ERR_PEER_UNSUPPORTED;
+  case cudaErrorInvalidResourceHandle:
+    return GPUMEM_ERR_INVALID_ARGUMENT;
+  case cudaErrorInvalidDevice:
+    return GPUMEM_ERR_INVALID_DEVICE;
+  case cudaErrorNotSupported:
+    return GPUMEM_ERR_NOT_SUPPORTED;
+  case cudaErrorNotPermitted:
+    return GPUMEM_ERR_NOT_PERMITTED;
+  case cudaErrorNotReady:
+    return GPUMEM_ERR_NOT_READY;
+  case cudaErrorPeerAccessUnsupported:
+    return GPUMEM_ERR_PEER_UNSUPPORTED;
   case cudaErrorInsufficientDriver:
   case cudaErrorNoDevice:
   case cudaErrorInitializationError:
   case cudaErrorStubLibrary:
-  case cudaErrorCudartUnloading: return GPUMEM_ERR_NO_DEVICE;
-  default: return GPUMEM_ERR_DRIVER;
+  case cudaErrorCudartUnloading:
+    return GPUMEM_ERR_NO_DEVICE;
+  default:
+    return GPUMEM_ERR_DRIVER;
   }
 }
 
@@ -133,24 +153,24 @@ static gpumem_status rt_fail(cudaError_t e, const char *call, const char *fmt, .
 }
 
 /* Call a driver entry point; on failure record the detail and return. */
-#define CU(sym, args, ...)                                                                         \
-  do {                                                                                             \
-    CUresult r_ = pfn_##sym args;                                                                  \
-    if (r_ != CUDA_SUCCESS) return cu_fail(r_, #sym, __VA_ARGS__);                                 \
+#define CU(sym, args, ...)                                         \
+  do {                                                             \
+    CUresult r_ = pfn_##sym args;                                  \
+    if (r_ != CUDA_SUCCESS) return cu_fail(r_, #sym, __VA_ARGS__); \
   } while (0)
 
 /* Call a runtime function; on failure record the detail and return. */
-#define RT(fn, args, ...)                                                                          \
-  do {                                                                                             \
-    cudaError_t e_ = fn args;                                                                      \
-    if (e_ != cudaSuccess) return rt_fail(e_, #fn, __VA_ARGS__);                                   \
+#define RT(fn, args, ...)                                        \
+  do {                                                           \
+    cudaError_t e_ = fn args;                                    \
+    if (e_ != cudaSuccess) return rt_fail(e_, #fn, __VA_ARGS__); \
   } while (0)
 
-#define CHECK_DEVICE(d)                                                                            \
-  do {                                                                                             \
-    if ((d) < 0 || (d) >= device_count)                                                            \
-      return gm_error(GPUMEM_ERR_INVALID_DEVICE, "device %d does not exist (%d visible)", (d),     \
-                      device_count);                                                       \
+#define CHECK_DEVICE(d)                                                                        \
+  do {                                                                                         \
+    if ((d) < 0 || (d) >= device_count)                                                        \
+      return gm_error(GPUMEM_ERR_INVALID_DEVICE, "device %d does not exist (%d visible)", (d), \
+                      device_count);                                                           \
   } while (0)
 
 /* ---- opening ---- */
@@ -162,8 +182,8 @@ static gpumem_status cuda_open(void) {
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    const char *what = driver == 0 || e == cudaErrorInsufficientDriver ? "no CUDA driver"
-                                                                        : "no CUDA device";
+    const char *what =
+        driver == 0 || e == cudaErrorInsufficientDriver ? "no CUDA driver" : "no CUDA device";
     const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
     return gm_error(GPUMEM_ERR_NO_DEVICE, "%s: cudaGetDeviceCount returned %s (%s)%s%s%s", what,
                     cudaGetErrorName(e), cudaGetErrorString(e),
@@ -173,19 +193,19 @@ static gpumem_status cuda_open(void) {
     return gm_error(GPUMEM_ERR_NO_DEVICE, "no CUDA device: the driver reports none visible");
   }
   enum cudaDriverEntryPointQueryResult q;
-#define GM_CU_RESOLVE_(sym, ver)                                                                   \
-  {                                                                                                \
-    void *fn = NULL;                                                                               \
-    e = cudaGetDriverEntryPointByVersion(#sym, &fn, ver, cudaEnableDefault, &q);                   \
-    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || fn == NULL) {                      \
-      cudaGetLastError();                                                                          \
-      return gm_error(GPUMEM_ERR_NO_DEVICE,                                                        \
-                      "CUDA driver %d.%d lacks %s (ABI of CUDA %d.%d): "                           \
-                      "cudaGetDriverEntryPointByVersion returned %s, query result %d",             \
-                      driver / 1000, driver % 1000 / 10, #sym, (ver) / 1000, (ver) % 1000 / 10,    \
-                      cudaGetErrorName(e), (int)q);                                                \
-    }                                                                                              \
-    pfn_##sym = (PFN_##sym##_v##ver)fn;                                                            \
+#define GM_CU_RESOLVE_(sym, ver)                                                                \
+  {                                                                                             \
+    void *fn = NULL;                                                                            \
+    e = cudaGetDriverEntryPointByVersion(#sym, &fn, ver, cudaEnableDefault, &q);                \
+    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || fn == NULL) {                   \
+      cudaGetLastError();                                                                       \
+      return gm_error(GPUMEM_ERR_NO_DEVICE,                                                     \
+                      "CUDA driver %d.%d lacks %s (ABI of CUDA %d.%d): "                        \
+                      "cudaGetDriverEntryPointByVersion returned %s, query result %d",          \
+                      driver / 1000, driver % 1000 / 10, #sym, (ver) / 1000, (ver) % 1000 / 10, \
+                      cudaGetErrorName(e), (int)q);                                             \
+    }                                                                                           \
+    pfn_##sym = (PFN_##sym##_v##ver)fn;                                                         \
   }
   GM_CU_ENTRY_POINTS(GM_CU_RESOLVE_)
 #undef GM_CU_RESOLVE_
@@ -239,10 +259,10 @@ static gpumem_status attr(CUdevice dev, CUdevice_attribute a, const char *name, 
   return GPUMEM_OK;
 }
 
-#define ATTR(dev, a, out)                                                                          \
-  do {                                                                                             \
-    gpumem_status s_ = attr(dev, a, #a, out);                                                      \
-    if (s_ != GPUMEM_OK) return s_;                                                                \
+#define ATTR(dev, a, out)                     \
+  do {                                        \
+    gpumem_status s_ = attr(dev, a, #a, out); \
+    if (s_ != GPUMEM_OK) return s_;           \
   } while (0)
 
 static CUmemAllocationProp make_prop(const gpumem_phys_props *p) {
@@ -380,8 +400,8 @@ static gpumem_status cuda_phys_release(gpumem_phys_t h) {
 static gpumem_status cuda_phys_props(gpumem_phys_t h, gpumem_phys_props *out) {
   CUmemAllocationProp prop;
   memset(&prop, 0, sizeof prop);
-  CU(cuMemGetAllocationPropertiesFromHandle, (&prop, (CUmemGenericAllocationHandle)h),
-     "0x%" PRIx64, h);
+  CU(cuMemGetAllocationPropertiesFromHandle, (&prop, (CUmemGenericAllocationHandle)h), "0x%" PRIx64,
+     h);
   out->device = prop.location.id;
   out->handle_types = (unsigned)prop.requestedHandleTypes;
   out->compression = prop.allocFlags.compressionType == CU_MEM_ALLOCATION_COMP_GENERIC;
@@ -549,8 +569,8 @@ static gpumem_status cuda_device_synchronize(int device) {
 }
 
 static gpumem_status cuda_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t s) {
-  RT(cudaMemcpyAsync, (dst, src, size, cudaMemcpyDefault, s), "%p, %p, %zu, Default, %p", dst,
-     src, size, (void *)s);
+  RT(cudaMemcpyAsync, (dst, src, size, cudaMemcpyDefault, s), "%p, %p, %zu, Default, %p", dst, src,
+     size, (void *)s);
   return GPUMEM_OK;
 }
 
@@ -606,13 +626,12 @@ static bool attr_is_int(gm_pool_attr a) {
   return a <= GM_POOL_REUSE_ALLOW_INTERNAL_DEPENDENCIES;
 }
 
-static gpumem_status cuda_pool_set_attr(gpumem_native_pool_t pool, gm_pool_attr a,
-                                        uint64_t value) {
+static gpumem_status cuda_pool_set_attr(gpumem_native_pool_t pool, gm_pool_attr a, uint64_t value) {
   int iv = (int)value;
   cuuint64_t uv = value;
   void *p = attr_is_int(a) ? (void *)&iv : (void *)&uv;
-  RT(cudaMemPoolSetAttribute, (pool, pool_attrs[a], p), "%p, attribute %d, %" PRIu64,
-     (void *)pool, (int)pool_attrs[a], value);
+  RT(cudaMemPoolSetAttribute, (pool, pool_attrs[a], p), "%p, attribute %d, %" PRIu64, (void *)pool,
+     (int)pool_attrs[a], value);
   return GPUMEM_OK;
 }
 
@@ -689,8 +708,7 @@ static gpumem_status cuda_pool_import(const gpumem_shareable_handle *in,
   }
   cudaMemPool_t pool = NULL;
   RT(cudaMemPoolImportFromShareableHandle,
-     (&pool, (void *)(uintptr_t)in->fd, cudaMemHandleTypePosixFileDescriptor, 0), "fd=%d",
-     in->fd);
+     (&pool, (void *)(uintptr_t)in->fd, cudaMemHandleTypePosixFileDescriptor, 0), "fd=%d", in->fd);
   *out = pool;
   return GPUMEM_OK;
 }

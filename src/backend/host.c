@@ -47,7 +47,7 @@
 #include "options.h"
 
 #define HOST_STREAM_MAGIC 0x67736d53u /* "gsmS" */
-#define HOST_EVENT_MAGIC 0x67736d45u  /* "gsmE" */
+#define HOST_EVENT_MAGIC  0x67736d45u /* "gsmE" */
 #define HOST_FABRIC_MAGIC "GMHOSTFB"
 #define HOST_MEMFD_PREFIX "gpumem-host-dev"
 
@@ -144,10 +144,12 @@ void gm_host_uncharge(int device, size_t bytes) {
 /* ---- configuration ---- */
 
 /* Parse GPUMEM_HOST_PEERS: "all", "none" or links "a-b,c-d" (both ways). */
-static bool parse_peers(const char *spec, int ndev, bool peer[GPUMEM_MAX_DEVICES][GPUMEM_MAX_DEVICES]) {
+static bool parse_peers(const char *spec, int ndev,
+                        bool peer[GPUMEM_MAX_DEVICES][GPUMEM_MAX_DEVICES]) {
   bool all = strcmp(spec, "all") == 0;
   for (int a = 0; a < ndev; a++) {
-    for (int b = 0; b < ndev; b++) peer[a][b] = all && a != b;
+    for (int b = 0; b < ndev; b++)
+      peer[a][b] = all && a != b;
   }
   if (all || strcmp(spec, "none") == 0) return true;
   const char *s = spec;
@@ -182,8 +184,10 @@ static gpumem_status host_open(void) {
   }
   if (H.capacity % H.granularity != 0) {
     size_t rounded = H.capacity - H.capacity % H.granularity;
-    gm_log(GPUMEM_LOG_WARN, "host device capacity %zu is not a multiple of the granularity %zu; "
-           "using %zu", H.capacity, H.granularity, rounded);
+    gm_log(GPUMEM_LOG_WARN,
+           "host device capacity %zu is not a multiple of the granularity %zu; "
+           "using %zu",
+           H.capacity, H.granularity, rounded);
     H.capacity = rounded;
   }
   H.next_id = 1;
@@ -193,7 +197,8 @@ static gpumem_status host_open(void) {
          gm_format_size(H.granularity, gran, sizeof gran), peers);
   gm_host_unlock();
   if (H.capacity == 0) {
-    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "host device capacity is smaller than the granularity");
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "host device capacity is smaller than the granularity");
   }
   return GPUMEM_OK;
 }
@@ -355,7 +360,8 @@ static gpumem_status host_va_free(uintptr_t va, size_t size) {
   gpumem_status st = GPUMEM_OK;
   gm_host_lock();
   host_reservation **link = &H.reservations;
-  while (*link != NULL && ((*link)->base != va || (*link)->size != size)) link = &(*link)->next;
+  while (*link != NULL && ((*link)->base != va || (*link)->size != size))
+    link = &(*link)->next;
   host_reservation *r = *link;
   GM_REQUIRE(r != NULL, GPUMEM_ERR_INVALID_ARGUMENT,
              "[0x%" PRIxPTR ", +%zu) is not an address reservation (free needs its exact base "
@@ -416,8 +422,11 @@ static gpumem_status host_phys_create(const gpumem_phys_props *props, size_t siz
              size, strerror(errno));
   p = calloc(1, sizeof *p);
   GM_REQUIRE(p != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a handle record");
-  *p = (host_phys){.fd = fd, .size = size, .device = props->device,
-                   .handle_types = props->handle_types, .compression = props->compression};
+  *p = (host_phys){.fd = fd,
+                   .size = size,
+                   .device = props->device,
+                   .handle_types = props->handle_types,
+                   .compression = props->compression};
   GM_TRY(register_phys(p, out));
   gm_host_unlock();
   return GPUMEM_OK;
@@ -521,8 +530,9 @@ static gpumem_status check_covered(host_reservation *r, uintptr_t va, size_t siz
     covered += hi - lo;
   }
   if (covered != size) {
-    return gm_error(GPUMEM_ERR_NOT_MAPPED, "%s: %zu of the %zu bytes at 0x%" PRIxPTR " are not mapped",
-                    what, size - covered, size, va);
+    return gm_error(GPUMEM_ERR_NOT_MAPPED,
+                    "%s: %zu of the %zu bytes at 0x%" PRIxPTR " are not mapped", what,
+                    size - covered, size, va);
   }
   return GPUMEM_OK;
 }
@@ -652,8 +662,7 @@ static gpumem_status host_export(gpumem_phys_t h, gpumem_handle_type type,
   out->fd = -1;
   if (type == GPUMEM_HANDLE_POSIX_FD) {
     out->fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
-    GM_REQUIRE(out->fd >= 0, GPUMEM_ERR_OS, "export: dup of the memfd failed: %s",
-               strerror(errno));
+    GM_REQUIRE(out->fd >= 0, GPUMEM_ERR_OS, "export: dup of the memfd failed: %s", strerror(errno));
   } else {
     host_fabric_handle fh = {.pid = (int64_t)getpid(), .id = p->id};
     memcpy(fh.magic, HOST_FABRIC_MAGIC, sizeof fh.magic);
@@ -691,14 +700,16 @@ static gpumem_status host_import(const gpumem_shareable_handle *in, gpumem_phys_
                "emulate (GPUMEM_HOST_DEVICES=%d)",
                device, H.ndev);
     struct stat sb;
-    GM_REQUIRE(fstat(in->fd, &sb) == 0, GPUMEM_ERR_OS, "import: fstat failed: %s",
-               strerror(errno));
+    GM_REQUIRE(fstat(in->fd, &sb) == 0, GPUMEM_ERR_OS, "import: fstat failed: %s", strerror(errno));
     fd = fcntl(in->fd, F_DUPFD_CLOEXEC, 0);
     GM_REQUIRE(fd >= 0, GPUMEM_ERR_OS, "import: dup failed: %s", strerror(errno));
     p = calloc(1, sizeof *p);
     GM_REQUIRE(p != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a handle record");
-    *p = (host_phys){.fd = fd, .size = (size_t)sb.st_size, .device = device,
-                     .handle_types = GPUMEM_HANDLE_POSIX_FD, .imported = true};
+    *p = (host_phys){.fd = fd,
+                     .size = (size_t)sb.st_size,
+                     .device = device,
+                     .handle_types = GPUMEM_HANDLE_POSIX_FD,
+                     .imported = true};
   } else {
     host_fabric_handle fh;
     memcpy(&fh, in->fabric, sizeof fh);
@@ -713,8 +724,11 @@ static gpumem_status host_import(const gpumem_shareable_handle *in, gpumem_phys_
     GM_REQUIRE(fd >= 0, GPUMEM_ERR_OS, "import: dup failed: %s", strerror(errno));
     p = calloc(1, sizeof *p);
     GM_REQUIRE(p != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a handle record");
-    *p = (host_phys){.fd = fd, .size = src->size, .device = src->device,
-                     .handle_types = src->handle_types, .imported = true};
+    *p = (host_phys){.fd = fd,
+                     .size = src->size,
+                     .device = src->device,
+                     .handle_types = src->handle_types,
+                     .imported = true};
   }
   GM_TRY(register_phys(p, out));
   gm_host_unlock();

@@ -23,8 +23,7 @@ gpumem_status gm_host_pool_create(const gm_pool_props *props, gpumem_native_pool
 gpumem_status gm_host_pool_destroy(gpumem_native_pool_t pool);
 gpumem_status gm_host_pool_default(int device, gpumem_native_pool_t *out);
 gpumem_status gm_host_pool_set_attr(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t value);
-gpumem_status gm_host_pool_get_attr(gpumem_native_pool_t pool, gm_pool_attr attr,
-                                    uint64_t *value);
+gpumem_status gm_host_pool_get_attr(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t *value);
 gpumem_status gm_host_pool_set_access(gpumem_native_pool_t pool, const gpumem_access_desc *desc,
                                       size_t count);
 gpumem_status gm_host_pool_get_access(gpumem_native_pool_t pool, int device,

@@ -32,9 +32,9 @@
 #include "backend/host.h"
 #include "options.h"
 
-#define HOST_POOL_MAGIC 0x67736d50u /* "gsmP" */
-#define HOST_POOL_ALIGN 512         /* alignment of every pool allocation */
-#define HOST_POOL_PTR_MAGIC 0x67736d58u
+#define HOST_POOL_MAGIC        0x67736d50u /* "gsmP" */
+#define HOST_POOL_ALIGN        512         /* alignment of every pool allocation */
+#define HOST_POOL_PTR_MAGIC    0x67736d58u
 #define HOST_POOL_MEMFD_PREFIX "gpumem-host-pool-dev"
 
 typedef struct pool_block {
@@ -80,7 +80,8 @@ static gpumem_status check_pool(gpumem_native_pool_t p) {
 static bool blocks_reserve(gpumem_native_pool_t p, size_t n) {
   if (n <= p->cap_blocks) return true;
   size_t cap = p->cap_blocks ? p->cap_blocks * 2 : 16;
-  while (cap < n) cap *= 2;
+  while (cap < n)
+    cap *= 2;
   pool_block *b = realloc(p->blocks, cap * sizeof *b);
   if (b == NULL) return false;
   p->blocks = b;
@@ -104,8 +105,10 @@ static size_t block_at(gpumem_native_pool_t p, size_t off) {
   size_t lo = 0, hi = p->nblocks;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (p->blocks[mid].off < off) lo = mid + 1;
-    else hi = mid;
+    if (p->blocks[mid].off < off)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo < p->nblocks && p->blocks[lo].off == off ? lo : p->nblocks;
 }
@@ -146,7 +149,8 @@ static gpumem_status charge_range(gpumem_native_pool_t p, size_t off, size_t siz
 
 static void ref_range(gpumem_native_pool_t p, size_t off, size_t size, int delta) {
   size_t first = off / p->granularity, last = (off + size - 1) / p->granularity;
-  for (size_t g = first; g <= last; g++) p->granule_refs[g] += (uint32_t)delta;
+  for (size_t g = first; g <= last; g++)
+    p->granule_refs[g] += (uint32_t)delta;
 }
 
 static void pool_free_memory(gpumem_native_pool_t p) {
@@ -195,8 +199,8 @@ static gpumem_status pool_new(int device, unsigned handle_types, size_t max_size
     blocks_insert(p, 0, (pool_block){0, max_size, false});
   }
   void *base = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, p->fd, 0);
-  GM_REQUIRE(base != MAP_FAILED, GPUMEM_ERR_OS, "mmap of a pool of %zu bytes failed: %s",
-             max_size, strerror(errno));
+  GM_REQUIRE(base != MAP_FAILED, GPUMEM_ERR_OS, "mmap of a pool of %zu bytes failed: %s", max_size,
+             strerror(errno));
   p->base = base;
   p->next = all_pools;
   all_pools = p;
@@ -234,11 +238,13 @@ gpumem_status gm_host_pool_destroy(gpumem_native_pool_t pool) {
   GM_REQUIRE(!pool->is_default, GPUMEM_ERR_INVALID_ARGUMENT,
              "the device's default pool cannot be destroyed");
   size_t live = 0;
-  for (size_t i = 0; i < pool->nblocks; i++) live += pool->blocks[i].used;
+  for (size_t i = 0; i < pool->nblocks; i++)
+    live += pool->blocks[i].used;
   GM_REQUIRE(live == 0, GPUMEM_ERR_BUSY, "pool still has %zu live allocations (%zu bytes)", live,
              pool->used);
   gpumem_native_pool_t *link = &all_pools;
-  while (*link != pool) link = &(*link)->next;
+  while (*link != pool)
+    link = &(*link)->next;
   *link = pool->next;
   pool_free_memory(pool);
 fail:
@@ -264,8 +270,7 @@ fail:
   return st;
 }
 
-gpumem_status gm_host_pool_set_attr(gpumem_native_pool_t pool, gm_pool_attr attr,
-                                    uint64_t value) {
+gpumem_status gm_host_pool_set_attr(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t value) {
   gpumem_status st = GPUMEM_OK;
   gm_host_lock();
   GM_TRY(check_pool(pool));
@@ -284,8 +289,10 @@ gpumem_status gm_host_pool_set_attr(gpumem_native_pool_t pool, gm_pool_attr attr
   case GM_POOL_USED_MEM_HIGH:
     GM_REQUIRE(value == 0, GPUMEM_ERR_INVALID_ARGUMENT,
                "a high-water mark can only be reset (set to 0), not set to %" PRIu64, value);
-    if (attr == GM_POOL_RESERVED_MEM_HIGH) pool->reserved_high = pool->reserved;
-    else pool->used_high = pool->used;
+    if (attr == GM_POOL_RESERVED_MEM_HIGH)
+      pool->reserved_high = pool->reserved;
+    else
+      pool->used_high = pool->used;
     break;
   default:
     GM_REQUIRE(false, GPUMEM_ERR_INVALID_ARGUMENT, "pool attribute %d is read-only", (int)attr);
@@ -295,21 +302,33 @@ fail:
   return st;
 }
 
-gpumem_status gm_host_pool_get_attr(gpumem_native_pool_t pool, gm_pool_attr attr,
-                                    uint64_t *value) {
+gpumem_status gm_host_pool_get_attr(gpumem_native_pool_t pool, gm_pool_attr attr, uint64_t *value) {
   gpumem_status st = GPUMEM_OK;
   gm_host_lock();
   GM_TRY(check_pool(pool));
   switch (attr) {
   case GM_POOL_REUSE_FOLLOW_EVENT_DEPENDENCIES:
   case GM_POOL_REUSE_ALLOW_OPPORTUNISTIC:
-  case GM_POOL_REUSE_ALLOW_INTERNAL_DEPENDENCIES: *value = pool->reuse[attr]; break;
-  case GM_POOL_RELEASE_THRESHOLD: *value = pool->release_threshold; break;
-  case GM_POOL_RESERVED_MEM_CURRENT: *value = pool->reserved; break;
-  case GM_POOL_RESERVED_MEM_HIGH: *value = pool->reserved_high; break;
-  case GM_POOL_USED_MEM_CURRENT: *value = pool->used; break;
-  case GM_POOL_USED_MEM_HIGH: *value = pool->used_high; break;
-  default: GM_REQUIRE(false, GPUMEM_ERR_INVALID_ARGUMENT, "pool attribute %d", (int)attr);
+  case GM_POOL_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
+    *value = pool->reuse[attr];
+    break;
+  case GM_POOL_RELEASE_THRESHOLD:
+    *value = pool->release_threshold;
+    break;
+  case GM_POOL_RESERVED_MEM_CURRENT:
+    *value = pool->reserved;
+    break;
+  case GM_POOL_RESERVED_MEM_HIGH:
+    *value = pool->reserved_high;
+    break;
+  case GM_POOL_USED_MEM_CURRENT:
+    *value = pool->used;
+    break;
+  case GM_POOL_USED_MEM_HIGH:
+    *value = pool->used_high;
+    break;
+  default:
+    GM_REQUIRE(false, GPUMEM_ERR_INVALID_ARGUMENT, "pool attribute %d", (int)attr);
   }
 fail:
   gm_host_unlock();
@@ -333,7 +352,8 @@ gpumem_status gm_host_pool_set_access(gpumem_native_pool_t pool, const gpumem_ac
                "pool access: device %d cannot access memory of device %d (no peer link)", d,
                pool->device);
   }
-  for (size_t i = 0; i < count; i++) pool->access[desc[i].device] = (uint8_t)desc[i].flags;
+  for (size_t i = 0; i < count; i++)
+    pool->access[desc[i].device] = (uint8_t)desc[i].flags;
 fail:
   gm_host_unlock();
   return st;
@@ -371,10 +391,11 @@ gpumem_status gm_host_pool_alloc(gpumem_native_pool_t pool, size_t size, gpumem_
   GM_REQUIRE(!pool->imported, GPUMEM_ERR_NOT_SUPPORTED, "an imported pool cannot allocate");
   size_t need;
   GM_REQUIRE(gm_round_up(size, HOST_POOL_ALIGN, &need) && need <= pool->max_size,
-             GPUMEM_ERR_OUT_OF_MEMORY, "pool allocation of %zu bytes exceeds the pool's maximum %zu",
-             size, pool->max_size);
+             GPUMEM_ERR_OUT_OF_MEMORY,
+             "pool allocation of %zu bytes exceeds the pool's maximum %zu", size, pool->max_size);
   size_t i = 0;
-  while (i < pool->nblocks && (pool->blocks[i].used || pool->blocks[i].size < need)) i++;
+  while (i < pool->nblocks && (pool->blocks[i].used || pool->blocks[i].size < need))
+    i++;
   GM_REQUIRE(i < pool->nblocks, GPUMEM_ERR_OUT_OF_MEMORY,
              "pool on host device %d has no free range of %zu bytes (%zu of %zu in use)",
              pool->device, need, pool->used, pool->max_size);
@@ -504,15 +525,15 @@ gpumem_status gm_host_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_p
   gpumem_status st = GPUMEM_OK;
   gm_host_lock();
   GM_TRY(check_pool(pool));
-  GM_REQUIRE(pool->imported, GPUMEM_ERR_INVALID_ARGUMENT,
-             "pointer import needs an imported pool");
+  GM_REQUIRE(pool->imported, GPUMEM_ERR_INVALID_ARGUMENT, "pointer import needs an imported pool");
   host_pool_ptr_data d;
   memcpy(&d, data->reserved, sizeof d);
   GM_REQUIRE(d.magic == HOST_POOL_PTR_MAGIC && d.offset < pool->max_size &&
                  d.size <= pool->max_size - d.offset,
              GPUMEM_ERR_INVALID_ARGUMENT, "pointer import: export data is not valid for this pool");
   size_t i = 0;
-  while (i < pool->nblocks && pool->blocks[i].off < d.offset) i++;
+  while (i < pool->nblocks && pool->blocks[i].off < d.offset)
+    i++;
   GM_REQUIRE(i == pool->nblocks || pool->blocks[i].off != d.offset, GPUMEM_ERR_ALREADY_MAPPED,
              "pointer import: offset %" PRIu64 " is already imported", d.offset);
   GM_REQUIRE(blocks_reserve(pool, pool->nblocks + 1), GPUMEM_ERR_OUT_OF_MEMORY,

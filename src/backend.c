@@ -131,8 +131,17 @@ static gpumem_status enter(gm_op op, const gm_backend_ops **be) {
 
 #define RELEASED_RING 256
 
+/* A live address reservation and how many of its bytes are mapped. */
+typedef struct gm_reservation {
+  uintptr_t base;
+  size_t size;
+  size_t mapped;
+} gm_reservation;
+
 static struct {
   pthread_mutex_t lock;
+  gm_reservation *res; /* sorted by base */
+  size_t nres, capres;
   gm_hashmap phys; /* handle -> bytes (0 for imported) */
   gpumem_phys_t released[RELEASED_RING];
   size_t released_next;
@@ -154,6 +163,9 @@ void gm_backend_get_counters(gm_backend_counters *out) {
 void gm_backend_reset_tracking(void) {
   pthread_mutex_lock(&track.lock);
   gm_hashmap_free(&track.phys);
+  free(track.res);
+  track.res = NULL;
+  track.nres = track.capres = 0;
   memset(track.released, 0, sizeof track.released);
   track.released_next = 0;
   memset(&track.counters, 0, sizeof track.counters);
@@ -252,6 +264,41 @@ gpumem_status gm_be_p2p_attrs(int src, int dst, gm_p2p_attrs *out) {
   GM_BE_FORWARD(p2p_attrs, src, dst, out);
 }
 
+/* Index of the reservation holding [va, va+size), or nres (lock held). */
+static size_t res_find(uintptr_t va, size_t size) {
+  size_t lo = 0, hi = track.nres;
+  while (lo < hi) { /* first reservation with base > va */
+    size_t mid = lo + (hi - lo) / 2;
+    if (track.res[mid].base <= va)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == 0) return track.nres;
+  gm_reservation *r = &track.res[lo - 1];
+  size_t off = va - r->base;
+  return off < r->size && size <= r->size - off ? lo - 1 : track.nres;
+}
+
+static bool res_insert(uintptr_t base, size_t size) {
+  if (track.nres == track.capres) {
+    size_t cap = track.capres ? track.capres * 2 : 16;
+    gm_reservation *r = realloc(track.res, cap * sizeof *r);
+    if (r == NULL) return false;
+    track.res = r;
+    track.capres = cap;
+  }
+  size_t i = track.nres;
+  while (i > 0 && track.res[i - 1].base > base)
+    i--;
+  memmove(&track.res[i + 1], &track.res[i], (track.nres - i) * sizeof *track.res);
+  track.res[i] = (gm_reservation){base, size, 0};
+  track.nres++;
+  track.counters.reservations++;
+  track.counters.reserved_bytes += (int64_t)size;
+  return true;
+}
+
 gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
   GM_NULL_ARG(va);
   if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot reserve 0 bytes");
@@ -259,27 +306,82 @@ gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
     return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "alignment %zu is not a power of two", alignment);
   }
   GM_BE_ENTER(va_reserve);
-  st = be->va_reserve(size, alignment, va);
-  if (st == GPUMEM_OK) {
-    pthread_mutex_lock(&track.lock);
-    track.counters.reservations++;
-    track.counters.reserved_bytes += (int64_t)size;
-    pthread_mutex_unlock(&track.lock);
+  uintptr_t base = 0;
+  st = be->va_reserve(size, alignment, &base);
+  if (st != GPUMEM_OK) return st;
+  pthread_mutex_lock(&track.lock);
+  bool ok = res_insert(base, size);
+  pthread_mutex_unlock(&track.lock);
+  if (!ok) {
+    be->va_free(base, size);
+    return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory to track a reservation");
   }
-  return st;
+  *va = base;
+  return GPUMEM_OK;
 }
 
+/* The registry answers for the driver: freeing anything but a whole live
+ * reservation, or one that still has mappings, is refused before the driver
+ * sees it. */
 gpumem_status gm_be_va_free(uintptr_t va, size_t size) {
   if (va == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "address is NULL");
+  pthread_mutex_lock(&track.lock);
+  size_t i = res_find(va, 1);
+  gm_reservation r = i < track.nres ? track.res[i] : (gm_reservation){0, 0, 0};
+  pthread_mutex_unlock(&track.lock);
+  if (i == track.nres || r.base != va) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "0x%" PRIxPTR " is not the start of a live address reservation", va);
+  }
+  if (r.size != size) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "the reservation at 0x%" PRIxPTR " is %zu bytes, not %zu: free it whole", va,
+                    r.size, size);
+  }
+  if (r.mapped != 0) {
+    return gm_error(GPUMEM_ERR_BUSY,
+                    "the reservation at 0x%" PRIxPTR " still has %zu bytes mapped: unmap them "
+                    "before freeing it",
+                    va, r.mapped);
+  }
   GM_BE_ENTER(va_free);
   st = be->va_free(va, size);
   if (st == GPUMEM_OK) {
     pthread_mutex_lock(&track.lock);
+    i = res_find(va, size);
+    memmove(&track.res[i], &track.res[i + 1], (track.nres - i - 1) * sizeof *track.res);
+    track.nres--;
     track.counters.reservations--;
     track.counters.reserved_bytes -= (int64_t)size;
     pthread_mutex_unlock(&track.lock);
   }
   return st;
+}
+
+/* Check that [va, va+size) lies in one reservation (so that the driver never
+ * sees a range outside the library's own), then run the map or unmap and
+ * account its bytes to that reservation. */
+static gpumem_status in_reservation(uintptr_t va, size_t size, const char *what) {
+  pthread_mutex_lock(&track.lock);
+  bool inside = res_find(va, size) < track.nres;
+  pthread_mutex_unlock(&track.lock);
+  if (inside) return GPUMEM_OK;
+  return gm_error(what[0] == 'm' ? GPUMEM_ERR_INVALID_ARGUMENT : GPUMEM_ERR_NOT_MAPPED,
+                  "%s: [0x%" PRIxPTR ", +%zu) is not inside an address reservation", what, va,
+                  size);
+}
+
+static void account_mapped(uintptr_t va, size_t size, bool mapped) {
+  pthread_mutex_lock(&track.lock);
+  size_t i = res_find(va, size);
+  if (i < track.nres) {
+    if (mapped)
+      track.res[i].mapped += size;
+    else
+      track.res[i].mapped -= size;
+  }
+  track.counters.mapped_bytes += mapped ? (int64_t)size : -(int64_t)size;
+  pthread_mutex_unlock(&track.lock);
 }
 
 gpumem_status gm_be_phys_create(const gpumem_phys_props *props, size_t size, gpumem_phys_t *out) {
@@ -329,21 +431,26 @@ gpumem_status gm_be_map(uintptr_t va, size_t size, size_t offset, gpumem_phys_t 
   if (va == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot map at address 0");
   if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot map 0 bytes");
   gpumem_status st = phys_check(phys, "map");
+  if (st == GPUMEM_OK) st = in_reservation(va, size, "map");
   if (st != GPUMEM_OK) return st;
   const gm_backend_ops *be = NULL;
   st = enter(GM_OP_map, &be);
   if (st != GPUMEM_OK) return st;
   st = be->map(va, size, offset, phys);
-  if (st == GPUMEM_OK) count(&track.counters.mapped_bytes, (int64_t)size);
+  if (st == GPUMEM_OK) account_mapped(va, size, true);
   return st;
 }
 
 gpumem_status gm_be_unmap(uintptr_t va, size_t size) {
   if (va == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot unmap address 0");
   if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot unmap 0 bytes");
-  GM_BE_ENTER(unmap);
+  gpumem_status st = in_reservation(va, size, "unmap");
+  if (st != GPUMEM_OK) return st;
+  const gm_backend_ops *be = NULL;
+  st = enter(GM_OP_unmap, &be);
+  if (st != GPUMEM_OK) return st;
   st = be->unmap(va, size);
-  if (st == GPUMEM_OK) count(&track.counters.mapped_bytes, -(int64_t)size);
+  if (st == GPUMEM_OK) account_mapped(va, size, false);
   return st;
 }
 

@@ -193,6 +193,14 @@ static void test_granularity_rules(void **state) {
   assert_status_in(gpumem_vmm_map(base + g, g, 0, h), GPUMEM_ERR_ALREADY_MAPPED,
                    GPUMEM_ERR_INVALID_ARGUMENT);
   assert_int_equal(counters().mapped_bytes, c0.mapped_bytes + (int64_t)(2 * g));
+  /* Freeing a reservation that still has mappings, or mapping outside one, is
+   * refused before the driver sees it. */
+  assert_gpumem_status(gpumem_vmm_free(va, 4 * g), GPUMEM_ERR_BUSY);
+  assert_last_error_contains("bytes mapped: unmap them before freeing it");
+  assert_gpumem_status(gpumem_vmm_map(base + 4 * g, g, 0, h), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_vmm_map(base + 3 * g, 2 * g, 0, h), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("is not inside an address reservation");
+  assert_gpumem_status(gpumem_vmm_unmap(base + 8 * g, g), GPUMEM_ERR_NOT_MAPPED);
   /* Partial offsets into the same allocation at a second place are fine. */
   assert_gpumem_ok(gpumem_vmm_map(base + 2 * g, g, g, h));
   assert_gpumem_ok(gpumem_vmm_unmap(base + 2 * g, g));
@@ -271,8 +279,10 @@ static void test_bad_arguments(void **state) {
   gpumem_access_desc bad = {0, (gpumem_access_flags)7};
   assert_gpumem_status(gpumem_vmm_set_access(va, g, &bad, 1), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gpumem_vmm_set_access(va, g, &rw, 0), GPUMEM_ERR_INVALID_ARGUMENT);
-  assert_status_in(gpumem_vmm_free((char *)va + g, g), GPUMEM_ERR_INVALID_ARGUMENT,
-                   GPUMEM_ERR_NOT_MAPPED);
+  assert_gpumem_status(gpumem_vmm_free((char *)va + g, g), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("is not the start of a live address reservation");
+  assert_gpumem_status(gpumem_vmm_free(va, g), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("free it whole");
   assert_gpumem_ok(gpumem_vmm_free(va, 2 * g));
   gm_backend_counters c1 = counters();
   assert_int_equal(c1.reservations, c0.reservations);

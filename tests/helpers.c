@@ -9,8 +9,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "backend.h"
-
 bool gm_test_gpu_required(void) {
   const char *v = getenv("GPUMEM_TEST_REQUIRE_GPU");
   return v != NULL && strcmp(v, "1") == 0;
@@ -150,6 +148,32 @@ bool gm_test_recv(int sock, void *data, size_t len, int *fd) {
     if (c != NULL && c->cmsg_type == SCM_RIGHTS) memcpy(fd, CMSG_DATA(c), sizeof *fd);
   }
   return true;
+}
+
+int gm_test_exchange_with_child(const char *role, const void *msg, size_t len, int fd) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
+  int pid = gm_test_spawn_child(role, sv[1]);
+  close(sv[1]);
+  char ack = 0;
+  bool sent = pid > 0 && gm_test_send(sv[0], msg, len, fd);
+  bool acked = sent && gm_test_recv(sv[0], &ack, 1, NULL) && ack == 1;
+  close(sv[0]);
+  int rc = pid > 0 ? gm_test_wait_child(pid) : -1;
+  return rc != 0 ? rc : acked ? 0 : -1;
+}
+
+void gm_test_log_capture(gpumem_log_level level, const char *line, void *user) {
+  gm_test_log *c = user;
+  c->count++;
+  c->level = level;
+  snprintf(c->line, sizeof c->line, "%s", line);
+}
+
+uint64_t gm_test_pool_attr(gpumem_native_pool_t pool, gm_pool_attr attr) {
+  uint64_t v = 0;
+  assert_gpumem_ok(gm_be_pool_get_attr(pool, attr, &v));
+  return v;
 }
 
 void gm_test_fill(void *p, size_t n, unsigned seed) {

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "backend.h"
 #include "gpumem/gpumem.h"
 #include "internal.h"
 
@@ -77,6 +78,24 @@ int gm_test_wait_child(int pid);
 /* Send / receive `len` bytes with an optional file descriptor (-1: none). */
 bool gm_test_send(int sock, const void *data, size_t len, int fd);
 bool gm_test_recv(int sock, void *data, size_t len, int *fd);
+
+/* Start a child with `role`, send it `len` bytes of `msg` and the descriptor
+ * `fd` over a socketpair, and wait for its one-byte acknowledgement and its
+ * exit. Returns 0 when the child acknowledged and exited with 0, else the
+ * child's exit status (or -1). The child side: gm_test_recv, then send one
+ * byte with gm_test_send. */
+int gm_test_exchange_with_child(const char *role, const void *msg, size_t len, int fd);
+
+/* A log sink for gpumem_log_set_callback that keeps the last line. */
+typedef struct gm_test_log {
+  int count;
+  gpumem_log_level level;
+  char line[GPUMEM_LOG_LINE_MAX];
+} gm_test_log;
+void gm_test_log_capture(gpumem_log_level level, const char *line, void *user);
+
+/* A backend pool attribute, asserting the call succeeds. */
+uint64_t gm_test_pool_attr(gpumem_native_pool_t pool, gm_pool_attr attr);
 
 /* Fill / check a position-dependent byte pattern. */
 void gm_test_fill(void *p, size_t n, unsigned seed);

@@ -12,7 +12,6 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -471,18 +470,9 @@ static void test_share_with_child_process(void **state) {
   gpumem_shareable_handle sh;
   assert_gpumem_ok(gpumem_vmm_export(h, GPUMEM_HANDLE_POSIX_FD, &sh));
 
-  int sv[2];
-  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  int pid = gm_test_spawn_child("vmm", sv[1]);
-  close(sv[1]);
   share_msg m = {2 * g, 77, {{0}}};
-  assert_true(gm_test_send(sv[0], &m, sizeof m, sh.fd));
+  assert_int_equal(gm_test_exchange_with_child("vmm", &m, sizeof m, sh.fd), 0);
   close(sh.fd);
-  char ok = 0;
-  bool got = gm_test_recv(sv[0], &ok, 1, NULL);
-  assert_int_equal(gm_test_wait_child(pid), 0);
-  assert_true(got && ok == 1);
-  close(sv[0]);
 
   /* The child's writes are in our mapping: the same physical memory. */
   read_back(va, 2 * g, buf);
@@ -540,12 +530,6 @@ static void test_streams_and_events(void **state) {
   assert_gpumem_ok(gpumem_vmm_release(h));
 }
 
-static uint64_t pool_attr(gpumem_native_pool_t pool, gm_pool_attr a) {
-  uint64_t v = 0;
-  assert_gpumem_ok(gm_be_pool_get_attr(pool, a, &v));
-  return v;
-}
-
 static void test_pool_primitives(void **state) {
   (void)state;
   gpumem_device_info info;
@@ -554,10 +538,10 @@ static void test_pool_primitives(void **state) {
   gm_pool_props props = {0, GPUMEM_HANDLE_NONE, 0};
   gpumem_native_pool_t pool = NULL;
   assert_gpumem_ok(gm_be_pool_create(&props, &pool));
-  assert_int_equal(pool_attr(pool, GM_POOL_REUSE_FOLLOW_EVENT_DEPENDENCIES), 1);
-  assert_int_equal(pool_attr(pool, GM_POOL_RELEASE_THRESHOLD), 0);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_REUSE_FOLLOW_EVENT_DEPENDENCIES), 1);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RELEASE_THRESHOLD), 0);
   assert_gpumem_ok(gm_be_pool_set_attr(pool, GM_POOL_RELEASE_THRESHOLD, UINT64_MAX));
-  assert_int_equal(pool_attr(pool, GM_POOL_RELEASE_THRESHOLD), UINT64_MAX);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RELEASE_THRESHOLD), UINT64_MAX);
   gpumem_stream_t s = NULL;
   assert_gpumem_ok(gpumem_stream_create(0, &s));
   const size_t n = 3 << 20;
@@ -572,20 +556,20 @@ static void test_pool_primitives(void **state) {
   assert_gpumem_ok(gpumem_memcpy(buf, p, n, s));
   assert_gpumem_ok(gpumem_stream_synchronize(s));
   assert_int_equal(gm_test_mismatches(buf, n, 12), 0);
-  assert_true(pool_attr(pool, GM_POOL_USED_MEM_CURRENT) >= n);
-  assert_true(pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT) >=
-              pool_attr(pool, GM_POOL_USED_MEM_CURRENT));
+  assert_true(gm_test_pool_attr(pool, GM_POOL_USED_MEM_CURRENT) >= n);
+  assert_true(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT) >=
+              gm_test_pool_attr(pool, GM_POOL_USED_MEM_CURRENT));
   assert_gpumem_ok(gm_be_pool_free(p, s));
   assert_gpumem_ok(gpumem_stream_synchronize(s));
-  assert_int_equal(pool_attr(pool, GM_POOL_USED_MEM_CURRENT), 0);
-  assert_true(pool_attr(pool, GM_POOL_USED_MEM_HIGH) >= n);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_USED_MEM_CURRENT), 0);
+  assert_true(gm_test_pool_attr(pool, GM_POOL_USED_MEM_HIGH) >= n);
   /* The release threshold keeps the memory in the pool after a synchronize. */
-  assert_true(pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT) >= n);
+  assert_true(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT) >= n);
   assert_gpumem_ok(gm_be_pool_trim(pool, 0));
-  assert_int_equal(pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 0);
-  assert_true(pool_attr(pool, GM_POOL_RESERVED_MEM_HIGH) >= n);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 0);
+  assert_true(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_HIGH) >= n);
   assert_gpumem_ok(gm_be_pool_set_attr(pool, GM_POOL_RESERVED_MEM_HIGH, 0));
-  assert_int_equal(pool_attr(pool, GM_POOL_RESERVED_MEM_HIGH), 0);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_HIGH), 0);
   assert_gpumem_status(gm_be_pool_set_attr(pool, GM_POOL_USED_MEM_HIGH, 5),
                        GPUMEM_ERR_INVALID_ARGUMENT);
   gpumem_access_flags f = GPUMEM_ACCESS_NONE;
@@ -630,17 +614,8 @@ static void test_pool_share_with_child_process(void **state) {
   assert_gpumem_ok(gm_be_pool_export_ptr(p, &m.ptr));
   gpumem_shareable_handle sh;
   assert_gpumem_ok(gm_be_pool_export(pool, GPUMEM_HANDLE_POSIX_FD, &sh));
-  int sv[2];
-  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  int pid = gm_test_spawn_child("pool", sv[1]);
-  close(sv[1]);
-  assert_true(gm_test_send(sv[0], &m, sizeof m, sh.fd));
+  assert_int_equal(gm_test_exchange_with_child("pool", &m, sizeof m, sh.fd), 0);
   close(sh.fd);
-  char ok = 0;
-  bool got = gm_test_recv(sv[0], &ok, 1, NULL);
-  assert_int_equal(gm_test_wait_child(pid), 0);
-  assert_true(got && ok == 1);
-  close(sv[0]);
   read_back(p, n, buf);
   assert_int_equal(gm_test_mismatches(buf, n, CHILD_SEED), 0);
   assert_gpumem_ok(gm_be_pool_free(p, NULL));

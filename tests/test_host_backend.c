@@ -126,22 +126,10 @@ static void test_peer_matrix(void **state) {
   assert_gpumem_ok(gpumem_vmm_free(va, 2 * MiB));
 }
 
-typedef struct captured {
-  int count;
-  char line[GPUMEM_LOG_LINE_MAX];
-} captured;
-
-static void capture(gpumem_log_level level, const char *line, void *user) {
-  (void)level;
-  captured *c = user;
-  c->count++;
-  snprintf(c->line, sizeof c->line, "%s", line);
-}
-
 static void test_malformed_peer_list_warns(void **state) {
   (void)state;
-  captured c = {0};
-  gpumem_log_set_callback(capture, &c);
+  gm_test_log c = {0};
+  gpumem_log_set_callback(gm_test_log_capture, &c);
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
   o.host_devices = 2;
   o.host_peers = "0-5";
@@ -279,12 +267,6 @@ static void test_compression_recorded(void **state) {
   assert_gpumem_ok(gpumem_vmm_release(h));
 }
 
-static uint64_t attr(gpumem_native_pool_t pool, gm_pool_attr a) {
-  uint64_t v = 0;
-  assert_gpumem_ok(gm_be_pool_get_attr(pool, a, &v));
-  return v;
-}
-
 static void test_pool_release_threshold_and_trim(void **state) {
   (void)state;
   gm_pool_props props = {0, GPUMEM_HANDLE_NONE, 0};
@@ -292,24 +274,26 @@ static void test_pool_release_threshold_and_trim(void **state) {
   assert_gpumem_ok(gm_be_pool_create(&props, &pool));
   void *p = NULL;
   assert_gpumem_ok(gm_be_pool_alloc(pool, 3 * MiB, NULL, &p));
-  assert_int_equal(attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 4 * MiB); /* two granules */
-  assert_int_equal(attr(pool, GM_POOL_USED_MEM_CURRENT), 3 * MiB);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT),
+                   4 * MiB); /* two granules */
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_USED_MEM_CURRENT), 3 * MiB);
   assert_int_equal(device_free(0), 12 * MiB);
   assert_gpumem_ok(gm_be_pool_free(p, NULL));
-  assert_int_equal(attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 4 * MiB); /* cached until sync */
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT),
+                   4 * MiB); /* cached until sync */
   assert_gpumem_ok(gpumem_stream_synchronize(NULL));
-  assert_int_equal(attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 0); /* threshold 0 */
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 0); /* threshold 0 */
   assert_int_equal(device_free(0), 16 * MiB);
 
   assert_gpumem_ok(gm_be_pool_set_attr(pool, GM_POOL_RELEASE_THRESHOLD, 2 * MiB));
   assert_gpumem_ok(gm_be_pool_alloc(pool, 6 * MiB, NULL, &p));
   assert_gpumem_ok(gm_be_pool_free(p, NULL));
   assert_gpumem_ok(gpumem_device_synchronize(0));
-  assert_int_equal(attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 2 * MiB);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 2 * MiB);
   assert_gpumem_ok(gm_be_pool_trim(pool, 0));
-  assert_int_equal(attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 0);
-  assert_int_equal(attr(pool, GM_POOL_RESERVED_MEM_HIGH), 6 * MiB);
-  assert_int_equal(attr(pool, GM_POOL_USED_MEM_HIGH), 6 * MiB);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 0);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_HIGH), 6 * MiB);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_USED_MEM_HIGH), 6 * MiB);
   assert_gpumem_ok(gm_be_pool_destroy(pool));
 }
 
@@ -327,19 +311,19 @@ static void test_pool_gives_cache_back_when_device_is_full(void **state) {
   assert_gpumem_ok(gm_be_pool_free(a, NULL));
   assert_gpumem_ok(gm_be_pool_free(x, NULL));
   assert_gpumem_ok(gpumem_stream_synchronize(NULL)); /* threshold: the 8 MiB stay cached */
-  assert_int_equal(attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 16 * MiB);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 16 * MiB);
   /* 6 MiB does not fit a's 4 MiB hole; at x's place it needs one granule more
    * than is cached, the device is full, so the pool gives its cache back and
    * retries. */
   assert_gpumem_ok(gm_be_pool_alloc(pool, 6 * MiB, NULL, &c));
   assert_ptr_equal(c, x);
-  assert_int_equal(attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 14 * MiB);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_RESERVED_MEM_CURRENT), 14 * MiB);
   assert_gpumem_ok(gm_be_pool_alloc(pool, 2 * MiB, NULL, &d));
   assert_ptr_equal(d, a);
   assert_gpumem_status(gm_be_pool_alloc(pool, 2 * MiB, NULL, &e), GPUMEM_ERR_OUT_OF_MEMORY);
   assert_detail_contains("host device 0 is out of memory");
   assert_null(e);
-  assert_int_equal(attr(pool, GM_POOL_USED_MEM_CURRENT), 16 * MiB);
+  assert_int_equal(gm_test_pool_attr(pool, GM_POOL_USED_MEM_CURRENT), 16 * MiB);
   assert_gpumem_ok(gm_be_pool_free(b, NULL));
   assert_gpumem_ok(gm_be_pool_free(c, NULL));
   assert_gpumem_ok(gm_be_pool_free(d, NULL));

@@ -9,19 +9,6 @@
 #include "internal.h"
 #include "log.h"
 
-typedef struct captured {
-  int count;
-  gpumem_log_level level;
-  char line[GPUMEM_LOG_LINE_MAX + 8];
-} captured;
-
-static void capture(gpumem_log_level level, const char *line, void *user) {
-  captured *c = user;
-  c->count++;
-  c->level = level;
-  snprintf(c->line, sizeof c->line, "%s", line);
-}
-
 static int reset(void **state) {
   (void)state;
   gpumem_log_set_callback(NULL, NULL);
@@ -50,8 +37,8 @@ static void test_level_names_and_parsing(void **state) {
 
 static void test_default_level_is_warn_and_filters(void **state) {
   (void)state;
-  captured c = {0};
-  assert_gpumem_ok(gpumem_log_set_callback(capture, &c));
+  gm_test_log c = {0};
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &c));
   assert_int_equal(gpumem_log_get_level(), GPUMEM_LOG_WARN);
   gm_log(GPUMEM_LOG_INFO, "not shown");
   gm_log(GPUMEM_LOG_DEBUG, "not shown");
@@ -80,8 +67,8 @@ static void test_invalid_level_rejected(void **state) {
 
 static void test_long_lines_are_cut(void **state) {
   (void)state;
-  captured c = {0};
-  gpumem_log_set_callback(capture, &c);
+  gm_test_log c = {0};
+  gpumem_log_set_callback(gm_test_log_capture, &c);
   char big[4000];
   memset(big, 'y', sizeof big - 1);
   big[sizeof big - 1] = '\0';
@@ -116,8 +103,8 @@ static void test_file_sink_error_keeps_sink(void **state) {
   (void)state;
   assert_gpumem_status(gpumem_log_set_file("/nonexistent-dir/x.log"), GPUMEM_ERR_OS);
   assert_last_error_contains("cannot open log file '/nonexistent-dir/x.log'");
-  captured c = {0};
-  gpumem_log_set_callback(capture, &c);
+  gm_test_log c = {0};
+  gpumem_log_set_callback(gm_test_log_capture, &c);
   gm_log(GPUMEM_LOG_WARN, "still works");
   assert_int_equal(c.count, 1);
 }

@@ -9,18 +9,6 @@
 #include "log.h"
 #include "options.h"
 
-typedef struct captured {
-  int count;
-  char line[GPUMEM_LOG_LINE_MAX];
-} captured;
-
-static void capture(gpumem_log_level level, const char *line, void *user) {
-  (void)level;
-  captured *c = user;
-  c->count++;
-  snprintf(c->line, sizeof c->line, "%s", line);
-}
-
 static const char *const option_vars[] = {
     "GPUMEM_LOG",          "GPUMEM_LOG_FILE",      "GPUMEM_BACKEND",
     "GPUMEM_HOST_DEVICES", "GPUMEM_HOST_CAPACITY", "GPUMEM_HOST_GRANULARITY",
@@ -143,8 +131,8 @@ static void test_environment_values(void **state) {
 
 static void test_invalid_value_warns_and_keeps_default(void **state) {
   (void)state;
-  captured c = {0};
-  gpumem_log_set_callback(capture, &c);
+  gm_test_log c = {0};
+  gpumem_log_set_callback(gm_test_log_capture, &c);
   setenv("GPUMEM_HOST_CAPACITY", "12X", 1);
   gm_options_load();
   assert_int_equal(c.count, 1);
@@ -174,8 +162,8 @@ static void test_invalid_value_warns_and_keeps_default(void **state) {
 
 static void test_log_level_from_environment(void **state) {
   (void)state;
-  captured c = {0};
-  gpumem_log_set_callback(capture, &c);
+  gm_test_log c = {0};
+  gpumem_log_set_callback(gm_test_log_capture, &c);
   setenv("GPUMEM_LOG", "debug", 1);
   gm_options_load();
   assert_int_equal(gpumem_log_get_level(), GPUMEM_LOG_DEBUG);
@@ -189,8 +177,8 @@ static void test_log_level_from_environment(void **state) {
 
 static void test_override_logged_at_info(void **state) {
   (void)state;
-  captured c = {0};
-  gpumem_log_set_callback(capture, &c);
+  gm_test_log c = {0};
+  gpumem_log_set_callback(gm_test_log_capture, &c);
   gpumem_log_set_level(GPUMEM_LOG_INFO);
   assert_true(gm_option_set(GM_OPTION_HOST_PEERS, "0-1", "test"));
   assert_string_equal(c.line, "gpumem: info: GPUMEM_HOST_PEERS=0-1 (from test)");

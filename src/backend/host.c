@@ -673,17 +673,18 @@ fail:
   return st;
 }
 
-/* Which host device a memfd of ours belongs to, from its name; -1 if the fd is
- * not one of ours. */
-static int memfd_device(int fd) {
-  char path[64], target[256];
+int gm_host_memfd_device(int fd, const char *prefix) {
+  char path[64], target[256], tag[64];
   snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
   ssize_t n = readlink(path, target, sizeof target - 1);
   if (n < 0) return -1;
   target[n] = '\0';
-  const char *tag = strstr(target, "memfd:" HOST_MEMFD_PREFIX);
-  if (tag == NULL) return -1;
-  return atoi(tag + strlen("memfd:" HOST_MEMFD_PREFIX));
+  snprintf(tag, sizeof tag, "memfd:%s", prefix);
+  const char *at = strstr(target, tag);
+  if (at == NULL) return -1;
+  char *end = NULL;
+  long device = strtol(at + strlen(tag), &end, 10);
+  return end == at + strlen(tag) || device < 0 || device >= GPUMEM_MAX_DEVICES ? -1 : (int)device;
 }
 
 static gpumem_status host_import(const gpumem_shareable_handle *in, gpumem_phys_t *out) {
@@ -692,7 +693,7 @@ static gpumem_status host_import(const gpumem_shareable_handle *in, gpumem_phys_
   host_phys *p = NULL;
   gm_host_lock();
   if (in->type == GPUMEM_HANDLE_POSIX_FD) {
-    int device = memfd_device(in->fd);
+    int device = gm_host_memfd_device(in->fd, HOST_MEMFD_PREFIX);
     GM_REQUIRE(device >= 0, GPUMEM_ERR_INVALID_ARGUMENT,
                "import: fd %d is not an allocation exported by the host backend", in->fd);
     GM_REQUIRE(gm_host_device_valid(device), GPUMEM_ERR_INVALID_DEVICE,

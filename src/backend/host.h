@@ -18,6 +18,11 @@ bool gm_host_can_access(int device, int owner);
 gpumem_status gm_host_charge(int device, size_t bytes, const char *what);
 void gm_host_uncharge(int device, size_t bytes);
 
+/* The device in the name of a memfd the host backend made with `prefix`
+ * (names are "<prefix><device>"), or -1 if `fd` is not such a memfd. Works on
+ * descriptors received from another process. No lock needed. */
+int gm_host_memfd_device(int fd, const char *prefix);
+
 /* Pools (host_pool.c). */
 gpumem_status gm_host_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out);
 gpumem_status gm_host_pool_destroy(gpumem_native_pool_t pool);

@@ -484,14 +484,9 @@ gpumem_status gm_host_pool_import(const gpumem_shareable_handle *in, gpumem_nati
   gm_host_lock();
   GM_REQUIRE(in->type == GPUMEM_HANDLE_POSIX_FD && in->fd >= 0, GPUMEM_ERR_INVALID_ARGUMENT,
              "pool import: host pools are shared as POSIX fds");
-  char path[64], target[256];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", in->fd);
-  ssize_t n = readlink(path, target, sizeof target - 1);
-  if (n > 0) target[n] = '\0';
-  const char *tag = n > 0 ? strstr(target, "memfd:" HOST_POOL_MEMFD_PREFIX) : NULL;
-  GM_REQUIRE(tag != NULL, GPUMEM_ERR_INVALID_ARGUMENT,
+  int device = gm_host_memfd_device(in->fd, HOST_POOL_MEMFD_PREFIX);
+  GM_REQUIRE(device >= 0, GPUMEM_ERR_INVALID_ARGUMENT,
              "pool import: fd %d is not a pool exported by the host backend", in->fd);
-  int device = atoi(tag + strlen("memfd:" HOST_POOL_MEMFD_PREFIX));
   GM_REQUIRE(gm_host_device_valid(device), GPUMEM_ERR_INVALID_DEVICE,
              "pool import: the pool lives on host device %d, which this process does not emulate",
              device);

@@ -142,11 +142,13 @@ static struct {
   pthread_mutex_t lock;
   gm_reservation *res; /* sorted by base */
   size_t nres, capres;
-  gm_hashmap phys; /* handle -> bytes (0 for imported) */
+  gm_hashmap phys;       /* handle -> bytes (0 for imported) */
+  gm_hashmap extra_refs; /* handle -> references beyond the first (same handle imported again) */
   gpumem_phys_t released[RELEASED_RING];
   size_t released_next;
   gm_backend_counters counters;
-} track = {.lock = PTHREAD_MUTEX_INITIALIZER, .phys = GM_HASHMAP_INIT};
+} track = {
+    .lock = PTHREAD_MUTEX_INITIALIZER, .phys = GM_HASHMAP_INIT, .extra_refs = GM_HASHMAP_INIT};
 
 static void count(int64_t *field, int64_t delta) {
   pthread_mutex_lock(&track.lock);
@@ -163,6 +165,7 @@ void gm_backend_get_counters(gm_backend_counters *out) {
 void gm_backend_reset_tracking(void) {
   pthread_mutex_lock(&track.lock);
   gm_hashmap_free(&track.phys);
+  gm_hashmap_free(&track.extra_refs);
   free(track.res);
   track.res = NULL;
   track.nres = track.capres = 0;
@@ -175,9 +178,19 @@ void gm_backend_reset_tracking(void) {
   gm_fault_clear();
 }
 
+/* Register a handle the backend returned. An import may return a handle that
+ * is already live in this process (CUDA does not promise a new value); it is
+ * then counted as one more reference, each to be released once. */
 static gpumem_status phys_register(gpumem_phys_t h, size_t bytes) {
   pthread_mutex_lock(&track.lock);
-  bool ok = gm_hashmap_put(&track.phys, h, bytes);
+  uint64_t refs = 0;
+  bool ok;
+  if (gm_hashmap_get(&track.phys, h, NULL)) {
+    gm_hashmap_get(&track.extra_refs, h, &refs);
+    ok = gm_hashmap_put(&track.extra_refs, h, refs + 1);
+  } else {
+    ok = gm_hashmap_put(&track.phys, h, bytes);
+  }
   if (ok) {
     for (size_t i = 0; i < RELEASED_RING; i++) {
       if (track.released[i] == h) track.released[i] = 0; /* the driver reused the value */
@@ -208,8 +221,14 @@ static gpumem_status phys_check(gpumem_phys_t h, const char *what) {
 
 static void phys_unregister(gpumem_phys_t h) {
   pthread_mutex_lock(&track.lock);
-  uint64_t bytes = 0;
-  if (gm_hashmap_get(&track.phys, h, &bytes)) {
+  uint64_t bytes = 0, refs = 0;
+  if (gm_hashmap_get(&track.extra_refs, h, &refs)) {
+    if (refs > 1)
+      gm_hashmap_put(&track.extra_refs, h, refs - 1);
+    else
+      gm_hashmap_remove(&track.extra_refs, h);
+    track.counters.phys_handles--;
+  } else if (gm_hashmap_get(&track.phys, h, &bytes)) {
     gm_hashmap_remove(&track.phys, h);
     track.released[track.released_next] = h;
     track.released_next = (track.released_next + 1) % RELEASED_RING;

@@ -578,7 +578,8 @@ static void test_pool_primitives(void **state) {
   /* bad arguments */
   assert_gpumem_status(gm_be_pool_alloc(pool, 0, s, &p), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gm_be_pool_alloc(pool, 1, s, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
-  assert_gpumem_status(gm_be_pool_get_attr(pool, GM_POOL_ATTR_COUNT, &info.memory_free),
+  uint64_t value = 0;
+  assert_gpumem_status(gm_be_pool_get_attr(pool, GM_POOL_ATTR_COUNT, &value),
                        GPUMEM_ERR_INVALID_ARGUMENT);
   gm_pool_props bad = {999, GPUMEM_HANDLE_NONE, 0};
   gpumem_native_pool_t other = NULL;

@@ -58,6 +58,10 @@ static gpumem_status apply_options(const gpumem_init_options *o) {
     GM_REQUIRE(gm_option_set(GM_OPTION_HOST_PEERS, o->host_peers, "gpumem_init"),
                GPUMEM_ERR_INVALID_ARGUMENT, "host_peers '%s' is too long", o->host_peers);
   }
+  if (o->host_uuids != NULL) {
+    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_UUIDS, o->host_uuids, "gpumem_init"),
+               GPUMEM_ERR_INVALID_ARGUMENT, "host_uuids is too long");
+  }
 fail:
   return st;
 }

@@ -32,6 +32,9 @@ typedef enum gm_option_type {
     "allocation granularity of the emulated devices (a power of two)")                             \
   X(HOST_PEERS, GM_OPT_STRING, "all", 0, 0, NULL,                                                  \
     "peer links between emulated devices: all, none, or pairs such as 0-1,1-2")                    \
+  X(HOST_UUIDS, GM_OPT_STRING, "", 0, 0, NULL,                                                     \
+    "UUIDs of the emulated devices, comma-separated (32 hex digits each, dashes and a GPU- or "    \
+    "MIG- prefix allowed); devices without one get a generated UUID")                              \
   X(HOST_FABRIC, GM_OPT_WORD, "refused", 0, 0, "off|refused|on",                                   \
     "fabric handles on emulated devices: unsupported, advertised but refused (like a GPU without " \
     "an IMEX channel), or working within the process")                                             \
@@ -45,7 +48,7 @@ typedef enum gm_option_id {
       GM_OPTION_COUNT
 } gm_option_id;
 
-#define GM_OPTION_STRING_MAX 256
+#define GM_OPTION_STRING_MAX 1536
 
 /* (Re)read every option from the environment. Not thread-safe: called under
  * the library's init lock, and by tests. */

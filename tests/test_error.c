@@ -20,7 +20,7 @@ static void test_every_status_has_name_and_message(void **state) {
   assert_string_equal(gpumem_status_name(GPUMEM_OK), "GPUMEM_OK");
   assert_string_equal(gpumem_status_name(GPUMEM_ERR_NO_DEVICE), "GPUMEM_ERR_NO_DEVICE");
   assert_string_equal(gpumem_status_string(GPUMEM_ERR_OUT_OF_MEMORY), "out of device memory");
-  assert_int_equal(GPUMEM_ERR_INTERNAL, GPUMEM_STATUS_COUNT - 1);
+  assert_int_equal(GPUMEM_ERR_NOT_FOUND, GPUMEM_STATUS_COUNT - 1);
 }
 
 static void test_unknown_status(void **state) {

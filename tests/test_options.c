@@ -182,7 +182,7 @@ static void test_override_logged_at_info(void **state) {
   gpumem_log_set_level(GPUMEM_LOG_INFO);
   assert_true(gm_option_set(GM_OPTION_HOST_PEERS, "0-1", "test"));
   assert_string_equal(c.line, "gpumem: info: GPUMEM_HOST_PEERS=0-1 (from test)");
-  char longtext[400];
+  char longtext[2000];
   memset(longtext, 'a', sizeof longtext - 1);
   longtext[sizeof longtext - 1] = '\0';
   assert_false(gm_option_set(GM_OPTION_HOST_PEERS, longtext, "test"));

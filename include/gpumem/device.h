@@ -17,11 +17,18 @@
 
 GPUMEM_EXTERN_C_BEGIN
 
+/** Yes, no, or unknown (MIG facts come from NVML, which may be missing). */
+typedef enum gpumem_tristate {
+  GPUMEM_UNKNOWN = -1,
+  GPUMEM_NO = 0,
+  GPUMEM_YES = 1,
+} gpumem_tristate;
+
 /** A device and its allocation capabilities. */
 typedef struct gpumem_device_info {
   int ordinal;
   char name[256];
-  char uuid[48]; /**< "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
+  char uuid[48]; /**< "GPU-xxxxxxxx-…" or, for a MIG slice, "MIG-xxxxxxxx-…" */
   int cc_major, cc_minor;
   int sm_count;
   int pci_domain, pci_bus, pci_device;
@@ -36,6 +43,15 @@ typedef struct gpumem_device_info {
   unsigned pool_handle_types;     /**< gpumem_handle_type bits pools can export */
   size_t granularity_min;         /**< bytes: sizes and offsets must be multiples */
   size_t granularity_recommended; /**< bytes: the granularity that performs best */
+  /* MIG, from NVML; UNKNOWN / -1 / "" where NVML is missing or failed (see mig_note). */
+  gpumem_tristate mig;             /**< this device is a MIG slice */
+  gpumem_tristate parent_mig_mode; /**< MIG mode of the physical GPU it belongs to */
+  char parent_uuid[48];            /**< the physical GPU ("GPU-…"); its own UUID if not a slice */
+  int gpu_instance_id;             /**< GPU instance of a slice, else -1 */
+  int compute_instance_id;         /**< compute instance of a slice, else -1 */
+  int gpu_instance_slices;         /**< memory/SM slices of its GPU instance (1g: 1), else 0 */
+  int compute_instance_slices;     /**< SM slices of its compute instance, else 0 */
+  char mig_note[160];              /**< why MIG fields are unknown, or "" */
 } gpumem_device_info;
 
 /** Number of devices. Errors: INVALID_ARGUMENT (NULL), NO_DEVICE. */
@@ -51,6 +67,88 @@ GPUMEM_API gpumem_status gpumem_device_mem_info(int ordinal, size_t *free_bytes,
 
 /** Whether `device` can be given access to memory that lives on `peer`. */
 GPUMEM_API gpumem_status gpumem_device_can_access_peer(int device, int peer, bool *can_access);
+
+/** Why a device can or cannot map a peer's memory. */
+typedef enum gpumem_peer_reason {
+  GPUMEM_PEER_SAME_DEVICE = 0, /**< the same device: always */
+  GPUMEM_PEER_P2P = 1,         /**< a peer-to-peer path exists (NVLink or PCIe) */
+  GPUMEM_PEER_MIG = 2,         /**< one of them is a MIG slice: slices cannot map peers */
+  GPUMEM_PEER_NO_PATH = 3,     /**< no peer-to-peer path between the two GPUs */
+} gpumem_peer_reason;
+
+/** Peer-to-peer facts for one ordered pair of devices. */
+typedef struct gpumem_peer_info {
+  bool can_map; /**< `device` may be granted access to memory of `peer` */
+  gpumem_peer_reason reason;
+  bool native_atomics;  /**< atomics on peer memory are native */
+  int performance_rank; /**< the driver's relative rank of the link (lower is better) */
+  char why[192];        /**< the reason in a sentence */
+} gpumem_peer_info;
+
+/** Can `device` map memory that lives on `peer`, and why (not). Errors:
+ * INVALID_ARGUMENT (NULL), INVALID_DEVICE, NO_DEVICE. */
+GPUMEM_API gpumem_status gpumem_device_peer_info(int device, int peer, gpumem_peer_info *info);
+
+/** Allocation capabilities a selection may require (bits). */
+typedef enum gpumem_capability {
+  GPUMEM_CAP_VMM = 1 << 0,
+  GPUMEM_CAP_POOLS = 1 << 1,
+  GPUMEM_CAP_POSIX_FD = 1 << 2,
+  GPUMEM_CAP_FABRIC = 1 << 3,
+  GPUMEM_CAP_COMPRESSION = 1 << 4,
+  GPUMEM_CAP_MULTICAST = 1 << 5,
+} gpumem_capability;
+
+/** What a selection does with MIG slices. */
+typedef enum gpumem_mig_policy {
+  GPUMEM_MIG_EITHER = 0,  /**< slices and whole GPUs alike */
+  GPUMEM_MIG_PREFER = 1,  /**< slices when any qualifies, else whole GPUs */
+  GPUMEM_MIG_EXCLUDE = 2, /**< whole GPUs only (and devices whose MIG state is unknown) */
+  GPUMEM_MIG_REQUIRE = 3, /**< slices only */
+} gpumem_mig_policy;
+
+/** Pass as local_rank to read the rank from the launcher's environment. */
+#define GPUMEM_RANK_FROM_ENV (-2)
+
+/** What gpumem_device_select looks for. Zero / NULL fields do not filter. */
+typedef struct gpumem_select_criteria {
+  const char *uuid;       /**< a full UUID or a unique prefix ("GPU-…", "MIG-…"); a slice also
+                               matches the UUID of its GPU */
+  size_t min_free_bytes;  /**< at least this much free memory now */
+  unsigned required_caps; /**< gpumem_capability bits that must all be present */
+  gpumem_mig_policy mig;
+  int local_rank; /**< -1: no rank (first qualifying device); >= 0: this node-local rank;
+                       GPUMEM_RANK_FROM_ENV: from SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK,
+                       MPI_LOCALRANKID, MV2_COMM_WORLD_LOCAL_RANK, PMI_LOCAL_RANK,
+                       PALS_LOCAL_RANKID, LOCAL_RANK (the first one set) */
+} gpumem_select_criteria;
+
+#define GPUMEM_SELECT_CRITERIA_INIT \
+  { NULL, 0, 0, GPUMEM_MIG_EITHER, -1 }
+
+/** The device chosen and why. */
+typedef struct gpumem_selection {
+  int ordinal;
+  int local_rank;            /**< the rank used, or -1 */
+  const char *rank_variable; /**< the environment variable it came from, or NULL */
+  int candidates;            /**< devices that met the criteria */
+  char reason[256];          /**< why this device, in a sentence */
+} gpumem_selection;
+
+/** Choose a device. With a rank, ranks are spread over physical GPUs first:
+ * rank r takes GPU r mod G of the G GPUs that have a qualifying device, and
+ * slices of one GPU (which share it) are handed out in turn to the ranks that
+ * land on it. Errors: INVALID_ARGUMENT (NULL, a malformed rank variable, a
+ * UUID prefix matching two devices), NOT_FOUND (no device qualifies; the
+ * message says which criterion removed the last ones), NO_DEVICE. */
+GPUMEM_API gpumem_status gpumem_device_select(const gpumem_select_criteria *criteria,
+                                              gpumem_selection *selection);
+
+/** The node-local rank from the launcher's environment (see local_rank
+ * above): *rank is -1 and *variable NULL when none is set. Errors:
+ * INVALID_ARGUMENT when the first variable set is not a non-negative integer
+ * (the message names it and its value). */
+GPUMEM_API gpumem_status gpumem_local_rank(int *rank, const char **variable);
 
 GPUMEM_EXTERN_C_END
 

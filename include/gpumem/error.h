@@ -40,7 +40,8 @@ GPUMEM_EXTERN_C_BEGIN
   X(ERR_DRIVER, 16, "CUDA driver or runtime error")                           \
   X(ERR_OS, 17, "operating system call failed")                               \
   X(ERR_INJECTED, 18, "failure injected for testing")                         \
-  X(ERR_INTERNAL, 19, "internal error in libgpumem")
+  X(ERR_INTERNAL, 19, "internal error in libgpumem")                          \
+  X(ERR_NOT_FOUND, 20, "nothing matches the request")
 
 /** Result of every public call. */
 typedef enum gpumem_status {
@@ -50,7 +51,7 @@ typedef enum gpumem_status {
 } gpumem_status;
 
 /** Number of status codes (one past the largest value). */
-#define GPUMEM_STATUS_COUNT 20
+#define GPUMEM_STATUS_COUNT 21
 
 /** The code's message, e.g. "out of device memory"; "unknown status" for a
  * value outside the table. Never NULL; thread-safe; needs no initialisation. */

@@ -16,6 +16,7 @@
 #include "gpumem/log.h"
 #include "gpumem/init.h"
 #include "gpumem/device.h"
+#include "gpumem/mig.h"
 #include "gpumem/stream.h"
 #include "gpumem/vmm.h"
 

@@ -36,10 +36,11 @@ typedef struct gpumem_init_options {
   size_t host_capacity;    /**< host backend: memory of each device (default 1 GiB) */
   size_t host_granularity; /**< host backend: granularity, a power of two >= 4 KiB (2 MiB) */
   const char *host_peers;  /**< host backend: "all" (default), "none", or links "0-1,1-2" */
+  const char *host_uuids;  /**< host backend: device UUIDs, comma-separated (GPUMEM_HOST_UUIDS) */
 } gpumem_init_options;
 
-#define GPUMEM_INIT_OPTIONS_INIT \
-  { GPUMEM_BACKEND_DEFAULT, 0, 0, 0, NULL }
+#define GPUMEM_INIT_OPTIONS_INIT                                                                   \
+  { GPUMEM_BACKEND_DEFAULT, 0, 0, 0, NULL, NULL }
 
 /** Initialise with `options` (NULL: the environment only). Errors:
  * STATE (already initialised: call gpumem_finalize first), INVALID_ARGUMENT

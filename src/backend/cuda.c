@@ -29,6 +29,7 @@
 
 #include "backend.h"
 #include "log.h"
+#include "uuid.h"
 
 /* X(symbol, version that introduced the ABI we use) */
 #define GM_CU_ENTRY_POINTS(X)                      \
@@ -297,11 +298,7 @@ static gpumem_status cuda_device_props(int device, gm_device_props *out) {
   CUuuid uuid;
   CU(cuDeviceGetUuid, (&uuid, dev), "device=%d", device);
   memcpy(out->uuid, uuid.bytes, sizeof out->uuid);
-  const unsigned char *u = out->uuid;
-  snprintf(out->uuid_string, sizeof out->uuid_string,
-           "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
-           u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
-           u[15]);
+  gm_uuid_format(out->uuid, "GPU-", out->uuid_string, sizeof out->uuid_string);
   CU(cuDeviceTotalMem, (&out->total_memory, dev), "device=%d", device);
   int v = 0;
   ATTR(dev, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, &out->cc_major);

@@ -45,6 +45,7 @@
 #include "hashmap.h"
 #include "log.h"
 #include "options.h"
+#include "uuid.h"
 
 #define HOST_STREAM_MAGIC 0x67736d53u /* "gsmS" */
 #define HOST_EVENT_MAGIC  0x67736d45u /* "gsmE" */
@@ -100,6 +101,7 @@ static struct {
   size_t used[GPUMEM_MAX_DEVICES];
   bool peer[GPUMEM_MAX_DEVICES][GPUMEM_MAX_DEVICES];
   int fabric;
+  unsigned char uuid[GPUMEM_MAX_DEVICES][16];
   host_reservation *reservations;
   gm_hashmap phys; /* id -> host_phys* (live, not yet released) */
   uint64_t next_id;
@@ -167,6 +169,32 @@ static bool parse_peers(const char *spec, int ndev,
   return true;
 }
 
+/* Device UUIDs: those listed in GPUMEM_HOST_UUIDS, generated ones for the
+ * rest ("gpumem-host-" and the ordinal, so they are stable across runs). */
+static void set_uuids(const char *list) {
+  static const unsigned char base[16] = {'g', 'p', 'u', 'm', 'e', 'm', '-', 'h',
+                                         'o', 's', 't', '-', 0,   0,   0,   0};
+  for (int d = 0; d < H.ndev; d++) {
+    memcpy(H.uuid[d], base, sizeof base);
+    H.uuid[d][15] = (unsigned char)d;
+  }
+  char item[GM_UUID_TEXT_MAX + 8];
+  int d = 0;
+  for (const char *s = list; *s != '\0' && d < H.ndev; d++) {
+    const char *comma = strchr(s, ',');
+    size_t n = comma ? (size_t)(comma - s) : strlen(s);
+    if (n < sizeof item) {
+      memcpy(item, s, n);
+      item[n] = '\0';
+    }
+    if (n >= sizeof item || !gm_uuid_parse(item, H.uuid[d])) {
+      gm_log(GPUMEM_LOG_WARN, "%s: entry %d ('%.*s') is not a UUID; device %d keeps a generated one",
+             gm_option_env_name(GM_OPTION_HOST_UUIDS), d, (int)n, s, d);
+    }
+    s = comma ? comma + 1 : s + n;
+  }
+}
+
 static gpumem_status host_open(void) {
   gm_host_lock();
   H.ndev = (int)gm_option_int(GM_OPTION_HOST_DEVICES);
@@ -190,6 +218,7 @@ static gpumem_status host_open(void) {
            H.capacity, H.granularity, rounded);
     H.capacity = rounded;
   }
+  set_uuids(gm_option_string(GM_OPTION_HOST_UUIDS));
   H.next_id = 1;
   char cap[32], gran[32];
   gm_log(GPUMEM_LOG_INFO, "host backend: %d emulated devices of %s, granularity %s, peers %s",
@@ -255,15 +284,8 @@ static gpumem_status host_device_props(int device, gm_device_props *out) {
   CHECK_DEVICE(device);
   memset(out, 0, sizeof *out);
   snprintf(out->name, sizeof out->name, "libgpumem host device %d", device);
-  static const unsigned char base[16] = {'g', 'p', 'u', 'm', 'e', 'm', '-', 'h',
-                                         'o', 's', 't', '-', 0,   0,   0,   0};
-  memcpy(out->uuid, base, sizeof base);
-  out->uuid[15] = (unsigned char)device;
-  const unsigned char *u = out->uuid;
-  snprintf(out->uuid_string, sizeof out->uuid_string,
-           "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
-           u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
-           u[15]);
+  memcpy(out->uuid, H.uuid[device], sizeof out->uuid);
+  gm_uuid_format(out->uuid, "GPU-", out->uuid_string, sizeof out->uuid_string);
   out->sm_count = 1;
   out->pci_bus = device;
   out->total_memory = H.capacity;

@@ -251,6 +251,14 @@ static void phys_unregister(gpumem_phys_t h) {
   GM_BE_ENTER(op);             \
   return be->op(__VA_ARGS__)
 
+/* Operations that create or destroy a counted object: enter, forward, and on
+ * success move `field` by `delta`. */
+#define GM_BE_COUNTED(op, field, delta, ...)                  \
+  GM_BE_ENTER(op);                                            \
+  st = be->op(__VA_ARGS__);                                   \
+  if (st == GPUMEM_OK) count(&track.counters.field, (delta)); \
+  return st
+
 #define GM_NULL_ARG(p)                                                               \
   do {                                                                               \
     if ((p) == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%s is NULL", #p); \
@@ -535,19 +543,13 @@ gpumem_status gm_be_import_handle(const gpumem_shareable_handle *in, gpumem_phys
 
 gpumem_status gm_be_stream_create(int device, gpumem_stream_t *out) {
   GM_NULL_ARG(out);
-  GM_BE_ENTER(stream_create);
-  st = be->stream_create(device, out);
-  if (st == GPUMEM_OK) count(&track.counters.streams, 1);
-  return st;
+  GM_BE_COUNTED(stream_create, streams, 1, device, out);
 }
 
 gpumem_status gm_be_stream_destroy(gpumem_stream_t stream) {
   if (stream == NULL)
     return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot destroy the default stream");
-  GM_BE_ENTER(stream_destroy);
-  st = be->stream_destroy(stream);
-  if (st == GPUMEM_OK) count(&track.counters.streams, -1);
-  return st;
+  GM_BE_COUNTED(stream_destroy, streams, -1, stream);
 }
 
 gpumem_status gm_be_stream_synchronize(gpumem_stream_t stream) {
@@ -565,18 +567,12 @@ gpumem_status gm_be_stream_wait_event(gpumem_stream_t stream, gpumem_event_t eve
 
 gpumem_status gm_be_event_create(int device, gpumem_event_t *out) {
   GM_NULL_ARG(out);
-  GM_BE_ENTER(event_create);
-  st = be->event_create(device, out);
-  if (st == GPUMEM_OK) count(&track.counters.events, 1);
-  return st;
+  GM_BE_COUNTED(event_create, events, 1, device, out);
 }
 
 gpumem_status gm_be_event_destroy(gpumem_event_t event) {
   GM_NULL_ARG(event);
-  GM_BE_ENTER(event_destroy);
-  st = be->event_destroy(event);
-  if (st == GPUMEM_OK) count(&track.counters.events, -1);
-  return st;
+  GM_BE_COUNTED(event_destroy, events, -1, event);
 }
 
 gpumem_status gm_be_event_record(gpumem_event_t event, gpumem_stream_t stream) {
@@ -614,18 +610,12 @@ gpumem_status gm_be_memset(void *dst, int value, size_t size, gpumem_stream_t st
 gpumem_status gm_be_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out) {
   GM_NULL_ARG(props);
   GM_NULL_ARG(out);
-  GM_BE_ENTER(pool_create);
-  st = be->pool_create(props, out);
-  if (st == GPUMEM_OK) count(&track.counters.pools, 1);
-  return st;
+  GM_BE_COUNTED(pool_create, pools, 1, props, out);
 }
 
 gpumem_status gm_be_pool_destroy(gpumem_native_pool_t pool) {
   GM_NULL_ARG(pool);
-  GM_BE_ENTER(pool_destroy);
-  st = be->pool_destroy(pool);
-  if (st == GPUMEM_OK) count(&track.counters.pools, -1);
-  return st;
+  GM_BE_COUNTED(pool_destroy, pools, -1, pool);
 }
 
 gpumem_status gm_be_pool_default(int device, gpumem_native_pool_t *out) {
@@ -678,18 +668,12 @@ gpumem_status gm_be_pool_alloc(gpumem_native_pool_t pool, size_t size, gpumem_st
   GM_NULL_ARG(pool);
   GM_NULL_ARG(out);
   if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes");
-  GM_BE_ENTER(pool_alloc);
-  st = be->pool_alloc(pool, size, stream, out);
-  if (st == GPUMEM_OK) count(&track.counters.pool_allocations, 1);
-  return st;
+  GM_BE_COUNTED(pool_alloc, pool_allocations, 1, pool, size, stream, out);
 }
 
 gpumem_status gm_be_pool_free(void *ptr, gpumem_stream_t stream) {
   GM_NULL_ARG(ptr);
-  GM_BE_ENTER(pool_free);
-  st = be->pool_free(ptr, stream);
-  if (st == GPUMEM_OK) count(&track.counters.pool_allocations, -1);
-  return st;
+  GM_BE_COUNTED(pool_free, pool_allocations, -1, ptr, stream);
 }
 
 gpumem_status gm_be_pool_export(gpumem_native_pool_t pool, gpumem_handle_type type,
@@ -702,10 +686,7 @@ gpumem_status gm_be_pool_export(gpumem_native_pool_t pool, gpumem_handle_type ty
 gpumem_status gm_be_pool_import(const gpumem_shareable_handle *in, gpumem_native_pool_t *out) {
   GM_NULL_ARG(in);
   GM_NULL_ARG(out);
-  GM_BE_ENTER(pool_import);
-  st = be->pool_import(in, out);
-  if (st == GPUMEM_OK) count(&track.counters.pools, 1);
-  return st;
+  GM_BE_COUNTED(pool_import, pools, 1, in, out);
 }
 
 gpumem_status gm_be_pool_export_ptr(void *ptr, gm_pool_ptr_export *out) {
@@ -719,8 +700,5 @@ gpumem_status gm_be_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_ptr
   GM_NULL_ARG(pool);
   GM_NULL_ARG(data);
   GM_NULL_ARG(out);
-  GM_BE_ENTER(pool_import_ptr);
-  st = be->pool_import_ptr(pool, data, out);
-  if (st == GPUMEM_OK) count(&track.counters.pool_allocations, 1);
-  return st;
+  GM_BE_COUNTED(pool_import_ptr, pool_allocations, 1, pool, data, out);
 }

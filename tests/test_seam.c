@@ -52,6 +52,7 @@ static gpumem_status fake_map(uintptr_t va, size_t size, size_t off, gpumem_phys
 }
 
 static gm_backend_ops fake;
+static const gm_backend_ops *original;
 
 static int install_fake(void **state) {
   if (gm_test_setup(state) != 0) return -1;
@@ -63,12 +64,13 @@ static int install_fake(void **state) {
   fake.set_access = fake_set_access;
   fake.map = fake_map;
   memset(&calls, 0, sizeof calls);
+  original = gm_backend();
   gm_backend_install(&fake);
   return 0;
 }
 
 static int restore_host(void **state) {
-  gm_backend_install(&gm_backend_host);
+  gm_backend_install(original);
   return gm_test_teardown(state);
 }
 

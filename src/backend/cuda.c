@@ -248,6 +248,17 @@ static void guard_exit(const device_guard *g) {
   if (g->switched) cudaSetDevice(g->previous);
 }
 
+/* Run a runtime call with `device` current; on failure record and return. */
+#define RT_ON_DEVICE(device, call, name, ...)                     \
+  do {                                                            \
+    device_guard g_;                                              \
+    gpumem_status s_ = guard_enter((device), &g_);                \
+    if (s_ != GPUMEM_OK) return s_;                               \
+    cudaError_t e_ = (call);                                      \
+    guard_exit(&g_);                                              \
+    if (e_ != cudaSuccess) return rt_fail(e_, name, __VA_ARGS__); \
+  } while (0)
+
 /* ---- devices ---- */
 
 static gpumem_status cuda_device_count(int *count) {
@@ -332,12 +343,9 @@ static gpumem_status cuda_device_props(int device, gm_device_props *out) {
 
 static gpumem_status cuda_mem_info(int device, size_t *free_bytes, size_t *total_bytes) {
   CHECK_DEVICE(device);
-  device_guard g;
-  gpumem_status st = guard_enter(device, &g);
-  if (st != GPUMEM_OK) return st;
-  cudaError_t e = cudaMemGetInfo(free_bytes, total_bytes);
-  guard_exit(&g);
-  return e == cudaSuccess ? GPUMEM_OK : rt_fail(e, "cudaMemGetInfo", "device=%d", device);
+  RT_ON_DEVICE(device, cudaMemGetInfo(free_bytes, total_bytes), "cudaMemGetInfo", "device=%d",
+               device);
+  return GPUMEM_OK;
 }
 
 static gpumem_status cuda_p2p_attrs(int src, int dst, gm_p2p_attrs *out) {
@@ -482,13 +490,9 @@ static gpumem_status cuda_import(const gpumem_shareable_handle *in, gpumem_phys_
 
 static gpumem_status cuda_stream_create(int device, gpumem_stream_t *out) {
   CHECK_DEVICE(device);
-  device_guard g;
-  gpumem_status st = guard_enter(device, &g);
-  if (st != GPUMEM_OK) return st;
   cudaStream_t s = NULL;
-  cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
-  guard_exit(&g);
-  if (e != cudaSuccess) return rt_fail(e, "cudaStreamCreateWithFlags", "device=%d", device);
+  RT_ON_DEVICE(device, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking),
+               "cudaStreamCreateWithFlags", "device=%d", device);
   *out = s;
   return GPUMEM_OK;
 }
@@ -519,13 +523,9 @@ static gpumem_status cuda_stream_wait_event(gpumem_stream_t s, gpumem_event_t ev
 
 static gpumem_status cuda_event_create(int device, gpumem_event_t *out) {
   CHECK_DEVICE(device);
-  device_guard g;
-  gpumem_status st = guard_enter(device, &g);
-  if (st != GPUMEM_OK) return st;
   cudaEvent_t ev = NULL;
-  cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
-  guard_exit(&g);
-  if (e != cudaSuccess) return rt_fail(e, "cudaEventCreateWithFlags", "device=%d", device);
+  RT_ON_DEVICE(device, cudaEventCreateWithFlags(&ev, cudaEventDisableTiming),
+               "cudaEventCreateWithFlags", "device=%d", device);
   *out = ev;
   return GPUMEM_OK;
 }
@@ -557,12 +557,8 @@ static gpumem_status cuda_event_synchronize(gpumem_event_t ev) {
 
 static gpumem_status cuda_device_synchronize(int device) {
   CHECK_DEVICE(device);
-  device_guard g;
-  gpumem_status st = guard_enter(device, &g);
-  if (st != GPUMEM_OK) return st;
-  cudaError_t e = cudaDeviceSynchronize();
-  guard_exit(&g);
-  return e == cudaSuccess ? GPUMEM_OK : rt_fail(e, "cudaDeviceSynchronize", "device=%d", device);
+  RT_ON_DEVICE(device, cudaDeviceSynchronize(), "cudaDeviceSynchronize", "device=%d", device);
+  return GPUMEM_OK;
 }
 
 static gpumem_status cuda_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t s) {

@@ -607,6 +607,17 @@ gpumem_status gm_be_memset(void *dst, int value, size_t size, gpumem_stream_t st
   GM_BE_FORWARD(memset, dst, value, size, stream);
 }
 
+gpumem_status gm_be_dev_malloc(int device, size_t size, void **out) {
+  GM_NULL_ARG(out);
+  if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes");
+  GM_BE_COUNTED(dev_malloc, device_allocations, 1, device, size, out);
+}
+
+gpumem_status gm_be_dev_free(void *ptr) {
+  GM_NULL_ARG(ptr);
+  GM_BE_COUNTED(dev_free, device_allocations, -1, ptr);
+}
+
 gpumem_status gm_be_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out) {
   GM_NULL_ARG(props);
   GM_NULL_ARG(out);

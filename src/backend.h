@@ -120,6 +120,8 @@ typedef enum gm_backend_kind { GM_BACKEND_CUDA = 0, GM_BACKEND_HOST = 1 } gm_bac
   X(device_synchronize)       \
   X(memcpy)                   \
   X(memset)                   \
+  X(dev_malloc)               \
+  X(dev_free)                 \
   X(pool_create)              \
   X(pool_destroy)             \
   X(pool_default)             \
@@ -190,6 +192,10 @@ typedef struct gm_backend_ops {
   gpumem_status (*memcpy)(void *dst, const void *src, size_t size, gpumem_stream_t stream);
   gpumem_status (*memset)(void *dst, int value, size_t size, gpumem_stream_t stream);
 
+  /* Plain device allocation: cudaMalloc / cudaFree (a baseline for the bench). */
+  gpumem_status (*dev_malloc)(int device, size_t size, void **out);
+  gpumem_status (*dev_free)(void *ptr);
+
   /* Stream-ordered pools: cudaMemPool_t. */
   gpumem_status (*pool_create)(const gm_pool_props *props, gpumem_native_pool_t *out);
   gpumem_status (*pool_destroy)(gpumem_native_pool_t pool);
@@ -228,6 +234,7 @@ typedef struct gm_backend_counters {
   int64_t phys_handles, phys_bytes; /* bytes of created (not imported) handles */
   int64_t mapped_bytes;
   int64_t streams, events, pools, pool_allocations;
+  int64_t device_allocations; /* dev_malloc minus dev_free */
 } gm_backend_counters;
 
 void gm_backend_get_counters(gm_backend_counters *out);
@@ -280,6 +287,8 @@ gpumem_status gm_be_event_synchronize(gpumem_event_t event);
 gpumem_status gm_be_device_synchronize(int device);
 gpumem_status gm_be_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t stream);
 gpumem_status gm_be_memset(void *dst, int value, size_t size, gpumem_stream_t stream);
+gpumem_status gm_be_dev_malloc(int device, size_t size, void **out);
+gpumem_status gm_be_dev_free(void *ptr);
 gpumem_status gm_be_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out);
 gpumem_status gm_be_pool_destroy(gpumem_native_pool_t pool);
 gpumem_status gm_be_pool_default(int device, gpumem_native_pool_t *out);

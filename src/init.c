@@ -22,6 +22,7 @@
 #include "gpumem/version.h"
 #include "log.h"
 #include "options.h"
+#include "trace.h"
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int ready;
@@ -133,15 +134,17 @@ GPUMEM_API gpumem_status gpumem_finalize(void) {
     gm_backend_counters c;
     gm_backend_get_counters(&c);
     if (c.reservations || c.phys_handles || c.mapped_bytes || c.streams || c.events || c.pools ||
-        c.pool_allocations) {
+        c.pool_allocations || c.device_allocations) {
       st = gm_error(GPUMEM_ERR_BUSY,
                     "objects still alive: %" PRId64 " reservations, %" PRId64
                     " physical handles, %" PRId64 " mapped bytes, %" PRId64 " streams, %" PRId64
-                    " events, %" PRId64 " pools, %" PRId64 " pool allocations",
+                    " events, %" PRId64 " pools, %" PRId64 " pool allocations, %" PRId64
+                    " device allocations",
                     c.reservations, c.phys_handles, c.mapped_bytes, c.streams, c.events, c.pools,
-                    c.pool_allocations);
+                    c.pool_allocations, c.device_allocations);
     } else {
       gm_backend()->close();
+      gm_trace_close();
       gm_backend_install(NULL);
       gm_backend_reset_tracking();
       options_loaded = false;

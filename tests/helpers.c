@@ -48,14 +48,16 @@ int gm_test_teardown(void **state) {
   c.events = now.events - baseline.events;
   c.pools = now.pools - baseline.pools;
   c.pool_allocations = now.pool_allocations - baseline.pool_allocations;
+  c.device_allocations = now.device_allocations - baseline.device_allocations;
   memset(&baseline, 0, sizeof baseline);
   if (c.reservations || c.phys_handles || c.mapped_bytes || c.streams || c.events || c.pools ||
-      c.pool_allocations) {
+      c.pool_allocations || c.device_allocations) {
     print_error("teardown: the test leaked backend objects: %" PRId64 " reservations, %" PRId64
                 " handles, %" PRId64 " mapped bytes, %" PRId64 " streams, %" PRId64
-                " events, %" PRId64 " pools, %" PRId64 " pool allocations\n",
+                " events, %" PRId64 " pools, %" PRId64 " pool allocations, %" PRId64
+                " device allocations\n",
                 c.reservations, c.phys_handles, c.mapped_bytes, c.streams, c.events, c.pools,
-                c.pool_allocations);
+                c.pool_allocations, c.device_allocations);
     return -1;
   }
   return 0;

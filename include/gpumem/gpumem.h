@@ -19,5 +19,6 @@
 #include "gpumem/mig.h"
 #include "gpumem/stream.h"
 #include "gpumem/vmm.h"
+#include "gpumem/allocator.h"
 
 #endif

@@ -39,7 +39,7 @@ typedef struct gpumem_init_options {
   const char *host_uuids;  /**< host backend: device UUIDs, comma-separated (GPUMEM_HOST_UUIDS) */
 } gpumem_init_options;
 
-#define GPUMEM_INIT_OPTIONS_INIT                                                                   \
+#define GPUMEM_INIT_OPTIONS_INIT \
   { GPUMEM_BACKEND_DEFAULT, 0, 0, 0, NULL, NULL }
 
 /** Initialise with `options` (NULL: the environment only). Errors:

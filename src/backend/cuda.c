@@ -572,6 +572,19 @@ static gpumem_status cuda_memset(void *dst, int value, size_t size, gpumem_strea
   return GPUMEM_OK;
 }
 
+/* ---- plain device allocations ---- */
+
+static gpumem_status cuda_dev_malloc(int device, size_t size, void **out) {
+  CHECK_DEVICE(device);
+  RT_ON_DEVICE(device, cudaMalloc(out, size), "cudaMalloc", "size=%zu, device=%d", size, device);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_dev_free(void *ptr) {
+  RT(cudaFree, (ptr), "%p", ptr);
+  return GPUMEM_OK;
+}
+
 /* ---- pools ---- */
 
 static gpumem_status cuda_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out) {
@@ -757,6 +770,8 @@ const gm_backend_ops gm_backend_cuda = {
     .device_synchronize = cuda_device_synchronize,
     .memcpy = cuda_memcpy,
     .memset = cuda_memset,
+    .dev_malloc = cuda_dev_malloc,
+    .dev_free = cuda_dev_free,
     .pool_create = cuda_pool_create,
     .pool_destroy = cuda_pool_destroy,
     .pool_default = cuda_pool_default,

@@ -103,9 +103,10 @@ static struct {
   int fabric;
   unsigned char uuid[GPUMEM_MAX_DEVICES][16];
   host_reservation *reservations;
-  gm_hashmap phys; /* id -> host_phys* (live, not yet released) */
+  gm_hashmap phys;    /* id -> host_phys* (live, not yet released) */
+  gm_hashmap mallocs; /* address -> size << 8 | device, for dev_malloc */
   uint64_t next_id;
-} H = {.lock = PTHREAD_MUTEX_INITIALIZER, .phys = GM_HASHMAP_INIT};
+} H = {.lock = PTHREAD_MUTEX_INITIALIZER, .phys = GM_HASHMAP_INIT, .mallocs = GM_HASHMAP_INIT};
 
 void gm_host_lock(void) {
   pthread_mutex_lock(&H.lock);
@@ -188,7 +189,8 @@ static void set_uuids(const char *list) {
       item[n] = '\0';
     }
     if (n >= sizeof item || !gm_uuid_parse(item, H.uuid[d])) {
-      gm_log(GPUMEM_LOG_WARN, "%s: entry %d ('%.*s') is not a UUID; device %d keeps a generated one",
+      gm_log(GPUMEM_LOG_WARN,
+             "%s: entry %d ('%.*s') is not a UUID; device %d keeps a generated one",
              gm_option_env_name(GM_OPTION_HOST_UUIDS), d, (int)n, s, d);
     }
     s = comma ? comma + 1 : s + n;
@@ -257,6 +259,11 @@ static void host_close(void) {
     if (H.phys.keys[i] != 0) phys_destroy((host_phys *)(uintptr_t)H.phys.values[i]);
   }
   gm_hashmap_free(&H.phys);
+  for (size_t i = 0; i < H.mallocs.capacity; i++) {
+    if (H.mallocs.keys[i] != 0)
+      munmap((void *)(uintptr_t)H.mallocs.keys[i], H.mallocs.values[i] >> 8);
+  }
+  gm_hashmap_free(&H.mallocs);
   H.ndev = 0;
   gm_host_unlock();
 }
@@ -899,6 +906,48 @@ static gpumem_status host_memset(void *dst, int value, size_t size, gpumem_strea
   return st;
 }
 
+/* ---- plain device allocations: anonymous memory charged to the device ---- */
+
+static gpumem_status host_dev_malloc(int device, size_t size, void **out) {
+  gpumem_status st = GPUMEM_OK;
+  CHECK_DEVICE(device);
+  size_t rounded;
+  if (!gm_round_up(size, H.granularity, &rounded)) {
+    return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "malloc: %zu bytes overflow", size);
+  }
+  gm_host_lock();
+  GM_TRY(gm_host_charge(device, rounded, "malloc"));
+  void *p = mmap(NULL, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  if (p == MAP_FAILED) gm_host_uncharge(device, rounded);
+  GM_REQUIRE(p != MAP_FAILED, GPUMEM_ERR_OUT_OF_MEMORY, "malloc: mmap of %zu bytes failed: %s",
+             rounded, strerror(errno));
+  if (!gm_hashmap_put(&H.mallocs, (uint64_t)(uintptr_t)p,
+                      ((uint64_t)rounded << 8) | (unsigned)device)) {
+    munmap(p, rounded);
+    gm_host_uncharge(device, rounded);
+    GM_REQUIRE(false, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an allocation record");
+  }
+  *out = p;
+fail:
+  gm_host_unlock();
+  return st;
+}
+
+static gpumem_status host_dev_free(void *ptr) {
+  uint64_t v = 0;
+  gm_host_lock();
+  bool found = gm_hashmap_get(&H.mallocs, (uint64_t)(uintptr_t)ptr, &v);
+  if (found) {
+    gm_hashmap_remove(&H.mallocs, (uint64_t)(uintptr_t)ptr);
+    munmap(ptr, (size_t)(v >> 8));
+    gm_host_uncharge((int)(v & 0xff), (size_t)(v >> 8));
+  }
+  gm_host_unlock();
+  return found ? GPUMEM_OK
+               : gm_error(GPUMEM_ERR_INVALID_POINTER, "free: %p was not allocated by malloc", ptr);
+}
+
 const gm_backend_ops gm_backend_host = {
     .name = "host",
     .kind = GM_BACKEND_HOST,
@@ -934,6 +983,8 @@ const gm_backend_ops gm_backend_host = {
     .device_synchronize = host_device_synchronize,
     .memcpy = host_memcpy,
     .memset = host_memset,
+    .dev_malloc = host_dev_malloc,
+    .dev_free = host_dev_free,
     .pool_create = gm_host_pool_create,
     .pool_destroy = gm_host_pool_destroy,
     .pool_default = gm_host_pool_default,

@@ -1,0 +1,90 @@
+/* gpumem/allocator.h: one alloc/free interface over every allocator.
+ *
+ * A gpumem_allocator is a small struct of function pointers and a context:
+ * applications and framework shims (a PyTorch CUDAPluggableAllocator, a CuPy
+ * allocator) hold one and never care which allocator is behind it, and
+ * gpumem-bench drives them all the same way. Create one by name:
+ *
+ *   gpumem_allocator a;
+ *   gpumem_allocator_create("cuda-async", 0, &a);
+ *   void *p;
+ *   a.alloc(a.ctx, 1 << 20, stream, &p);
+ *   ...
+ *   a.free(a.ctx, p, 1 << 20, stream);
+ *   gpumem_allocator_destroy(&a);
+ *
+ * The allocators libgpumem provides (gpumem_allocator_list) all count the
+ * same statistics and honour GPUMEM_TRACE=FILE, which appends every alloc and
+ * free to FILE as "op,id,size,stream" lines, the format gpumem-bench replays.
+ * An application may also fill the struct with its own functions.
+ *
+ * Thread safety: alloc, free and stats of one allocator may be called from
+ * many threads at once; create and destroy may not overlap other calls on the
+ * same allocator. Stream-ordered allocators follow CUDA's rules: memory freed
+ * on a stream may be reused by later work on that stream.
+ */
+#ifndef GPUMEM_ALLOCATOR_H
+#define GPUMEM_ALLOCATOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpumem/error.h"
+#include "gpumem/export.h"
+#include "gpumem/types.h"
+
+GPUMEM_EXTERN_C_BEGIN
+
+/** Statistics every allocator reports (bytes and calls since creation). */
+typedef struct gpumem_stats {
+  uint64_t allocs;            /**< successful allocations */
+  uint64_t frees;             /**< successful frees */
+  uint64_t failed_allocs;     /**< allocations that returned an error */
+  size_t bytes_in_use;        /**< bytes requested and not yet freed */
+  size_t peak_bytes_in_use;   /**< the most bytes_in_use has been */
+  size_t bytes_reserved;      /**< bytes the allocator holds from the device */
+  size_t peak_bytes_reserved; /**< the most bytes_reserved has been */
+} gpumem_stats;
+
+/** An allocator: functions and the context they are called with. */
+typedef struct gpumem_allocator {
+  const char *name;
+  int device;
+  void *ctx;
+  /** Allocate `size` bytes ordered on `stream`. */
+  gpumem_status (*alloc)(void *ctx, size_t size, gpumem_stream_t stream, void **ptr);
+  /** Free a pointer this allocator returned, with the size it was asked for. */
+  gpumem_status (*free)(void *ctx, void *ptr, size_t size, gpumem_stream_t stream);
+  /** Fill `stats`. */
+  gpumem_status (*stats)(void *ctx, gpumem_stats *stats);
+  /** Give cached memory back to the device (may be NULL: nothing cached). */
+  gpumem_status (*trim)(void *ctx);
+  /** Release everything; called by gpumem_allocator_destroy. */
+  void (*destroy)(void *ctx);
+} gpumem_allocator;
+
+/** A registered allocator's name and a one-line description. */
+typedef struct gpumem_allocator_kind {
+  const char *name;
+  const char *description;
+} gpumem_allocator_kind;
+
+/** The allocators libgpumem provides: writes up to `max` entries and returns
+ * how many exist. Never fails. */
+GPUMEM_API size_t gpumem_allocator_list(gpumem_allocator_kind *kinds, size_t max);
+
+/** Create the allocator called `name` (see gpumem_allocator_list) for
+ * `device`. Errors: INVALID_ARGUMENT (NULL), NOT_FOUND (no such name; the
+ * message lists the names), INVALID_DEVICE, NOT_SUPPORTED (the device lacks
+ * what it needs), NO_DEVICE, OUT_OF_MEMORY. */
+GPUMEM_API gpumem_status gpumem_allocator_create(const char *name, int device,
+                                                 gpumem_allocator *allocator);
+
+/** Destroy an allocator made by gpumem_allocator_create (or one whose destroy
+ * function is set) and clear the struct. Memory still allocated from it is
+ * returned with it where the allocator allows. NULL is a no-op. */
+GPUMEM_API void gpumem_allocator_destroy(gpumem_allocator *allocator);
+
+GPUMEM_EXTERN_C_END
+
+#endif

@@ -1,0 +1,174 @@
+/* allocator.c: the common allocator interface and its registry.
+ *
+ * gpumem_allocator_create() finds an implementation by name and wraps it in
+ * a base that every libgpumem allocator shares: statistics kept with atomics
+ * (so alloc and free from many threads need no lock here; the peak is a
+ * compare-and-swap maximum) and, when GPUMEM_TRACE is set, a line per alloc
+ * and free. Tracing needs the id of a pointer at free time, so it keeps a
+ * pointer -> id map under a mutex, only while tracing.
+ *
+ * Adding an allocator is one gm_allocator_impl and one line in `registry`.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "allocator.h"
+#include "api.h"
+#include "hashmap.h"
+#include "trace.h"
+
+static const gm_allocator_impl *const registry[] = {
+    &gm_allocator_cuda_malloc,
+    &gm_allocator_cuda_async,
+    &gm_allocator_cuda_pool,
+};
+
+typedef struct gm_allocator_base {
+  const gm_allocator_impl *impl;
+  void *state;
+  _Atomic uint64_t allocs, frees, failed;
+  _Atomic size_t in_use, peak_in_use;
+  bool tracing;
+  pthread_mutex_t trace_lock;
+  gm_hashmap trace_ids; /* pointer -> id + 1 */
+} gm_allocator_base;
+
+static void raise_peak(_Atomic size_t *peak, size_t value) {
+  size_t seen = atomic_load_explicit(peak, memory_order_relaxed);
+  while (value > seen && !atomic_compare_exchange_weak_explicit(
+                             peak, &seen, value, memory_order_relaxed, memory_order_relaxed)) {
+  }
+}
+
+static gpumem_status base_alloc(void *ctx, size_t size, gpumem_stream_t stream, void **ptr) {
+  gm_allocator_base *b = ctx;
+  gm_error_discard();
+  gpumem_status st = ptr == NULL ? gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL")
+                     : size == 0 ? gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes")
+                                 : b->impl->alloc(b->state, size, stream, ptr);
+  if (st != GPUMEM_OK) {
+    atomic_fetch_add_explicit(&b->failed, 1, memory_order_relaxed);
+    return gm_api_return(b->impl->name, st);
+  }
+  atomic_fetch_add_explicit(&b->allocs, 1, memory_order_relaxed);
+  raise_peak(&b->peak_in_use,
+             atomic_fetch_add_explicit(&b->in_use, size, memory_order_relaxed) + size);
+  if (b->tracing) {
+    uint64_t id = gm_trace_next_id();
+    pthread_mutex_lock(&b->trace_lock);
+    gm_hashmap_put(&b->trace_ids, (uint64_t)(uintptr_t)*ptr, id + 1);
+    pthread_mutex_unlock(&b->trace_lock);
+    gm_trace_record('a', id, size, stream);
+  }
+  return GPUMEM_OK;
+}
+
+static gpumem_status base_free(void *ctx, void *ptr, size_t size, gpumem_stream_t stream) {
+  gm_allocator_base *b = ctx;
+  gm_error_discard();
+  if (ptr == NULL)
+    return gm_api_return(b->impl->name, gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL"));
+  gpumem_status st = b->impl->free(b->state, ptr, size, stream);
+  if (st != GPUMEM_OK) return gm_api_return(b->impl->name, st);
+  atomic_fetch_add_explicit(&b->frees, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&b->in_use, size, memory_order_relaxed);
+  if (b->tracing) {
+    uint64_t id = 0;
+    pthread_mutex_lock(&b->trace_lock);
+    bool known = gm_hashmap_get(&b->trace_ids, (uint64_t)(uintptr_t)ptr, &id);
+    gm_hashmap_remove(&b->trace_ids, (uint64_t)(uintptr_t)ptr);
+    pthread_mutex_unlock(&b->trace_lock);
+    if (known) gm_trace_record('f', id - 1, size, stream);
+  }
+  return GPUMEM_OK;
+}
+
+static gpumem_status base_stats(void *ctx, gpumem_stats *out) {
+  gm_allocator_base *b = ctx;
+  gm_error_discard();
+  if (out == NULL)
+    return gm_api_return(b->impl->name, gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "stats is NULL"));
+  gpumem_stats s = {
+      .allocs = atomic_load(&b->allocs),
+      .frees = atomic_load(&b->frees),
+      .failed_allocs = atomic_load(&b->failed),
+      .bytes_in_use = atomic_load(&b->in_use),
+      .peak_bytes_in_use = atomic_load(&b->peak_in_use),
+  };
+  s.bytes_reserved = s.bytes_in_use;
+  s.peak_bytes_reserved = s.peak_bytes_in_use;
+  if (b->impl->reserved != NULL) {
+    gpumem_status st = b->impl->reserved(b->state, &s.bytes_reserved, &s.peak_bytes_reserved);
+    if (st != GPUMEM_OK) return gm_api_return(b->impl->name, st);
+  }
+  *out = s;
+  return GPUMEM_OK;
+}
+
+static gpumem_status base_trim(void *ctx) {
+  gm_allocator_base *b = ctx;
+  gm_error_discard();
+  if (b->impl->trim == NULL) return GPUMEM_OK;
+  return gm_api_return(b->impl->name, b->impl->trim(b->state));
+}
+
+static void base_destroy(void *ctx) {
+  gm_allocator_base *b = ctx;
+  b->impl->destroy(b->state);
+  gm_hashmap_free(&b->trace_ids);
+  pthread_mutex_destroy(&b->trace_lock);
+  free(b);
+}
+
+GPUMEM_API size_t gpumem_allocator_list(gpumem_allocator_kind *kinds, size_t max) {
+  for (size_t i = 0; i < max && i < GM_ARRAY_SIZE(registry); i++) {
+    kinds[i] = (gpumem_allocator_kind){registry[i]->name, registry[i]->description};
+  }
+  return GM_ARRAY_SIZE(registry);
+}
+
+static gpumem_status create(const char *name, int device, gpumem_allocator *out) {
+  if (name == NULL || out == NULL) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "name or allocator is NULL");
+  }
+  const gm_allocator_impl *impl = NULL;
+  char names[256] = "";
+  for (size_t i = 0; i < GM_ARRAY_SIZE(registry); i++) {
+    if (strcmp(registry[i]->name, name) == 0) impl = registry[i];
+    size_t used = strlen(names);
+    snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", registry[i]->name);
+  }
+  if (impl == NULL) {
+    return gm_error(GPUMEM_ERR_NOT_FOUND, "no allocator is called '%s' (there are: %s)", name,
+                    names);
+  }
+  gm_allocator_base *b = calloc(1, sizeof *b);
+  if (b == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an allocator");
+  b->impl = impl;
+  b->trace_ids = (gm_hashmap)GM_HASHMAP_INIT;
+  pthread_mutex_init(&b->trace_lock, NULL);
+  gpumem_status st = impl->create(device, &b->state);
+  if (st != GPUMEM_OK) {
+    pthread_mutex_destroy(&b->trace_lock);
+    free(b);
+    return st;
+  }
+  b->tracing = gm_trace_enabled();
+  *out = (gpumem_allocator){impl->name, device,     b,         base_alloc,
+                            base_free,  base_stats, base_trim, base_destroy};
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_allocator_create(const char *name, int device,
+                                                 gpumem_allocator *allocator) {
+  GM_API_FORWARD(create(name, device, allocator));
+}
+
+GPUMEM_API void gpumem_allocator_destroy(gpumem_allocator *allocator) {
+  if (allocator == NULL) return;
+  if (allocator->destroy != NULL) allocator->destroy(allocator->ctx);
+  memset(allocator, 0, sizeof *allocator);
+}

@@ -1,0 +1,32 @@
+/* allocator.h: how an allocator registers with the common interface.
+ *
+ * An implementation supplies raw alloc/free and what it knows about reserved
+ * memory; allocator.c wraps it into a public gpumem_allocator that counts
+ * the statistics and writes the GPUMEM_TRACE lines, so each allocator is one
+ * registration (a gm_allocator_impl and a line in allocator.c's table).
+ */
+#ifndef GPUMEM_SRC_ALLOCATOR_H
+#define GPUMEM_SRC_ALLOCATOR_H
+
+#include "gpumem/allocator.h"
+#include "internal.h"
+
+typedef struct gm_allocator_impl {
+  const char *name;
+  const char *description;
+  gpumem_status (*create)(int device, void **state);
+  void (*destroy)(void *state);
+  gpumem_status (*alloc)(void *state, size_t size, gpumem_stream_t stream, void **ptr);
+  gpumem_status (*free)(void *state, void *ptr, size_t size, gpumem_stream_t stream);
+  /* Bytes held from the device, now and at most; NULL: the bytes in use. */
+  gpumem_status (*reserved)(void *state, size_t *current, size_t *peak);
+  /* Give cached memory back; NULL: nothing is cached. */
+  gpumem_status (*trim)(void *state);
+} gm_allocator_impl;
+
+/* The CUDA baselines (allocators/cuda_baselines.c). */
+extern const gm_allocator_impl gm_allocator_cuda_malloc;
+extern const gm_allocator_impl gm_allocator_cuda_async;
+extern const gm_allocator_impl gm_allocator_cuda_pool;
+
+#endif

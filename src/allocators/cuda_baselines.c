@@ -9,8 +9,8 @@
  *   cuda-async   cudaMallocAsync / cudaFreeAsync on the device's default
  *                pool, with the release threshold raised to keep freed memory
  *                cached (the default of 0 returns it at every synchronize,
- *                which is not how applications run it). The previous
- *                threshold is restored at destroy.
+ *                which is not how applications run it). At destroy the pool
+ *                is trimmed and its previous threshold restored.
  *   cuda-pool    a cudaMemPool_t of its own with cudaMallocFromPoolAsync,
  *                same threshold, destroyed with the allocator.
  *
@@ -122,7 +122,8 @@ static void pool_close(void *state) {
   pool_state *s = state;
   if (s->owned) {
     gm_be_pool_destroy(s->pool);
-  } else {
+  } else { /* leave the shared default pool as it was found, its cache emptied */
+    gm_be_pool_trim(s->pool, 0);
     gm_be_pool_set_attr(s->pool, GM_POOL_RELEASE_THRESHOLD, s->previous_threshold);
   }
   free(s);

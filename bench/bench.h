@@ -1,0 +1,87 @@
+/* bench.h: the parts of gpumem-bench that tests reach: operation plans and
+ * their generators, the trace reader, statistics, and the runner. */
+#ifndef GPUMEM_BENCH_H
+#define GPUMEM_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <gpumem/gpumem.h>
+
+/* ---- plans: what a workload does, fixed before anything is timed ---- */
+
+typedef enum gb_op_kind { GB_ALLOC = 0, GB_FREE = 1 } gb_op_kind;
+
+/* One operation. A slot names one allocation from its alloc to its free. */
+typedef struct gb_op {
+  uint8_t kind;
+  uint16_t stream; /* index into the run's streams */
+  uint32_t slot;
+  size_t size;
+} gb_op;
+
+typedef struct gb_plan {
+  gb_op *ops;
+  size_t count, capacity;
+  uint32_t slots;   /* slots used: 0..slots-1 */
+  uint16_t streams; /* streams used: 0..streams-1 */
+} gb_plan;
+
+void gb_plan_free(gb_plan *plan);
+bool gb_plan_push(gb_plan *plan, gb_op op);
+
+/* `pairs`: n times alloc+free of `size` on stream 0. */
+bool gb_plan_pairs(gb_plan *plan, size_t size, size_t n);
+
+typedef enum gb_dist { GB_UNIFORM, GB_LOGNORMAL, GB_GEOMETRIC } gb_dist;
+
+/* `random` (RMM's random_allocations): n steps; each allocates with
+ * probability p_alloc (a size from `dist` in [1, max_size]) or frees a random
+ * live block; an allocation that would take the live bytes past `cap` frees
+ * instead. Blocks still live at the end are freed, so every alloc has its free.
+ * The same seed gives the same plan. */
+typedef struct gb_random_config {
+  uint64_t seed;
+  size_t steps;
+  gb_dist dist;
+  size_t max_size;
+  double p_alloc;
+  size_t cap;
+} gb_random_config;
+
+bool gb_plan_random(gb_plan *plan, const gb_random_config *config);
+
+/* Read a trace ("op,id,size,stream" lines after a header; .gz read through
+ * gzip) into a plan. On failure returns false and writes the reason, with
+ * the line number and text for a malformed line, into `why`. */
+bool gb_plan_read_trace(gb_plan *plan, const char *path, char *why, size_t why_len);
+/* The same from text already in memory (`name` is used in messages). */
+bool gb_plan_parse_trace(gb_plan *plan, FILE *in, const char *name, char *why, size_t why_len);
+
+/* Live bytes after each operation (`curve` has plan->count entries; may be
+ * NULL) and their maximum. */
+size_t gb_plan_live_curve(const gb_plan *plan, size_t *curve);
+
+/* ---- statistics ---- */
+
+typedef struct gb_summary {
+  double median, min, max;
+} gb_summary;
+
+/* Summary of `n` samples (sorted in place). n == 0 gives zeros. */
+gb_summary gb_summarize(double *samples, size_t n);
+
+/* ---- running ---- */
+
+/* Run `plan` once on `a` with `streams` (plan->streams of them). Returns the
+ * elapsed nanoseconds including a final synchronize, or a negative value
+ * after printing why to `err`. `touch` writes each block (memset) on its
+ * stream, putting work in flight. */
+double gb_run_plan(const gpumem_allocator *a, const gb_plan *plan, gpumem_stream_t *streams,
+                   int device, bool touch, char *err, size_t err_len);
+
+double gb_now_ns(void);
+
+#endif

@@ -1,0 +1,881 @@
+/* gpumem-bench: compare allocators on the same work.
+ *
+ * Every allocator registered with the common interface (gpumem_allocator_list:
+ * the CUDA baselines now, libgpumem's own as they arrive) runs the same
+ * workloads, generated as plans from a seed before timing starts:
+ *
+ *   pairs    alloc+free of one size, for each size of a list
+ *   random   RMM's random_allocations: sizes from a distribution, allocate with
+ *            probability p else free a random live block, a cap on live bytes
+ *   threads  T threads, each with its own stream, running pairs or random;
+ *            aggregate throughput and scaling against one thread
+ *   streams  allocations round-robin over several streams, each block written
+ *            (memset) on its stream, so frees are stream-ordered behind work
+ *   replay   a recorded trace (op,id,size,stream; .csv or .csv.gz)
+ *   first    latency of the first allocations of a fresh allocator
+ *
+ * Method: a warm-up run, then R timed repetitions; each repetition ends with
+ * a synchronize of its streams, so deferred work is paid for; the table
+ * gives the median with min and max, in nanoseconds per operation (per
+ * alloc+free pair for `pairs`), and the allocator's own peak of reserved
+ * bytes against the peak of live bytes. A fresh allocator serves each
+ * workload, so peaks do not leak between workloads.
+ *
+ * Without a GPU, gpumem-bench runs on the host backend and says so in its
+ * header: those timings are CPU timings of the emulation, not GPU figures.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "options.h"
+
+#define MAX_LIST       32
+#define MAX_ALLOCATORS 16
+
+enum {
+  W_PAIRS = 1 << 0,
+  W_RANDOM = 1 << 1,
+  W_THREADS = 1 << 2,
+  W_STREAMS = 1 << 3,
+  W_REPLAY = 1 << 4,
+  W_FIRST = 1 << 5,
+};
+
+typedef struct options {
+  unsigned workloads;
+  const char *allocator_names[MAX_ALLOCATORS];
+  size_t nallocators;
+  int device;
+  int reps, warmup;
+  uint64_t seed;
+  size_t sizes[MAX_LIST], nsizes;
+  size_t pairs;
+  gb_random_config random;
+  int threads[MAX_LIST];
+  size_t nthreads;
+  bool thread_random;
+  size_t thread_size, thread_pairs;
+  int streams;
+  size_t stream_size, stream_ops;
+  const char *trace;
+  int first_count;
+  size_t first_size;
+  const char *csv, *json;
+  bool progress;
+} options;
+
+typedef struct result {
+  char allocator[32];
+  char workload[16];
+  char params[96];
+  int threads;
+  size_t ops;
+  int reps;
+  gb_summary ns;    /* per operation (per pair for pairs) */
+  double ops_per_s; /* median */
+  double scaling;   /* threads: against one thread; else 0 */
+  size_t peak_live, peak_reserved;
+  char status[200];
+} result;
+
+static result *results;
+static size_t nresults, results_cap;
+static int progress_total, progress_done;
+static const options *opt;
+
+/* ---- arguments ---- */
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: gpumem-bench [options] [pairs|random|threads|streams|replay|first ...]\n"
+             "  --allocators A,B     which allocators (default: all; --list shows them)\n"
+             "  --device N           device ordinal (default 0)\n"
+             "  --reps N             timed repetitions (default 5); --warmup N (default 1)\n"
+             "  --seed N             seed of the random plans (default 42)\n"
+             "  --sizes LIST         pairs: sizes (default 256,4K,64K,1M,16M,256M,1G)\n"
+             "  --pairs N            pairs: alloc+free pairs per size (default 1000; a tenth at "
+             ">= 256M)\n"
+             "  --ops N              random: steps (default 20000)\n"
+             "  --max-size SIZE      random: largest allocation (default 64M)\n"
+             "  --dist D             random: uniform, lognormal or geometric (default uniform)\n"
+             "  --p-alloc P          random: probability of allocating (default 0.6)\n"
+             "  --cap SIZE           random: cap on live bytes (default 1G)\n"
+             "  --threads LIST       threads: thread counts (default 1,2,4,8,16)\n"
+             "  --thread-workload W  threads: pairs or random (default pairs)\n"
+             "  --thread-size SIZE   threads: pair size (default 64K)\n"
+             "  --streams N          streams: number of streams (default 4)\n"
+             "  --trace FILE         replay: the trace to replay (.csv or .csv.gz)\n"
+             "  --first N            first: allocations timed on a fresh allocator (default 16)\n"
+             "  --quick              small counts everywhere (a quick look, and CI)\n"
+             "  --csv FILE, --json FILE   also write the results there\n"
+             "  --list               list the allocators and workloads, then exit\n");
+}
+
+static bool parse_size_list(const char *text, size_t *out, size_t *n) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", text);
+  *n = 0;
+  char *save = NULL;
+  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    if (*n == MAX_LIST || !gm_parse_size(t, &out[*n]) || out[*n] == 0 || out[*n] > SIZE_MAX / 4)
+      return false;
+    (*n)++;
+  }
+  return *n > 0;
+}
+
+static bool parse_count(const char *text, size_t max, size_t *out) {
+  int64_t v = 0;
+  if (!gm_parse_int(text, &v) || v < 1 || (uint64_t)v > max) return false;
+  *out = (size_t)v;
+  return true;
+}
+
+static int bad(const char *what, const char *value) {
+  fprintf(stderr, "gpumem-bench: %s: '%s'\n", what, value);
+  return 2;
+}
+
+static int parse_args(int argc, char **argv, options *o) {
+  *o = (options){.device = 0,
+                 .reps = 5,
+                 .warmup = 1,
+                 .seed = 42,
+                 .pairs = 1000,
+                 .streams = 4,
+                 .stream_size = 1 << 20,
+                 .stream_ops = 4000,
+                 .thread_size = 64 << 10,
+                 .thread_pairs = 2000,
+                 .first_count = 16,
+                 .first_size = 1 << 20};
+  o->random = (gb_random_config){42, 20000, GB_UNIFORM, 64 << 20, 0.6, (size_t)1 << 30};
+  parse_size_list("256,4K,64K,1M,16M,256M,1G", o->sizes, &o->nsizes);
+  const int default_threads[] = {1, 2, 4, 8, 16};
+  o->nthreads = 5;
+  memcpy(o->threads, default_threads, sizeof default_threads);
+  o->progress = isatty(STDERR_FILENO);
+  bool quick = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    size_t n = 0;
+#define NEED_VALUE                                     \
+  if (v == NULL) return bad("missing value after", a); \
+  i++
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      exit(0);
+    } else if (strcmp(a, "--list") == 0) {
+      gpumem_allocator_kind kinds[MAX_ALLOCATORS];
+      size_t k = gpumem_allocator_list(kinds, MAX_ALLOCATORS);
+      printf("allocators:\n");
+      for (size_t j = 0; j < k && j < MAX_ALLOCATORS; j++) {
+        printf("  %-12s %s\n", kinds[j].name, kinds[j].description);
+      }
+      printf("workloads: pairs random threads streams replay first\n");
+      exit(0);
+    } else if (strcmp(a, "--allocators") == 0) {
+      NEED_VALUE;
+      char *copy = strdup(v), *save = NULL;
+      for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (o->nallocators == MAX_ALLOCATORS) return bad("too many allocators", v);
+        o->allocator_names[o->nallocators++] = t; /* copy lives until exit */
+      }
+    } else if (strcmp(a, "--device") == 0) {
+      NEED_VALUE;
+      if (!parse_count(v, GPUMEM_MAX_DEVICES, &n) && strcmp(v, "0") != 0) {
+        return bad("--device wants an ordinal", v);
+      }
+      o->device = strcmp(v, "0") == 0 ? 0 : (int)n;
+    } else if (strcmp(a, "--reps") == 0) {
+      NEED_VALUE;
+      if (!parse_count(v, 1000, &n)) return bad("--reps wants 1..1000", v);
+      o->reps = (int)n;
+    } else if (strcmp(a, "--warmup") == 0) {
+      NEED_VALUE;
+      if (strcmp(v, "0") == 0)
+        n = 0;
+      else if (!parse_count(v, 100, &n))
+        return bad("--warmup wants 0..100", v);
+      o->warmup = (int)n;
+    } else if (strcmp(a, "--seed") == 0) {
+      NEED_VALUE;
+      int64_t s = 0;
+      if (!gm_parse_int(v, &s) || s < 0) return bad("--seed wants a non-negative integer", v);
+      o->seed = o->random.seed = (uint64_t)s;
+    } else if (strcmp(a, "--sizes") == 0) {
+      NEED_VALUE;
+      if (!parse_size_list(v, o->sizes, &o->nsizes)) {
+        return bad("--sizes wants up to 32 sizes such as 256,64K,1G (each below 4 EiB)", v);
+      }
+    } else if (strcmp(a, "--pairs") == 0) {
+      NEED_VALUE;
+      if (!parse_count(v, 100000000, &o->pairs)) return bad("--pairs wants 1..1e8", v);
+    } else if (strcmp(a, "--ops") == 0) {
+      NEED_VALUE;
+      if (!parse_count(v, 100000000, &o->random.steps)) return bad("--ops wants 1..1e8", v);
+    } else if (strcmp(a, "--max-size") == 0) {
+      NEED_VALUE;
+      if (!gm_parse_size(v, &o->random.max_size) || o->random.max_size == 0 ||
+          o->random.max_size > SIZE_MAX / 4)
+        return bad("--max-size wants a size", v);
+    } else if (strcmp(a, "--cap") == 0) {
+      NEED_VALUE;
+      if (!gm_parse_size(v, &o->random.cap) || o->random.cap == 0 || o->random.cap > SIZE_MAX / 4)
+        return bad("--cap wants a size", v);
+    } else if (strcmp(a, "--dist") == 0) {
+      NEED_VALUE;
+      int d = gm_parse_word(v, "uniform|lognormal|geometric");
+      if (d < 0) return bad("--dist wants uniform, lognormal or geometric", v);
+      o->random.dist = (gb_dist)d;
+    } else if (strcmp(a, "--p-alloc") == 0) {
+      NEED_VALUE;
+      char *end = NULL;
+      double p = strtod(v, &end);
+      if (*end != '\0' || !(p > 0.0 && p <= 1.0)) return bad("--p-alloc wants 0 < P <= 1", v);
+      o->random.p_alloc = p;
+    } else if (strcmp(a, "--threads") == 0) {
+      NEED_VALUE;
+      size_t t[MAX_LIST];
+      if (!parse_size_list(v, t, &o->nthreads))
+        return bad("--threads wants counts such as 1,2,4", v);
+      for (size_t k = 0; k < o->nthreads; k++) {
+        if (t[k] > 256) return bad("--threads: at most 256 threads", v);
+        o->threads[k] = (int)t[k];
+      }
+    } else if (strcmp(a, "--thread-workload") == 0) {
+      NEED_VALUE;
+      int w = gm_parse_word(v, "pairs|random");
+      if (w < 0) return bad("--thread-workload wants pairs or random", v);
+      o->thread_random = w == 1;
+    } else if (strcmp(a, "--thread-size") == 0) {
+      NEED_VALUE;
+      if (!gm_parse_size(v, &o->thread_size) || o->thread_size == 0) {
+        return bad("--thread-size wants a size", v);
+      }
+    } else if (strcmp(a, "--streams") == 0) {
+      NEED_VALUE;
+      if (!parse_count(v, 64, &n)) return bad("--streams wants 1..64", v);
+      o->streams = (int)n;
+    } else if (strcmp(a, "--trace") == 0) {
+      NEED_VALUE;
+      o->trace = v;
+    } else if (strcmp(a, "--first") == 0) {
+      NEED_VALUE;
+      if (!parse_count(v, 100000, &n)) return bad("--first wants 1..100000", v);
+      o->first_count = (int)n;
+    } else if (strcmp(a, "--csv") == 0) {
+      NEED_VALUE;
+      o->csv = v;
+    } else if (strcmp(a, "--json") == 0) {
+      NEED_VALUE;
+      o->json = v;
+    } else if (strcmp(a, "--quick") == 0) {
+      quick = true;
+    } else if (a[0] == '-') {
+      usage(stderr);
+      return bad("unknown option", a);
+    } else {
+      int w = gm_parse_word(a, "pairs|random|threads|streams|replay|first");
+      if (w < 0) return bad("unknown workload (pairs, random, threads, streams, replay, first)", a);
+      o->workloads |= 1u << w;
+    }
+#undef NEED_VALUE
+  }
+  if (quick) {
+    o->reps = o->reps > 3 ? 3 : o->reps;
+    o->pairs = o->pairs > 200 ? 200 : o->pairs;
+    o->random.steps = o->random.steps > 4000 ? 4000 : o->random.steps;
+    o->thread_pairs = 500;
+    o->stream_ops = 800;
+    if (o->nthreads > 3) o->nthreads = 3;
+  }
+  if (o->workloads == 0) o->workloads = W_PAIRS | W_RANDOM | W_THREADS | W_STREAMS | W_FIRST;
+  if (o->trace != NULL) o->workloads |= W_REPLAY;
+  if ((o->workloads & W_REPLAY) && o->trace == NULL) {
+    fprintf(stderr, "gpumem-bench: replay needs --trace FILE\n");
+    return 2;
+  }
+  return 0;
+}
+
+/* ---- results ---- */
+
+static result *new_result(const char *allocator, const char *workload) {
+  if (nresults == results_cap) {
+    results_cap = results_cap ? results_cap * 2 : 64;
+    results = realloc(results, results_cap * sizeof *results);
+    if (results == NULL) {
+      fprintf(stderr, "gpumem-bench: out of host memory\n");
+      exit(1);
+    }
+  }
+  result *r = &results[nresults++];
+  memset(r, 0, sizeof *r);
+  snprintf(r->allocator, sizeof r->allocator, "%s", allocator);
+  snprintf(r->workload, sizeof r->workload, "%s", workload);
+  snprintf(r->status, sizeof r->status, "ok");
+  r->threads = 1;
+  return r;
+}
+
+static void progress(const result *r) {
+  progress_done++;
+  if (!opt->progress || progress_total == 0) return;
+  int width = 30, filled = progress_done * width / progress_total;
+  fprintf(stderr, "\r[%.*s%*s] %d/%d %-12s %-8s %-28.28s", filled, "##############################",
+          width - filled, "", progress_done, progress_total, r->allocator, r->workload, r->params);
+  if (progress_done == progress_total) fprintf(stderr, "\r%*s\r", 100, "");
+}
+
+static void size_text(size_t bytes, char *buf, size_t len) {
+  static const char *const units[] = {"B", "K", "M", "G", "T"};
+  size_t u = 0;
+  double v = (double)bytes;
+  while (v >= 1024.0 && u + 1 < 5) {
+    v /= 1024.0;
+    u++;
+  }
+  if (v == (double)(size_t)v)
+    snprintf(buf, len, "%zu%s", (size_t)v, units[u]);
+  else
+    snprintf(buf, len, "%.1f%s", v, units[u]);
+}
+
+/* ---- timing a plan on an allocator ---- */
+
+static bool make_streams(int n, gpumem_stream_t *s, result *r) {
+  for (int i = 0; i < n; i++) {
+    if (gpumem_stream_create(opt->device, &s[i]) != GPUMEM_OK) {
+      snprintf(r->status, sizeof r->status, "stream: %s", gpumem_last_error());
+      for (int k = 0; k < i; k++)
+        gpumem_stream_destroy(s[k]);
+      return false;
+    }
+  }
+  return true;
+}
+
+static void drop_streams(int n, gpumem_stream_t *s) {
+  for (int i = 0; i < n; i++)
+    gpumem_stream_destroy(s[i]);
+}
+
+/* Warm up, time the repetitions, fill r. `per` divides the elapsed time
+ * (operations, or pairs). */
+static void time_plan(const gpumem_allocator *a, const gb_plan *plan, bool touch, size_t per,
+                      result *r) {
+  gpumem_stream_t streams[64];
+  int ns = plan->streams ? plan->streams : 1;
+  if (ns > 64 || !make_streams(ns, streams, r)) {
+    if (ns > 64) snprintf(r->status, sizeof r->status, "plan uses %d streams (at most 64)", ns);
+    return;
+  }
+  double samples[1000];
+  int done = 0;
+  for (int i = 0; i < opt->warmup + opt->reps; i++) {
+    double t = gb_run_plan(a, plan, streams, opt->device, touch, r->status, sizeof r->status);
+    if (t < 0) break;
+    if (i >= opt->warmup) samples[done++] = t / (double)per;
+  }
+  drop_streams(ns, streams);
+  if (done < opt->reps) return; /* status holds the error */
+  r->reps = done;
+  r->ops = per;
+  r->ns = gb_summarize(samples, (size_t)done);
+  r->ops_per_s = r->ns.median > 0 ? 1e9 / r->ns.median : 0;
+  r->peak_live = gb_plan_live_curve(plan, NULL);
+  gpumem_stats st;
+  if (a->stats(a->ctx, &st) == GPUMEM_OK) r->peak_reserved = st.peak_bytes_reserved;
+}
+
+static bool open_allocator(const char *name, gpumem_allocator *a, result *r) {
+  if (gpumem_allocator_create(name, opt->device, a) == GPUMEM_OK) return true;
+  snprintf(r->status, sizeof r->status, "%s", gpumem_last_error());
+  return false;
+}
+
+static void run_pairs(const char *name) {
+  for (size_t k = 0; k < opt->nsizes; k++) {
+    result *r = new_result(name, "pairs");
+    char sz[16];
+    size_text(opt->sizes[k], sz, sizeof sz);
+    snprintf(r->params, sizeof r->params, "size=%s", sz);
+    size_t n =
+        opt->sizes[k] >= ((size_t)256 << 20) ? (opt->pairs / 10 ? opt->pairs / 10 : 1) : opt->pairs;
+    gb_plan plan = {0};
+    gpumem_allocator a;
+    if (!gb_plan_pairs(&plan, opt->sizes[k], n))
+      snprintf(r->status, sizeof r->status, "no memory");
+    else if (open_allocator(name, &a, r)) {
+      time_plan(&a, &plan, false, n, r);
+      gpumem_allocator_destroy(&a);
+    }
+    gb_plan_free(&plan);
+    progress(r);
+  }
+}
+
+static void run_random(const char *name) {
+  result *r = new_result(name, "random");
+  char mx[16], cap[16];
+  size_text(opt->random.max_size, mx, sizeof mx);
+  size_text(opt->random.cap, cap, sizeof cap);
+  static const char *const dists[] = {"uniform", "lognormal", "geometric"};
+  snprintf(r->params, sizeof r->params, "%s<=%s p=%.2f cap=%s", dists[opt->random.dist], mx,
+           opt->random.p_alloc, cap);
+  gb_plan plan = {0};
+  gpumem_allocator a;
+  if (!gb_plan_random(&plan, &opt->random))
+    snprintf(r->status, sizeof r->status, "bad plan");
+  else if (open_allocator(name, &a, r)) {
+    time_plan(&a, &plan, false, plan.count, r);
+    gpumem_allocator_destroy(&a);
+  }
+  gb_plan_free(&plan);
+  progress(r);
+}
+
+static void run_streams(const char *name) {
+  result *r = new_result(name, "streams");
+  char sz[16];
+  size_text(opt->stream_size, sz, sizeof sz);
+  snprintf(r->params, sizeof r->params, "streams=%d size=%s writes", opt->streams, sz);
+  /* Round-robin over the streams; each block lives while the next two of its
+   * stream are allocated, and is written (work in flight) when allocated. */
+  gb_plan plan = {0};
+  size_t depth = 2 * (size_t)opt->streams;
+  bool ok = true;
+  for (size_t i = 0; ok && i < opt->stream_ops; i++) {
+    uint16_t s = (uint16_t)(i % (size_t)opt->streams);
+    ok = gb_plan_push(&plan, (gb_op){GB_ALLOC, s, (uint32_t)i, opt->stream_size});
+    if (ok && i >= depth) {
+      size_t old = i - depth;
+      ok = gb_plan_push(&plan, (gb_op){GB_FREE, (uint16_t)(old % (size_t)opt->streams),
+                                       (uint32_t)old, opt->stream_size});
+    }
+  }
+  for (size_t old = opt->stream_ops > depth ? opt->stream_ops - depth : 0;
+       ok && old < opt->stream_ops; old++) {
+    ok = gb_plan_push(&plan, (gb_op){GB_FREE, (uint16_t)(old % (size_t)opt->streams), (uint32_t)old,
+                                     opt->stream_size});
+  }
+  gpumem_allocator a;
+  if (!ok)
+    snprintf(r->status, sizeof r->status, "no memory");
+  else if (open_allocator(name, &a, r)) {
+    time_plan(&a, &plan, true, plan.count, r);
+    gpumem_allocator_destroy(&a);
+  }
+  gb_plan_free(&plan);
+  progress(r);
+}
+
+static void run_replay(const char *name, const gb_plan *plan) {
+  result *r = new_result(name, "replay");
+  const char *base = strrchr(opt->trace, '/');
+  snprintf(r->params, sizeof r->params, "%s", base ? base + 1 : opt->trace);
+  gpumem_allocator a;
+  if (open_allocator(name, &a, r)) {
+    time_plan(&a, plan, false, plan->count, r);
+    gpumem_allocator_destroy(&a);
+  }
+  progress(r);
+}
+
+/* `first`: a fresh allocator per repetition; the first allocation's latency
+ * (what a process pays at start-up), with the later ones in the params. */
+static void run_first(const char *name) {
+  result *r = new_result(name, "first");
+  double first[1000], later[1000];
+  int done = 0;
+  void **ptrs = calloc((size_t)opt->first_count, sizeof *ptrs);
+  double *rest = calloc((size_t)opt->first_count, sizeof *rest);
+  for (int rep = 0; ptrs != NULL && rest != NULL && rep < opt->reps; rep++) {
+    gpumem_allocator a;
+    if (!open_allocator(name, &a, r)) break;
+    double t[2] = {0, 0};
+    int k = 0;
+    bool ok = true;
+    for (; k < opt->first_count && ok; k++) {
+      double t0 = gb_now_ns();
+      ok = a.alloc(a.ctx, opt->first_size, NULL, &ptrs[k]) == GPUMEM_OK;
+      double dt = gb_now_ns() - t0;
+      if (k == 0)
+        t[0] = dt;
+      else
+        rest[k - 1] = dt;
+    }
+    if (!ok) {
+      snprintf(r->status, sizeof r->status, "%s", gpumem_last_error());
+      k--;
+    }
+    for (int j = 0; j < k; j++)
+      a.free(a.ctx, ptrs[j], opt->first_size, NULL);
+    gpumem_stream_synchronize(NULL);
+    gpumem_allocator_destroy(&a);
+    if (!ok) break;
+    t[1] = gb_summarize(rest, (size_t)(opt->first_count - 1)).median;
+    first[done] = t[0];
+    later[done++] = t[1];
+  }
+  free(ptrs);
+  free(rest);
+  if (done == opt->reps) {
+    r->reps = done;
+    r->ops = 1;
+    r->peak_live = (size_t)opt->first_count * opt->first_size;
+    r->ns = gb_summarize(first, (size_t)done);
+    r->ops_per_s = r->ns.median > 0 ? 1e9 / r->ns.median : 0;
+    char sz[16];
+    size_text(opt->first_size, sz, sizeof sz);
+    snprintf(r->params, sizeof r->params, "size=%s, later %d: %.0f ns", sz, opt->first_count - 1,
+             gb_summarize(later, (size_t)done).median);
+  }
+  progress(r);
+}
+
+/* ---- threads ---- */
+
+typedef struct thread_job {
+  const gpumem_allocator *a;
+  gb_plan plan;
+  gpumem_stream_t stream;
+  pthread_barrier_t *start;
+  double start_ns, end_ns;
+  char err[200];
+  bool failed;
+} thread_job;
+
+static void *thread_main(void *arg) {
+  thread_job *j = arg;
+  pthread_barrier_wait(j->start);
+  j->start_ns = gb_now_ns();
+  double t = gb_run_plan(j->a, &j->plan, &j->stream, opt->device, false, j->err, sizeof j->err);
+  j->end_ns = gb_now_ns();
+  j->failed = t < 0;
+  return NULL;
+}
+
+static void run_threads(const char *name) {
+  double one_thread = 0;
+  for (size_t k = 0; k < opt->nthreads; k++) {
+    int nt = opt->threads[k];
+    result *r = new_result(name, "threads");
+    r->threads = nt;
+    char sz[16];
+    size_text(opt->thread_size, sz, sizeof sz);
+    if (opt->thread_random)
+      snprintf(r->params, sizeof r->params, "T=%d random", nt);
+    else
+      snprintf(r->params, sizeof r->params, "T=%d pairs size=%s", nt, sz);
+    gpumem_allocator a;
+    thread_job *jobs = calloc((size_t)nt, sizeof *jobs);
+    if (jobs == NULL || !open_allocator(name, &a, r)) {
+      free(jobs);
+      progress(r);
+      continue;
+    }
+    bool ok = true;
+    size_t total_ops = 0;
+    for (int t = 0; t < nt && ok; t++) {
+      jobs[t].a = &a;
+      gb_random_config rc = opt->random;
+      rc.seed = opt->seed + (uint64_t)t;
+      rc.steps = opt->thread_pairs * 2;
+      rc.cap = opt->random.cap / (size_t)nt;
+      ok = opt->thread_random ? gb_plan_random(&jobs[t].plan, &rc)
+                              : gb_plan_pairs(&jobs[t].plan, opt->thread_size, opt->thread_pairs);
+      ok = ok && make_streams(1, &jobs[t].stream, r);
+      total_ops += jobs[t].plan.count;
+    }
+    double samples[1000];
+    int done = 0;
+    for (int rep = 0; ok && rep < opt->warmup + opt->reps; rep++) {
+      pthread_barrier_t start;
+      pthread_barrier_init(&start, NULL, (unsigned)nt + 1);
+      pthread_t tid[256];
+      for (int t = 0; t < nt; t++) {
+        jobs[t].start = &start;
+        pthread_create(&tid[t], NULL, thread_main, &jobs[t]);
+      }
+      pthread_barrier_wait(&start);
+      double t0 = 0, t1 = 0; /* the first thread's start to the last one's end */
+      for (int t = 0; t < nt; t++) {
+        pthread_join(tid[t], NULL);
+        if (t == 0 || jobs[t].start_ns < t0) t0 = jobs[t].start_ns;
+        if (jobs[t].end_ns > t1) t1 = jobs[t].end_ns;
+        if (jobs[t].failed) {
+          snprintf(r->status, sizeof r->status, "thread %d: %.180s", t, jobs[t].err);
+          ok = false;
+        }
+      }
+      pthread_barrier_destroy(&start);
+      if (ok && rep >= opt->warmup) samples[done++] = (t1 - t0) / (double)total_ops;
+    }
+    if (ok) {
+      r->reps = done;
+      r->ops = total_ops;
+      r->ns = gb_summarize(samples, (size_t)done);
+      r->ops_per_s = r->ns.median > 0 ? 1e9 / r->ns.median : 0;
+      if (nt == 1 || one_thread == 0) one_thread = nt == 1 ? r->ops_per_s : one_thread;
+      r->scaling = one_thread > 0 ? r->ops_per_s / one_thread : 0;
+      for (int t = 0; t < nt; t++) {
+        size_t peak = gb_plan_live_curve(&jobs[t].plan, NULL);
+        r->peak_live += peak; /* threads overlap: an upper bound */
+      }
+      gpumem_stats st;
+      if (a.stats(a.ctx, &st) == GPUMEM_OK) r->peak_reserved = st.peak_bytes_reserved;
+    }
+    for (int t = 0; t < nt; t++) {
+      if (jobs[t].stream) gpumem_stream_destroy(jobs[t].stream);
+      gb_plan_free(&jobs[t].plan);
+    }
+    free(jobs);
+    gpumem_allocator_destroy(&a);
+    progress(r);
+  }
+}
+
+/* ---- output ---- */
+
+typedef struct header {
+  char device[320];
+  char backend[16];
+  char date[40];
+  int driver, runtime;
+  char note[320];
+} header;
+
+static void print_header(const header *h) {
+  printf("gpumem-bench %s | %s | CUDA driver %d.%d, runtime %d.%d | backend %s | %s\n",
+         gpumem_version_string(), h->device, h->driver / 1000, h->driver % 1000 / 10,
+         h->runtime / 1000, h->runtime % 1000 / 10, h->backend, h->date);
+  if (h->note[0]) printf("%s\n", h->note);
+  printf("method: %d warm-up + %d timed repetitions, median [min, max] ns per operation "
+         "(pairs: per alloc+free pair), each repetition ending in a synchronize\n",
+         opt->warmup, opt->reps);
+}
+
+static void print_table(void) {
+  printf("\n%-12s %-8s %-32s %9s %12s %12s %12s %12s %9s %10s %10s %6s\n", "allocator", "workload",
+         "params", "ops/rep", "median ns", "min ns", "max ns", "ops/s", "scaling", "peak live",
+         "peak rsvd", "r/l");
+  for (size_t i = 0; i < nresults; i++) {
+    const result *r = &results[i];
+    if (strcmp(r->status, "ok") != 0) {
+      printf("%-12s %-8s %-32s FAILED: %s\n", r->allocator, r->workload, r->params, r->status);
+      continue;
+    }
+    char live[16], rsvd[16], scaling[16] = "";
+    size_text(r->peak_live, live, sizeof live);
+    size_text(r->peak_reserved, rsvd, sizeof rsvd);
+    if (strcmp(r->workload, "threads") == 0) snprintf(scaling, sizeof scaling, "%.2fx", r->scaling);
+    printf("%-12s %-8s %-32.32s %9zu %12.0f %12.0f %12.0f %12.0f %9s %10s %10s %6.2f\n",
+           r->allocator, r->workload, r->params, r->ops, r->ns.median, r->ns.min, r->ns.max,
+           r->ops_per_s, scaling, live, rsvd,
+           r->peak_live ? (double)r->peak_reserved / (double)r->peak_live : 0.0);
+  }
+}
+
+static void json_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\')
+      fprintf(f, "\\%c", *s);
+    else if ((unsigned char)*s < 0x20)
+      fprintf(f, "\\u%04x", *s);
+    else
+      fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+/* A CSV field in double quotes, inner quotes doubled. */
+static void csv_quoted(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '"') fputc('"', f);
+    fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+static bool write_csv(const char *path, const header *h) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL) return false;
+  fprintf(f, "backend,device,date,allocator,workload,params,threads,ops,reps,median_ns,min_ns,"
+             "max_ns,ops_per_s,scaling,peak_live_bytes,peak_reserved_bytes,status\n");
+  for (size_t i = 0; i < nresults; i++) {
+    const result *r = &results[i];
+    fprintf(f, "%s,", h->backend);
+    csv_quoted(f, h->device);
+    fprintf(f, ",%s,%s,%s,", h->date, r->allocator, r->workload);
+    csv_quoted(f, r->params);
+    fprintf(f, ",%d,%zu,%d,%.1f,%.1f,%.1f,%.1f,%.3f,%zu,%zu,", r->threads, r->ops, r->reps,
+            r->ns.median, r->ns.min, r->ns.max, r->ops_per_s, r->scaling, r->peak_live,
+            r->peak_reserved);
+    csv_quoted(f, r->status);
+    fputc('\n', f);
+  }
+  return fclose(f) == 0;
+}
+
+static bool write_json(const char *path, const header *h) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL) return false;
+  fprintf(f, "{\"header\":{\"library\":\"%s\",\"device\":", gpumem_version_string());
+  json_string(f, h->device);
+  fprintf(f,
+          ",\"backend\":\"%s\",\"date\":\"%s\",\"cuda_driver\":%d,\"cuda_runtime\":%d,"
+          "\"warmup\":%d,\"reps\":%d,\"note\":",
+          h->backend, h->date, h->driver, h->runtime, opt->warmup, opt->reps);
+  json_string(f, h->note);
+  fprintf(f, "},\"results\":[");
+  for (size_t i = 0; i < nresults; i++) {
+    const result *r = &results[i];
+    fprintf(f, "%s{\"allocator\":\"%s\",\"workload\":\"%s\",\"params\":", i ? "," : "",
+            r->allocator, r->workload);
+    json_string(f, r->params);
+    fprintf(f,
+            ",\"threads\":%d,\"ops\":%zu,\"reps\":%d,\"median_ns\":%.1f,\"min_ns\":%.1f,"
+            "\"max_ns\":%.1f,\"ops_per_s\":%.1f,\"scaling\":%.3f,\"peak_live_bytes\":%zu,"
+            "\"peak_reserved_bytes\":%zu,\"status\":",
+            r->threads, r->ops, r->reps, r->ns.median, r->ns.min, r->ns.max, r->ops_per_s,
+            r->scaling, r->peak_live, r->peak_reserved);
+    json_string(f, r->status);
+    fprintf(f, "}");
+  }
+  fprintf(f, "]}\n");
+  return fclose(f) == 0;
+}
+
+/* ---- main ---- */
+
+static options *mutable_opt;
+
+/* Lower the random cap to half the free memory; true if it was lowered. */
+static bool o_cap_fit(size_t free_bytes) {
+  if (mutable_opt->random.cap <= free_bytes / 2) return false;
+  mutable_opt->random.cap = free_bytes / 2;
+  return true;
+}
+
+/* Initialise the library; without a usable GPU, and unless GPUMEM_BACKEND
+ * chose a backend, fall back to the host backend and say so. */
+static int start(header *h) {
+  memset(h, 0, sizeof *h);
+  int count = 0;
+  gpumem_status st = gpumem_device_count(&count);
+  if (st == GPUMEM_ERR_NO_DEVICE && getenv("GPUMEM_BACKEND") == NULL) {
+    snprintf(h->note, sizeof h->note,
+             "NOTE: no GPU here (%s); running on the host backend's emulated devices: these are "
+             "CPU timings of the emulation, not GPU figures",
+             gpumem_last_error());
+    gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+    o.backend = GPUMEM_BACKEND_HOST;
+    o.host_capacity = (size_t)4 << 30;
+    st = gpumem_init(&o);
+    if (st == GPUMEM_OK) st = gpumem_device_count(&count);
+  }
+  if (st != GPUMEM_OK) {
+    fprintf(stderr, "gpumem-bench: %s\n", gpumem_last_error());
+    return 1;
+  }
+  gpumem_device_info info;
+  if (gpumem_device_get_info(opt->device, &info) != GPUMEM_OK) {
+    fprintf(stderr, "gpumem-bench: %s\n", gpumem_last_error());
+    return 2;
+  }
+  snprintf(h->device, sizeof h->device, "%.200s (%.48s)", info.name, info.uuid);
+  snprintf(h->backend, sizeof h->backend, "%s", gpumem_backend_name());
+  gpumem_cuda_versions(&h->driver, &h->runtime);
+  time_t now = time(NULL);
+  strftime(h->date, sizeof h->date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+  /* The random workload's cap must fit the device (a MIG slice, a small GPU). */
+  if (o_cap_fit(info.memory_free)) {
+    fprintf(stderr, "gpumem-bench: --cap lowered to half the device's free memory\n");
+  }
+  if (gpumem_backend() == GPUMEM_BACKEND_HOST && h->note[0] == '\0') {
+    snprintf(h->note, sizeof h->note,
+             "NOTE: host backend (emulated devices): CPU timings of the emulation, not GPU "
+             "figures");
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static options o;
+  int rc = parse_args(argc, argv, &o);
+  if (rc != 0) return rc;
+  opt = &o;
+  mutable_opt = &o;
+  gpumem_allocator_kind kinds[MAX_ALLOCATORS];
+  size_t nkinds = gpumem_allocator_list(kinds, MAX_ALLOCATORS);
+  if (o.nallocators == 0) {
+    for (size_t i = 0; i < nkinds && i < MAX_ALLOCATORS; i++)
+      o.allocator_names[o.nallocators++] = kinds[i].name;
+  }
+  for (size_t i = 0; i < o.nallocators; i++) {
+    bool known = false;
+    for (size_t k = 0; k < nkinds; k++)
+      known |= strcmp(kinds[k].name, o.allocator_names[i]) == 0;
+    if (!known) {
+      fprintf(stderr, "gpumem-bench: unknown allocator '%s' (gpumem-bench --list shows them)\n",
+              o.allocator_names[i]);
+      return 2;
+    }
+  }
+  gb_plan trace_plan = {0};
+  if (o.workloads & W_REPLAY) {
+    char why[512];
+    if (!gb_plan_read_trace(&trace_plan, o.trace, why, sizeof why)) {
+      fprintf(stderr, "gpumem-bench: cannot replay: %s\n", why);
+      return 2;
+    }
+  }
+  header h;
+  if ((rc = start(&h)) != 0) return rc;
+  print_header(&h);
+  fflush(stdout);
+  int per_alloc = 0;
+  if (o.workloads & W_PAIRS) per_alloc += (int)o.nsizes;
+  if (o.workloads & W_RANDOM) per_alloc++;
+  if (o.workloads & W_THREADS) per_alloc += (int)o.nthreads;
+  if (o.workloads & W_STREAMS) per_alloc++;
+  if (o.workloads & W_REPLAY) per_alloc++;
+  if (o.workloads & W_FIRST) per_alloc++;
+  progress_total = per_alloc * (int)o.nallocators;
+  for (size_t i = 0; i < o.nallocators; i++) {
+    const char *name = o.allocator_names[i];
+    if (o.workloads & W_PAIRS) run_pairs(name);
+    if (o.workloads & W_RANDOM) run_random(name);
+    if (o.workloads & W_THREADS) run_threads(name);
+    if (o.workloads & W_STREAMS) run_streams(name);
+    if (o.workloads & W_REPLAY) run_replay(name, &trace_plan);
+    if (o.workloads & W_FIRST) run_first(name);
+  }
+  print_table();
+  if (o.csv && !write_csv(o.csv, &h)) {
+    fprintf(stderr, "gpumem-bench: cannot write %s: %s\n", o.csv, strerror(errno));
+    rc = 1;
+  }
+  if (o.json && !write_json(o.json, &h)) {
+    fprintf(stderr, "gpumem-bench: cannot write %s: %s\n", o.json, strerror(errno));
+    rc = 1;
+  }
+  gb_plan_free(&trace_plan);
+  for (size_t i = 0; i < nresults; i++) {
+    if (strcmp(results[i].status, "ok") != 0) rc = 1;
+  }
+  free(results);
+  gpumem_finalize();
+  return rc;
+}

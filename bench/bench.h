@@ -60,6 +60,10 @@ bool gb_plan_read_trace(gb_plan *plan, const char *path, char *why, size_t why_l
 /* The same from text already in memory (`name` is used in messages). */
 bool gb_plan_parse_trace(gb_plan *plan, FILE *in, const char *name, char *why, size_t why_len);
 
+/* Write `plan` as a trace (the slot is the id), for peers that replay
+ * gpumem-bench's exact workloads. False with errno set on failure. */
+bool gb_plan_write_trace(const gb_plan *plan, const char *path);
+
 /* Live bytes after each operation (`curve` has plan->count entries; may be
  * NULL) and their maximum. */
 size_t gb_plan_live_curve(const gb_plan *plan, size_t *curve);

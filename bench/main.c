@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,6 +69,7 @@ typedef struct options {
   int first_count;
   size_t first_size;
   const char *csv, *json;
+  const char *export_dir;
   bool progress;
 } options;
 
@@ -114,6 +116,7 @@ static void usage(FILE *f) {
              "  --first N            first: allocations timed on a fresh allocator (default 16)\n"
              "  --quick              small counts everywhere (a quick look, and CI)\n"
              "  --csv FILE, --json FILE   also write the results there\n"
+             "  --export-plans DIR   write the workloads' plans as traces for a peer, then exit\n"
              "  --list               list the allocators and workloads, then exit\n");
 }
 
@@ -277,6 +280,9 @@ static int parse_args(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--json") == 0) {
       NEED_VALUE;
       o->json = v;
+    } else if (strcmp(a, "--export-plans") == 0) {
+      NEED_VALUE;
+      o->export_dir = v;
     } else if (strcmp(a, "--quick") == 0) {
       quick = true;
     } else if (a[0] == '-') {
@@ -402,14 +408,50 @@ static bool open_allocator(const char *name, gpumem_allocator *a, result *r) {
   return false;
 }
 
+/* Pairs per size: a tenth at 256 MiB and above, where one pair takes ms. */
+static size_t pairs_for(size_t size) {
+  if (size < ((size_t)256 << 20)) return opt->pairs;
+  return opt->pairs / 10 ? opt->pairs / 10 : 1;
+}
+
+static void pairs_params(size_t size, char *buf, size_t len) {
+  char sz[16];
+  size_text(size, sz, sizeof sz);
+  snprintf(buf, len, "size=%s", sz);
+}
+
+static void random_params(char *buf, size_t len) {
+  char mx[16], cap[16];
+  size_text(opt->random.max_size, mx, sizeof mx);
+  size_text(opt->random.cap, cap, sizeof cap);
+  static const char *const dists[] = {"uniform", "lognormal", "geometric"};
+  snprintf(buf, len, "%s<=%s p=%.2f cap=%s", dists[opt->random.dist], mx, opt->random.p_alloc, cap);
+}
+
+static void threads_params(int nt, char *buf, size_t len) {
+  char sz[16];
+  size_text(opt->thread_size, sz, sizeof sz);
+  if (opt->thread_random)
+    snprintf(buf, len, "T=%d random", nt);
+  else
+    snprintf(buf, len, "T=%d pairs size=%s", nt, sz);
+}
+
+/* The plan thread `t` of `nt` runs. */
+static bool plan_thread(int t, int nt, gb_plan *plan) {
+  gb_random_config rc = opt->random;
+  rc.seed = opt->seed + (uint64_t)t;
+  rc.steps = opt->thread_pairs * 2;
+  rc.cap = opt->random.cap / (size_t)nt;
+  return opt->thread_random ? gb_plan_random(plan, &rc)
+                            : gb_plan_pairs(plan, opt->thread_size, opt->thread_pairs);
+}
+
 static void run_pairs(const char *name) {
   for (size_t k = 0; k < opt->nsizes; k++) {
     result *r = new_result(name, "pairs");
-    char sz[16];
-    size_text(opt->sizes[k], sz, sizeof sz);
-    snprintf(r->params, sizeof r->params, "size=%s", sz);
-    size_t n =
-        opt->sizes[k] >= ((size_t)256 << 20) ? (opt->pairs / 10 ? opt->pairs / 10 : 1) : opt->pairs;
+    pairs_params(opt->sizes[k], r->params, sizeof r->params);
+    size_t n = pairs_for(opt->sizes[k]);
     gb_plan plan = {0};
     gpumem_allocator a;
     if (!gb_plan_pairs(&plan, opt->sizes[k], n))
@@ -425,12 +467,7 @@ static void run_pairs(const char *name) {
 
 static void run_random(const char *name) {
   result *r = new_result(name, "random");
-  char mx[16], cap[16];
-  size_text(opt->random.max_size, mx, sizeof mx);
-  size_text(opt->random.cap, cap, sizeof cap);
-  static const char *const dists[] = {"uniform", "lognormal", "geometric"};
-  snprintf(r->params, sizeof r->params, "%s<=%s p=%.2f cap=%s", dists[opt->random.dist], mx,
-           opt->random.p_alloc, cap);
+  random_params(r->params, sizeof r->params);
   gb_plan plan = {0};
   gpumem_allocator a;
   if (!gb_plan_random(&plan, &opt->random))
@@ -443,32 +480,41 @@ static void run_random(const char *name) {
   progress(r);
 }
 
-static void run_streams(const char *name) {
-  result *r = new_result(name, "streams");
-  char sz[16];
-  size_text(opt->stream_size, sz, sizeof sz);
-  snprintf(r->params, sizeof r->params, "streams=%d size=%s writes", opt->streams, sz);
-  /* Round-robin over the streams; each block lives while the next two of its
-   * stream are allocated, and is written (work in flight) when allocated. */
-  gb_plan plan = {0};
+/* `streams`: round-robin over the streams; each block lives while the next
+ * two of its stream are allocated, and is written (work in flight) when
+ * allocated, so its free is ordered behind that work. */
+static bool plan_streams(gb_plan *plan) {
   size_t depth = 2 * (size_t)opt->streams;
   bool ok = true;
   for (size_t i = 0; ok && i < opt->stream_ops; i++) {
     uint16_t s = (uint16_t)(i % (size_t)opt->streams);
-    ok = gb_plan_push(&plan, (gb_op){GB_ALLOC, s, (uint32_t)i, opt->stream_size});
+    ok = gb_plan_push(plan, (gb_op){GB_ALLOC, s, (uint32_t)i, opt->stream_size});
     if (ok && i >= depth) {
       size_t old = i - depth;
-      ok = gb_plan_push(&plan, (gb_op){GB_FREE, (uint16_t)(old % (size_t)opt->streams),
-                                       (uint32_t)old, opt->stream_size});
+      ok = gb_plan_push(plan, (gb_op){GB_FREE, (uint16_t)(old % (size_t)opt->streams),
+                                      (uint32_t)old, opt->stream_size});
     }
   }
   for (size_t old = opt->stream_ops > depth ? opt->stream_ops - depth : 0;
        ok && old < opt->stream_ops; old++) {
-    ok = gb_plan_push(&plan, (gb_op){GB_FREE, (uint16_t)(old % (size_t)opt->streams), (uint32_t)old,
-                                     opt->stream_size});
+    ok = gb_plan_push(plan, (gb_op){GB_FREE, (uint16_t)(old % (size_t)opt->streams), (uint32_t)old,
+                                    opt->stream_size});
   }
+  return ok;
+}
+
+static void streams_params(char *buf, size_t len) {
+  char sz[16];
+  size_text(opt->stream_size, sz, sizeof sz);
+  snprintf(buf, len, "streams=%d size=%s writes", opt->streams, sz);
+}
+
+static void run_streams(const char *name) {
+  result *r = new_result(name, "streams");
+  streams_params(r->params, sizeof r->params);
+  gb_plan plan = {0};
   gpumem_allocator a;
-  if (!ok)
+  if (!plan_streams(&plan))
     snprintf(r->status, sizeof r->status, "no memory");
   else if (open_allocator(name, &a, r)) {
     time_plan(&a, &plan, true, plan.count, r);
@@ -490,18 +536,21 @@ static void run_replay(const char *name, const gb_plan *plan) {
   progress(r);
 }
 
-/* `first`: a fresh allocator per repetition; the first allocation's latency
- * (what a process pays at start-up), with the later ones in the params. */
+/* `first`: a fresh allocator per repetition. Two rows: the first allocation
+ * (what a process pays at start-up) and the median of the ones after it. */
 static void run_first(const char *name) {
   result *r = new_result(name, "first");
+  char sz[16];
+  size_text(opt->first_size, sz, sizeof sz);
+  snprintf(r->params, sizeof r->params, "size=%s, allocation 1", sz);
   double first[1000], later[1000];
+  size_t peak_reserved = 0;
   int done = 0;
   void **ptrs = calloc((size_t)opt->first_count, sizeof *ptrs);
   double *rest = calloc((size_t)opt->first_count, sizeof *rest);
   for (int rep = 0; ptrs != NULL && rest != NULL && rep < opt->reps; rep++) {
     gpumem_allocator a;
     if (!open_allocator(name, &a, r)) break;
-    double t[2] = {0, 0};
     int k = 0;
     bool ok = true;
     for (; k < opt->first_count && ok; k++) {
@@ -509,7 +558,7 @@ static void run_first(const char *name) {
       ok = a.alloc(a.ctx, opt->first_size, NULL, &ptrs[k]) == GPUMEM_OK;
       double dt = gb_now_ns() - t0;
       if (k == 0)
-        t[0] = dt;
+        first[done] = dt;
       else
         rest[k - 1] = dt;
     }
@@ -520,26 +569,36 @@ static void run_first(const char *name) {
     for (int j = 0; j < k; j++)
       a.free(a.ctx, ptrs[j], opt->first_size, NULL);
     gpumem_stream_synchronize(NULL);
+    gpumem_stats stats;
+    if (a.stats(a.ctx, &stats) == GPUMEM_OK && stats.peak_bytes_reserved > peak_reserved) {
+      peak_reserved = stats.peak_bytes_reserved;
+    }
     gpumem_allocator_destroy(&a);
     if (!ok) break;
-    t[1] = gb_summarize(rest, (size_t)(opt->first_count - 1)).median;
-    first[done] = t[0];
-    later[done++] = t[1];
+    later[done++] =
+        opt->first_count > 1 ? gb_summarize(rest, (size_t)(opt->first_count - 1)).median : 0;
   }
   free(ptrs);
   free(rest);
+  result *r2 = new_result(name, "first");
+  snprintf(r2->params, sizeof r2->params, "size=%s, allocations 2..%d", sz, opt->first_count);
+  r = &results[nresults - 2]; /* new_result may have moved the array */
   if (done == opt->reps) {
-    r->reps = done;
-    r->ops = 1;
-    r->peak_live = (size_t)opt->first_count * opt->first_size;
-    r->ns = gb_summarize(first, (size_t)done);
-    r->ops_per_s = r->ns.median > 0 ? 1e9 / r->ns.median : 0;
-    char sz[16];
-    size_text(opt->first_size, sz, sizeof sz);
-    snprintf(r->params, sizeof r->params, "size=%s, later %d: %.0f ns", sz, opt->first_count - 1,
-             gb_summarize(later, (size_t)done).median);
+    result *rows[2] = {r, r2};
+    double *samples[2] = {first, later};
+    for (int i = 0; i < 2; i++) {
+      rows[i]->reps = done;
+      rows[i]->ops = 1;
+      rows[i]->peak_live = (size_t)opt->first_count * opt->first_size;
+      rows[i]->peak_reserved = peak_reserved;
+      rows[i]->ns = gb_summarize(samples[i], (size_t)done);
+      rows[i]->ops_per_s = rows[i]->ns.median > 0 ? 1e9 / rows[i]->ns.median : 0;
+    }
+  } else {
+    snprintf(r2->status, sizeof r2->status, "%s", r->status);
   }
   progress(r);
+  progress(r2);
 }
 
 /* ---- threads ---- */
@@ -570,12 +629,7 @@ static void run_threads(const char *name) {
     int nt = opt->threads[k];
     result *r = new_result(name, "threads");
     r->threads = nt;
-    char sz[16];
-    size_text(opt->thread_size, sz, sizeof sz);
-    if (opt->thread_random)
-      snprintf(r->params, sizeof r->params, "T=%d random", nt);
-    else
-      snprintf(r->params, sizeof r->params, "T=%d pairs size=%s", nt, sz);
+    threads_params(nt, r->params, sizeof r->params);
     gpumem_allocator a;
     thread_job *jobs = calloc((size_t)nt, sizeof *jobs);
     if (jobs == NULL || !open_allocator(name, &a, r)) {
@@ -587,13 +641,7 @@ static void run_threads(const char *name) {
     size_t total_ops = 0;
     for (int t = 0; t < nt && ok; t++) {
       jobs[t].a = &a;
-      gb_random_config rc = opt->random;
-      rc.seed = opt->seed + (uint64_t)t;
-      rc.steps = opt->thread_pairs * 2;
-      rc.cap = opt->random.cap / (size_t)nt;
-      ok = opt->thread_random ? gb_plan_random(&jobs[t].plan, &rc)
-                              : gb_plan_pairs(&jobs[t].plan, opt->thread_size, opt->thread_pairs);
-      ok = ok && make_streams(1, &jobs[t].stream, r);
+      ok = plan_thread(t, nt, &jobs[t].plan) && make_streams(1, &jobs[t].stream, r);
       total_ops += jobs[t].plan.count;
     }
     double samples[1000];
@@ -642,6 +690,87 @@ static void run_threads(const char *name) {
     gpumem_allocator_destroy(&a);
     progress(r);
   }
+}
+
+/* ---- exporting the plans for peers ---- */
+
+/* Write one plan file; false after printing why. */
+static bool export_one(const char *dir, const char *file, const gb_plan *plan) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  if (gb_plan_write_trace(plan, path)) return true;
+  fprintf(stderr, "gpumem-bench: cannot write %s: %s\n", path, strerror(errno));
+  return false;
+}
+
+/* --export-plans DIR: every plan of the chosen workloads as a trace file, and
+ * DIR/plans.tsv listing them (workload, params, threads, divisor of the
+ * elapsed time, whether blocks are written, files), so that a peer
+ * (bench/peers/torch_caching.py) replays exactly the same work. */
+static int export_plans(const char *dir) {
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    fprintf(stderr, "gpumem-bench: cannot create %s: %s\n", dir, strerror(errno));
+    return 1;
+  }
+  char path[4096], params[96], file[64];
+  snprintf(path, sizeof path, "%s/plans.tsv", dir);
+  FILE *index = fopen(path, "w");
+  if (index == NULL) {
+    fprintf(stderr, "gpumem-bench: cannot write %s: %s\n", path, strerror(errno));
+    return 1;
+  }
+  fprintf(index, "workload\tparams\tthreads\tper\ttouch\tfiles\n");
+  bool ok = true;
+  for (size_t k = 0; ok && (opt->workloads & W_PAIRS) && k < opt->nsizes; k++) {
+    gb_plan p = {0};
+    size_t n = pairs_for(opt->sizes[k]);
+    snprintf(file, sizeof file, "pairs-%zu.csv", k);
+    ok = gb_plan_pairs(&p, opt->sizes[k], n) && export_one(dir, file, &p);
+    pairs_params(opt->sizes[k], params, sizeof params);
+    fprintf(index, "pairs\t%s\t1\t%zu\t0\t%s\n", params, n, file);
+    gb_plan_free(&p);
+  }
+  if (ok && (opt->workloads & W_RANDOM)) {
+    gb_plan p = {0};
+    ok = gb_plan_random(&p, &opt->random) && export_one(dir, "random.csv", &p);
+    random_params(params, sizeof params);
+    fprintf(index, "random\t%s\t1\t%zu\t0\trandom.csv\n", params, p.count);
+    gb_plan_free(&p);
+  }
+  for (size_t k = 0; ok && (opt->workloads & W_THREADS) && k < opt->nthreads; k++) {
+    int nt = opt->threads[k];
+    size_t total = 0;
+    char files[2048] = "";
+    for (int t = 0; ok && t < nt; t++) {
+      gb_plan p = {0};
+      snprintf(file, sizeof file, "threads-%d-%d.csv", nt, t);
+      ok = plan_thread(t, nt, &p) && export_one(dir, file, &p);
+      total += p.count;
+      size_t used = strlen(files);
+      snprintf(files + used, sizeof files - used, "%s%s", t ? "," : "", file);
+      gb_plan_free(&p);
+    }
+    threads_params(nt, params, sizeof params);
+    fprintf(index, "threads\t%s\t%d\t%zu\t0\t%s\n", params, nt, total, files);
+  }
+  if (ok && (opt->workloads & W_STREAMS)) {
+    gb_plan p = {0};
+    ok = plan_streams(&p) && export_one(dir, "streams.csv", &p);
+    streams_params(params, sizeof params);
+    fprintf(index, "streams\t%s\t1\t%zu\t1\tstreams.csv\n", params, p.count);
+    gb_plan_free(&p);
+  }
+  if (ok && (opt->workloads & W_REPLAY)) {
+    gb_plan p = {0};
+    char why[512];
+    ok = gb_plan_read_trace(&p, opt->trace, why, sizeof why) && export_one(dir, "replay.csv", &p);
+    const char *base = strrchr(opt->trace, '/');
+    fprintf(index, "replay\t%s\t1\t%zu\t0\treplay.csv\n", base ? base + 1 : opt->trace, p.count);
+    gb_plan_free(&p);
+  }
+  if (fclose(index) != 0) ok = false;
+  if (ok) printf("gpumem-bench: plans written to %s (index: plans.tsv)\n", dir);
+  return ok ? 0 : 1;
 }
 
 /* ---- output ---- */
@@ -833,6 +962,7 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  if (o.export_dir != NULL) return export_plans(o.export_dir);
   gb_plan trace_plan = {0};
   if (o.workloads & W_REPLAY) {
     char why[512];
@@ -851,7 +981,7 @@ int main(int argc, char **argv) {
   if (o.workloads & W_THREADS) per_alloc += (int)o.nthreads;
   if (o.workloads & W_STREAMS) per_alloc++;
   if (o.workloads & W_REPLAY) per_alloc++;
-  if (o.workloads & W_FIRST) per_alloc++;
+  if (o.workloads & W_FIRST) per_alloc += 2;
   progress_total = per_alloc * (int)o.nallocators;
   for (size_t i = 0; i < o.nallocators; i++) {
     const char *name = o.allocator_names[i];

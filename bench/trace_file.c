@@ -159,3 +159,15 @@ bool gb_plan_read_trace(gb_plan *plan, const char *path, char *why, size_t why_l
   }
   return ok;
 }
+
+bool gb_plan_write_trace(const gb_plan *plan, const char *path) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL) return false;
+  fprintf(f, "op,id,size,stream\n");
+  for (size_t i = 0; i < plan->count; i++) {
+    const gb_op *op = &plan->ops[i];
+    fprintf(f, "%c,%" PRIu32 ",%zu,%u\n", op->kind == GB_ALLOC ? 'a' : 'f', op->slot, op->size,
+            (unsigned)op->stream);
+  }
+  return fclose(f) == 0;
+}

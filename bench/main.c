@@ -968,11 +968,15 @@ int main(int argc, char **argv) {
     char why[512];
     if (!gb_plan_read_trace(&trace_plan, o.trace, why, sizeof why)) {
       fprintf(stderr, "gpumem-bench: cannot replay: %s\n", why);
+      gb_plan_free(&trace_plan);
       return 2;
     }
   }
   header h;
-  if ((rc = start(&h)) != 0) return rc;
+  if ((rc = start(&h)) != 0) {
+    gb_plan_free(&trace_plan);
+    return rc;
+  }
   print_header(&h);
   fflush(stdout);
   int per_alloc = 0;

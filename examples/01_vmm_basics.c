@@ -23,7 +23,7 @@
  * with GPUMEM_BACKEND=host: the same calls then work on emulated devices in
  * host memory, with the same rules (the quick start in README.md does that).
  *
- * Build and run:  tools/demo    (or: build/examples/01_vmm_basics)
+ * Build and run:  tools/bench builds it; then build/release/examples/01_vmm_basics
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -38,7 +38,7 @@ typedef enum gm_option_type {
   X(HOST_FABRIC, GM_OPT_WORD, "refused", 0, 0, "off|refused|on",                                   \
     "fabric handles on emulated devices: unsupported, advertised but refused (like a GPU without " \
     "an IMEX channel), or working within the process")                                             \
-  X(TRACE, GM_OPT_STRING, "", 0, 0, NULL,                                                         \
+  X(TRACE, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
     "append every alloc and free of libgpumem's allocators to this file (op,id,size,stream)")      \
   X(FAULT, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
     "inject failures: op:N[,op:N...] makes the Nth call of a backend operation fail")

@@ -1,4 +1,4 @@
-# tools/common.sh: shared by tools/demo and tools/test (sourced, not run).
+# tools/common.sh: shared by tools/bench and tools/test (sourced, not run).
 # Finds or installs what a build needs on a Debian machine that has the CUDA
 # toolkit: as root, missing Debian packages are installed; otherwise the exact
 # apt-get line is printed and the script stops.
@@ -7,7 +7,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 # command:package pairs that the build and the tests use
-GPUMEM_DEPS=(cmake:cmake cc:gcc make:make pkg-config:pkg-config readelf:binutils)
+GPUMEM_DEPS=(cmake:cmake cc:gcc make:make pkg-config:pkg-config readelf:binutils
+  gzip:gzip python3:python3)
 
 need_packages() {
   local missing=() pair cmd pkg
@@ -32,6 +33,14 @@ need_packages() {
     echo "  sudo apt-get install -y ${missing[*]}" >&2
     exit 1
   fi
+}
+
+# Install a Python module with pip if it is missing; never fatal (the tests
+# that need it skip themselves without it).
+need_python_module() {
+  python3 -c "import $1" 2>/dev/null && return 0
+  echo "gpumem: installing the Python module $1 (pip)" >&2
+  python3 -m pip install -q "$1" >/dev/null 2>&1 || echo "gpumem: pip could not install $1; tests that need it are skipped" >&2
 }
 
 need_cuda_toolkit() {

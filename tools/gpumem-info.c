@@ -60,7 +60,6 @@ static bool parse_args(int argc, char **argv, args *a) {
   return true;
 }
 
-
 static void caps_text(const gpumem_device_info *d, char *buf, size_t len) {
   snprintf(buf, len, "%s%s%s%s%s%s", d->vmm ? "vmm " : "", d->pools ? "pools " : "",
            d->posix_fd ? "posix-fd " : "", d->fabric ? "fabric " : "",

@@ -20,5 +20,6 @@
 #include "gpumem/stream.h"
 #include "gpumem/vmm.h"
 #include "gpumem/allocator.h"
+#include "gpumem/buffer.h"
 
 #endif

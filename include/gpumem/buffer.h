@@ -1,0 +1,155 @@
+/* gpumem/buffer.h: a growable device buffer whose pointer never moves.
+ *
+ * A buffer reserves a large range of virtual addresses once (its maximum
+ * size) and maps physical memory into it as it grows, like a std::vector
+ * whose growth never copies: the device pointer from gpumem_buffer_data()
+ * stays the same for the buffer's life, and bytes below the old size survive
+ * every resize. Shrinking keeps the memory mapped (capacity stays) until
+ * gpumem_buffer_shrink_to_fit(), which unmaps and releases whole segments and
+ * gives the memory back to the device.
+ *
+ *   gpumem_buffer_config cfg = GPUMEM_BUFFER_CONFIG_INIT;
+ *   cfg.device = 0;
+ *   cfg.growth = GPUMEM_GROW_GEOMETRIC;
+ *   gpumem_buffer_t *buf;
+ *   gpumem_buffer_create(&cfg, &buf);
+ *   gpumem_buffer_resize(buf, n * sizeof(double));   // data() unchanged ever after
+ *
+ * Each growth creates one physical allocation (a segment) for the added
+ * capacity, maps it after the previous one, and grants access to every
+ * device in the config. A growth that fails half way (out of memory, a driver
+ * error) is undone: the buffer keeps its size, capacity and contents.
+ *
+ * Sharing: with handle type POSIX_FD (or FABRIC, which falls back to POSIX_FD
+ * where the system refuses fabric handles), gpumem_buffer_send() passes the
+ * buffer's layout and one file descriptor per segment over an AF_UNIX socket
+ * and gpumem_buffer_receive() maps the same physical memory in the other
+ * process.
+ *
+ * Thread safety: resize, reserve, shrink_to_fit and get_info of one buffer
+ * may be called from several threads at once (they are serialized); size()
+ * and data() never block and may be called at any time: data() is constant,
+ * size() returns the size set by the last completed resize. Using memory
+ * beyond the size another thread may be shrinking is the caller's race.
+ */
+#ifndef GPUMEM_BUFFER_H
+#define GPUMEM_BUFFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpumem/error.h"
+#include "gpumem/export.h"
+#include "gpumem/types.h"
+#include "gpumem/vmm.h"
+
+GPUMEM_EXTERN_C_BEGIN
+
+typedef struct gpumem_buffer gpumem_buffer_t;
+
+/** How much capacity a growth adds. */
+typedef enum gpumem_growth {
+  GPUMEM_GROW_EXACT = 0,     /**< the request rounded up to the chunk size */
+  GPUMEM_GROW_GEOMETRIC = 1, /**< at least growth_factor times the capacity, at most
+                                  growth_max more, never past the maximum size */
+} gpumem_growth;
+
+/** Creation settings; start from GPUMEM_BUFFER_CONFIG_INIT. A zero field means
+ * the default given with it. */
+typedef struct gpumem_buffer_config {
+  int device;                /**< where the memory lives (default 0) */
+  size_t max_size;           /**< the virtual reservation: the size can never exceed it
+                                  (0: the device's total memory) */
+  gpumem_growth growth;      /**< default EXACT */
+  double growth_factor;      /**< GEOMETRIC: capacity multiplier, > 1 (0: 2.0) */
+  size_t growth_max;         /**< GEOMETRIC: most capacity added by one growth (0: 1 GiB) */
+  size_t chunk_size;         /**< capacity is a multiple of it; a multiple of the device's
+                                  minimum granularity (0: the granularity) */
+  const int *access_devices; /**< devices given read-write access to all of the buffer, now
+                                  and after every growth (NULL: only `device`) */
+  size_t access_count;
+  gpumem_handle_type handle_type; /**< NONE, POSIX_FD (shareable), or FABRIC (falls back
+                                       to POSIX_FD where the system refuses it) */
+  bool compression;               /**< ask for compressible memory (a hint: see the info) */
+} gpumem_buffer_config;
+
+#define GPUMEM_BUFFER_CONFIG_INIT \
+  { 0, 0, GPUMEM_GROW_EXACT, 0.0, 0, 0, NULL, 0, GPUMEM_HANDLE_NONE, false }
+
+/** What a buffer is now. */
+typedef struct gpumem_buffer_info {
+  int device;
+  size_t size;     /**< bytes in use */
+  size_t capacity; /**< bytes mapped */
+  size_t max_size; /**< bytes reserved: the most size and capacity can be */
+  size_t chunk_size;
+  size_t segments; /**< physical allocations mapped */
+  gpumem_growth growth;
+  gpumem_handle_type handle_type; /**< what it really has (FABRIC may have fallen back) */
+  bool compression_requested;
+  bool compressed; /**< the driver's answer for the memory actually created */
+  bool imported;   /**< received from another process: a fixed-size view */
+  size_t access_count;
+  int access_devices[GPUMEM_MAX_DEVICES];
+  uint64_t growths;  /**< growths that mapped memory */
+  uint64_t releases; /**< shrink_to_fit calls that released memory */
+} gpumem_buffer_info;
+
+/** Create a buffer (size 0, nothing mapped yet). Errors: INVALID_ARGUMENT
+ * (NULL, a bad factor, a chunk size that is not a multiple of the
+ * granularity, a bad handle type), INVALID_DEVICE, NOT_SUPPORTED (no VMM on
+ * the device), PEER_UNSUPPORTED (an access device cannot reach the memory),
+ * OUT_OF_MEMORY (no address space for max_size), NO_DEVICE. */
+GPUMEM_API gpumem_status gpumem_buffer_create(const gpumem_buffer_config *config,
+                                              gpumem_buffer_t **buffer);
+
+/** Wait for the device to finish all work, then unmap and release
+ * everything. NULL is a no-op. */
+GPUMEM_API gpumem_status gpumem_buffer_destroy(gpumem_buffer_t *buffer);
+
+/** Set the size, growing the capacity by the growth policy when needed.
+ * Bytes below the old size are kept. Shrinking keeps the memory mapped.
+ * Errors: INVALID_ARGUMENT (NULL), CAPACITY (past max_size; the message has
+ * both sizes), OUT_OF_MEMORY, NOT_SUPPORTED (an imported buffer); on error
+ * nothing changed. */
+GPUMEM_API gpumem_status gpumem_buffer_resize(gpumem_buffer_t *buffer, size_t new_size);
+
+/** Map at least `capacity` bytes without changing the size (exact growth).
+ * Errors as for resize. */
+GPUMEM_API gpumem_status gpumem_buffer_reserve(gpumem_buffer_t *buffer, size_t capacity);
+
+/** Unmap and release the segments wholly above the size (rounded up to the
+ * chunk size) and return their memory to the device. It first waits for the
+ * work that may still touch that memory: all work on `stream` when one is
+ * given, else all work on the buffer's device. */
+GPUMEM_API gpumem_status gpumem_buffer_shrink_to_fit(gpumem_buffer_t *buffer,
+                                                     gpumem_stream_t stream);
+
+/** The device pointer: the same for the buffer's whole life (NULL for NULL). */
+GPUMEM_API void *gpumem_buffer_data(const gpumem_buffer_t *buffer);
+/** Bytes in use (0 for NULL). */
+GPUMEM_API size_t gpumem_buffer_size(const gpumem_buffer_t *buffer);
+/** Bytes mapped (0 for NULL). */
+GPUMEM_API size_t gpumem_buffer_capacity(const gpumem_buffer_t *buffer);
+/** The most the size can grow to (0 for NULL). */
+GPUMEM_API size_t gpumem_buffer_max_size(const gpumem_buffer_t *buffer);
+/** Fill `info`. */
+GPUMEM_API gpumem_status gpumem_buffer_get_info(gpumem_buffer_t *buffer, gpumem_buffer_info *info);
+
+/** Send the buffer to another process over a connected AF_UNIX socket: its
+ * layout and one file descriptor per segment (SCM_RIGHTS). Needs a buffer
+ * created with handle type POSIX_FD or FABRIC. Errors: INVALID_ARGUMENT,
+ * NOT_SUPPORTED (no shareable handles), OS (the socket). */
+GPUMEM_API gpumem_status gpumem_buffer_send(gpumem_buffer_t *buffer, int socket);
+
+/** Receive a buffer sent with gpumem_buffer_send and map the same memory in
+ * this process with read-write access for `device`. The result is a view of
+ * fixed size: resize, reserve and shrink_to_fit return NOT_SUPPORTED; destroy
+ * unmaps it (the sender's memory lives on). Errors: INVALID_ARGUMENT (not a
+ * buffer message), OS, and those of mapping. */
+GPUMEM_API gpumem_status gpumem_buffer_receive(int socket, int device, gpumem_buffer_t **buffer);
+
+GPUMEM_EXTERN_C_END
+
+#endif

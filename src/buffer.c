@@ -1,0 +1,632 @@
+/* buffer.c: the growable buffer (gpumem/buffer.h).
+ *
+ * A buffer owns one virtual reservation of max_size bytes, made at creation,
+ * and a list of segments: physical allocations mapped back to back from the
+ * start of the reservation. The device pointer is the reservation's base, so
+ * it never moves; growing appends a segment, and nothing already mapped is
+ * touched, so contents survive without a copy.
+ *
+ * A growth is three driver steps, each undone if a later one fails:
+ *
+ *   create  one physical allocation for the added capacity (handle types and
+ *           compression from the config; FABRIC is asked together with
+ *           POSIX_FD and, if the system refuses it, retried once with POSIX_FD
+ *           alone, which the buffer then keeps using)
+ *   map     it at base + capacity
+ *   access  read-write for every access device, in one call
+ *
+ * The segment array is grown before the first driver step, so the commit at
+ * the end cannot fail: on any error the buffer has exactly its old size,
+ * capacity, segments and contents, and the backend counters show nothing
+ * leaked. The growth policy decides the added capacity: `exact` rounds the
+ * request up to the chunk size; `geometric` multiplies the capacity by the
+ * growth factor (bounded by growth_max and max_size), so a sequence of small
+ * growths costs a logarithmic number of driver calls.
+ *
+ * Shrinking only lowers the size; shrink_to_fit releases the segments wholly
+ * above the (chunk-rounded) size after waiting for the stream or device.
+ *
+ * Sharing: gpumem_buffer_send writes a header, the segment sizes, and one
+ * POSIX fd per segment in SCM_RIGHTS batches; gpumem_buffer_receive imports
+ * them and maps them back to back in a reservation of its own: the same
+ * physical memory at another address, as a fixed-size view.
+ *
+ * Locking: a mutex serializes the operations that change the mapping; size
+ * and capacity are atomics so size()/capacity() never block, and data() reads
+ * a field that never changes.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "gpumem/buffer.h"
+#include "log.h"
+#include "options.h"
+
+#define BUFFER_MAGIC          0x67627566u /* "gbuf" */
+#define DEFAULT_GROWTH_FACTOR 2.0
+#define MAX_GROWTH_FACTOR     16.0
+#define DEFAULT_GROWTH_MAX    ((size_t)1 << 30)
+#define WIRE_MAGIC            0x4755424d454d5047ULL /* "GPMEMBUG" */
+#define WIRE_VERSION          1u
+#define FDS_PER_MESSAGE       128 /* below the kernel's SCM_MAX_FD of 253 */
+
+typedef struct segment {
+  size_t offset, size;
+  gpumem_phys_t handle;
+} segment;
+
+struct gpumem_buffer {
+  uint32_t magic;
+  pthread_mutex_t lock;
+  int device;
+  uintptr_t base;
+  size_t max_size; /* bytes reserved */
+  size_t chunk;
+  gpumem_growth growth;
+  double factor;
+  size_t growth_max;
+  gpumem_access_desc access[GPUMEM_MAX_DEVICES];
+  size_t naccess;
+  unsigned handle_types; /* what new segments are created with (after any fallback) */
+  bool compression_requested, compressed, compression_known;
+  bool imported;
+  _Atomic size_t size;
+  _Atomic size_t capacity;
+  segment *segs;
+  size_t nsegs, capsegs;
+  uint64_t growths, releases;
+};
+
+static gpumem_status check_buffer(const gpumem_buffer_t *b) {
+  if (b == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "buffer is NULL");
+  if (b->magic != BUFFER_MAGIC) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%p is not a live gpumem buffer", (const void *)b);
+  }
+  return GPUMEM_OK;
+}
+
+static gpumem_status check_mutable(const gpumem_buffer_t *b) {
+  gpumem_status st = check_buffer(b);
+  if (st == GPUMEM_OK && b->imported) {
+    st = gm_error(GPUMEM_ERR_NOT_SUPPORTED,
+                  "a received buffer is a fixed-size view of another process's buffer");
+  }
+  return st;
+}
+
+/* ---- creation ---- */
+
+static gpumem_status set_access_list(gpumem_buffer_t *b, const gpumem_buffer_config *c) {
+  int count = 0;
+  gpumem_status st = gm_be_device_count(&count);
+  if (st != GPUMEM_OK) return st;
+  if (c->access_count > GPUMEM_MAX_DEVICES || (c->access_count > 0 && c->access_devices == NULL)) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "access list of %zu devices at %p is not valid",
+                    c->access_count, (const void *)c->access_devices);
+  }
+  b->access[0] = (gpumem_access_desc){b->device, GPUMEM_ACCESS_READWRITE};
+  b->naccess = 1;
+  for (size_t i = 0; i < c->access_count; i++) {
+    int d = c->access_devices[i];
+    if (d < 0 || d >= count) {
+      return gm_error(GPUMEM_ERR_INVALID_DEVICE, "access device %d does not exist (%d visible)", d,
+                      count);
+    }
+    bool seen = false;
+    for (size_t k = 0; k < b->naccess; k++)
+      seen |= b->access[k].device == d;
+    if (seen) continue;
+    gm_p2p_attrs p2p;
+    st = gm_be_p2p_attrs(d, b->device, &p2p);
+    if (st != GPUMEM_OK) return st;
+    if (!p2p.access) {
+      return gm_error(GPUMEM_ERR_PEER_UNSUPPORTED,
+                      "device %d cannot access memory of device %d (no peer-to-peer path)", d,
+                      b->device);
+    }
+    b->access[b->naccess++] = (gpumem_access_desc){d, GPUMEM_ACCESS_READWRITE};
+  }
+  return GPUMEM_OK;
+}
+
+static gpumem_status create(const gpumem_buffer_config *c, gpumem_buffer_t **out) {
+  gpumem_status st = GPUMEM_OK;
+  gpumem_buffer_t *b = NULL;
+  GM_REQUIRE(c != NULL && out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "config or buffer is NULL");
+  GM_REQUIRE(c->growth == GPUMEM_GROW_EXACT || c->growth == GPUMEM_GROW_GEOMETRIC,
+             GPUMEM_ERR_INVALID_ARGUMENT, "growth policy %d is not valid", (int)c->growth);
+  double factor = c->growth_factor == 0.0 ? DEFAULT_GROWTH_FACTOR : c->growth_factor;
+  GM_REQUIRE(factor > 1.0 && factor <= MAX_GROWTH_FACTOR, GPUMEM_ERR_INVALID_ARGUMENT,
+             "growth factor %g is not in (1, %g]", c->growth_factor, MAX_GROWTH_FACTOR);
+  GM_REQUIRE(c->handle_type == GPUMEM_HANDLE_NONE || c->handle_type == GPUMEM_HANDLE_POSIX_FD ||
+                 c->handle_type == GPUMEM_HANDLE_FABRIC,
+             GPUMEM_ERR_INVALID_ARGUMENT, "handle type %d is not NONE, POSIX_FD or FABRIC",
+             (int)c->handle_type);
+  gm_device_props props;
+  GM_TRY(gm_be_device_props(c->device, &props));
+  GM_REQUIRE(props.vmm, GPUMEM_ERR_NOT_SUPPORTED,
+             "device %d (%s) does not support virtual memory management", c->device, props.name);
+  b = calloc(1, sizeof *b);
+  GM_REQUIRE(b != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a buffer");
+  b->device = c->device;
+  b->growth = c->growth;
+  b->factor = factor;
+  b->growth_max = c->growth_max ? c->growth_max : DEFAULT_GROWTH_MAX;
+  b->compression_requested = c->compression;
+  b->handle_types = c->handle_type == GPUMEM_HANDLE_FABRIC
+                        ? (unsigned)(GPUMEM_HANDLE_FABRIC | GPUMEM_HANDLE_POSIX_FD)
+                        : (unsigned)c->handle_type;
+  GM_TRY(set_access_list(b, c));
+  gpumem_phys_props pp = {b->device, GPUMEM_HANDLE_NONE, c->compression};
+  size_t gran = 0;
+  GM_TRY(gm_be_granularity(&pp, false, &gran));
+  b->chunk = c->chunk_size ? c->chunk_size : gran;
+  GM_REQUIRE(b->chunk % gran == 0, GPUMEM_ERR_INVALID_ARGUMENT,
+             "chunk size %zu is not a multiple of the device's granularity %zu", b->chunk, gran);
+  size_t max = c->max_size ? c->max_size : props.total_memory;
+  GM_REQUIRE(max <= SIZE_MAX / 2 && gm_round_up(max, b->chunk, &b->max_size),
+             GPUMEM_ERR_INVALID_ARGUMENT, "maximum size %zu is too large", max);
+  GM_TRY(gm_be_va_reserve(b->max_size, 0, &b->base));
+  pthread_mutex_init(&b->lock, NULL);
+  b->magic = BUFFER_MAGIC;
+  *out = b;
+  return GPUMEM_OK;
+fail:
+  free(b);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_buffer_create(const gpumem_buffer_config *config,
+                                              gpumem_buffer_t **buffer) {
+  GM_API_FORWARD(create(config, buffer));
+}
+
+/* ---- growth ---- */
+
+/* Create a segment's memory, falling back from FABRIC to POSIX_FD once. */
+static gpumem_status create_memory(gpumem_buffer_t *b, size_t bytes, gpumem_phys_t *h) {
+  gpumem_phys_props p = {b->device, b->handle_types, b->compression_requested};
+  gpumem_status st = gm_be_phys_create(&p, bytes, h);
+  if ((st == GPUMEM_ERR_NOT_PERMITTED || st == GPUMEM_ERR_NOT_SUPPORTED) &&
+      (b->handle_types & GPUMEM_HANDLE_FABRIC)) {
+    gm_log(GPUMEM_LOG_INFO,
+           "buffer on device %d: fabric handles refused (%s); using POSIX file descriptors",
+           b->device, gm_error_detail());
+    gm_error_discard();
+    b->handle_types = GPUMEM_HANDLE_POSIX_FD;
+    p.handle_types = b->handle_types;
+    st = gm_be_phys_create(&p, bytes, h);
+  }
+  return st;
+}
+
+/* Map [capacity, new_capacity) as one new segment; all or nothing. Lock held. */
+static gpumem_status grow_to(gpumem_buffer_t *b, size_t new_capacity) {
+  size_t cap = atomic_load(&b->capacity);
+  if (new_capacity <= cap) return GPUMEM_OK;
+  size_t bytes = new_capacity - cap;
+  uintptr_t at = b->base + cap;
+  gpumem_phys_t h = 0;
+  bool mapped = false;
+  gpumem_status st = GPUMEM_OK;
+  if (b->nsegs == b->capsegs) {
+    size_t n = b->capsegs ? b->capsegs * 2 : 8;
+    segment *s = realloc(b->segs, n * sizeof *s);
+    GM_REQUIRE(s != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the segment list");
+    b->segs = s;
+    b->capsegs = n;
+  }
+  GM_TRY(create_memory(b, bytes, &h));
+  GM_TRY(gm_be_map(at, bytes, 0, h));
+  mapped = true;
+  GM_TRY(gm_be_set_access(at, bytes, b->access, b->naccess));
+  if (b->compression_requested && !b->compression_known) {
+    gpumem_phys_props got;
+    if (gm_be_phys_props(h, &got) == GPUMEM_OK) {
+      b->compressed = got.compression;
+      b->compression_known = true;
+      if (!got.compression) {
+        gm_log(GPUMEM_LOG_INFO, "buffer on device %d: compression was asked for but not granted",
+               b->device);
+      }
+    } else {
+      gm_error_discard();
+    }
+  }
+  b->segs[b->nsegs++] = (segment){cap, bytes, h};
+  atomic_store(&b->capacity, new_capacity);
+  b->growths++;
+  return GPUMEM_OK;
+fail : {
+  char detail[GM_ERROR_DETAIL_MAX];
+  snprintf(detail, sizeof detail, "%s", gm_error_detail());
+  if (mapped && gm_be_unmap(at, bytes) != GPUMEM_OK) {
+    gm_log(GPUMEM_LOG_ERROR, "buffer rollback: unmap failed: %s", gm_error_detail());
+  }
+  if (h != 0 && gm_be_phys_release(h) != GPUMEM_OK) {
+    gm_log(GPUMEM_LOG_ERROR, "buffer rollback: release failed: %s", gm_error_detail());
+  }
+  return gm_error(st, "growing the capacity from %zu to %zu bytes: %s", cap, new_capacity, detail);
+}
+}
+
+/* The capacity the policy wants for `size` (> capacity, <= max_size). */
+static size_t target_capacity(const gpumem_buffer_t *b, size_t size) {
+  size_t need = 0;
+  gm_round_up(size, b->chunk, &need); /* cannot overflow: size <= max_size <= SIZE_MAX / 2 */
+  if (b->growth == GPUMEM_GROW_EXACT) return need;
+  size_t cap = atomic_load(&b->capacity);
+  double grown = (double)cap * b->factor;
+  size_t want = grown > (double)(b->max_size) ? b->max_size : (size_t)grown;
+  if (want - cap > b->growth_max) want = cap + b->growth_max;
+  gm_round_up(want, b->chunk, &want);
+  if (want < need) want = need;
+  return want > b->max_size ? b->max_size : want;
+}
+
+static gpumem_status check_limit(const gpumem_buffer_t *b, size_t bytes, const char *what) {
+  if (bytes <= b->max_size) return GPUMEM_OK;
+  return gm_error(GPUMEM_ERR_CAPACITY,
+                  "cannot %s %zu bytes: the buffer's maximum size is %zu bytes (set max_size "
+                  "when creating it)",
+                  what, bytes, b->max_size);
+}
+
+static gpumem_status resize(gpumem_buffer_t *b, size_t new_size) {
+  gpumem_status st = check_mutable(b);
+  if (st == GPUMEM_OK) st = check_limit(b, new_size, "resize to");
+  if (st != GPUMEM_OK) return st;
+  pthread_mutex_lock(&b->lock);
+  if (new_size > atomic_load(&b->capacity)) st = grow_to(b, target_capacity(b, new_size));
+  if (st == GPUMEM_OK) atomic_store(&b->size, new_size);
+  pthread_mutex_unlock(&b->lock);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_buffer_resize(gpumem_buffer_t *buffer, size_t new_size) {
+  GM_API_FORWARD(resize(buffer, new_size));
+}
+
+static gpumem_status reserve(gpumem_buffer_t *b, size_t capacity) {
+  gpumem_status st = check_mutable(b);
+  if (st == GPUMEM_OK) st = check_limit(b, capacity, "reserve");
+  if (st != GPUMEM_OK) return st;
+  size_t want = 0;
+  gm_round_up(capacity, b->chunk, &want);
+  pthread_mutex_lock(&b->lock);
+  st = grow_to(b, want);
+  pthread_mutex_unlock(&b->lock);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_buffer_reserve(gpumem_buffer_t *buffer, size_t capacity) {
+  GM_API_FORWARD(reserve(buffer, capacity));
+}
+
+/* ---- releasing ---- */
+
+/* Unmap and release segments from the last down to index `keep` (lock held).
+ * Stops at the first failure, leaving a consistent, smaller buffer. */
+static gpumem_status release_from(gpumem_buffer_t *b, size_t keep) {
+  while (b->nsegs > keep) {
+    segment *s = &b->segs[b->nsegs - 1];
+    gpumem_status st = gm_be_unmap(b->base + s->offset, s->size);
+    if (st != GPUMEM_OK) return st;
+    b->nsegs--;
+    atomic_store(&b->capacity, s->offset);
+    st = gm_be_phys_release(s->handle);
+    if (st != GPUMEM_OK) return st; /* unmapped: the memory goes when the handle does */
+  }
+  return GPUMEM_OK;
+}
+
+static gpumem_status shrink_to_fit(gpumem_buffer_t *b, gpumem_stream_t stream) {
+  gpumem_status st = check_mutable(b);
+  if (st != GPUMEM_OK) return st;
+  pthread_mutex_lock(&b->lock);
+  size_t keep_bytes = 0;
+  gm_round_up(atomic_load(&b->size), b->chunk, &keep_bytes);
+  size_t keep = b->nsegs;
+  while (keep > 0 && b->segs[keep - 1].offset >= keep_bytes)
+    keep--;
+  if (keep < b->nsegs) {
+    /* Work queued before this call may still touch the memory: wait for it. */
+    st = stream != NULL ? gm_be_stream_synchronize(stream) : gm_be_device_synchronize(b->device);
+    if (st == GPUMEM_OK) st = release_from(b, keep);
+    if (st == GPUMEM_OK) b->releases++;
+  }
+  pthread_mutex_unlock(&b->lock);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_buffer_shrink_to_fit(gpumem_buffer_t *buffer,
+                                                     gpumem_stream_t stream) {
+  GM_API_FORWARD(shrink_to_fit(buffer, stream));
+}
+
+static gpumem_status destroy(gpumem_buffer_t *b) {
+  if (b == NULL) return GPUMEM_OK;
+  gpumem_status st = check_buffer(b);
+  if (st != GPUMEM_OK) return st;
+  pthread_mutex_lock(&b->lock);
+  st = gm_be_device_synchronize(b->device);
+  if (st == GPUMEM_OK) st = release_from(b, 0);
+  if (st == GPUMEM_OK) st = gm_be_va_free(b->base, b->max_size);
+  pthread_mutex_unlock(&b->lock);
+  if (st != GPUMEM_OK) return st; /* still a valid (smaller) buffer: destroy may be retried */
+  b->magic = 0;
+  pthread_mutex_destroy(&b->lock);
+  free(b->segs);
+  free(b);
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_buffer_destroy(gpumem_buffer_t *buffer) {
+  GM_API_FORWARD(destroy(buffer));
+}
+
+/* ---- queries ---- */
+
+GPUMEM_API void *gpumem_buffer_data(const gpumem_buffer_t *b) {
+  return b ? (void *)b->base : NULL;
+}
+
+GPUMEM_API size_t gpumem_buffer_size(const gpumem_buffer_t *b) {
+  return b ? atomic_load(&((gpumem_buffer_t *)b)->size) : 0;
+}
+
+GPUMEM_API size_t gpumem_buffer_capacity(const gpumem_buffer_t *b) {
+  return b ? atomic_load(&((gpumem_buffer_t *)b)->capacity) : 0;
+}
+
+GPUMEM_API size_t gpumem_buffer_max_size(const gpumem_buffer_t *b) {
+  return b ? b->max_size : 0;
+}
+
+static gpumem_status get_info(gpumem_buffer_t *b, gpumem_buffer_info *info) {
+  gpumem_status st = check_buffer(b);
+  if (st != GPUMEM_OK) return st;
+  if (info == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "info is NULL");
+  pthread_mutex_lock(&b->lock);
+  memset(info, 0, sizeof *info);
+  info->device = b->device;
+  info->size = atomic_load(&b->size);
+  info->capacity = atomic_load(&b->capacity);
+  info->max_size = b->max_size;
+  info->chunk_size = b->chunk;
+  info->segments = b->nsegs;
+  info->growth = b->growth;
+  info->handle_type = (b->handle_types & GPUMEM_HANDLE_FABRIC)
+                          ? GPUMEM_HANDLE_FABRIC
+                          : (gpumem_handle_type)b->handle_types;
+  info->compression_requested = b->compression_requested;
+  info->compressed = b->compressed;
+  info->imported = b->imported;
+  info->access_count = b->naccess;
+  for (size_t i = 0; i < b->naccess; i++)
+    info->access_devices[i] = b->access[i].device;
+  info->growths = b->growths;
+  info->releases = b->releases;
+  pthread_mutex_unlock(&b->lock);
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_buffer_get_info(gpumem_buffer_t *buffer, gpumem_buffer_info *info) {
+  GM_API_FORWARD(get_info(buffer, info));
+}
+
+/* ---- sharing with another process ---- */
+
+typedef struct wire_header {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t reserved;
+  uint64_t size, capacity, nsegs;
+} wire_header;
+
+static gpumem_status send_all(int sock, const void *data, size_t len, const int *fds, size_t nfds) {
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * FDS_PER_MESSAGE)];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {(void *)data, len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (nfds > 0) {
+    memset(&u, 0, sizeof u);
+    msg.msg_control = u.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n != (ssize_t)len) {
+    return gm_error(GPUMEM_ERR_OS, "sending on socket %d failed: %s", sock,
+                    n < 0 ? strerror(errno) : "short write");
+  }
+  return GPUMEM_OK;
+}
+
+/* Receive exactly `len` bytes and up to `max_fds` descriptors. */
+static gpumem_status recv_all(int sock, void *data, size_t len, int *fds, size_t max_fds,
+                              size_t *nfds) {
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * FDS_PER_MESSAGE)];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {data, len};
+  struct msghdr msg = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (nfds != NULL) *nfds = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t got = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int *in = (int *)CMSG_DATA(c);
+    for (size_t i = 0; i < got; i++) {
+      if (nfds != NULL && *nfds < max_fds)
+        fds[(*nfds)++] = in[i];
+      else
+        close(in[i]); /* unexpected descriptors are not leaked */
+    }
+  }
+  if (n != (ssize_t)len) {
+    return gm_error(GPUMEM_ERR_OS, "receiving on socket %d failed: %s", sock,
+                    n < 0 ? strerror(errno) : "the peer closed the connection");
+  }
+  return GPUMEM_OK;
+}
+
+static gpumem_status send_buffer(gpumem_buffer_t *b, int sock) {
+  gpumem_status st = check_buffer(b);
+  if (st != GPUMEM_OK) return st;
+  if (sock < 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "socket %d is not valid", sock);
+  if (!(b->handle_types & GPUMEM_HANDLE_POSIX_FD) || b->imported) {
+    return gm_error(GPUMEM_ERR_NOT_SUPPORTED,
+                    "the buffer was not created shareable (handle type POSIX_FD or FABRIC)");
+  }
+  pthread_mutex_lock(&b->lock);
+  wire_header h = {WIRE_MAGIC, WIRE_VERSION, 0, atomic_load(&b->size), atomic_load(&b->capacity),
+                   b->nsegs};
+  uint64_t *sizes = calloc(b->nsegs + 1, sizeof *sizes);
+  if (sizes == NULL) st = gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the layout");
+  for (size_t i = 0; sizes != NULL && i < b->nsegs; i++)
+    sizes[i] = b->segs[i].size;
+  if (st == GPUMEM_OK) st = send_all(sock, &h, sizeof h, NULL, 0);
+  if (st == GPUMEM_OK && b->nsegs > 0)
+    st = send_all(sock, sizes, b->nsegs * sizeof *sizes, NULL, 0);
+  for (size_t first = 0; st == GPUMEM_OK && first < b->nsegs; first += FDS_PER_MESSAGE) {
+    size_t n = b->nsegs - first < FDS_PER_MESSAGE ? b->nsegs - first : FDS_PER_MESSAGE;
+    int fds[FDS_PER_MESSAGE];
+    size_t made = 0;
+    for (; made < n && st == GPUMEM_OK; made++) {
+      gpumem_shareable_handle sh;
+      st = gm_be_export_handle(b->segs[first + made].handle, GPUMEM_HANDLE_POSIX_FD, &sh);
+      fds[made] = sh.fd;
+    }
+    if (st != GPUMEM_OK) made--;
+    uint32_t count = (uint32_t)n;
+    if (st == GPUMEM_OK) st = send_all(sock, &count, sizeof count, fds, n);
+    for (size_t i = 0; i < made; i++)
+      close(fds[i]);
+  }
+  pthread_mutex_unlock(&b->lock);
+  free(sizes);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_buffer_send(gpumem_buffer_t *buffer, int socket) {
+  GM_API_FORWARD(send_buffer(buffer, socket));
+}
+
+static gpumem_status receive_buffer(int sock, int device, gpumem_buffer_t **out) {
+  gpumem_status st = GPUMEM_OK;
+  gpumem_buffer_t *b = NULL;
+  uint64_t *sizes = NULL;
+  int *fds = NULL;
+  size_t nfds = 0;
+  GM_REQUIRE(out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "buffer is NULL");
+  GM_REQUIRE(sock >= 0, GPUMEM_ERR_INVALID_ARGUMENT, "socket %d is not valid", sock);
+  wire_header h;
+  GM_TRY(recv_all(sock, &h, sizeof h, NULL, 0, NULL));
+  GM_REQUIRE(h.magic == WIRE_MAGIC && h.version == WIRE_VERSION, GPUMEM_ERR_INVALID_ARGUMENT,
+             "the message is not a gpumem buffer (version %u)", WIRE_VERSION);
+  GM_REQUIRE(h.nsegs <= (1u << 20) && h.size <= h.capacity && h.capacity <= SIZE_MAX / 2,
+             GPUMEM_ERR_INVALID_ARGUMENT, "the buffer layout is not valid");
+  sizes = calloc(h.nsegs + 1, sizeof *sizes);
+  fds = malloc((h.nsegs + 1) * sizeof *fds);
+  GM_REQUIRE(sizes != NULL && fds != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
+             "no host memory for %llu "
+             "segments",
+             (unsigned long long)h.nsegs);
+  if (h.nsegs > 0) GM_TRY(recv_all(sock, sizes, h.nsegs * sizeof *sizes, NULL, 0, NULL));
+  while (nfds < h.nsegs) {
+    uint32_t count = 0;
+    size_t got = 0;
+    GM_TRY(recv_all(sock, &count, sizeof count, fds + nfds, h.nsegs - nfds, &got));
+    nfds += got;
+    GM_REQUIRE(got == count && got > 0, GPUMEM_ERR_INVALID_ARGUMENT,
+               "expected %u file descriptors, received %zu", count, got);
+  }
+  uint64_t total = 0;
+  for (size_t i = 0; i < h.nsegs; i++)
+    total += sizes[i];
+  GM_REQUIRE(total == h.capacity, GPUMEM_ERR_INVALID_ARGUMENT,
+             "segments of %llu bytes do not make the capacity of %llu bytes",
+             (unsigned long long)total, (unsigned long long)h.capacity);
+  b = calloc(1, sizeof *b);
+  GM_REQUIRE(b != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a buffer");
+  b->segs = calloc(h.nsegs + 1, sizeof *b->segs);
+  GM_REQUIRE(b->segs != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for segments");
+  b->device = device;
+  b->imported = true;
+  b->handle_types = GPUMEM_HANDLE_POSIX_FD;
+  b->access[0] = (gpumem_access_desc){device, GPUMEM_ACCESS_READWRITE};
+  b->naccess = 1;
+  b->max_size = h.capacity;
+  b->chunk = h.nsegs ? (size_t)sizes[0] : 0;
+  if (h.capacity > 0) GM_TRY(gm_be_va_reserve(h.capacity, 0, &b->base));
+  for (size_t i = 0; i < h.nsegs; i++) {
+    gpumem_shareable_handle sh = {GPUMEM_HANDLE_POSIX_FD, fds[i], {0}};
+    size_t off = b->nsegs ? b->segs[b->nsegs - 1].offset + b->segs[b->nsegs - 1].size : 0;
+    gpumem_phys_t handle = 0;
+    GM_TRY(gm_be_import_handle(&sh, &handle));
+    b->segs[b->nsegs] = (segment){off, (size_t)sizes[i], handle};
+    st = gm_be_map(b->base + off, (size_t)sizes[i], 0, handle);
+    bool mapped = st == GPUMEM_OK;
+    if (mapped) st = gm_be_set_access(b->base + off, (size_t)sizes[i], b->access, 1);
+    if (st != GPUMEM_OK) {
+      char detail[GM_ERROR_DETAIL_MAX];
+      snprintf(detail, sizeof detail, "%s", gm_error_detail());
+      if (mapped) gm_be_unmap(b->base + off, (size_t)sizes[i]);
+      gm_be_phys_release(handle);
+      st = gm_error(st, "mapping segment %zu: %s", i, detail);
+      goto fail;
+    }
+    b->nsegs++;
+    atomic_store(&b->capacity, off + (size_t)sizes[i]);
+  }
+  atomic_store(&b->size, (size_t)h.size);
+  pthread_mutex_init(&b->lock, NULL);
+  b->magic = BUFFER_MAGIC;
+  for (size_t i = 0; i < nfds; i++)
+    close(fds[i]);
+  free(fds);
+  free(sizes);
+  *out = b;
+  return GPUMEM_OK;
+fail : {
+  char detail[GM_ERROR_DETAIL_MAX];
+  snprintf(detail, sizeof detail, "%s", gm_error_detail());
+  if (b != NULL) {
+    release_from(b, 0);
+    if (b->base != 0) gm_be_va_free(b->base, b->max_size);
+    free(b->segs);
+    free(b);
+  }
+  for (size_t i = 0; i < nfds; i++)
+    close(fds[i]);
+  free(fds);
+  free(sizes);
+  return gm_error(st, "%s", detail);
+}
+}
+
+GPUMEM_API gpumem_status gpumem_buffer_receive(int socket, int device, gpumem_buffer_t **buffer) {
+  GM_API_FORWARD(receive_buffer(socket, device, buffer));
+}

@@ -1,0 +1,535 @@
+/* test_buffer.c: the growable buffer. The pointer never moves and contents
+ * survive every resize; the growth policies map what they promise; shrinking
+ * keeps memory until shrink_to_fit, which gives it back to the device; a
+ * growth that fails at any driver step (failure injection) or for lack of
+ * memory leaves the buffer exactly as it was; access is granted to every
+ * device on every segment; fabric falls back to POSIX fds; another process
+ * maps the same memory through gpumem_buffer_send/receive; and concurrent
+ * resizes are safe (this suite also runs under ThreadSanitizer). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "helpers.h"
+
+static size_t gran(void) {
+  gpumem_phys_props p = GPUMEM_PHYS_PROPS_INIT;
+  size_t g = 0;
+  assert_gpumem_ok(gpumem_vmm_granularity(&p, false, &g));
+  return g;
+}
+
+static gpumem_buffer_t *make(gpumem_growth growth, size_t max_size) {
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.growth = growth;
+  c.max_size = max_size;
+  gpumem_buffer_t *b = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  assert_non_null(b);
+  return b;
+}
+
+static gpumem_buffer_info info_of(gpumem_buffer_t *b) {
+  gpumem_buffer_info i;
+  assert_gpumem_ok(gpumem_buffer_get_info(b, &i));
+  return i;
+}
+
+/* Write the pattern for bytes [from, to) of the buffer. */
+static void write_range(gpumem_buffer_t *b, size_t from, size_t to, unsigned seed) {
+  unsigned char *host = malloc(to);
+  gm_test_fill(host, to, seed);
+  assert_gpumem_ok(
+      gpumem_memcpy((char *)gpumem_buffer_data(b) + from, host + from, to - from, NULL));
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  free(host);
+}
+
+/* Check that the first n bytes hold the pattern. */
+static void check_contents(gpumem_buffer_t *b, size_t n, unsigned seed) {
+  unsigned char *host = malloc(n ? n : 1);
+  assert_gpumem_ok(gpumem_memcpy(host, gpumem_buffer_data(b), n, NULL));
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  size_t bad = gm_test_mismatches(host, n, seed);
+  free(host);
+  if (bad != 0) fail_msg("%zu of %zu bytes changed", bad, n);
+}
+
+static gm_backend_counters counters(void) {
+  gm_backend_counters c;
+  gm_backend_get_counters(&c);
+  return c;
+}
+
+static void test_create_defaults(void **state) {
+  (void)state;
+  gpumem_device_info dev;
+  assert_gpumem_ok(gpumem_device_get_info(0, &dev));
+  gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 0);
+  gpumem_buffer_info i = info_of(b);
+  assert_int_equal(i.chunk_size, gran());
+  assert_true(i.max_size >= dev.memory_total && i.max_size - dev.memory_total < gran());
+  assert_int_equal(i.size, 0);
+  assert_int_equal(i.capacity, 0);
+  assert_int_equal(i.segments, 0);
+  assert_int_equal(i.handle_type, GPUMEM_HANDLE_NONE);
+  assert_int_equal(i.access_count, 1);
+  assert_int_equal(i.access_devices[0], 0);
+  assert_non_null(gpumem_buffer_data(b));
+  assert_int_equal(gpumem_buffer_max_size(b), i.max_size);
+  assert_int_equal(counters().phys_handles, 0);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+static void test_pointer_stable_and_contents_survive(void **state) {
+  (void)state;
+  size_t g = gran();
+  gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 64 * g);
+  void *p = gpumem_buffer_data(b);
+  const size_t steps[] = {1, g / 2 + 3, g + 1, 3 * g, 3 * g + 7, 10 * g};
+  size_t written = 0;
+  for (size_t k = 0; k < GM_ARRAY_SIZE(steps); k++) {
+    assert_gpumem_ok(gpumem_buffer_resize(b, steps[k]));
+    assert_ptr_equal(gpumem_buffer_data(b), p);
+    assert_int_equal(gpumem_buffer_size(b), steps[k]);
+    assert_int_equal(gpumem_buffer_capacity(b), (steps[k] + g - 1) / g * g); /* exact */
+    check_contents(b, written, 21);
+    write_range(b, written, steps[k], 21);
+    written = steps[k];
+  }
+  check_contents(b, written, 21);
+  gpumem_buffer_info i = info_of(b);
+  assert_int_equal(i.growths, 5); /* 1 -> g, g+1 -> 2g, 3g, 3g+7 -> 4g, 10g; the rest fit */
+  assert_int_equal(i.segments, 5);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+  assert_int_equal(counters().mapped_bytes, 0);
+}
+
+static void test_geometric_growth(void **state) {
+  (void)state;
+  size_t g = gran();
+  gpumem_buffer_t *b = make(GPUMEM_GROW_GEOMETRIC, 256 * g);
+  size_t expect[] = {g, 2 * g, 4 * g, 8 * g, 16 * g, 32 * g};
+  size_t k = 0;
+  for (size_t size = 1; size <= 32 * g; size += g / 4) {
+    assert_gpumem_ok(gpumem_buffer_resize(b, size));
+    size_t cap = gpumem_buffer_capacity(b);
+    assert_true(cap >= size);
+    if (size > g) assert_true(cap <= 2 * size); /* never more than 2x what is used */
+    if (k < GM_ARRAY_SIZE(expect) && cap == expect[k]) k++;
+  }
+  assert_int_equal(k, GM_ARRAY_SIZE(expect));
+  assert_int_equal(info_of(b).growths, 6); /* 128 resizes, 6 growths */
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+  /* growth_max bounds one growth; max_size bounds them all. */
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.growth = GPUMEM_GROW_GEOMETRIC;
+  c.growth_max = 2 * g;
+  c.max_size = 7 * g;
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  assert_gpumem_ok(gpumem_buffer_resize(b, 4 * g));
+  assert_int_equal(gpumem_buffer_capacity(b), 4 * g);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 4 * g + 1));
+  assert_int_equal(gpumem_buffer_capacity(b), 6 * g); /* not 8g */
+  assert_gpumem_ok(gpumem_buffer_resize(b, 6 * g + 1));
+  assert_int_equal(gpumem_buffer_capacity(b), 7 * g); /* clamped to max_size */
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+static void test_shrink_keeps_memory_until_shrink_to_fit(void **state) {
+  (void)state;
+  size_t g = gran();
+  gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 16 * g);
+  for (size_t s = 2; s <= 8; s += 2)
+    assert_gpumem_ok(gpumem_buffer_resize(b, s * g));
+  write_range(b, 0, 8 * g, 33);
+  size_t free_before = 0, total = 0;
+  assert_gpumem_ok(gpumem_device_mem_info(0, &free_before, &total));
+  assert_gpumem_ok(gpumem_buffer_resize(b, 3 * g));
+  assert_int_equal(gpumem_buffer_capacity(b), 8 * g); /* like a vector */
+  assert_int_equal(info_of(b).segments, 4);
+  assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, NULL));
+  /* Segments [0,2g) [2g,4g) stay (the second holds byte 3g-1); two go. */
+  assert_int_equal(gpumem_buffer_capacity(b), 4 * g);
+  gpumem_buffer_info i = info_of(b);
+  assert_int_equal(i.segments, 2);
+  assert_int_equal(i.releases, 1);
+  size_t free_after = 0;
+  assert_gpumem_ok(gpumem_device_mem_info(0, &free_after, &total));
+  if (gm_test_on_host())
+    assert_int_equal(free_after - free_before, 4 * g);
+  else
+    assert_true(free_after >= free_before + 4 * g - g); /* other processes may allocate */
+  check_contents(b, 3 * g, 33);
+  assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, NULL)); /* nothing more to release */
+  assert_int_equal(info_of(b).releases, 1);
+  /* With a stream: it waits for that stream only. */
+  gpumem_stream_t s = NULL;
+  assert_gpumem_ok(gpumem_stream_create(0, &s));
+  assert_gpumem_ok(gpumem_buffer_resize(b, 0));
+  assert_gpumem_ok(gpumem_memset(gpumem_buffer_data(b), 0, g, s));
+  assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, s));
+  assert_int_equal(gpumem_buffer_capacity(b), 0);
+  assert_gpumem_ok(gpumem_stream_destroy(s));
+  /* It grows again at the same address. */
+  void *p = gpumem_buffer_data(b);
+  assert_gpumem_ok(gpumem_buffer_resize(b, g));
+  assert_ptr_equal(gpumem_buffer_data(b), p);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+static void test_reserve(void **state) {
+  (void)state;
+  size_t g = gran();
+  gpumem_buffer_t *b = make(GPUMEM_GROW_GEOMETRIC, 16 * g);
+  assert_gpumem_ok(gpumem_buffer_reserve(b, 5 * g - 1));
+  assert_int_equal(gpumem_buffer_capacity(b), 5 * g); /* exact, whatever the policy */
+  assert_int_equal(gpumem_buffer_size(b), 0);
+  assert_gpumem_ok(gpumem_buffer_reserve(b, g)); /* smaller: nothing happens */
+  assert_gpumem_ok(gpumem_buffer_resize(b, 5 * g));
+  assert_int_equal(info_of(b).growths, 1);
+  assert_gpumem_ok(gpumem_buffer_reserve(b, 0));
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+static void test_capacity_limit(void **state) {
+  (void)state;
+  size_t g = gran();
+  gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 4 * g);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 4 * g));
+  write_range(b, 0, 4 * g, 5);
+  char want[96];
+  snprintf(want, sizeof want, "cannot resize to %zu bytes: the buffer's maximum size is %zu bytes",
+           4 * g + 1, 4 * g);
+  assert_gpumem_status(gpumem_buffer_resize(b, 4 * g + 1), GPUMEM_ERR_CAPACITY);
+  assert_last_error_contains(want);
+  assert_gpumem_status(gpumem_buffer_resize(b, SIZE_MAX), GPUMEM_ERR_CAPACITY);
+  assert_gpumem_status(gpumem_buffer_reserve(b, SIZE_MAX - 1), GPUMEM_ERR_CAPACITY);
+  assert_last_error_contains("cannot reserve");
+  assert_int_equal(gpumem_buffer_size(b), 4 * g);
+  assert_int_equal(gpumem_buffer_capacity(b), 4 * g);
+  check_contents(b, 4 * g, 5);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+static void test_bad_input(void **state) {
+  (void)state;
+  gm_backend_counters before = counters();
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  gpumem_buffer_t *b = NULL;
+  assert_gpumem_status(gpumem_buffer_create(NULL, &b), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_buffer_create(&c, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  c.device = 99;
+  assert_gpumem_status(gpumem_buffer_create(&c, &b), GPUMEM_ERR_INVALID_DEVICE);
+  c.device = 0;
+  c.growth_factor = 0.5;
+  assert_gpumem_status(gpumem_buffer_create(&c, &b), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("growth factor 0.5");
+  c.growth_factor = 0;
+  c.growth = (gpumem_growth)5;
+  assert_gpumem_status(gpumem_buffer_create(&c, &b), GPUMEM_ERR_INVALID_ARGUMENT);
+  c.growth = GPUMEM_GROW_EXACT;
+  c.chunk_size = gran() / 2;
+  assert_gpumem_status(gpumem_buffer_create(&c, &b), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("is not a multiple of the device's granularity");
+  c.chunk_size = 0;
+  c.handle_type = (gpumem_handle_type)3;
+  assert_gpumem_status(gpumem_buffer_create(&c, &b), GPUMEM_ERR_INVALID_ARGUMENT);
+  c.handle_type = GPUMEM_HANDLE_NONE;
+  int bad_device = 99;
+  c.access_devices = &bad_device;
+  c.access_count = 1;
+  assert_gpumem_status(gpumem_buffer_create(&c, &b), GPUMEM_ERR_INVALID_DEVICE);
+  c.access_devices = NULL;
+  assert_gpumem_status(gpumem_buffer_create(&c, &b), GPUMEM_ERR_INVALID_ARGUMENT);
+  c.access_count = 0;
+  c.max_size = SIZE_MAX;
+  assert_gpumem_status(gpumem_buffer_create(&c, &b), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_null(b);
+  assert_gpumem_status(gpumem_buffer_resize(NULL, 1), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_buffer_reserve(NULL, 1), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_buffer_shrink_to_fit(NULL, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  gpumem_buffer_info i;
+  assert_gpumem_status(gpumem_buffer_get_info(NULL, &i), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_buffer_send(NULL, 0), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_buffer_receive(-1, 0, &b), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_ok(gpumem_buffer_destroy(NULL));
+  assert_null(gpumem_buffer_data(NULL));
+  assert_int_equal(gpumem_buffer_size(NULL), 0);
+  assert_int_equal(gpumem_buffer_capacity(NULL), 0);
+  gm_backend_counters after = counters();
+  assert_int_equal(after.reservations, before.reservations); /* nothing leaked */
+  /* A buffer that is not shareable cannot be sent. */
+  b = make(GPUMEM_GROW_EXACT, 4 * gran());
+  assert_gpumem_status(gpumem_buffer_send(b, 0), GPUMEM_ERR_NOT_SUPPORTED);
+  assert_gpumem_status(gpumem_buffer_get_info(b, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+/* Fail each driver step of a growth in turn: the buffer must not change. */
+static void test_failed_growth_rolls_back(void **state) {
+  (void)state;
+  size_t g = gran();
+  const gm_op steps[] = {GM_OP_phys_create, GM_OP_map, GM_OP_set_access};
+  gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 32 * g);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 2 * g - 5));
+  write_range(b, 0, 2 * g - 5, 8);
+  void *p = gpumem_buffer_data(b);
+  for (size_t k = 0; k < GM_ARRAY_SIZE(steps); k++) {
+    gm_backend_counters before = counters();
+    gpumem_buffer_info ib = info_of(b);
+    gm_fault_inject(steps[k], 1, GPUMEM_ERR_OUT_OF_MEMORY);
+    assert_gpumem_status(gpumem_buffer_resize(b, 9 * g), GPUMEM_ERR_OUT_OF_MEMORY);
+    assert_last_error_contains("gpumem_buffer_resize: growing the capacity from");
+    assert_last_error_contains(gm_op_name(steps[k]));
+    gm_backend_counters after = counters();
+    gpumem_buffer_info ia = info_of(b);
+    assert_int_equal(ia.size, ib.size);
+    assert_int_equal(ia.capacity, ib.capacity);
+    assert_int_equal(ia.segments, ib.segments);
+    assert_int_equal(ia.growths, ib.growths);
+    assert_ptr_equal(gpumem_buffer_data(b), p);
+    assert_int_equal(after.phys_handles, before.phys_handles);
+    assert_int_equal(after.phys_bytes, before.phys_bytes);
+    assert_int_equal(after.mapped_bytes, before.mapped_bytes);
+    assert_int_equal(after.reservations, before.reservations);
+    check_contents(b, 2 * g - 5, 8);
+  }
+  /* The same growth succeeds afterwards, keeping the contents. */
+  assert_gpumem_ok(gpumem_buffer_resize(b, 9 * g));
+  check_contents(b, 2 * g - 5, 8);
+  /* A failed reserve rolls back the same way. */
+  gm_fault_inject(GM_OP_map, 1, GPUMEM_ERR_INJECTED);
+  assert_gpumem_status(gpumem_buffer_reserve(b, 20 * g), GPUMEM_ERR_INJECTED);
+  assert_int_equal(gpumem_buffer_capacity(b), 9 * g);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+static int small_host_device(void **state) {
+  (void)state;
+  const char *backend = getenv("GPUMEM_BACKEND");
+  if (backend == NULL || strcmp(backend, "host") != 0) return gm_test_setup(state); /* it skips */
+  gpumem_finalize();
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  o.backend = GPUMEM_BACKEND_HOST;
+  o.host_devices = 3;
+  o.host_capacity = 16 << 20;
+  o.host_peers = "0-1";
+  return gpumem_init(&o) == GPUMEM_OK ? gm_test_setup(state) : -1;
+}
+
+static int restore(void **state) {
+  int rc = gm_test_teardown(state);
+  if (gpumem_backend() == GPUMEM_BACKEND_HOST) gpumem_finalize();
+  return rc;
+}
+
+static void test_out_of_memory_rolls_back(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* the host device's capacity is set to 16 MiB */
+  size_t g = gran();
+  gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 64 << 20);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 8 << 20));
+  write_range(b, 0, 8 << 20, 77);
+  gm_backend_counters before = counters();
+  assert_gpumem_status(gpumem_buffer_resize(b, 32 << 20), GPUMEM_ERR_OUT_OF_MEMORY);
+  assert_last_error_contains("host device 0 is out of memory");
+  assert_int_equal(gpumem_buffer_size(b), 8 << 20);
+  assert_int_equal(gpumem_buffer_capacity(b), 8 << 20);
+  assert_int_equal(counters().phys_handles, before.phys_handles);
+  check_contents(b, 8 << 20, 77);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 16 << 20)); /* what fits still works */
+  (void)g;
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+static void test_access_for_every_device_and_segment(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* needs three emulated devices, two linked */
+  size_t g = gran();
+  int peers[] = {1};
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.access_devices = peers;
+  c.access_count = 1;
+  c.max_size = 8 * g;
+  gpumem_buffer_t *b = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  assert_gpumem_ok(gpumem_buffer_resize(b, g));
+  assert_gpumem_ok(gpumem_buffer_resize(b, 3 * g));
+  assert_int_equal(info_of(b).access_count, 2);
+  for (size_t off = 0; off < 3 * g; off += g) {
+    for (int d = 0; d < 3; d++) {
+      gpumem_access_flags f = GPUMEM_ACCESS_NONE;
+      assert_gpumem_ok(gpumem_vmm_get_access((char *)gpumem_buffer_data(b) + off, d, &f));
+      assert_int_equal(f, d < 2 ? GPUMEM_ACCESS_READWRITE : GPUMEM_ACCESS_NONE);
+    }
+  }
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+  peers[0] = 2; /* no link between 2 and 0 */
+  assert_gpumem_status(gpumem_buffer_create(&c, &b), GPUMEM_ERR_PEER_UNSUPPORTED);
+  assert_last_error_contains("device 2 cannot access memory of device 0");
+}
+
+static void test_fabric_falls_back_to_posix_fd(void **state) {
+  (void)state;
+  gpumem_device_info dev;
+  assert_gpumem_ok(gpumem_device_get_info(0, &dev));
+  if (!dev.posix_fd) skip();
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.handle_type = GPUMEM_HANDLE_FABRIC;
+  c.compression = dev.compression;
+  c.max_size = 8 * gran();
+  gpumem_buffer_t *b = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  gm_test_log log = {0};
+  gpumem_log_level level = gpumem_log_get_level();
+  gpumem_log_set_level(GPUMEM_LOG_INFO);
+  gpumem_log_set_callback(gm_test_log_capture, &log);
+  gpumem_status st = gpumem_buffer_resize(b, gran());
+  gpumem_log_set_callback(NULL, NULL);
+  gpumem_log_set_level(level);
+  assert_gpumem_ok(st);
+  gpumem_buffer_info i = info_of(b);
+  if (gm_test_on_host()) { /* the host backend refuses fabric, like our H100 */
+    assert_int_equal(i.handle_type, GPUMEM_HANDLE_POSIX_FD);
+    assert_true(log.count >= 1);
+  }
+  assert_true(i.handle_type == GPUMEM_HANDLE_POSIX_FD || i.handle_type == GPUMEM_HANDLE_FABRIC);
+  assert_int_equal(i.compression_requested, dev.compression);
+  if (gm_test_on_host()) assert_true(i.compressed);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 3 * gran())); /* later growths use what worked */
+  assert_int_equal(info_of(b).segments, 2);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+#define CHILD_SEED 0x3c
+
+static int child_buffer(const char *role, int sock) {
+  (void)role;
+  if (gpumem_init(NULL) != GPUMEM_OK) return 2;
+  gpumem_buffer_t *b = NULL;
+  if (gpumem_buffer_receive(sock, 0, &b) != GPUMEM_OK) {
+    fprintf(stderr, "child: %s\n", gpumem_last_error());
+    return 10;
+  }
+  size_t n = gpumem_buffer_size(b);
+  unsigned char *host = malloc(n);
+  if (gpumem_memcpy(host, gpumem_buffer_data(b), n, NULL) || gpumem_stream_synchronize(NULL))
+    return 11;
+  if (gm_test_mismatches(host, n, 61) != 0) return 12;
+  if (gpumem_buffer_resize(b, n + 1) != GPUMEM_ERR_NOT_SUPPORTED) return 13;
+  gm_test_fill(host, n / 2, CHILD_SEED);
+  if (gpumem_memcpy(gpumem_buffer_data(b), host, n / 2, NULL) || gpumem_stream_synchronize(NULL))
+    return 14;
+  free(host);
+  if (gpumem_buffer_destroy(b) != GPUMEM_OK) return 15;
+  char ok = 1;
+  return gm_test_send(sock, &ok, 1, -1) ? 0 : 16;
+}
+
+static void test_shared_with_another_process(void **state) {
+  (void)state;
+  gpumem_device_info dev;
+  assert_gpumem_ok(gpumem_device_get_info(0, &dev));
+  if (!dev.posix_fd) skip();
+  size_t g = gran();
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.handle_type = GPUMEM_HANDLE_POSIX_FD;
+  c.max_size = 16 * g;
+  gpumem_buffer_t *b = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  for (size_t s = 1; s <= 3; s++)
+    assert_gpumem_ok(gpumem_buffer_resize(b, s * g)); /* 3 segments */
+  size_t n = 3 * g - 100;
+  assert_gpumem_ok(gpumem_buffer_resize(b, n));
+  write_range(b, 0, n, 61);
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  int pid = gm_test_spawn_child("buffer", sv[1]);
+  close(sv[1]);
+  assert_gpumem_ok(gpumem_buffer_send(b, sv[0]));
+  char ok = 0;
+  bool got = gm_test_recv(sv[0], &ok, 1, NULL);
+  close(sv[0]);
+  assert_int_equal(gm_test_wait_child(pid), 0);
+  assert_true(got && ok == 1);
+  /* The child's writes are in our memory; the rest is as we left it. */
+  unsigned char *host = malloc(n);
+  assert_gpumem_ok(gpumem_memcpy(host, gpumem_buffer_data(b), n, NULL));
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  assert_int_equal(gm_test_mismatches(host, n / 2, CHILD_SEED), 0);
+  unsigned char *expect = malloc(n);
+  gm_test_fill(expect, n, 61);
+  assert_memory_equal(host + n / 2, expect + n / 2, n - n / 2);
+  free(host);
+  free(expect);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+typedef struct resizer {
+  gpumem_buffer_t *b;
+  void *data;
+  unsigned seed;
+  int errors;
+} resizer;
+
+static void *resize_loop(void *arg) {
+  resizer *r = arg;
+  size_t g = 0;
+  gpumem_phys_props p = GPUMEM_PHYS_PROPS_INIT;
+  gpumem_vmm_granularity(&p, false, &g);
+  for (int i = 0; i < 200; i++) {
+    r->seed = r->seed * 1103515245u + 12345u;
+    size_t size = (r->seed >> 8) % (16 * g);
+    if (gpumem_buffer_resize(r->b, size) != GPUMEM_OK) r->errors++;
+    if (gpumem_buffer_data(r->b) != r->data) r->errors++;
+    if (gpumem_buffer_size(r->b) > gpumem_buffer_capacity(r->b) + 16 * g) r->errors++;
+    if (i % 50 == 49 && gpumem_buffer_shrink_to_fit(r->b, NULL) != GPUMEM_OK) r->errors++;
+  }
+  return NULL;
+}
+
+static void test_concurrent_resize(void **state) {
+  (void)state;
+  size_t g = gran();
+  int64_t mapped_before = counters().mapped_bytes;
+  gpumem_buffer_t *b = make(GPUMEM_GROW_GEOMETRIC, 32 * g);
+  pthread_t t[4];
+  resizer r[4];
+  for (int i = 0; i < 4; i++) {
+    r[i] = (resizer){b, gpumem_buffer_data(b), (unsigned)i + 1, 0};
+    pthread_create(&t[i], NULL, resize_loop, &r[i]);
+  }
+  for (int i = 0; i < 4; i++)
+    pthread_join(t[i], NULL);
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(r[i].errors, 0);
+  gpumem_buffer_info i = info_of(b);
+  assert_true(i.size <= i.capacity && i.capacity <= i.max_size);
+  assert_true(i.segments > 0 || i.capacity == 0);
+  assert_int_equal(counters().mapped_bytes - mapped_before, i.capacity);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+int main(int argc, char **argv) {
+  struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_create_defaults),
+      cmocka_unit_test(test_pointer_stable_and_contents_survive),
+      cmocka_unit_test(test_geometric_growth),
+      cmocka_unit_test(test_shrink_keeps_memory_until_shrink_to_fit),
+      cmocka_unit_test(test_reserve),
+      cmocka_unit_test(test_capacity_limit),
+      cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_failed_growth_rolls_back),
+      cmocka_unit_test_setup_teardown(test_out_of_memory_rolls_back, small_host_device, restore),
+      cmocka_unit_test_setup_teardown(test_access_for_every_device_and_segment, small_host_device,
+                                      restore),
+      cmocka_unit_test(test_fabric_falls_back_to_posix_fd),
+      cmocka_unit_test(test_shared_with_another_process),
+      cmocka_unit_test(test_concurrent_resize),
+  };
+  return gm_test_run("buffer", tests, GM_ARRAY_SIZE(tests), argc, argv, child_buffer);
+}

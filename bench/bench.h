@@ -88,4 +88,27 @@ double gb_run_plan(const gpumem_allocator *a, const gb_plan *plan, gpumem_stream
 
 double gb_now_ns(void);
 
+/* ---- the grow workload (grow.c) ---- */
+
+typedef enum gb_grower {
+  GB_BUFFER_EXACT,
+  GB_BUFFER_GEOMETRIC,
+  GB_REALLOC,
+  GB_VMM_FLOOR,
+  GB_GROWER_COUNT
+} gb_grower;
+
+const char *gb_grower_name(gb_grower g);
+
+/* Grow an array from 0 to `target` bytes in `step` increments. Returns the
+ * elapsed ns (negative after writing `err`), the driver calls made, and the
+ * most bytes held at once. `chunk` is the device's granularity. */
+double gb_grow_steps(gb_grower g, int device, size_t target, size_t step, size_t chunk,
+                     uint64_t *calls, size_t *peak, char *err, size_t len);
+
+/* Resize to `n`, then `iterations` times to n+1 and n-1. Returns the ns of the
+ * iterations and the driver calls made after the first one. */
+double gb_grow_batch(gb_grower g, int device, size_t n, size_t iterations, size_t chunk,
+                     uint64_t *calls_after_first, size_t *peak, char *err, size_t len);
+
 #endif

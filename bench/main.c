@@ -47,6 +47,7 @@ enum {
   W_STREAMS = 1 << 3,
   W_REPLAY = 1 << 4,
   W_FIRST = 1 << 5,
+  W_GROW = 1 << 6,
 };
 
 typedef struct options {
@@ -68,6 +69,7 @@ typedef struct options {
   const char *trace;
   int first_count;
   size_t first_size;
+  size_t grow_target, grow_steps[MAX_LIST], ngrow_steps, batch_n, batch_iterations;
   const char *csv, *json;
   const char *export_dir;
   bool progress;
@@ -83,6 +85,8 @@ typedef struct result {
   gb_summary ns;    /* per operation (per pair for pairs) */
   double ops_per_s; /* median */
   double scaling;   /* threads: against one thread; else 0 */
+  bool has_calls;   /* grow: driver calls counted */
+  uint64_t calls;
   size_t peak_live, peak_reserved;
   char status[200];
 } result;
@@ -95,29 +99,34 @@ static const options *opt;
 /* ---- arguments ---- */
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: gpumem-bench [options] [pairs|random|threads|streams|replay|first ...]\n"
-             "  --allocators A,B     which allocators (default: all; --list shows them)\n"
-             "  --device N           device ordinal (default 0)\n"
-             "  --reps N             timed repetitions (default 5); --warmup N (default 1)\n"
-             "  --seed N             seed of the random plans (default 42)\n"
-             "  --sizes LIST         pairs: sizes (default 256,4K,64K,1M,16M,256M,1G)\n"
-             "  --pairs N            pairs: alloc+free pairs per size (default 1000; a tenth at "
-             ">= 256M)\n"
-             "  --ops N              random: steps (default 20000)\n"
-             "  --max-size SIZE      random: largest allocation (default 64M)\n"
-             "  --dist D             random: uniform, lognormal or geometric (default uniform)\n"
-             "  --p-alloc P          random: probability of allocating (default 0.6)\n"
-             "  --cap SIZE           random: cap on live bytes (default 1G)\n"
-             "  --threads LIST       threads: thread counts (default 1,2,4,8,16)\n"
-             "  --thread-workload W  threads: pairs or random (default pairs)\n"
-             "  --thread-size SIZE   threads: pair size (default 64K)\n"
-             "  --streams N          streams: number of streams (default 4)\n"
-             "  --trace FILE         replay: the trace to replay (.csv or .csv.gz)\n"
-             "  --first N            first: allocations timed on a fresh allocator (default 16)\n"
-             "  --quick              small counts everywhere (a quick look, and CI)\n"
-             "  --csv FILE, --json FILE   also write the results there\n"
-             "  --export-plans DIR   write the workloads' plans as traces for a peer, then exit\n"
-             "  --list               list the allocators and workloads, then exit\n");
+  fprintf(f,
+          "usage: gpumem-bench [options] [pairs|random|threads|streams|replay|first ...]\n"
+          "  --allocators A,B     which allocators (default: all; --list shows them)\n"
+          "  --device N           device ordinal (default 0)\n"
+          "  --reps N             timed repetitions (default 5); --warmup N (default 1)\n"
+          "  --seed N             seed of the random plans (default 42)\n"
+          "  --sizes LIST         pairs: sizes (default 256,4K,64K,1M,16M,256M,1G)\n"
+          "  --pairs N            pairs: alloc+free pairs per size (default 1000; a tenth at "
+          ">= 256M)\n"
+          "  --ops N              random: steps (default 20000)\n"
+          "  --max-size SIZE      random: largest allocation (default 64M)\n"
+          "  --dist D             random: uniform, lognormal or geometric (default uniform)\n"
+          "  --p-alloc P          random: probability of allocating (default 0.6)\n"
+          "  --cap SIZE           random: cap on live bytes (default 1G)\n"
+          "  --threads LIST       threads: thread counts (default 1,2,4,8,16)\n"
+          "  --thread-workload W  threads: pairs or random (default pairs)\n"
+          "  --thread-size SIZE   threads: pair size (default 64K)\n"
+          "  --streams N          streams: number of streams (default 4)\n"
+          "  --trace FILE         replay: the trace to replay (.csv or .csv.gz)\n"
+          "  --first N            first: allocations timed on a fresh allocator (default 16)\n"
+          "  --grow-target SIZE   grow: final size (default 8G, at most a third of free memory)\n"
+          "  --grow-steps LIST    grow: step sizes (default 64M,512M)\n"
+          "  --batch N            grow: the size of the N+-1 pattern (default 1G)\n"
+          "  --batch-iterations N grow: N+-1 repetitions (default 1000)\n"
+          "  --quick              small counts everywhere (a quick look, and CI)\n"
+          "  --csv FILE, --json FILE   also write the results there\n"
+          "  --export-plans DIR   write the workloads' plans as traces for a peer, then exit\n"
+          "  --list               list the allocators and workloads, then exit\n");
 }
 
 static bool parse_size_list(const char *text, size_t *out, size_t *n) {
@@ -160,6 +169,10 @@ static int parse_args(int argc, char **argv, options *o) {
                  .first_size = 1 << 20};
   o->random = (gb_random_config){42, 20000, GB_UNIFORM, 64 << 20, 0.6, (size_t)1 << 30};
   parse_size_list("256,4K,64K,1M,16M,256M,1G", o->sizes, &o->nsizes);
+  parse_size_list("64M,512M", o->grow_steps, &o->ngrow_steps);
+  o->grow_target = (size_t)8 << 30;
+  o->batch_n = (size_t)1 << 30;
+  o->batch_iterations = 1000;
   const int default_threads[] = {1, 2, 4, 8, 16};
   o->nthreads = 5;
   memcpy(o->threads, default_threads, sizeof default_threads);
@@ -280,6 +293,24 @@ static int parse_args(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--json") == 0) {
       NEED_VALUE;
       o->json = v;
+    } else if (strcmp(a, "--grow-target") == 0) {
+      NEED_VALUE;
+      if (!gm_parse_size(v, &o->grow_target) || o->grow_target == 0 ||
+          o->grow_target > SIZE_MAX / 4)
+        return bad("--grow-target wants a size", v);
+    } else if (strcmp(a, "--grow-steps") == 0) {
+      NEED_VALUE;
+      if (!parse_size_list(v, o->grow_steps, &o->ngrow_steps)) {
+        return bad("--grow-steps wants sizes such as 64M,512M", v);
+      }
+    } else if (strcmp(a, "--batch") == 0) {
+      NEED_VALUE;
+      if (!gm_parse_size(v, &o->batch_n) || o->batch_n < 2 || o->batch_n > SIZE_MAX / 4)
+        return bad("--batch wants a size of at least 2 bytes", v);
+    } else if (strcmp(a, "--batch-iterations") == 0) {
+      NEED_VALUE;
+      if (!parse_count(v, 10000000, &o->batch_iterations))
+        return bad("--batch-iterations wants 1..1e7", v);
     } else if (strcmp(a, "--export-plans") == 0) {
       NEED_VALUE;
       o->export_dir = v;
@@ -289,8 +320,10 @@ static int parse_args(int argc, char **argv, options *o) {
       usage(stderr);
       return bad("unknown option", a);
     } else {
-      int w = gm_parse_word(a, "pairs|random|threads|streams|replay|first");
-      if (w < 0) return bad("unknown workload (pairs, random, threads, streams, replay, first)", a);
+      int w = gm_parse_word(a, "pairs|random|threads|streams|replay|first|grow");
+      if (w < 0) {
+        return bad("unknown workload (pairs, random, threads, streams, replay, first, grow)", a);
+      }
       o->workloads |= 1u << w;
     }
 #undef NEED_VALUE
@@ -302,8 +335,13 @@ static int parse_args(int argc, char **argv, options *o) {
     o->thread_pairs = 500;
     o->stream_ops = 800;
     if (o->nthreads > 3) o->nthreads = 3;
+    o->grow_target = o->grow_target > ((size_t)256 << 20) ? (size_t)256 << 20 : o->grow_target;
+    o->batch_n = o->batch_n > ((size_t)64 << 20) ? (size_t)64 << 20 : o->batch_n;
+    o->batch_iterations = o->batch_iterations > 100 ? 100 : o->batch_iterations;
   }
-  if (o->workloads == 0) o->workloads = W_PAIRS | W_RANDOM | W_THREADS | W_STREAMS | W_FIRST;
+  if (o->workloads == 0) {
+    o->workloads = W_PAIRS | W_RANDOM | W_THREADS | W_STREAMS | W_FIRST | W_GROW;
+  }
   if (o->trace != NULL) o->workloads |= W_REPLAY;
   if ((o->workloads & W_REPLAY) && o->trace == NULL) {
     fprintf(stderr, "gpumem-bench: replay needs --trace FILE\n");
@@ -692,6 +730,91 @@ static void run_threads(const char *name) {
   }
 }
 
+/* ---- grow: a device array made larger, four ways (grow.c) ---- */
+
+/* Bytes realloc may copy in one N+-1 repetition set: it copies N per resize,
+ * so its iterations are cut to stay within this (its ns per resize stays
+ * comparable; the ops column shows how many it made). The host emulation
+ * copies about a thousand times slower than a GPU. */
+#define REALLOC_BATCH_BUDGET_GPU  ((size_t)64 << 30)
+#define REALLOC_BATCH_BUDGET_HOST ((size_t)2 << 30)
+
+static void grow_row(gb_grower g, const char *params, size_t per, size_t target, bool batch,
+                     size_t step_or_n, size_t chunk) {
+  size_t iterations = opt->batch_iterations;
+  if (batch && g == GB_REALLOC) {
+    size_t budget = gpumem_backend() == GPUMEM_BACKEND_HOST ? REALLOC_BATCH_BUDGET_HOST
+                                                            : REALLOC_BATCH_BUDGET_GPU;
+    size_t most = budget / (2 * step_or_n);
+    if (most < 5) most = 5;
+    if (iterations > most) iterations = most;
+    per = 2 * iterations;
+  }
+  result *r = new_result(gb_grower_name(g), "grow");
+  snprintf(r->params, sizeof r->params, "%s", params);
+  double samples[1000];
+  int done = 0;
+  uint64_t calls = 0;
+  size_t peak = 0;
+  for (int i = 0; i < opt->warmup + opt->reps; i++) {
+    double t = batch ? gb_grow_batch(g, opt->device, step_or_n, iterations, chunk, &calls, &peak,
+                                     r->status, sizeof r->status)
+                     : gb_grow_steps(g, opt->device, target, step_or_n, chunk, &calls, &peak,
+                                     r->status, sizeof r->status);
+    if (t < 0) break;
+    if (i >= opt->warmup) samples[done++] = t / (double)per;
+  }
+  if (done == opt->reps) {
+    r->reps = done;
+    r->ops = per;
+    r->ns = gb_summarize(samples, (size_t)done);
+    r->ops_per_s = r->ns.median > 0 ? 1e9 / r->ns.median : 0;
+    r->peak_live = batch ? step_or_n + 1 : target;
+    r->peak_reserved = peak;
+    r->has_calls = true;
+    r->calls = calls;
+  }
+  progress(r);
+}
+
+static void run_grow(void) {
+  gpumem_device_info info;
+  if (gpumem_device_get_info(opt->device, &info) != GPUMEM_OK) {
+    result *r = new_result("grow", "grow");
+    snprintf(r->status, sizeof r->status, "%s", gpumem_last_error());
+    return;
+  }
+  size_t chunk = info.granularity_min;
+  /* realloc holds the old and the new block at once: leave room for both. */
+  size_t target = opt->grow_target;
+  if (target > info.memory_free / 3) target = info.memory_free / 3;
+  for (size_t k = 0; k < opt->ngrow_steps; k++) {
+    size_t step = (opt->grow_steps[k] + chunk - 1) / chunk * chunk;
+    size_t t = target / step * step;
+    char tsz[16], ssz[16], params[96];
+    size_text(t, tsz, sizeof tsz);
+    size_text(step, ssz, sizeof ssz);
+    snprintf(params, sizeof params, "0->%s step=%s", tsz, ssz);
+    if (t == 0) { /* a step larger than the target: nothing to measure */
+      fprintf(stderr, "gpumem-bench: grow: step %s skipped: larger than the target %s\n", ssz, tsz);
+      progress_total -= GB_GROWER_COUNT;
+      continue;
+    }
+    for (int g = 0; g < GB_GROWER_COUNT; g++) {
+      grow_row((gb_grower)g, params, t / step, t, false, step, chunk);
+    }
+  }
+  size_t n = opt->batch_n < target ? opt->batch_n : target;
+  n = n / chunk * chunk;
+  if (n < chunk) n = chunk;
+  char nsz[16], params[96];
+  size_text(n, nsz, sizeof nsz);
+  snprintf(params, sizeof params, "N=%s +-1", nsz);
+  for (int g = 0; g < GB_GROWER_COUNT; g++) {
+    grow_row((gb_grower)g, params, 2 * opt->batch_iterations, n, true, n, chunk);
+  }
+}
+
 /* ---- exporting the plans for peers ---- */
 
 /* Write one plan file; false after printing why. */
@@ -794,23 +917,25 @@ static void print_header(const header *h) {
 }
 
 static void print_table(void) {
-  printf("\n%-12s %-8s %-32s %9s %12s %12s %12s %12s %9s %10s %10s %6s\n", "allocator", "workload",
-         "params", "ops/rep", "median ns", "min ns", "max ns", "ops/s", "scaling", "peak live",
-         "peak rsvd", "r/l");
+  printf("\n%-16s %-8s %-32s %9s %12s %12s %12s %12s %9s %10s %10s %6s %7s\n", "allocator",
+         "workload", "params", "ops/rep", "median ns", "min ns", "max ns", "ops/s", "scaling",
+         "peak live", "peak rsvd", "r/l", "calls");
   for (size_t i = 0; i < nresults; i++) {
     const result *r = &results[i];
     if (strcmp(r->status, "ok") != 0) {
-      printf("%-12s %-8s %-32s FAILED: %s\n", r->allocator, r->workload, r->params, r->status);
+      printf("%-16s %-8s %-32s FAILED: %s\n", r->allocator, r->workload, r->params, r->status);
       continue;
     }
     char live[16], rsvd[16], scaling[16] = "";
     size_text(r->peak_live, live, sizeof live);
     size_text(r->peak_reserved, rsvd, sizeof rsvd);
     if (strcmp(r->workload, "threads") == 0) snprintf(scaling, sizeof scaling, "%.2fx", r->scaling);
-    printf("%-12s %-8s %-32.32s %9zu %12.0f %12.0f %12.0f %12.0f %9s %10s %10s %6.2f\n",
+    char calls[24] = "";
+    if (r->has_calls) snprintf(calls, sizeof calls, "%llu", (unsigned long long)r->calls);
+    printf("%-16s %-8s %-32.32s %9zu %12.0f %12.0f %12.0f %12.0f %9s %10s %10s %6.2f %7s\n",
            r->allocator, r->workload, r->params, r->ops, r->ns.median, r->ns.min, r->ns.max,
            r->ops_per_s, scaling, live, rsvd,
-           r->peak_live ? (double)r->peak_reserved / (double)r->peak_live : 0.0);
+           r->peak_live ? (double)r->peak_reserved / (double)r->peak_live : 0.0, calls);
   }
 }
 
@@ -841,7 +966,7 @@ static bool write_csv(const char *path, const header *h) {
   FILE *f = fopen(path, "w");
   if (f == NULL) return false;
   fprintf(f, "backend,device,date,allocator,workload,params,threads,ops,reps,median_ns,min_ns,"
-             "max_ns,ops_per_s,scaling,peak_live_bytes,peak_reserved_bytes,status\n");
+             "max_ns,ops_per_s,scaling,peak_live_bytes,peak_reserved_bytes,driver_calls,status\n");
   for (size_t i = 0; i < nresults; i++) {
     const result *r = &results[i];
     fprintf(f, "%s,", h->backend);
@@ -851,6 +976,8 @@ static bool write_csv(const char *path, const header *h) {
     fprintf(f, ",%d,%zu,%d,%.1f,%.1f,%.1f,%.1f,%.3f,%zu,%zu,", r->threads, r->ops, r->reps,
             r->ns.median, r->ns.min, r->ns.max, r->ops_per_s, r->scaling, r->peak_live,
             r->peak_reserved);
+    if (r->has_calls) fprintf(f, "%llu", (unsigned long long)r->calls);
+    fputc(',', f);
     csv_quoted(f, r->status);
     fputc('\n', f);
   }
@@ -876,9 +1003,9 @@ static bool write_json(const char *path, const header *h) {
     fprintf(f,
             ",\"threads\":%d,\"ops\":%zu,\"reps\":%d,\"median_ns\":%.1f,\"min_ns\":%.1f,"
             "\"max_ns\":%.1f,\"ops_per_s\":%.1f,\"scaling\":%.3f,\"peak_live_bytes\":%zu,"
-            "\"peak_reserved_bytes\":%zu,\"status\":",
+            "\"peak_reserved_bytes\":%zu,\"driver_calls\":%lld,\"status\":",
             r->threads, r->ops, r->reps, r->ns.median, r->ns.min, r->ns.max, r->ops_per_s,
-            r->scaling, r->peak_live, r->peak_reserved);
+            r->scaling, r->peak_live, r->peak_reserved, r->has_calls ? (long long)r->calls : -1LL);
     json_string(f, r->status);
     fprintf(f, "}");
   }
@@ -987,6 +1114,7 @@ int main(int argc, char **argv) {
   if (o.workloads & W_REPLAY) per_alloc++;
   if (o.workloads & W_FIRST) per_alloc += 2;
   progress_total = per_alloc * (int)o.nallocators;
+  if (o.workloads & W_GROW) progress_total += GB_GROWER_COUNT * ((int)o.ngrow_steps + 1);
   for (size_t i = 0; i < o.nallocators; i++) {
     const char *name = o.allocator_names[i];
     if (o.workloads & W_PAIRS) run_pairs(name);
@@ -996,6 +1124,7 @@ int main(int argc, char **argv) {
     if (o.workloads & W_REPLAY) run_replay(name, &trace_plan);
     if (o.workloads & W_FIRST) run_first(name);
   }
+  if (o.workloads & W_GROW) run_grow();
   print_table();
   if (o.csv && !write_csv(o.csv, &h)) {
     fprintf(stderr, "gpumem-bench: cannot write %s: %s\n", o.csv, strerror(errno));

@@ -34,7 +34,7 @@ import tempfile
 
 COLUMNS = ["backend", "device", "date", "allocator", "workload", "params", "threads", "ops", "reps",
            "median_ns", "min_ns", "max_ns", "ops_per_s", "scaling", "peak_live_bytes",
-           "peak_reserved_bytes", "status"]
+           "peak_reserved_bytes", "driver_calls", "status"]
 
 MODES = {"torch-caching": "", "torch-expandable": "expandable_segments:True"}
 
@@ -241,7 +241,8 @@ def run_mode(mode, plans_dir, warmup, reps, out_csv):
                      "ops": per, "reps": len(samples), "median_ns": f"{median:.1f}",
                      "min_ns": f"{lo:.1f}", "max_ns": f"{hi:.1f}", "ops_per_s": f"{ops_per_s:.1f}",
                      "scaling": f"{scaling:.3f}", "peak_live_bytes": sum(live_peak(p) for p in plans),
-                     "peak_reserved_bytes": stats.get("reserved_bytes.all.peak", 0), "status": status})
+                     "peak_reserved_bytes": stats.get("reserved_bytes.all.peak", 0), "driver_calls": "",
+                     "status": status})
         print(f"{mode:17s} {entry['workload']:8s} {entry['params']:32.32s} {median:12.0f} ns/op", flush=True)
     with open(out_csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)

@@ -796,6 +796,7 @@ static void run_grow(void) {
     size_text(step, ssz, sizeof ssz);
     snprintf(params, sizeof params, "0->%s step=%s", tsz, ssz);
     if (t == 0) { /* a step larger than the target: nothing to measure */
+      size_text(target, tsz, sizeof tsz);
       fprintf(stderr, "gpumem-bench: grow: step %s skipped: larger than the target %s\n", ssz, tsz);
       progress_total -= GB_GROWER_COUNT;
       continue;

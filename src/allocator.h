@@ -28,5 +28,8 @@ typedef struct gm_allocator_impl {
 extern const gm_allocator_impl gm_allocator_cuda_malloc;
 extern const gm_allocator_impl gm_allocator_cuda_async;
 extern const gm_allocator_impl gm_allocator_cuda_pool;
+/* libgpumem's pool (allocators/pool_allocators.c). */
+extern const gm_allocator_impl gm_allocator_gpumem_pool;
+extern const gm_allocator_impl gm_allocator_gpumem_pool_nocache;
 
 #endif

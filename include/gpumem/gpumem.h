@@ -21,5 +21,6 @@
 #include "gpumem/vmm.h"
 #include "gpumem/allocator.h"
 #include "gpumem/buffer.h"
+#include "gpumem/pool.h"
 
 #endif

@@ -779,6 +779,10 @@ static gpumem_status check_stream(gpumem_stream_t s) {
   return GPUMEM_OK;
 }
 
+int gm_host_stream_device(gpumem_stream_t s) {
+  return s != NULL && s->magic == HOST_STREAM_MAGIC ? s->device : -1;
+}
+
 static gpumem_status check_event(gpumem_event_t e) {
   if (e->magic != HOST_EVENT_MAGIC) {
     return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%p is not a host-backend event", (void *)e);

@@ -23,6 +23,9 @@ void gm_host_uncharge(int device, size_t bytes);
  * descriptors received from another process. No lock needed. */
 int gm_host_memfd_device(int fd, const char *prefix);
 
+/* The device of a host-backend stream; -1 for the legacy stream (NULL). */
+int gm_host_stream_device(gpumem_stream_t stream);
+
 /* Pools (host_pool.c). */
 gpumem_status gm_host_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out);
 gpumem_status gm_host_pool_destroy(gpumem_native_pool_t pool);

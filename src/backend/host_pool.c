@@ -384,11 +384,13 @@ fail:
 
 gpumem_status gm_host_pool_alloc(gpumem_native_pool_t pool, size_t size, gpumem_stream_t stream,
                                  void **out) {
-  GM_UNUSED(stream);
   gpumem_status st = GPUMEM_OK;
   gm_host_lock();
   GM_TRY(check_pool(pool));
   GM_REQUIRE(!pool->imported, GPUMEM_ERR_NOT_SUPPORTED, "an imported pool cannot allocate");
+  int stream_device = gm_host_stream_device(stream);
+  GM_REQUIRE(stream_device < 0 || stream_device == pool->device, GPUMEM_ERR_INVALID_ARGUMENT,
+             "the stream belongs to device %d, the pool to device %d", stream_device, pool->device);
   size_t need;
   GM_REQUIRE(gm_round_up(size, HOST_POOL_ALIGN, &need) && need <= pool->max_size,
              GPUMEM_ERR_OUT_OF_MEMORY,

@@ -1,0 +1,131 @@
+/* gpumem/pool.h: a stream-ordered pool with a fast per-thread cache.
+ *
+ * gpumem_pool_t wraps a cudaMemPool_t (its own, or the device's default) and
+ * keeps CUDA's stream-ordered semantics: gpumem_pool_alloc(size, stream) and
+ * gpumem_pool_free(ptr, stream) behave like cudaMallocAsync/cudaFreeAsync. In
+ * front of the pool sits a cache: each thread keeps, per stream, lists of
+ * freed blocks by size class. A block freed on stream S is handed out again
+ * only to an allocation on S (stream order makes that safe at once); every
+ * other reuse goes through the CUDA pool, which follows its event
+ * dependencies. So the common case (alloc and free on the same stream, a
+ * size seen before) touches only the calling thread's cache: no driver call,
+ * no lock shared with other threads beyond a short one on a hashed shard of
+ * the pointer table (which detects foreign pointers and double frees).
+ *
+ * Cached memory goes back to the CUDA pool on gpumem_pool_trim(), on
+ * destroy, when a thread exits (at the next trim), and when the CUDA pool runs
+ * out of memory (the caches are flushed and the allocation retried once).
+ * Flushing waits for the device first, since cached blocks may still be
+ * written by work queued before their free. Requests above cache_max_size
+ * bypass the cache.
+ *
+ * Thread safety: every call may be made from any thread; a block may be freed
+ * by another thread than the one that allocated it. Destroying a pool while
+ * other threads still use it is the caller's error (their calls then return
+ * INVALID_ARGUMENT at best).
+ */
+#ifndef GPUMEM_POOL_H
+#define GPUMEM_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpumem/error.h"
+#include "gpumem/export.h"
+#include "gpumem/types.h"
+#include "gpumem/vmm.h"
+
+GPUMEM_EXTERN_C_BEGIN
+
+typedef struct gpumem_pool gpumem_pool_t;
+
+/** Creation settings; start from GPUMEM_POOL_CONFIG_INIT. */
+typedef struct gpumem_pool_config {
+  int device;
+  bool use_default_pool;      /**< wrap the device's default pool instead of creating one */
+  uint64_t release_threshold; /**< bytes the CUDA pool keeps across synchronizes
+                                   (INIT: UINT64_MAX, keep all; CUDA's own default is 0) */
+  size_t max_size;            /**< most the CUDA pool may reserve (0: the driver's default) */
+  bool reuse_follow_event_dependencies; /**< CUDA reuse policies (INIT: all true) */
+  bool reuse_allow_opportunistic;
+  bool reuse_allow_internal_dependencies;
+  gpumem_handle_type handle_type; /**< NONE, or POSIX_FD to share the pool with other processes */
+  const int *access_devices;      /**< peers given read-write access to the pool's memory */
+  size_t access_count;
+  bool cache;             /**< the per-thread cache in front (INIT: true) */
+  size_t cache_max_bytes; /**< most bytes all threads' caches hold (0: 256 MiB) */
+  size_t cache_max_size;  /**< largest request served from the cache (0: 1 MiB) */
+} gpumem_pool_config;
+
+#define GPUMEM_POOL_CONFIG_INIT \
+  { 0, false, UINT64_MAX, 0, true, true, true, GPUMEM_HANDLE_NONE, NULL, 0, true, 0, 0 }
+
+/** What a pool holds and has done. */
+typedef struct gpumem_pool_stats {
+  size_t reserved_current, reserved_high; /**< bytes the CUDA pool holds from the device */
+  size_t used_current, used_high;         /**< bytes the CUDA pool has handed out (the cache's
+                                               blocks count as used) */
+  size_t live_bytes;   /**< bytes allocated through this pool and not freed (class-rounded) */
+  size_t cached_bytes; /**< bytes in the caches */
+  uint64_t allocs, frees, cache_hits, cache_misses;
+} gpumem_pool_stats;
+
+/** Create a pool. Errors: INVALID_ARGUMENT, INVALID_DEVICE, NOT_SUPPORTED (no
+ * memory pools on the device, or a handle type they cannot export),
+ * PEER_UNSUPPORTED, NO_DEVICE. */
+GPUMEM_API gpumem_status gpumem_pool_create(const gpumem_pool_config *config, gpumem_pool_t **pool);
+
+/** Flush the caches (waiting for the device), then destroy the CUDA pool if
+ * this pool created it. BUSY, with nothing destroyed, while allocations made
+ * through it are still live. NULL is a no-op. */
+GPUMEM_API gpumem_status gpumem_pool_destroy(gpumem_pool_t *pool);
+
+/** Allocate `size` bytes ordered on `stream`. Errors: INVALID_ARGUMENT (NULL,
+ * size 0), OUT_OF_MEMORY (after flushing the caches and retrying; the message
+ * has the size and the bytes reserved and in use), and the driver's for a
+ * stream of another device. */
+GPUMEM_API gpumem_status gpumem_pool_alloc(gpumem_pool_t *pool, size_t size, gpumem_stream_t stream,
+                                           void **ptr);
+
+/** Free `ptr` ordered on `stream` (any stream; later work on other streams must
+ * be ordered after it by the caller, as with cudaFreeAsync). Errors:
+ * INVALID_POINTER (not from this pool), DOUBLE_FREE. */
+GPUMEM_API gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr, gpumem_stream_t stream);
+
+/** Flush every thread's cache to the CUDA pool (after waiting for the device)
+ * and trim the CUDA pool to `keep_bytes`. */
+GPUMEM_API gpumem_status gpumem_pool_trim(gpumem_pool_t *pool, size_t keep_bytes);
+
+GPUMEM_API gpumem_status gpumem_pool_get_stats(gpumem_pool_t *pool, gpumem_pool_stats *stats);
+
+/** The wrapped cudaMemPool_t, for interop (do not destroy it). */
+GPUMEM_API gpumem_native_pool_t gpumem_pool_native(const gpumem_pool_t *pool);
+
+/** Set the CUDA pool's release threshold. */
+GPUMEM_API gpumem_status gpumem_pool_set_release_threshold(gpumem_pool_t *pool, uint64_t bytes);
+
+/** Export the pool for another process (handle type POSIX_FD at creation);
+ * the caller owns and closes handle->fd after passing it on. */
+GPUMEM_API gpumem_status gpumem_pool_export(gpumem_pool_t *pool, gpumem_shareable_handle *handle);
+
+/** Import a pool exported by another process: it can import pointers and
+ * free them, not allocate. */
+GPUMEM_API gpumem_status gpumem_pool_import(const gpumem_shareable_handle *handle, int device,
+                                            gpumem_pool_t **pool);
+
+/** 64 bytes that name one allocation for another process. */
+typedef struct gpumem_pool_pointer {
+  unsigned char data[64];
+} gpumem_pool_pointer;
+
+GPUMEM_API gpumem_status gpumem_pool_export_pointer(gpumem_pool_t *pool, void *ptr,
+                                                    gpumem_pool_pointer *out);
+/** Map an exported allocation in an imported pool; free it with
+ * gpumem_pool_free before the exporter frees it. */
+GPUMEM_API gpumem_status gpumem_pool_import_pointer(gpumem_pool_t *pool,
+                                                    const gpumem_pool_pointer *in, void **ptr);
+
+GPUMEM_EXTERN_C_END
+
+#endif

@@ -1,0 +1,71 @@
+/* pool_allocators.c: libgpumem's pool behind the common allocator interface.
+ *
+ *   gpumem-pool          gpumem_pool_t with its per-thread cache, on a pool of
+ *                        its own (release threshold: keep all)
+ *   gpumem-pool-nocache  the same without the cache: the wrapper's own cost
+ *                        over cudaMallocFromPoolAsync, for comparison
+ */
+#include "allocator.h"
+#include "backend.h"
+#include "gpumem/pool.h"
+
+static gpumem_status open_pool(int device, bool cache, void **state) {
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  c.device = device;
+  c.cache = cache;
+  gpumem_pool_t *p = NULL;
+  gpumem_status st = gpumem_pool_create(&c, &p);
+  if (st == GPUMEM_OK) *state = p;
+  return st;
+}
+
+static gpumem_status open_cached(int device, void **state) {
+  return open_pool(device, true, state);
+}
+
+static gpumem_status open_uncached(int device, void **state) {
+  return open_pool(device, false, state);
+}
+
+static void close_pool(void *state) {
+  gpumem_pool_destroy(state);
+}
+
+static gpumem_status pool_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
+  return gpumem_pool_alloc(state, size, stream, ptr);
+}
+
+static gpumem_status pool_free(void *state, void *ptr, size_t size, gpumem_stream_t stream) {
+  GM_UNUSED(size);
+  return gpumem_pool_free(state, ptr, stream);
+}
+
+static gpumem_status pool_reserved(void *state, size_t *current, size_t *peak) {
+  gpumem_pool_stats s;
+  gpumem_status st = gpumem_pool_get_stats(state, &s);
+  *current = s.reserved_current;
+  *peak = s.reserved_high;
+  return st;
+}
+
+static gpumem_status pool_trim(void *state) {
+  return gpumem_pool_trim(state, 0);
+}
+
+const gm_allocator_impl gm_allocator_gpumem_pool = {
+    "gpumem-pool", "libgpumem's stream-ordered pool with its per-thread cache",
+    open_cached,   close_pool,
+    pool_alloc,    pool_free,
+    pool_reserved, pool_trim,
+};
+
+const gm_allocator_impl gm_allocator_gpumem_pool_nocache = {
+    "gpumem-pool-nocache",
+    "libgpumem's stream-ordered pool without the cache",
+    open_uncached,
+    close_pool,
+    pool_alloc,
+    pool_free,
+    pool_reserved,
+    pool_trim,
+};

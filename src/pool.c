@@ -1,0 +1,649 @@
+/* pool.c: the stream-ordered pool and its per-thread cache (gpumem/pool.h).
+ *
+ * Below: a cudaMemPool_t reached through the backend seam, which provides
+ * the stream-ordered semantics, cross-stream reuse through event
+ * dependencies, IPC and statistics. Above it, three structures:
+ *
+ * - The pointer table: every block the pool has handed out, in 64 shards
+ *   keyed by a hash of the pointer, each with its own mutex. A free looks the
+ *   pointer up (foreign pointers are refused, not forwarded to the driver)
+ *   and moves the block's state LIVE -> CACHED or LIVE -> gone under the
+ *   shard lock, so a double free is detected even when it races.
+ *
+ * - Per-thread caches. A thread using a pool gets a cache for it (found
+ *   through a short thread-local array keyed by the pool's id, never reused),
+ *   holding up to CACHE_STREAMS streams, each with a LIFO list per size class
+ *   (four classes per power of two from 256 bytes). A block freed on stream S
+ *   goes to the calling thread's list for S and class; an allocation on S of
+ *   that class pops it. That is the whole hot path: the thread's own cache
+ *   mutex (uncontended except while a trim runs) and one shard lock. Same-
+ *   stream reuse is what stream order makes safe immediately; reuse on any
+ *   other stream is left to the CUDA pool.
+ *
+ * - The cache bound: all caches of a pool together hold at most
+ *   cache_max_bytes; a free that would exceed it goes to the CUDA pool.
+ *
+ * Flushing (trim, destroy, out of memory) waits for the device, because a
+ * cached block's free was only stream-ordered: work queued before it may
+ * still write the memory. After that the blocks are returned with
+ * cudaFreeAsync on the legacy stream, which is safe once nothing runs.
+ * Caches of threads that exited stay listed with the pool until it flushes
+ * them.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "gpumem/pool.h"
+#include "hashmap.h"
+#include "log.h"
+#include "options.h"
+
+#define POOL_MAGIC             0x67706f6fu /* "gpoo" */
+#define SHARDS                 64
+#define CACHE_STREAMS          8
+#define THREAD_POOLS           8   /* pools a thread caches for at once */
+#define MIN_CLASS_SIZE         256 /* smallest size class (and the pool's alignment) */
+#define SUBCLASSES             4   /* classes per power of two */
+#define MAX_CLASSES            64
+#define DEFAULT_CACHE_BYTES    ((size_t)256 << 20)
+#define DEFAULT_CACHE_MAX_SIZE ((size_t)1 << 20)
+#define LARGE_CLASS            UINT32_MAX
+
+enum { BLOCK_LIVE = 1, BLOCK_CACHED = 2 };
+
+typedef struct block {
+  void *ptr;
+  size_t size; /* bytes asked of the CUDA pool */
+  uint32_t cls;
+  _Atomic int state; /* BLOCK_LIVE or BLOCK_CACHED */
+  struct block *next;
+} block;
+
+typedef struct shard {
+  pthread_mutex_t lock;
+  gm_hashmap map; /* ptr -> block* */
+} shard;
+
+typedef struct bin {
+  gpumem_stream_t stream;
+  block *heads[MAX_CLASSES];
+} bin;
+
+typedef struct tcache {
+  pthread_mutex_t lock;
+  bin bins[CACHE_STREAMS];
+  int nbins;
+  uint64_t hits, misses;
+  struct tcache *next; /* in the pool's list */
+} tcache;
+
+struct gpumem_pool {
+  uint32_t magic;
+  uint64_t id;
+  int device;
+  gpumem_native_pool_t native;
+  bool owned, imported, cache;
+  size_t cache_max_bytes, cache_max_size;
+  uint32_t nclasses;
+  shard shards[SHARDS];
+  pthread_mutex_t caches_lock; /* the list of thread caches */
+  tcache *caches;
+  _Atomic size_t cached_bytes, live_bytes;
+  _Atomic uint64_t allocs, frees, hits, misses;
+};
+
+/* ---- size classes: 256 B, then four per power of two ---- */
+
+static uint32_t class_of(size_t size) {
+  if (size <= MIN_CLASS_SIZE) return 0;
+  unsigned top = 63u - (unsigned)__builtin_clzll((unsigned long long)(size - 1)); /* 2^top < size */
+  size_t base = (size_t)1 << top, step = base / SUBCLASSES;
+  uint32_t sub = (uint32_t)((size - 1 - base) / step);
+  return (top - 8u) * SUBCLASSES + sub + 1u; /* top >= 8 since size > 256 */
+}
+
+static size_t class_size(uint32_t cls) {
+  if (cls == 0) return MIN_CLASS_SIZE;
+  unsigned top = (cls - 1u) / SUBCLASSES + 8u;
+  size_t base = (size_t)1 << top;
+  return base + (base / SUBCLASSES) * ((cls - 1u) % SUBCLASSES + 1u);
+}
+
+/* ---- thread caches ---- */
+
+typedef struct tls_entry {
+  uint64_t pool_id;
+  tcache *cache;
+} tls_entry;
+
+static _Thread_local tls_entry tls_caches[THREAD_POOLS];
+static _Atomic uint64_t next_pool_id = 1;
+
+/* Ids of live pools, so that a thread can reuse the slot of a pool that was
+ * destroyed (its entry's cache pointer is never followed). */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static gm_hashmap live_ids = GM_HASHMAP_INIT;
+
+static bool pool_id_live(uint64_t id) {
+  pthread_mutex_lock(&live_lock);
+  bool live = gm_hashmap_get(&live_ids, id, NULL);
+  pthread_mutex_unlock(&live_lock);
+  return live;
+}
+
+/* The calling thread's cache for `p`, made on first use; NULL when the thread
+ * already caches for THREAD_POOLS other live pools. */
+static _Thread_local tls_entry tls_last; /* the pool this thread used last */
+
+static tcache *thread_cache(gpumem_pool_t *p) {
+  if (tls_last.pool_id == p->id) return tls_last.cache;
+  tls_entry *free_slot = NULL;
+  for (int i = 0; i < THREAD_POOLS; i++) {
+    if (tls_caches[i].pool_id == p->id) {
+      tls_last = tls_caches[i];
+      return tls_caches[i].cache;
+    }
+    if (tls_caches[i].pool_id == 0 && free_slot == NULL) free_slot = &tls_caches[i];
+  }
+  for (int i = 0; free_slot == NULL && i < THREAD_POOLS; i++) { /* reclaim a dead pool's slot */
+    if (!pool_id_live(tls_caches[i].pool_id)) free_slot = &tls_caches[i];
+  }
+  if (free_slot == NULL) return NULL;
+  tcache *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_mutex_lock(&p->caches_lock);
+  c->next = p->caches;
+  p->caches = c;
+  pthread_mutex_unlock(&p->caches_lock);
+  *free_slot = (tls_entry){p->id, c};
+  tls_last = *free_slot;
+  return c;
+}
+
+/* Forget this thread's entry for a pool (its cache is freed with the pool). */
+static void forget_thread_cache(uint64_t id) {
+  if (tls_last.pool_id == id) tls_last = (tls_entry){0, NULL};
+  for (int i = 0; i < THREAD_POOLS; i++) {
+    if (tls_caches[i].pool_id == id) tls_caches[i] = (tls_entry){0, NULL};
+  }
+}
+
+static bin *find_bin(tcache *c, gpumem_stream_t stream, bool create) {
+  for (int i = 0; i < c->nbins; i++) {
+    if (c->bins[i].stream == stream) return &c->bins[i];
+  }
+  if (!create || c->nbins == CACHE_STREAMS) return NULL;
+  bin *b = &c->bins[c->nbins++];
+  memset(b, 0, sizeof *b);
+  b->stream = stream;
+  return b;
+}
+
+/* ---- the pointer table ---- */
+
+static shard *shard_of(gpumem_pool_t *p, const void *ptr) {
+  uint64_t h = (uint64_t)(uintptr_t)ptr >> 8;
+  h ^= h >> 17;
+  h *= 0x9e3779b97f4a7c15ULL;
+  return &p->shards[h >> 58];
+}
+
+/* ---- flushing ---- */
+
+/* Return every cached block to the CUDA pool, after waiting for the device.
+ * Thread caches are locked one at a time. */
+static gpumem_status flush_caches(gpumem_pool_t *p) {
+  gpumem_status st = gm_be_device_synchronize(p->device);
+  if (st != GPUMEM_OK) return st;
+  pthread_mutex_lock(&p->caches_lock);
+  for (tcache *c = p->caches; c != NULL; c = c->next) {
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < c->nbins; i++) {
+      for (uint32_t k = 0; k < p->nclasses; k++) {
+        for (block *b = c->bins[i].heads[k], *next; b != NULL; b = next) {
+          next = b->next;
+          shard *s = shard_of(p, b->ptr);
+          pthread_mutex_lock(&s->lock);
+          gm_hashmap_remove(&s->map, (uint64_t)(uintptr_t)b->ptr);
+          pthread_mutex_unlock(&s->lock);
+          gpumem_status fs = gm_be_pool_free(b->ptr, NULL);
+          if (fs != GPUMEM_OK && st == GPUMEM_OK) st = fs;
+          atomic_fetch_sub(&p->cached_bytes, b->size);
+          free(b);
+        }
+        c->bins[i].heads[k] = NULL;
+      }
+    }
+    c->nbins = 0;
+    pthread_mutex_unlock(&c->lock);
+  }
+  pthread_mutex_unlock(&p->caches_lock);
+  return st;
+}
+
+/* ---- creation ---- */
+
+static gpumem_status check_pool(const gpumem_pool_t *p) {
+  if (p == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "pool is NULL");
+  if (p->magic != POOL_MAGIC) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%p is not a live gpumem pool", (const void *)p);
+  }
+  return GPUMEM_OK;
+}
+
+static gpumem_pool_t *pool_new(int device) {
+  gpumem_pool_t *p = calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  p->magic = POOL_MAGIC;
+  p->id = atomic_fetch_add(&next_pool_id, 1);
+  p->device = device;
+  for (int i = 0; i < SHARDS; i++) {
+    pthread_mutex_init(&p->shards[i].lock, NULL);
+    p->shards[i].map = (gm_hashmap)GM_HASHMAP_INIT;
+  }
+  pthread_mutex_init(&p->caches_lock, NULL);
+  pthread_mutex_lock(&live_lock);
+  bool ok = gm_hashmap_put(&live_ids, p->id, 1);
+  pthread_mutex_unlock(&live_lock);
+  if (!ok) {
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+static void pool_delete(gpumem_pool_t *p) {
+  for (int i = 0; i < SHARDS; i++) {
+    gm_hashmap *m = &p->shards[i].map;
+    for (size_t k = 0; k < m->capacity; k++) {
+      if (m->keys[k] != 0) free((block *)(uintptr_t)m->values[k]);
+    }
+    gm_hashmap_free(m);
+    pthread_mutex_destroy(&p->shards[i].lock);
+  }
+  for (tcache *c = p->caches, *n; c != NULL; c = n) {
+    n = c->next;
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+  }
+  forget_thread_cache(p->id);
+  pthread_mutex_lock(&live_lock);
+  gm_hashmap_remove(&live_ids, p->id);
+  pthread_mutex_unlock(&live_lock);
+  pthread_mutex_destroy(&p->caches_lock);
+  p->magic = 0;
+  free(p);
+}
+
+static gpumem_status set_attrs(gpumem_pool_t *p, const gpumem_pool_config *c) {
+  gpumem_status st =
+      gm_be_pool_set_attr(p->native, GM_POOL_RELEASE_THRESHOLD, c->release_threshold);
+  if (st == GPUMEM_OK)
+    st = gm_be_pool_set_attr(p->native, GM_POOL_REUSE_FOLLOW_EVENT_DEPENDENCIES,
+                             c->reuse_follow_event_dependencies);
+  if (st == GPUMEM_OK)
+    st = gm_be_pool_set_attr(p->native, GM_POOL_REUSE_ALLOW_OPPORTUNISTIC,
+                             c->reuse_allow_opportunistic);
+  if (st == GPUMEM_OK)
+    st = gm_be_pool_set_attr(p->native, GM_POOL_REUSE_ALLOW_INTERNAL_DEPENDENCIES,
+                             c->reuse_allow_internal_dependencies);
+  if (st == GPUMEM_OK && c->access_count > 0) {
+    gpumem_access_desc d[GPUMEM_MAX_DEVICES];
+    size_t n = 0;
+    for (size_t i = 0; i < c->access_count && n < GPUMEM_MAX_DEVICES; i++) {
+      if (c->access_devices[i] != p->device)
+        d[n++] = (gpumem_access_desc){c->access_devices[i], GPUMEM_ACCESS_READWRITE};
+    }
+    if (n > 0) st = gm_be_pool_set_access(p->native, d, n);
+  }
+  return st;
+}
+
+static gpumem_status create(const gpumem_pool_config *c, gpumem_pool_t **out) {
+  gpumem_status st = GPUMEM_OK;
+  gpumem_pool_t *p = NULL;
+  GM_REQUIRE(c != NULL && out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "config or pool is NULL");
+  GM_REQUIRE(c->handle_type == GPUMEM_HANDLE_NONE || c->handle_type == GPUMEM_HANDLE_POSIX_FD,
+             GPUMEM_ERR_INVALID_ARGUMENT, "pool handle type %d is not NONE or POSIX_FD",
+             (int)c->handle_type);
+  GM_REQUIRE(c->access_count == 0 || c->access_devices != NULL, GPUMEM_ERR_INVALID_ARGUMENT,
+             "access_devices is NULL");
+  GM_REQUIRE(!(c->use_default_pool && (c->handle_type != GPUMEM_HANDLE_NONE || c->max_size)),
+             GPUMEM_ERR_INVALID_ARGUMENT,
+             "the default pool has its own handle type and size: set neither with it");
+  gm_device_props props;
+  GM_TRY(gm_be_device_props(c->device, &props));
+  GM_REQUIRE(props.pools, GPUMEM_ERR_NOT_SUPPORTED, "device %d does not support memory pools",
+             c->device);
+  GM_REQUIRE(c->handle_type == GPUMEM_HANDLE_NONE || (props.pool_handle_types & c->handle_type),
+             GPUMEM_ERR_NOT_SUPPORTED, "device %d's pools cannot export POSIX fds", c->device);
+  p = pool_new(c->device);
+  GM_REQUIRE(p != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a pool");
+  p->cache = c->cache;
+  p->cache_max_bytes = c->cache_max_bytes ? c->cache_max_bytes : DEFAULT_CACHE_BYTES;
+  p->cache_max_size = c->cache_max_size ? c->cache_max_size : DEFAULT_CACHE_MAX_SIZE;
+  p->nclasses = class_of(p->cache_max_size) + 1;
+  GM_REQUIRE(p->nclasses <= MAX_CLASSES, GPUMEM_ERR_INVALID_ARGUMENT,
+             "cache_max_size %zu is too large for the cache", c->cache_max_size);
+  if (c->use_default_pool) {
+    GM_TRY(gm_be_pool_default(c->device, &p->native));
+  } else {
+    gm_pool_props pp = {c->device, c->handle_type, c->max_size};
+    GM_TRY(gm_be_pool_create(&pp, &p->native));
+    p->owned = true;
+  }
+  GM_TRY(set_attrs(p, c));
+  *out = p;
+  return GPUMEM_OK;
+fail:
+  if (p != NULL) {
+    if (p->owned) gm_be_pool_destroy(p->native);
+    pool_delete(p);
+  }
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_pool_create(const gpumem_pool_config *config,
+                                            gpumem_pool_t **pool) {
+  GM_API_FORWARD(create(config, pool));
+}
+
+static gpumem_status destroy(gpumem_pool_t *p) {
+  if (p == NULL) return GPUMEM_OK;
+  gpumem_status st = check_pool(p);
+  if (st != GPUMEM_OK) return st;
+  size_t live = atomic_load(&p->live_bytes);
+  if (live != 0) {
+    return gm_error(GPUMEM_ERR_BUSY, "the pool still has %zu bytes allocated: free them first",
+                    live);
+  }
+  if (!p->imported) st = flush_caches(p);
+  if (st == GPUMEM_OK && p->owned) st = gm_be_pool_destroy(p->native);
+  if (st != GPUMEM_OK) return st;
+  pool_delete(p);
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_pool_destroy(gpumem_pool_t *pool) {
+  GM_API_FORWARD(destroy(pool));
+}
+
+/* ---- alloc and free ---- */
+
+static gpumem_status out_of_memory(gpumem_pool_t *p, size_t size) {
+  uint64_t reserved = 0, used = 0;
+  gm_be_pool_get_attr(p->native, GM_POOL_RESERVED_MEM_CURRENT, &reserved);
+  gm_be_pool_get_attr(p->native, GM_POOL_USED_MEM_CURRENT, &used);
+  return gm_error(GPUMEM_ERR_OUT_OF_MEMORY,
+                  "cannot allocate %zu bytes on device %d: the pool holds %llu bytes, %llu in "
+                  "use, and the caches were flushed",
+                  size, p->device, (unsigned long long)reserved, (unsigned long long)used);
+}
+
+static gpumem_status alloc(gpumem_pool_t *p, size_t size, gpumem_stream_t stream, void **out) {
+  gpumem_status st = check_pool(p);
+  if (st != GPUMEM_OK) return st;
+  if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
+  if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes");
+  if (p->imported) return gm_error(GPUMEM_ERR_NOT_SUPPORTED, "an imported pool cannot allocate");
+  bool small = p->cache && size <= p->cache_max_size;
+  uint32_t cls = small ? class_of(size) : LARGE_CLASS;
+  tcache *c = small ? thread_cache(p) : NULL;
+  if (c != NULL) {
+    pthread_mutex_lock(&c->lock);
+    bin *b = find_bin(c, stream, false);
+    block *blk = b ? b->heads[cls] : NULL;
+    if (blk != NULL) {
+      b->heads[cls] = blk->next;
+      c->hits++;
+    } else {
+      c->misses++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (blk != NULL) {
+      /* Only this thread holds a cached block: no one else writes its state. */
+      atomic_store_explicit(&blk->state, BLOCK_LIVE, memory_order_release);
+      atomic_fetch_sub_explicit(&p->cached_bytes, blk->size, memory_order_relaxed);
+      atomic_fetch_add_explicit(&p->live_bytes, blk->size, memory_order_relaxed);
+      atomic_fetch_add_explicit(&p->allocs, 1, memory_order_relaxed);
+      *out = blk->ptr;
+      return GPUMEM_OK;
+    }
+  }
+  size_t bytes = small ? class_size(cls) : size;
+  block *blk = malloc(sizeof *blk);
+  if (blk == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a block record");
+  void *ptr = NULL;
+  st = gm_be_pool_alloc(p->native, bytes, stream, &ptr);
+  if (st == GPUMEM_ERR_OUT_OF_MEMORY) { /* give the caches back and try once more */
+    gm_error_discard();
+    st = flush_caches(p);
+    if (st == GPUMEM_OK) st = gm_be_pool_alloc(p->native, bytes, stream, &ptr);
+    if (st == GPUMEM_ERR_OUT_OF_MEMORY) st = out_of_memory(p, size);
+  }
+  if (st != GPUMEM_OK) {
+    free(blk);
+    return st;
+  }
+  blk->ptr = ptr;
+  blk->size = bytes;
+  blk->cls = cls;
+  atomic_init(&blk->state, BLOCK_LIVE);
+  blk->next = NULL;
+  shard *s = shard_of(p, ptr);
+  pthread_mutex_lock(&s->lock);
+  bool ok = gm_hashmap_put(&s->map, (uint64_t)(uintptr_t)ptr, (uint64_t)(uintptr_t)blk);
+  pthread_mutex_unlock(&s->lock);
+  if (!ok) {
+    gm_be_pool_free(ptr, stream);
+    free(blk);
+    return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the pointer table");
+  }
+  atomic_fetch_add_explicit(&p->live_bytes, bytes, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->allocs, 1, memory_order_relaxed);
+  *out = ptr;
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_pool_alloc(gpumem_pool_t *pool, size_t size, gpumem_stream_t stream,
+                                           void **ptr) {
+  GM_API_FORWARD(alloc(pool, size, stream, ptr));
+}
+
+static gpumem_status pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) {
+  gpumem_status st = check_pool(p);
+  if (st != GPUMEM_OK) return st;
+  if (ptr == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
+  shard *s = shard_of(p, ptr);
+  pthread_mutex_lock(&s->lock);
+  uint64_t v = 0;
+  block *blk = gm_hashmap_get(&s->map, (uint64_t)(uintptr_t)ptr, &v) ? (block *)(uintptr_t)v : NULL;
+  int state = 0;
+  /* Cache it, or take it out of the table to return it to the CUDA pool. */
+  tcache *c = NULL;
+  bool cache_it = blk != NULL && blk->cls != LARGE_CLASS &&
+                  atomic_load(&p->cached_bytes) + blk->size <= p->cache_max_bytes;
+  if (blk != NULL) {
+    /* LIVE -> CACHED (or gone) atomically: of two racing frees one wins. */
+    int expected = BLOCK_LIVE;
+    bool won = atomic_compare_exchange_strong(&blk->state, &expected, BLOCK_CACHED);
+    state = won ? BLOCK_LIVE : expected;
+    if (won && !cache_it) gm_hashmap_remove(&s->map, (uint64_t)(uintptr_t)ptr);
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (blk == NULL) {
+    return gm_error(GPUMEM_ERR_INVALID_POINTER, "%p was not allocated from this pool", ptr);
+  }
+  if (state != BLOCK_LIVE) {
+    return gm_error(GPUMEM_ERR_DOUBLE_FREE, "%p was already freed", ptr);
+  }
+  atomic_fetch_sub_explicit(&p->live_bytes, blk->size, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->frees, 1, memory_order_relaxed);
+  if (cache_it && (c = thread_cache(p)) != NULL) {
+    pthread_mutex_lock(&c->lock);
+    bin *b = find_bin(c, stream, true);
+    if (b != NULL) {
+      blk->next = b->heads[blk->cls];
+      b->heads[blk->cls] = blk;
+      atomic_fetch_add_explicit(&p->cached_bytes, blk->size, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (b != NULL) return GPUMEM_OK;
+  }
+  if (cache_it) { /* no room in this thread's cache after all: take it out of the table */
+    pthread_mutex_lock(&s->lock);
+    gm_hashmap_remove(&s->map, (uint64_t)(uintptr_t)ptr);
+    pthread_mutex_unlock(&s->lock);
+  }
+  st = gm_be_pool_free(ptr, stream);
+  free(blk);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr, gpumem_stream_t stream) {
+  GM_API_FORWARD(pool_free(pool, ptr, stream));
+}
+
+/* ---- the rest of the interface ---- */
+
+static gpumem_status trim(gpumem_pool_t *p, size_t keep) {
+  gpumem_status st = check_pool(p);
+  if (st == GPUMEM_OK && !p->imported) st = flush_caches(p);
+  if (st == GPUMEM_OK) st = gm_be_pool_trim(p->native, keep);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_pool_trim(gpumem_pool_t *pool, size_t keep_bytes) {
+  GM_API_FORWARD(trim(pool, keep_bytes));
+}
+
+static gpumem_status get_stats(gpumem_pool_t *p, gpumem_pool_stats *out) {
+  gpumem_status st = check_pool(p);
+  if (st != GPUMEM_OK) return st;
+  if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "stats is NULL");
+  uint64_t v[4] = {0, 0, 0, 0};
+  const gm_pool_attr attrs[4] = {GM_POOL_RESERVED_MEM_CURRENT, GM_POOL_RESERVED_MEM_HIGH,
+                                 GM_POOL_USED_MEM_CURRENT, GM_POOL_USED_MEM_HIGH};
+  for (int i = 0; i < 4 && st == GPUMEM_OK; i++)
+    st = gm_be_pool_get_attr(p->native, attrs[i], &v[i]);
+  if (st != GPUMEM_OK) return st;
+  uint64_t hits = 0, misses = 0;
+  pthread_mutex_lock(&p->caches_lock);
+  for (tcache *c = p->caches; c != NULL; c = c->next) {
+    pthread_mutex_lock(&c->lock);
+    hits += c->hits;
+    misses += c->misses;
+    pthread_mutex_unlock(&c->lock);
+  }
+  pthread_mutex_unlock(&p->caches_lock);
+  *out = (gpumem_pool_stats){(size_t)v[0],
+                             (size_t)v[1],
+                             (size_t)v[2],
+                             (size_t)v[3],
+                             atomic_load(&p->live_bytes),
+                             atomic_load(&p->cached_bytes),
+                             atomic_load(&p->allocs),
+                             atomic_load(&p->frees),
+                             hits,
+                             misses};
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_pool_get_stats(gpumem_pool_t *pool, gpumem_pool_stats *stats) {
+  GM_API_FORWARD(get_stats(pool, stats));
+}
+
+GPUMEM_API gpumem_native_pool_t gpumem_pool_native(const gpumem_pool_t *pool) {
+  return pool != NULL && pool->magic == POOL_MAGIC ? pool->native : NULL;
+}
+
+static gpumem_status set_threshold(gpumem_pool_t *p, uint64_t bytes) {
+  gpumem_status st = check_pool(p);
+  return st != GPUMEM_OK ? st : gm_be_pool_set_attr(p->native, GM_POOL_RELEASE_THRESHOLD, bytes);
+}
+
+GPUMEM_API gpumem_status gpumem_pool_set_release_threshold(gpumem_pool_t *pool, uint64_t bytes) {
+  GM_API_FORWARD(set_threshold(pool, bytes));
+}
+
+static gpumem_status export_pool(gpumem_pool_t *p, gpumem_shareable_handle *h) {
+  gpumem_status st = check_pool(p);
+  return st != GPUMEM_OK ? st : gm_be_pool_export(p->native, GPUMEM_HANDLE_POSIX_FD, h);
+}
+
+GPUMEM_API gpumem_status gpumem_pool_export(gpumem_pool_t *pool, gpumem_shareable_handle *handle) {
+  GM_API_FORWARD(export_pool(pool, handle));
+}
+
+static gpumem_status import_pool(const gpumem_shareable_handle *h, int device,
+                                 gpumem_pool_t **out) {
+  if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "pool is NULL");
+  gpumem_pool_t *p = pool_new(device);
+  if (p == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a pool");
+  p->imported = true;
+  p->owned = true; /* the imported handle is ours to destroy */
+  gpumem_status st = gm_be_pool_import(h, &p->native);
+  if (st != GPUMEM_OK) {
+    pool_delete(p);
+    return st;
+  }
+  *out = p;
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_pool_import(const gpumem_shareable_handle *handle, int device,
+                                            gpumem_pool_t **pool) {
+  GM_API_FORWARD(import_pool(handle, device, pool));
+}
+
+static gpumem_status export_pointer(gpumem_pool_t *p, void *ptr, gpumem_pool_pointer *out) {
+  gpumem_status st = check_pool(p);
+  if (st != GPUMEM_OK) return st;
+  if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "out is NULL");
+  _Static_assert(sizeof(gm_pool_ptr_export) == sizeof(gpumem_pool_pointer), "export data size");
+  return gm_be_pool_export_ptr(ptr, (gm_pool_ptr_export *)(void *)out);
+}
+
+GPUMEM_API gpumem_status gpumem_pool_export_pointer(gpumem_pool_t *pool, void *ptr,
+                                                    gpumem_pool_pointer *out) {
+  GM_API_FORWARD(export_pointer(pool, ptr, out));
+}
+
+static gpumem_status import_pointer(gpumem_pool_t *p, const gpumem_pool_pointer *in, void **out) {
+  gpumem_status st = check_pool(p);
+  if (st != GPUMEM_OK) return st;
+  if (in == NULL || out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "in or ptr is NULL");
+  void *ptr = NULL;
+  st = gm_be_pool_import_ptr(p->native, (const gm_pool_ptr_export *)(const void *)in, &ptr);
+  if (st != GPUMEM_OK) return st;
+  block *blk = malloc(sizeof *blk);
+  shard *s = shard_of(p, ptr);
+  bool ok = blk != NULL;
+  if (ok) {
+    blk->ptr = ptr;
+    blk->size = 0;
+    blk->cls = LARGE_CLASS;
+    atomic_init(&blk->state, BLOCK_LIVE);
+    blk->next = NULL;
+    pthread_mutex_lock(&s->lock);
+    ok = gm_hashmap_put(&s->map, (uint64_t)(uintptr_t)ptr, (uint64_t)(uintptr_t)blk);
+    pthread_mutex_unlock(&s->lock);
+  }
+  if (!ok) {
+    free(blk);
+    gm_be_pool_free(ptr, NULL);
+    return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the pointer table");
+  }
+  *out = ptr;
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_pool_import_pointer(gpumem_pool_t *pool,
+                                                    const gpumem_pool_pointer *in, void **ptr) {
+  GM_API_FORWARD(import_pointer(pool, in, ptr));
+}

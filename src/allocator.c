@@ -21,11 +21,8 @@
 #include "trace.h"
 
 static const gm_allocator_impl *const registry[] = {
-    &gm_allocator_cuda_malloc,
-    &gm_allocator_cuda_async,
-    &gm_allocator_cuda_pool,
-    &gm_allocator_gpumem_pool,
-    &gm_allocator_gpumem_pool_nocache,
+    &gm_allocator_cuda_malloc, &gm_allocator_cuda_async,          &gm_allocator_cuda_pool,
+    &gm_allocator_gpumem_pool, &gm_allocator_gpumem_pool_nocache,
 };
 
 typedef struct gm_allocator_base {

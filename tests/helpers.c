@@ -63,6 +63,26 @@ int gm_test_teardown(void **state) {
   return 0;
 }
 
+int gm_test_reinit_host(gpumem_init_options options) {
+  gpumem_finalize();
+  options.backend = GPUMEM_BACKEND_HOST;
+  gpumem_status st = gpumem_init(&options);
+  if (st != GPUMEM_OK) print_error("gpumem_init (host): %s\n", gpumem_last_error());
+  return st == GPUMEM_OK ? 0 : -1;
+}
+
+int gm_test_setup_host(void **state, gpumem_init_options options) {
+  const char *backend = getenv("GPUMEM_BACKEND");
+  if (backend == NULL || strcmp(backend, "host") != 0) return gm_test_setup(state);
+  return gm_test_reinit_host(options) == 0 ? gm_test_setup(state) : -1;
+}
+
+int gm_test_teardown_host(void **state) {
+  int rc = gm_test_teardown(state);
+  if (gpumem_backend() == GPUMEM_BACKEND_HOST) gpumem_finalize();
+  return rc;
+}
+
 int gm_test_run(const char *suite, struct CMUnitTest *tests, size_t count, int argc, char **argv,
                 gm_test_child_fn child) {
   if (argc == 4 && strcmp(argv[1], "--child") == 0 && child != NULL) {

@@ -70,6 +70,17 @@ int gm_test_run(const char *suite, struct CMUnitTest *tests, size_t count, int a
 int gm_test_setup(void **state);
 int gm_test_teardown(void **state);
 
+/* Re-initialise the library on the host backend with `options` (their
+ * backend field is forced to host); 0 on success. */
+int gm_test_reinit_host(gpumem_init_options options);
+/* Setup for tests that need emulated devices of a given shape: when the suite
+ * runs on the host backend (GPUMEM_BACKEND=host), re-initialise with
+ * `options`; otherwise set up as usual and let the test skip itself. */
+int gm_test_setup_host(void **state, gpumem_init_options options);
+/* The matching teardown: the leak check, then finalize, so that the next
+ * test starts from the environment again. */
+int gm_test_teardown_host(void **state);
+
 /* Start this test program again as a child with role `role`, handing it
  * `fd` (one end of a socketpair). Returns the child's pid. */
 int gm_test_spawn_child(const char *role, int fd);

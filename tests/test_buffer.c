@@ -308,23 +308,13 @@ static void test_failed_growth_rolls_back(void **state) {
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
+/* Three emulated devices of 16 MiB, only 0 and 1 linked (host runs only). */
 static int small_host_device(void **state) {
-  (void)state;
-  const char *backend = getenv("GPUMEM_BACKEND");
-  if (backend == NULL || strcmp(backend, "host") != 0) return gm_test_setup(state); /* it skips */
-  gpumem_finalize();
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
-  o.backend = GPUMEM_BACKEND_HOST;
   o.host_devices = 3;
   o.host_capacity = 16 << 20;
   o.host_peers = "0-1";
-  return gpumem_init(&o) == GPUMEM_OK ? gm_test_setup(state) : -1;
-}
-
-static int restore(void **state) {
-  int rc = gm_test_teardown(state);
-  if (gpumem_backend() == GPUMEM_BACKEND_HOST) gpumem_finalize();
-  return rc;
+  return gm_test_setup_host(state, o);
 }
 
 static void test_out_of_memory_rolls_back(void **state) {
@@ -524,9 +514,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_capacity_limit),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_failed_growth_rolls_back),
-      cmocka_unit_test_setup_teardown(test_out_of_memory_rolls_back, small_host_device, restore),
+      cmocka_unit_test_setup_teardown(test_out_of_memory_rolls_back, small_host_device,
+                                      gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_access_for_every_device_and_segment, small_host_device,
-                                      restore),
+                                      gm_test_teardown_host),
       cmocka_unit_test(test_fabric_falls_back_to_posix_fd),
       cmocka_unit_test(test_shared_with_another_process),
       cmocka_unit_test(test_concurrent_resize),

@@ -17,29 +17,21 @@
 
 #define MiB ((size_t)1 << 20)
 
-static int with(gpumem_init_options o) {
-  gpumem_finalize();
-  o.backend = GPUMEM_BACKEND_HOST;
-  return gpumem_init(&o) == GPUMEM_OK ? 0 : -1;
-}
-
 /* One device of 16 MiB, granularity 2 MiB. */
 static int small_device(void **state) {
-  (void)state;
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
   o.host_devices = 1;
   o.host_capacity = 16 * MiB;
-  return with(o);
+  return gm_test_setup_host(state, o);
 }
 
 /* Three devices; only 0 and 1 are linked. */
 static int three_devices(void **state) {
-  (void)state;
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
   o.host_devices = 3;
   o.host_capacity = 64 * MiB;
   o.host_peers = "0-1";
-  return with(o);
+  return gm_test_setup_host(state, o);
 }
 
 static size_t device_free(int d) {
@@ -133,7 +125,7 @@ static void test_malformed_peer_list_warns(void **state) {
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
   o.host_devices = 2;
   o.host_peers = "0-5";
-  assert_int_equal(with(o), 0);
+  assert_int_equal(gm_test_reinit_host(o), 0);
   gpumem_log_set_callback(NULL, NULL);
   assert_int_equal(c.count, 1);
   assert_non_null(strstr(c.line, "GPUMEM_HOST_PEERS='0-5' is not all, none or links"));
@@ -218,13 +210,13 @@ static void test_fabric_off_and_on(void **state) {
   (void)state;
   setenv("GPUMEM_HOST_FABRIC", "off", 1);
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
-  assert_int_equal(with(o), 0);
+  assert_int_equal(gm_test_reinit_host(o), 0);
   gpumem_phys_props props = GPUMEM_PHYS_PROPS_INIT;
   props.handle_types = GPUMEM_HANDLE_FABRIC;
   gpumem_phys_t h = 0, imported = 0;
   assert_gpumem_status(gpumem_vmm_create(&props, 2 * MiB, &h), GPUMEM_ERR_NOT_SUPPORTED);
   setenv("GPUMEM_HOST_FABRIC", "on", 1);
-  assert_int_equal(with(o), 0);
+  assert_int_equal(gm_test_reinit_host(o), 0);
   unsetenv("GPUMEM_HOST_FABRIC");
   assert_gpumem_ok(gpumem_vmm_create(&props, 2 * MiB, &h));
   gpumem_shareable_handle sh;
@@ -376,30 +368,31 @@ static void test_pool_access_follows_peers(void **state) {
   assert_gpumem_ok(gm_be_pool_destroy(pool));
 }
 
-static int restore(void **state) {
-  int rc = gm_test_teardown(state);
-  gpumem_finalize();
-  return rc;
-}
-
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_capacity_enforced_exactly, small_device, restore),
-      cmocka_unit_test_setup_teardown(test_memory_freed_at_last_unmap, small_device, restore),
-      cmocka_unit_test_setup_teardown(test_peer_matrix, three_devices, restore),
-      cmocka_unit_test_setup_teardown(test_malformed_peer_list_warns, NULL, restore),
-      cmocka_unit_test_setup_teardown(test_access_is_enforced, small_device, restore),
-      cmocka_unit_test_setup_teardown(test_unmap_and_free_rules, small_device, restore),
+      cmocka_unit_test_setup_teardown(test_capacity_enforced_exactly, small_device,
+                                      gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_memory_freed_at_last_unmap, small_device,
+                                      gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_peer_matrix, three_devices, gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_malformed_peer_list_warns, NULL, gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_access_is_enforced, small_device, gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_unmap_and_free_rules, small_device,
+                                      gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_fabric_refused_like_a_gpu_without_imex, small_device,
-                                      restore),
-      cmocka_unit_test_setup_teardown(test_fabric_off_and_on, NULL, restore),
-      cmocka_unit_test_setup_teardown(test_import_of_foreign_fd_refused, small_device, restore),
-      cmocka_unit_test_setup_teardown(test_compression_recorded, small_device, restore),
-      cmocka_unit_test_setup_teardown(test_pool_release_threshold_and_trim, small_device, restore),
+                                      gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_fabric_off_and_on, NULL, gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_import_of_foreign_fd_refused, small_device,
+                                      gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_compression_recorded, small_device,
+                                      gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_pool_release_threshold_and_trim, small_device,
+                                      gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_pool_gives_cache_back_when_device_is_full, small_device,
-                                      restore),
-      cmocka_unit_test_setup_teardown(test_pool_bad_frees, small_device, restore),
-      cmocka_unit_test_setup_teardown(test_pool_access_follows_peers, three_devices, restore),
+                                      gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_pool_bad_frees, small_device, gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_pool_access_follows_peers, three_devices,
+                                      gm_test_teardown_host),
   };
   return gm_test_run("host_backend", tests, GM_ARRAY_SIZE(tests), argc, argv, NULL);
 }

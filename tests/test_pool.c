@@ -197,21 +197,12 @@ static void test_trim_and_cache_bound(void **state) {
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }
 
+/* One emulated device of 16 MiB (host runs only). */
 static int small_device(void **state) {
-  const char *b = getenv("GPUMEM_BACKEND");
-  if (b == NULL || strcmp(b, "host") != 0) return gm_test_setup(state); /* the test skips */
-  gpumem_finalize();
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
-  o.backend = GPUMEM_BACKEND_HOST;
   o.host_devices = 1;
   o.host_capacity = 16 << 20;
-  return gpumem_init(&o) == GPUMEM_OK ? gm_test_setup(state) : -1;
-}
-
-static int restore(void **state) {
-  int rc = gm_test_teardown(state);
-  if (gpumem_backend() == GPUMEM_BACKEND_HOST) gpumem_finalize();
-  return rc;
+  return gm_test_setup_host(state, o);
 }
 
 static void test_out_of_memory_flushes_and_retries(void **state) {
@@ -400,7 +391,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_stream_of_another_device),
       cmocka_unit_test(test_trim_and_cache_bound),
       cmocka_unit_test_setup_teardown(test_out_of_memory_flushes_and_retries, small_device,
-                                      restore),
+                                      gm_test_teardown_host),
       cmocka_unit_test(test_sixteen_threads),
       cmocka_unit_test(test_shared_with_another_process),
   };

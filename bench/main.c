@@ -59,6 +59,7 @@ typedef struct options {
   uint64_t seed;
   size_t sizes[MAX_LIST], nsizes;
   size_t pairs;
+  size_t live[MAX_LIST], nlive;
   gb_random_config random;
   int threads[MAX_LIST];
   size_t nthreads;
@@ -108,6 +109,8 @@ static void usage(FILE *f) {
           "  --sizes LIST         pairs: sizes (default 256,4K,64K,1M,16M,256M,1G)\n"
           "  --pairs N            pairs: alloc+free pairs per size (default 1000; a tenth at "
           ">= 256M)\n"
+          "  --live LIST          pairs: blocks held live meanwhile, for each count of the list\n"
+          "                       (default 0; sizes 256 B to 4 KiB, every other of 2N freed)\n"
           "  --ops N              random: steps (default 20000)\n"
           "  --max-size SIZE      random: largest allocation (default 64M)\n"
           "  --dist D             random: uniform, lognormal or geometric (default uniform)\n"
@@ -142,6 +145,20 @@ static bool parse_size_list(const char *text, size_t *out, size_t *n) {
   return *n > 0;
 }
 
+/* "0,10,100000": up to MAX_LIST counts in [0, max]. */
+static bool parse_count_list(const char *text, size_t max, size_t *out, size_t *n) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", text);
+  *n = 0;
+  char *save = NULL;
+  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    int64_t v = -1;
+    if (*n == MAX_LIST || !gm_parse_int(t, &v) || v < 0 || (uint64_t)v > max) return false;
+    out[(*n)++] = (size_t)v;
+  }
+  return *n > 0;
+}
+
 static bool parse_count(const char *text, size_t max, size_t *out) {
   int64_t v = 0;
   if (!gm_parse_int(text, &v) || v < 1 || (uint64_t)v > max) return false;
@@ -169,6 +186,7 @@ static int parse_args(int argc, char **argv, options *o) {
                  .first_size = 1 << 20};
   o->random = (gb_random_config){42, 20000, GB_UNIFORM, 64 << 20, 0.6, (size_t)1 << 30};
   parse_size_list("256,4K,64K,1M,16M,256M,1G", o->sizes, &o->nsizes);
+  o->nlive = 1;
   parse_size_list("64M,512M", o->grow_steps, &o->ngrow_steps);
   o->grow_target = (size_t)8 << 30;
   o->batch_n = (size_t)1 << 30;
@@ -234,6 +252,11 @@ static int parse_args(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--pairs") == 0) {
       NEED_VALUE;
       if (!parse_count(v, 100000000, &o->pairs)) return bad("--pairs wants 1..1e8", v);
+    } else if (strcmp(a, "--live") == 0) {
+      NEED_VALUE;
+      if (!parse_count_list(v, 10000000, o->live, &o->nlive)) {
+        return bad("--live wants up to 32 counts in 0..1e7 such as 0,10,100000", v);
+      }
     } else if (strcmp(a, "--ops") == 0) {
       NEED_VALUE;
       if (!parse_count(v, 100000000, &o->random.steps)) return bad("--ops wants 1..1e8", v);
@@ -452,10 +475,13 @@ static size_t pairs_for(size_t size) {
   return opt->pairs / 10 ? opt->pairs / 10 : 1;
 }
 
-static void pairs_params(size_t size, char *buf, size_t len) {
+static void pairs_params(size_t size, size_t live, char *buf, size_t len) {
   char sz[16];
   size_text(size, sz, sizeof sz);
-  snprintf(buf, len, "size=%s", sz);
+  if (live > 0)
+    snprintf(buf, len, "size=%s live=%zu", sz, live);
+  else
+    snprintf(buf, len, "size=%s", sz);
 }
 
 static void random_params(char *buf, size_t len) {
@@ -485,21 +511,69 @@ static bool plan_thread(int t, int nt, gb_plan *plan) {
                             : gb_plan_pairs(plan, opt->thread_size, opt->thread_pairs);
 }
 
+/* Allocate 2n blocks of 256 B to 4 KiB and free every other one: n live
+ * blocks with holes between them, the background of a `pairs` run with
+ * --live. Returns the blocks kept (n of them) or NULL after writing why. */
+static void **hold_live(const gpumem_allocator *a, size_t n, size_t **sizes, result *r) {
+  void **held = calloc(2 * n, sizeof *held);
+  size_t *sz = calloc(2 * n, sizeof *sz);
+  uint64_t x = opt->seed * 2654435761u + 1;
+  size_t made = 0;
+  bool ok = held != NULL && sz != NULL;
+  for (; ok && made < 2 * n; made++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    sz[made] = 256 + (size_t)(x % 3841);
+    if (a->alloc(a->ctx, sz[made], NULL, &held[made]) != GPUMEM_OK) {
+      snprintf(r->status, sizeof r->status, "live blocks: %s", gpumem_last_error());
+      ok = false;
+    }
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < (ok ? made : made - 1); i++) {
+    if (ok && i % 2 == 0) {
+      held[kept] = held[i];
+      sz[kept++] = sz[i];
+    } else if (held != NULL) {
+      a->free(a->ctx, held[i], sz[i], NULL);
+    }
+  }
+  if (!ok) {
+    free(held);
+    free(sz);
+    return NULL;
+  }
+  *sizes = sz;
+  return held;
+}
+
+static void release_live(const gpumem_allocator *a, void **held, size_t *sizes, size_t n) {
+  for (size_t i = 0; held != NULL && i < n; i++)
+    a->free(a->ctx, held[i], sizes[i], NULL);
+  free(held);
+  free(sizes);
+}
+
 static void run_pairs(const char *name) {
   for (size_t k = 0; k < opt->nsizes; k++) {
-    result *r = new_result(name, "pairs");
-    pairs_params(opt->sizes[k], r->params, sizeof r->params);
-    size_t n = pairs_for(opt->sizes[k]);
-    gb_plan plan = {0};
-    gpumem_allocator a;
-    if (!gb_plan_pairs(&plan, opt->sizes[k], n))
-      snprintf(r->status, sizeof r->status, "no memory");
-    else if (open_allocator(name, &a, r)) {
-      time_plan(&a, &plan, false, n, r);
-      gpumem_allocator_destroy(&a);
+    for (size_t l = 0; l < opt->nlive; l++) {
+      size_t live = opt->live[l];
+      result *r = new_result(name, "pairs");
+      pairs_params(opt->sizes[k], live, r->params, sizeof r->params);
+      size_t n = pairs_for(opt->sizes[k]);
+      gb_plan plan = {0};
+      gpumem_allocator a;
+      if (!gb_plan_pairs(&plan, opt->sizes[k], n)) {
+        snprintf(r->status, sizeof r->status, "no memory");
+      } else if (open_allocator(name, &a, r)) {
+        size_t *sizes = NULL;
+        void **held = live ? hold_live(&a, live, &sizes, r) : NULL;
+        if (live == 0 || held != NULL) time_plan(&a, &plan, false, n, r);
+        release_live(&a, held, sizes, live);
+        gpumem_allocator_destroy(&a);
+      }
+      gb_plan_free(&plan);
+      progress(r);
     }
-    gb_plan_free(&plan);
-    progress(r);
   }
 }
 
@@ -850,7 +924,7 @@ static int export_plans(const char *dir) {
     size_t n = pairs_for(opt->sizes[k]);
     snprintf(file, sizeof file, "pairs-%zu.csv", k);
     ok = gb_plan_pairs(&p, opt->sizes[k], n) && export_one(dir, file, &p);
-    pairs_params(opt->sizes[k], params, sizeof params);
+    pairs_params(opt->sizes[k], 0, params, sizeof params);
     fprintf(index, "pairs\t%s\t1\t%zu\t0\t%s\n", params, n, file);
     gb_plan_free(&p);
   }
@@ -1108,7 +1182,7 @@ int main(int argc, char **argv) {
   print_header(&h);
   fflush(stdout);
   int per_alloc = 0;
-  if (o.workloads & W_PAIRS) per_alloc += (int)o.nsizes;
+  if (o.workloads & W_PAIRS) per_alloc += (int)(o.nsizes * o.nlive);
   if (o.workloads & W_RANDOM) per_alloc++;
   if (o.workloads & W_THREADS) per_alloc += (int)o.nthreads;
   if (o.workloads & W_STREAMS) per_alloc++;

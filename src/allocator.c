@@ -22,7 +22,7 @@
 
 static const gm_allocator_impl *const registry[] = {
     &gm_allocator_cuda_malloc, &gm_allocator_cuda_async,          &gm_allocator_cuda_pool,
-    &gm_allocator_gpumem_pool, &gm_allocator_gpumem_pool_nocache,
+    &gm_allocator_gpumem_pool, &gm_allocator_gpumem_pool_nocache, &gm_allocator_gpumem_arena,
 };
 
 typedef struct gm_allocator_base {

@@ -31,5 +31,7 @@ extern const gm_allocator_impl gm_allocator_cuda_pool;
 /* libgpumem's pool (allocators/pool_allocators.c). */
 extern const gm_allocator_impl gm_allocator_gpumem_pool;
 extern const gm_allocator_impl gm_allocator_gpumem_pool_nocache;
+/* libgpumem's arena (allocators/arena_allocators.c). */
+extern const gm_allocator_impl gm_allocator_gpumem_arena;
 
 #endif

@@ -309,4 +309,13 @@ gpumem_status gm_be_pool_export_ptr(void *ptr, gm_pool_ptr_export *out);
 gpumem_status gm_be_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_ptr_export *data,
                                     void **out);
 
+/* Built on the seam (vmm.c): create `bytes` of physical memory on `device`
+ * with the handle types in *handle_types. FABRIC is asked together with
+ * POSIX_FD; where the system refuses fabric handles the creation is retried
+ * once with POSIX_FD alone, *handle_types becomes POSIX_FD (the caller keeps
+ * it for later creations) and an info line names `who`. */
+gpumem_status gm_phys_create_shareable(int device, size_t bytes, bool compression,
+                                       unsigned *handle_types, const char *who,
+                                       gpumem_phys_t *out);
+
 #endif

@@ -190,23 +190,6 @@ GPUMEM_API gpumem_status gpumem_buffer_create(const gpumem_buffer_config *config
 
 /* ---- growth ---- */
 
-/* Create a segment's memory, falling back from FABRIC to POSIX_FD once. */
-static gpumem_status create_memory(gpumem_buffer_t *b, size_t bytes, gpumem_phys_t *h) {
-  gpumem_phys_props p = {b->device, b->handle_types, b->compression_requested};
-  gpumem_status st = gm_be_phys_create(&p, bytes, h);
-  if ((st == GPUMEM_ERR_NOT_PERMITTED || st == GPUMEM_ERR_NOT_SUPPORTED) &&
-      (b->handle_types & GPUMEM_HANDLE_FABRIC)) {
-    gm_log(GPUMEM_LOG_INFO,
-           "buffer on device %d: fabric handles refused (%s); using POSIX file descriptors",
-           b->device, gm_error_detail());
-    gm_error_discard();
-    b->handle_types = GPUMEM_HANDLE_POSIX_FD;
-    p.handle_types = b->handle_types;
-    st = gm_be_phys_create(&p, bytes, h);
-  }
-  return st;
-}
-
 /* Map [capacity, new_capacity) as one new segment; all or nothing. Lock held. */
 static gpumem_status grow_to(gpumem_buffer_t *b, size_t new_capacity) {
   size_t cap = atomic_load(&b->capacity);
@@ -223,7 +206,8 @@ static gpumem_status grow_to(gpumem_buffer_t *b, size_t new_capacity) {
     b->segs = s;
     b->capsegs = n;
   }
-  GM_TRY(create_memory(b, bytes, &h));
+  GM_TRY(gm_phys_create_shareable(b->device, bytes, b->compression_requested, &b->handle_types,
+                                  "buffer", &h));
   GM_TRY(gm_be_map(at, bytes, 0, h));
   mapped = true;
   GM_TRY(gm_be_set_access(at, bytes, b->access, b->naccess));

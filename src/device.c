@@ -80,7 +80,7 @@ GPUMEM_API gpumem_status gpumem_device_can_access_peer(int device, int peer, boo
   GM_API_FORWARD(can_access(device, peer, can_access_out));
 }
 
-static gpumem_status peer_info(int device, int peer, gpumem_peer_info *out) {
+gpumem_status gm_peer_info(int device, int peer, gpumem_peer_info *out) {
   if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "info is NULL");
   gm_p2p_attrs a;
   gpumem_status st = gm_be_p2p_attrs(device, peer, &a); /* validates both ordinals */
@@ -120,7 +120,7 @@ static gpumem_status peer_info(int device, int peer, gpumem_peer_info *out) {
 }
 
 GPUMEM_API gpumem_status gpumem_device_peer_info(int device, int peer, gpumem_peer_info *info) {
-  GM_API_FORWARD(peer_info(device, peer, info));
+  GM_API_FORWARD(gm_peer_info(device, peer, info));
 }
 
 /* ---- node-local rank ---- */

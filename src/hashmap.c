@@ -54,9 +54,15 @@ static size_t find(const gm_hashmap *map, uint64_t key, bool *found) {
   return i;
 }
 
+bool gm_hashmap_reserve(gm_hashmap *map, size_t count) {
+  while (count * 2 > map->capacity)
+    if (!grow(map)) return false;
+  return true;
+}
+
 bool gm_hashmap_put(gm_hashmap *map, uint64_t key, uint64_t value) {
   if (key == 0) return false;
-  if ((map->count + 1) * 2 > map->capacity && !grow(map)) return false;
+  if (!gm_hashmap_reserve(map, map->count + 1)) return false;
   bool found;
   size_t i = find(map, key, &found);
   if (!found) {

@@ -20,6 +20,9 @@ typedef struct gm_hashmap {
 /* Insert or replace. False when memory for growing cannot be had (the map is
  * then unchanged) or the key is 0. */
 bool gm_hashmap_put(gm_hashmap *map, uint64_t key, uint64_t value);
+/* Make room for `count` entries, so that puts up to that count cannot fail.
+ * False when memory cannot be had (the map is then unchanged). */
+bool gm_hashmap_reserve(gm_hashmap *map, size_t count);
 /* True and *value when found (value may be NULL). */
 bool gm_hashmap_get(const gm_hashmap *map, uint64_t key, uint64_t *value);
 /* True when the key was present and is now gone. */

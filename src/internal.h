@@ -83,6 +83,11 @@ static inline bool gm_round_up(size_t x, size_t align, size_t *out) {
   return !gm_add_overflows(x, align - r, out);
 }
 
+/* gpumem_device_peer_info without the public entry's bookkeeping
+ * (device.c), for objects that check peers at creation. */
+struct gpumem_peer_info;
+gpumem_status gm_peer_info(int device, int peer, struct gpumem_peer_info *out);
+
 /* Library initialisation (init.c). Every public function that needs the
  * backend calls gm_ensure_init() first; it is cheap after the first call. */
 gpumem_status gm_ensure_init(void);

@@ -7,6 +7,26 @@
  */
 #include "api.h"
 #include "gpumem/vmm.h"
+#include "log.h"
+
+gpumem_status gm_phys_create_shareable(int device, size_t bytes, bool compression,
+                                       unsigned *handle_types, const char *who,
+                                       gpumem_phys_t *out) {
+  gpumem_phys_props p = {device, *handle_types, compression};
+  gpumem_status st = gm_be_phys_create(&p, bytes, out);
+  if ((st == GPUMEM_ERR_NOT_PERMITTED || st == GPUMEM_ERR_NOT_SUPPORTED) &&
+      (*handle_types & GPUMEM_HANDLE_FABRIC)) {
+    gm_log(GPUMEM_LOG_INFO,
+           "%s on device %d: fabric handles refused (%s); using POSIX file "
+           "descriptors",
+           who, device, gm_error_detail());
+    gm_error_discard();
+    *handle_types = GPUMEM_HANDLE_POSIX_FD;
+    p.handle_types = *handle_types;
+    st = gm_be_phys_create(&p, bytes, out);
+  }
+  return st;
+}
 
 GPUMEM_API gpumem_status gpumem_vmm_granularity(const gpumem_phys_props *props, bool recommended,
                                                 size_t *granularity) {

@@ -22,5 +22,6 @@
 #include "gpumem/allocator.h"
 #include "gpumem/buffer.h"
 #include "gpumem/pool.h"
+#include "gpumem/arena.h"
 
 #endif

@@ -1,0 +1,167 @@
+/* gpumem/arena.h: a multi-GPU arena, peer-mapped, with an O(1) sub-allocator.
+ *
+ * An arena is one range of virtual addresses shared by a set of member
+ * devices. Physical memory is mapped into it in chunks, each chunk on one
+ * device (or, interleaved, striped over all of them), and every chunk is
+ * mapped with read-write access for every member: a kernel on any member can
+ * dereference any pointer from the arena, with no cudaDeviceEnablePeerAccess.
+ *
+ *   int gpus[2] = {0, 1};
+ *   gpumem_arena_config cfg = GPUMEM_ARENA_CONFIG_INIT;
+ *   cfg.devices = gpus;
+ *   cfg.device_count = 2;
+ *   gpumem_arena_t *arena;
+ *   gpumem_arena_create(&cfg, &arena);
+ *   void *halo;
+ *   gpumem_arena_alloc(arena, bytes, 0, 1, &halo);  // memory on GPU 1, usable from GPU 0
+ *   ...
+ *   gpumem_arena_free(arena, halo);
+ *   gpumem_arena_destroy(arena);
+ *
+ * Placement. LOCAL: each allocation lives on the device the call names
+ * (gpumem_arena_owner says which). INTERLEAVE: the range is striped over the
+ * members, `stripe_size` bytes on each in turn, so a large block spreads its
+ * bandwidth over every member; the device argument of alloc is then ignored.
+ *
+ * Sub-allocation is TLSF (two-level segregated fit) over offsets with all
+ * metadata on the host: alloc and free are O(1) whatever the number of live
+ * blocks, free neighbours coalesce, and alignment up to the granularity is
+ * honoured. Blocks are multiples of 256 bytes. The arena grows by mapping
+ * more chunks (on the named device, for LOCAL) up to `max_size`; it never
+ * unmaps memory before destroy.
+ *
+ * Free is immediate: a freed block can be handed out again by the next
+ * alloc, from any thread. Free a block only when the work that uses it has
+ * finished (synchronize its stream first), or use gpumem_pool_t, which
+ * orders reuse on streams.
+ *
+ * Thread safety: alloc, free, owner, stats and check may be called from any
+ * number of threads at once. Each member's heap is split into shards; a
+ * thread allocates from its own shard (threads are spread over the shards
+ * in turn), so threads do not wait for each other except when they share a
+ * shard or free each other's blocks. A shard that cannot grow borrows from
+ * the other shards of its device before reporting OUT_OF_MEMORY.
+ */
+#ifndef GPUMEM_ARENA_H
+#define GPUMEM_ARENA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpumem/error.h"
+#include "gpumem/export.h"
+#include "gpumem/types.h"
+#include "gpumem/vmm.h"
+
+GPUMEM_EXTERN_C_BEGIN
+
+typedef struct gpumem_arena gpumem_arena_t;
+
+/** Where an arena's memory lives. */
+typedef enum gpumem_placement {
+  GPUMEM_PLACE_LOCAL = 0,      /**< on the device each allocation names */
+  GPUMEM_PLACE_INTERLEAVE = 1, /**< striped over the members, stripe_size bytes each */
+} gpumem_placement;
+
+/** For alloc in an INTERLEAVE arena: no particular device. */
+#define GPUMEM_ARENA_ANY_DEVICE (-1)
+
+/** Creation settings; start from GPUMEM_ARENA_CONFIG_INIT. Zero fields take
+ * the default given with them. */
+typedef struct gpumem_arena_config {
+  const int *devices;  /**< member devices, no duplicates (NULL: device 0 alone) */
+  size_t device_count; /**< 1 .. GPUMEM_MAX_DEVICES */
+  gpumem_placement placement;
+  size_t stripe_size;  /**< INTERLEAVE: bytes per device per stripe, a multiple of the
+                            granularity (0: the granularity) */
+  size_t chunk_size;   /**< bytes mapped by one growth at least: LOCAL, a multiple of the
+                            granularity; INTERLEAVE, of stripe_size x members (0: 8 MiB,
+                            rounded up to that multiple) */
+  size_t initial_size; /**< mapped at creation: on each member (LOCAL) or in all
+                            (INTERLEAVE), rounded up to the chunk size (0: nothing) */
+  size_t max_size;     /**< the virtual range, the most the arena can map over all members
+                            (0: the members' total memory) */
+  gpumem_handle_type handle_type; /**< NONE, POSIX_FD, or FABRIC (falls back to POSIX_FD
+                                       where the system refuses it) */
+  unsigned shards;                /**< heaps per member (LOCAL) or in all (INTERLEAVE),
+                                       1 .. 64 (0: the CPUs online, at most 16) */
+} gpumem_arena_config;
+
+#define GPUMEM_ARENA_CONFIG_INIT \
+  { NULL, 0, GPUMEM_PLACE_LOCAL, 0, 0, 0, 0, GPUMEM_HANDLE_NONE, 0 }
+
+/** One member's share of an arena. */
+typedef struct gpumem_arena_device_stats {
+  int device;
+  size_t bytes_mapped;  /**< this device's memory mapped into the arena */
+  size_t bytes_in_use;  /**< of it, inside allocated blocks */
+  size_t largest_free;  /**< LOCAL: the largest free block on this device */
+  size_t blocks_in_use; /**< LOCAL: allocated blocks on this device */
+} gpumem_arena_device_stats;
+
+/** What an arena holds now. */
+typedef struct gpumem_arena_stats {
+  gpumem_placement placement;
+  size_t max_size; /**< the virtual range */
+  size_t chunk_size, stripe_size, granularity;
+  size_t bytes_mapped;       /**< physical memory mapped, all members */
+  size_t bytes_in_use;       /**< inside allocated blocks (sizes rounded to 256) */
+  size_t bytes_free;         /**< mapped and not in use */
+  size_t largest_free_block; /**< the largest block one alloc could get without growing */
+  size_t blocks_in_use, free_blocks;
+  double fragmentation; /**< 1 - largest_free_block / bytes_free (0 when nothing is free) */
+  uint64_t allocs, frees, failed_allocs, growths;
+  unsigned shards;
+  size_t device_count;
+  gpumem_arena_device_stats devices[GPUMEM_MAX_DEVICES];
+} gpumem_arena_stats;
+
+/** Create an arena: reserve its range, check that every member can reach
+ * every other member's memory, and map initial_size. Errors:
+ * INVALID_ARGUMENT (NULL, duplicate members, sizes that are not multiples of
+ * what they must be, initial_size > max_size), INVALID_DEVICE,
+ * NOT_SUPPORTED (a member without VMM), PEER_UNSUPPORTED (two members that
+ * cannot map each other's memory: the message names both and why, e.g. a
+ * MIG slice or no P2P path), OUT_OF_MEMORY, NO_DEVICE. */
+GPUMEM_API gpumem_status gpumem_arena_create(const gpumem_arena_config *config,
+                                             gpumem_arena_t **arena);
+
+/** Wait for every member to finish its work, then unmap and release all of
+ * the arena's memory, live blocks included. NULL is a no-op. */
+GPUMEM_API gpumem_status gpumem_arena_destroy(gpumem_arena_t *arena);
+
+/** Allocate `size` bytes aligned to `alignment` (0: 256; else a power of two
+ * up to the granularity) on `device` (LOCAL: a member; INTERLEAVE: a member
+ * or GPUMEM_ARENA_ANY_DEVICE). Grows the arena when no free block fits.
+ * Errors: INVALID_ARGUMENT (NULL, size 0, a bad alignment), INVALID_DEVICE
+ * (not a member), CAPACITY (larger than the arena could ever map),
+ * OUT_OF_MEMORY (the arena is at max_size or the device is full: the message
+ * has the request and each member's mapped, used and largest free bytes). */
+GPUMEM_API gpumem_status gpumem_arena_alloc(gpumem_arena_t *arena, size_t size, size_t alignment,
+                                            int device, void **ptr);
+
+/** Free a block. Errors: INVALID_ARGUMENT (NULL), INVALID_POINTER (not the
+ * start of a block of this arena: outside it, or inside a block),
+ * DOUBLE_FREE (the block is free already). Nothing changes on error. */
+GPUMEM_API gpumem_status gpumem_arena_free(gpumem_arena_t *arena, void *ptr);
+
+/** The device whose memory holds the byte at `ptr` (any address in the
+ * mapped part of the arena). Errors: INVALID_ARGUMENT (NULL),
+ * INVALID_POINTER (not in the arena's mapped memory). */
+GPUMEM_API gpumem_status gpumem_arena_owner(gpumem_arena_t *arena, const void *ptr, int *device);
+
+/** Fill `stats` (walks the free lists: not for hot paths). */
+GPUMEM_API gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena, gpumem_arena_stats *stats);
+
+/** Walk every invariant of the sub-allocator and the mapping (blocks tile
+ * the mapped memory, free neighbours are coalesced, free lists and bitmaps
+ * agree, counters match, every chunk has its owner and its access for every
+ * member). GPUMEM_OK, or GPUMEM_ERR_INTERNAL with the first violation in
+ * gpumem_last_error() and in `why` (may be NULL). O(blocks): for tests and
+ * debugging. */
+GPUMEM_API gpumem_status gpumem_arena_check(gpumem_arena_t *arena, char *why, size_t len);
+
+GPUMEM_EXTERN_C_END
+
+#endif

@@ -1,0 +1,69 @@
+/* arena_allocators.c: libgpumem's arena behind the common allocator interface.
+ *
+ *   gpumem-arena   a LOCAL arena with the one device the allocator is made
+ *                  for as its member, default chunk and shards
+ *
+ * The arena is not stream-ordered: free makes the block reusable at once.
+ * gpumem-bench synchronizes its streams at the end of every repetition, and
+ * its `streams` workload frees a block only on the stream that wrote it, so
+ * reuse there is ordered by that stream; an application that frees on one
+ * stream and reuses on another must synchronize between the two.
+ */
+#include <stdlib.h>
+
+#include "allocator.h"
+#include "gpumem/arena.h"
+
+typedef struct arena_state {
+  gpumem_arena_t *arena;
+  int device;
+} arena_state;
+
+static gpumem_status open_arena(int device, void **state) {
+  arena_state *s = calloc(1, sizeof *s);
+  if (s == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an arena");
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = &device;
+  c.device_count = 1;
+  s->device = device;
+  gpumem_status st = gpumem_arena_create(&c, &s->arena);
+  if (st != GPUMEM_OK) {
+    free(s);
+    return st;
+  }
+  *state = s;
+  return GPUMEM_OK;
+}
+
+static void close_arena(void *state) {
+  arena_state *s = state;
+  gpumem_arena_destroy(s->arena);
+  free(s);
+}
+
+static gpumem_status arena_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
+  GM_UNUSED(stream);
+  arena_state *s = state;
+  return gpumem_arena_alloc(s->arena, size, 0, s->device, ptr);
+}
+
+static gpumem_status arena_free(void *state, void *ptr, size_t size, gpumem_stream_t stream) {
+  GM_UNUSED(size);
+  GM_UNUSED(stream);
+  return gpumem_arena_free(((arena_state *)state)->arena, ptr);
+}
+
+static gpumem_status arena_reserved(void *state, size_t *current, size_t *peak) {
+  gpumem_arena_stats s;
+  gpumem_status st = gpumem_arena_get_stats(((arena_state *)state)->arena, &s);
+  *current = s.bytes_mapped;
+  *peak = s.bytes_mapped; /* an arena maps more, never less, until destroyed */
+  return st;
+}
+
+const gm_allocator_impl gm_allocator_gpumem_arena = {
+    "gpumem-arena", "libgpumem's peer-mapped arena (TLSF over VMM chunks), on one device",
+    open_arena,     close_arena,
+    arena_alloc,    arena_free,
+    arena_reserved, NULL,
+};

@@ -1,0 +1,752 @@
+/* arena.c: the multi-GPU peer-mapped arena (gpumem/arena.h).
+ *
+ * Layout. An arena reserves one virtual range of max_size bytes at creation
+ * and maps physical memory into it from the bottom up, one growth at a time;
+ * `top` is the end of what is mapped. A growth is a multiple of the chunk
+ * size and starts on a chunk boundary, so the range is a sequence of chunk
+ * units, and a table with one entry per unit says which heap (shard) owns
+ * it. LOCAL: a growth is one physical allocation on the shard's device.
+ * INTERLEAVE: a growth is one physical allocation per member, each of
+ * size/members bytes, mapped stripe by stripe in turn (stripe k of the
+ * growth is piece k / members of member k % members), so any address's
+ * device follows from its offset. Either way the whole growth then gets
+ * read-write access for every member in one cuMemSetAccess, which is what
+ * lets a kernel on any member use any block without peer enabling.
+ *
+ * A growth is three kinds of driver step, created, mapped, access granted;
+ * a failure at any step unmaps and releases what the earlier steps made, and
+ * the bookkeeping (growth record, heap region) is prepared before the first
+ * step or undone with it, so the arena is exactly as it was.
+ *
+ * Sub-allocation. Each shard is a TLSF heap (tlsf.c) over offsets of the
+ * range, with a spin lock. LOCAL arenas have `shards` heaps per member,
+ * INTERLEAVE arenas `shards` in all. A thread gets a slot number the first
+ * time it allocates from any arena and uses shard slot % shards (of the
+ * named device), so up to `shards` threads allocate without touching each
+ * other's cache lines. A shard that has no fitting block grows by at least a
+ * chunk (only what is missing when its last free block ends at `top`, since
+ * the growth then extends that block); when it cannot grow, the other shards
+ * of the same device are tried before OUT_OF_MEMORY. Free finds the shard
+ * from the unit table without a lock, then the block from the shard's map.
+ *
+ * Locks: a shard's lock may be held while taking the growth mutex, never the
+ * other way round. Alloc and free hold one shard lock at a time (a shard
+ * that borrows from its neighbours lets go of its own first); only check()
+ * holds them all, taken in ascending order.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "gpumem/arena.h"
+#include "gpumem/device.h"
+#include "log.h"
+#include "tlsf.h"
+
+#define ARENA_MAGIC   0x67617265u /* "gare" */
+#define DEFAULT_CHUNK ((size_t)8 << 20)
+#define MAX_SHARDS    64
+#define CACHE_LINE    64
+
+typedef struct shard {
+  _Alignas(CACHE_LINE) atomic_int lock;
+  int member; /* index in members (LOCAL), -1 (INTERLEAVE) */
+  gm_tlsf heap;
+  uint64_t allocs, frees; /* under the lock */
+} shard;
+
+typedef struct growth {
+  size_t offset, size;
+  int member; /* LOCAL: the member whose memory it is; INTERLEAVE: -1 */
+  gpumem_phys_t *handles;
+  size_t nhandles;
+} growth;
+
+struct gpumem_arena {
+  uint32_t magic;
+  gpumem_placement placement;
+  size_t nmembers;
+  int members[GPUMEM_MAX_DEVICES];
+  int8_t member_of[GPUMEM_MAX_DEVICES]; /* device ordinal -> member index, -1 */
+  gpumem_access_desc access[GPUMEM_MAX_DEVICES];
+  size_t granularity, chunk, stripe, max_size;
+  unsigned handle_types;
+  uintptr_t base;
+  unsigned shards_per; /* per member (LOCAL) or in all (INTERLEAVE) */
+  unsigned nshards;
+  shard *shards;
+  _Atomic uint16_t *unit_owner; /* per chunk unit: shard index + 1, 0 while unmapped */
+  size_t nunits;
+  pthread_mutex_t grow_lock;
+  size_t top; /* bytes mapped from the base (grow_lock) */
+  size_t member_mapped[GPUMEM_MAX_DEVICES];
+  growth *growths;
+  size_t ngrowths, capgrowths;
+  _Atomic uint64_t failed;
+};
+
+/* ---- shard locks and thread slots ---- */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static inline void shard_lock(shard *s) {
+  unsigned spins = 0;
+  while (atomic_exchange_explicit(&s->lock, 1, memory_order_acquire)) {
+    while (atomic_load_explicit(&s->lock, memory_order_relaxed)) {
+      if (++spins < 128)
+        cpu_relax();
+      else
+        sched_yield(); /* the holder may be growing: driver calls take microseconds */
+    }
+  }
+}
+
+static inline void shard_unlock(shard *s) {
+  atomic_store_explicit(&s->lock, 0, memory_order_release);
+}
+
+static atomic_uint next_slot;
+static _Thread_local unsigned slot_plus_one;
+
+static inline unsigned thread_slot(void) {
+  if (slot_plus_one == 0) slot_plus_one = atomic_fetch_add(&next_slot, 1) + 1;
+  return slot_plus_one - 1;
+}
+
+static gpumem_status check_arena(const gpumem_arena_t *a) {
+  if (a == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "arena is NULL");
+  if (a->magic != ARENA_MAGIC)
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%p is not a live gpumem arena", (const void *)a);
+  return GPUMEM_OK;
+}
+
+/* ---- creation ---- */
+
+/* Members, their VMM support, the largest granularity, and every pair. */
+static gpumem_status set_members(gpumem_arena_t *a, const gpumem_arena_config *c) {
+  static const int device_zero = 0;
+  const int *devs = c->devices ? c->devices : &device_zero;
+  size_t n = c->devices ? c->device_count : 1;
+  if (n == 0 || n > GPUMEM_MAX_DEVICES) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "an arena needs 1 to %d member devices, not %zu",
+                    GPUMEM_MAX_DEVICES, n);
+  }
+  int count = 0;
+  gpumem_status st = gm_be_device_count(&count);
+  if (st != GPUMEM_OK) return st;
+  memset(a->member_of, -1, sizeof a->member_of);
+  for (size_t i = 0; i < n; i++) {
+    int d = devs[i];
+    if (d < 0 || d >= count) {
+      return gm_error(GPUMEM_ERR_INVALID_DEVICE, "member device %d does not exist (%d visible)", d,
+                      count);
+    }
+    if (a->member_of[d] >= 0)
+      return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "device %d is listed twice", d);
+    gm_device_props props;
+    if ((st = gm_be_device_props(d, &props)) != GPUMEM_OK) return st;
+    if (!props.vmm) {
+      return gm_error(GPUMEM_ERR_NOT_SUPPORTED,
+                      "device %d (%s) does not support virtual memory management", d, props.name);
+    }
+    gpumem_phys_props pp = {d, GPUMEM_HANDLE_NONE, false};
+    size_t g = 0;
+    if ((st = gm_be_granularity(&pp, false, &g)) != GPUMEM_OK) return st;
+    if (g > a->granularity) a->granularity = g;
+    a->member_of[d] = (int8_t)i;
+    a->members[i] = d;
+    a->access[i] = (gpumem_access_desc){d, GPUMEM_ACCESS_READWRITE};
+  }
+  a->nmembers = n;
+  for (size_t i = 0; i < n; i++) {
+    for (size_t j = 0; j < n; j++) {
+      if (i == j) continue;
+      gpumem_peer_info p;
+      if ((st = gm_peer_info(a->members[i], a->members[j], &p)) != GPUMEM_OK) return st;
+      if (!p.can_map) {
+        return gm_error(GPUMEM_ERR_PEER_UNSUPPORTED,
+                        "devices %d and %d cannot share an arena: device %d cannot map memory of "
+                        "device %d: %s",
+                        a->members[i], a->members[j], a->members[i], a->members[j], p.why);
+      }
+    }
+  }
+  return GPUMEM_OK;
+}
+
+static unsigned default_shards(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1u : n > 16 ? 16u : (unsigned)n;
+}
+
+/* Sizes and shards from the config. */
+static gpumem_status set_geometry(gpumem_arena_t *a, const gpumem_arena_config *c) {
+  gpumem_status st = GPUMEM_OK;
+  size_t g = a->granularity, n = a->nmembers;
+  GM_REQUIRE(c->placement == GPUMEM_PLACE_LOCAL || c->placement == GPUMEM_PLACE_INTERLEAVE,
+             GPUMEM_ERR_INVALID_ARGUMENT, "placement %d is not LOCAL or INTERLEAVE",
+             (int)c->placement);
+  a->placement = c->placement;
+  GM_REQUIRE(c->handle_type == GPUMEM_HANDLE_NONE || c->handle_type == GPUMEM_HANDLE_POSIX_FD ||
+                 c->handle_type == GPUMEM_HANDLE_FABRIC,
+             GPUMEM_ERR_INVALID_ARGUMENT, "handle type %d is not NONE, POSIX_FD or FABRIC",
+             (int)c->handle_type);
+  a->handle_types = c->handle_type == GPUMEM_HANDLE_FABRIC
+                        ? (unsigned)(GPUMEM_HANDLE_FABRIC | GPUMEM_HANDLE_POSIX_FD)
+                        : (unsigned)c->handle_type;
+  GM_REQUIRE(c->shards <= MAX_SHARDS, GPUMEM_ERR_INVALID_ARGUMENT,
+             "%u shards asked for; at most %d", c->shards, MAX_SHARDS);
+  a->shards_per = c->shards ? c->shards : default_shards();
+  a->nshards = a->placement == GPUMEM_PLACE_LOCAL ? a->shards_per * (unsigned)n : a->shards_per;
+  size_t unit = g; /* what the chunk must be a multiple of */
+  if (a->placement == GPUMEM_PLACE_INTERLEAVE) {
+    a->stripe = c->stripe_size ? c->stripe_size : g;
+    GM_REQUIRE(a->stripe % g == 0 && a->stripe <= SIZE_MAX / 2 / n, GPUMEM_ERR_INVALID_ARGUMENT,
+               "stripe size %zu is not a multiple of the granularity %zu", c->stripe_size, g);
+    unit = a->stripe * n;
+  } else {
+    GM_REQUIRE(c->stripe_size == 0, GPUMEM_ERR_INVALID_ARGUMENT,
+               "stripe size %zu given for a LOCAL arena (stripes are for INTERLEAVE)",
+               c->stripe_size);
+  }
+  if (c->chunk_size) {
+    a->chunk = c->chunk_size;
+    GM_REQUIRE(a->chunk % unit == 0, GPUMEM_ERR_INVALID_ARGUMENT,
+               "chunk size %zu is not a multiple of %zu (%s)", c->chunk_size, unit,
+               a->placement == GPUMEM_PLACE_LOCAL ? "the granularity" : "stripe size x members");
+  } else {
+    GM_REQUIRE(gm_round_up(DEFAULT_CHUNK, unit, &a->chunk), GPUMEM_ERR_INVALID_ARGUMENT,
+               "stripe too large");
+  }
+  size_t max = c->max_size;
+  if (max == 0) {
+    for (size_t i = 0; i < n; i++) {
+      size_t free_b = 0, total = 0;
+      GM_TRY(gm_be_mem_info(a->members[i], &free_b, &total));
+      max += total;
+    }
+  }
+  GM_REQUIRE(max <= SIZE_MAX / 4 && gm_round_up(max, a->chunk, &a->max_size),
+             GPUMEM_ERR_INVALID_ARGUMENT, "maximum size %zu is too large", c->max_size);
+  GM_REQUIRE(a->max_size / a->chunk <= ((size_t)1 << 26), GPUMEM_ERR_INVALID_ARGUMENT,
+             "maximum size %zu is more than 2^26 chunks of %zu bytes: use larger chunks",
+             a->max_size, a->chunk);
+  size_t initial = 0, total_initial = 0;
+  GM_REQUIRE(
+      gm_round_up(c->initial_size, a->chunk, &initial) &&
+          !gm_mul_overflows(initial, a->placement == GPUMEM_PLACE_LOCAL ? n : 1, &total_initial) &&
+          total_initial <= a->max_size,
+      GPUMEM_ERR_INVALID_ARGUMENT, "initial size %zu%s does not fit in the maximum size %zu",
+      c->initial_size, a->placement == GPUMEM_PLACE_LOCAL ? " per member" : "", a->max_size);
+fail:
+  return st;
+}
+
+/* ---- growth ---- */
+
+/* Undo the driver steps of a growth (rollback and destroy). */
+static void unmap_growth(const gpumem_arena_t *a, const growth *g, size_t pieces_mapped) {
+  size_t piece = a->placement == GPUMEM_PLACE_LOCAL ? g->size : a->stripe;
+  for (size_t k = pieces_mapped; k-- > 0;) {
+    if (gm_be_unmap(a->base + g->offset + k * piece, piece) != GPUMEM_OK)
+      gm_log(GPUMEM_LOG_ERROR, "arena: unmap failed: %s", gm_error_detail());
+  }
+  for (size_t h = 0; h < g->nhandles; h++) {
+    if (g->handles[h] != 0 && gm_be_phys_release(g->handles[h]) != GPUMEM_OK)
+      gm_log(GPUMEM_LOG_ERROR, "arena: release failed: %s", gm_error_detail());
+  }
+}
+
+/* Create, map and open up [offset, offset + size) for shard `s`; all or
+ * nothing. The growth record is filled (handles allocated) on success. */
+static gpumem_status map_growth(gpumem_arena_t *a, const shard *s, size_t offset, size_t size,
+                                growth *g) {
+  gpumem_status st = GPUMEM_OK;
+  bool local = a->placement == GPUMEM_PLACE_LOCAL;
+  size_t pieces = local ? 1 : size / a->stripe, mapped = 0;
+  *g = (growth){offset, size, s->member, NULL, local ? 1 : a->nmembers};
+  g->handles = calloc(g->nhandles, sizeof *g->handles);
+  GM_REQUIRE(g->handles != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a growth record");
+  for (size_t h = 0; h < g->nhandles; h++) {
+    int dev = a->members[local ? (size_t)s->member : h];
+    GM_TRY(gm_phys_create_shareable(dev, size / g->nhandles, false, &a->handle_types, "arena",
+                                    &g->handles[h]));
+  }
+  for (; mapped < pieces; mapped++) {
+    size_t piece = local ? size : a->stripe;
+    size_t at = offset + mapped * piece;
+    size_t from = local ? 0 : mapped / a->nmembers * a->stripe;
+    GM_TRY(gm_be_map(a->base + at, piece, from, g->handles[local ? 0 : mapped % a->nmembers]));
+  }
+  GM_TRY(gm_be_set_access(a->base + offset, size, a->access, a->nmembers));
+  return GPUMEM_OK;
+fail:
+  if (g->handles != NULL) unmap_growth(a, g, mapped);
+  free(g->handles);
+  g->handles = NULL;
+  return st;
+}
+
+/* The sentence for OUT_OF_MEMORY: the request and each member's state. */
+static void describe_members(gpumem_arena_t *a, char *buf, size_t len);
+
+/* Map at least `need` more bytes for shard `s` (whose lock is held). */
+static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
+  gpumem_status st = GPUMEM_OK;
+  pthread_mutex_lock(&a->grow_lock);
+  /* A free block at the end of the shard's memory, ending at top, is
+   * extended by the growth: only the rest needs mapping. */
+  size_t tail = (size_t)gm_tlsf_tail_free(&s->heap, a->top);
+  size_t want = 0;
+  gm_round_up(need > tail ? need - tail : a->chunk, a->chunk, &want);
+  growth g = {0};
+  GM_REQUIRE(want <= a->max_size - a->top, GPUMEM_ERR_OUT_OF_MEMORY,
+             "the arena has mapped %zu of its maximum %zu bytes and needs %zu more", a->top,
+             a->max_size, want);
+  if (a->ngrowths == a->capgrowths) {
+    size_t cap = a->capgrowths ? a->capgrowths * 2 : 16;
+    growth *n = realloc(a->growths, cap * sizeof *n);
+    GM_REQUIRE(n != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the growth list");
+    a->growths = n;
+    a->capgrowths = cap;
+  }
+  GM_TRY(map_growth(a, s, a->top, want, &g));
+  if (!gm_tlsf_add(&s->heap, a->top, want)) {
+    unmap_growth(a, &g, a->placement == GPUMEM_PLACE_LOCAL ? 1 : want / a->stripe);
+    free(g.handles);
+    GM_REQUIRE(false, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
+  }
+  uint16_t owner = (uint16_t)(s - a->shards + 1);
+  for (size_t u = a->top / a->chunk; u < (a->top + want) / a->chunk; u++)
+    atomic_store_explicit(&a->unit_owner[u], owner, memory_order_release);
+  a->growths[a->ngrowths++] = g;
+  if (a->placement == GPUMEM_PLACE_LOCAL) {
+    a->member_mapped[s->member] += want;
+  } else {
+    for (size_t i = 0; i < a->nmembers; i++)
+      a->member_mapped[i] += want / a->nmembers;
+  }
+  a->top += want;
+fail:
+  pthread_mutex_unlock(&a->grow_lock);
+  return st;
+}
+
+/* ---- creation and destruction ---- */
+
+static void free_arena(gpumem_arena_t *a) {
+  if (a->shards != NULL) {
+    for (unsigned i = 0; i < a->nshards; i++)
+      gm_tlsf_destroy(&a->shards[i].heap);
+  }
+  for (size_t i = 0; i < a->ngrowths; i++)
+    free(a->growths[i].handles);
+  free(a->growths);
+  free((void *)a->unit_owner);
+  free(a->shards);
+  free(a);
+}
+
+/* Unmap and release every growth, newest first, and return the range. */
+static gpumem_status release_all(gpumem_arena_t *a) {
+  for (size_t i = a->ngrowths; i-- > 0;) {
+    const growth *g = &a->growths[i];
+    unmap_growth(a, g, a->placement == GPUMEM_PLACE_LOCAL ? 1 : g->size / a->stripe);
+  }
+  return a->base ? gm_be_va_free(a->base, a->max_size) : GPUMEM_OK;
+}
+
+static gpumem_status create(const gpumem_arena_config *c, gpumem_arena_t **out) {
+  gpumem_status st = GPUMEM_OK;
+  gpumem_arena_t *a = NULL;
+  GM_REQUIRE(c != NULL && out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "config or arena is NULL");
+  a = calloc(1, sizeof *a);
+  GM_REQUIRE(a != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an arena");
+  GM_TRY(set_members(a, c));
+  GM_TRY(set_geometry(a, c));
+  a->nunits = a->max_size / a->chunk;
+  a->shards = aligned_alloc(CACHE_LINE, a->nshards * sizeof *a->shards);
+  a->unit_owner = calloc(a->nunits, sizeof *a->unit_owner);
+  GM_REQUIRE(a->shards != NULL && a->unit_owner != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
+             "no host memory for %u heaps and %zu chunk entries", a->nshards, a->nunits);
+  for (unsigned i = 0; i < a->nshards; i++) {
+    memset(&a->shards[i], 0, sizeof a->shards[i]);
+    atomic_init(&a->shards[i].lock, 0);
+    a->shards[i].member = a->placement == GPUMEM_PLACE_LOCAL ? (int)(i / a->shards_per) : -1;
+    gm_tlsf_init(&a->shards[i].heap);
+  }
+  GM_TRY(gm_be_va_reserve(a->max_size, a->granularity, &a->base));
+  pthread_mutex_init(&a->grow_lock, NULL);
+  if (c->initial_size > 0) {
+    size_t initial = 0;
+    gm_round_up(c->initial_size, a->chunk, &initial);
+    size_t heaps = a->placement == GPUMEM_PLACE_LOCAL ? a->nmembers : 1;
+    for (size_t m = 0; m < heaps; m++) {
+      shard *s = &a->shards[m * a->shards_per];
+      GM_TRY(grow(a, s, initial));
+    }
+  }
+  a->magic = ARENA_MAGIC;
+  *out = a;
+  return GPUMEM_OK;
+fail:
+  if (a != NULL) {
+    if (a->base) {
+      release_all(a);
+      pthread_mutex_destroy(&a->grow_lock);
+    }
+    free_arena(a);
+  }
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_arena_create(const gpumem_arena_config *config,
+                                             gpumem_arena_t **arena) {
+  GM_API_FORWARD(create(config, arena));
+}
+
+static gpumem_status destroy(gpumem_arena_t *a) {
+  if (a == NULL) return GPUMEM_OK;
+  gpumem_status st = check_arena(a);
+  if (st != GPUMEM_OK) return st;
+  for (size_t i = 0; i < a->nmembers; i++) {
+    /* Work still queued may use the memory; until it finishes, keep it. */
+    if ((st = gm_be_device_synchronize(a->members[i])) != GPUMEM_OK) return st;
+  }
+  a->magic = 0;
+  st = release_all(a);
+  pthread_mutex_destroy(&a->grow_lock);
+  free_arena(a);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_arena_destroy(gpumem_arena_t *arena) {
+  GM_API_FORWARD(destroy(arena));
+}
+
+/* ---- alloc and free ---- */
+
+static gm_tlsf_block *try_shard(shard *s, size_t size, size_t align, bool *no_host) {
+  shard_lock(s);
+  gm_tlsf_block *b = gm_tlsf_alloc(&s->heap, size, align, no_host);
+  if (b != NULL) s->allocs++;
+  shard_unlock(s);
+  return b;
+}
+
+static gpumem_status alloc(gpumem_arena_t *a, size_t size, size_t alignment, int device,
+                           void **ptr) {
+  gpumem_status st = check_arena(a);
+  if (st != GPUMEM_OK) return st;
+  if (ptr == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
+  if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes");
+  size_t align = alignment < GM_TLSF_ALIGN ? GM_TLSF_ALIGN : alignment;
+  if (alignment != 0 && (!gm_is_pow2(alignment) || alignment > a->granularity)) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "alignment %zu is not a power of two up to the granularity %zu", alignment,
+                    a->granularity);
+  }
+  size_t bytes = 0;
+  if (size > a->max_size || !gm_round_up(size, GM_TLSF_ALIGN, &bytes) || bytes > a->max_size) {
+    return gm_error(GPUMEM_ERR_CAPACITY,
+                    "cannot allocate %zu bytes: the arena's maximum size is %zu bytes", size,
+                    a->max_size);
+  }
+  int member = -1;
+  if (device >= 0 && device < GPUMEM_MAX_DEVICES) member = a->member_of[device];
+  bool local = a->placement == GPUMEM_PLACE_LOCAL;
+  if (member < 0 && !(device == GPUMEM_ARENA_ANY_DEVICE && !local)) {
+    return gm_error(GPUMEM_ERR_INVALID_DEVICE, "device %d is not a member of the arena%s", device,
+                    local ? " (a LOCAL arena needs the device the memory goes on)" : "");
+  }
+  unsigned first = local ? (unsigned)member * a->shards_per : 0;
+  unsigned mine = first + thread_slot() % a->shards_per;
+  shard *s = &a->shards[mine];
+  bool no_host = false;
+  shard_lock(s);
+  gm_tlsf_block *b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
+  if (b == NULL && !no_host) {
+    st = grow(a, s, bytes + (align - GM_TLSF_ALIGN));
+    if (st == GPUMEM_OK) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
+  }
+  if (b != NULL) s->allocs++;
+  shard_unlock(s);
+  for (unsigned k = 1; b == NULL && !no_host && k < a->shards_per; k++) {
+    b = try_shard(&a->shards[first + (mine - first + k) % a->shards_per], bytes, align, &no_host);
+  }
+  if (b != NULL) {
+    gm_error_discard(); /* a growth that failed before a neighbour shard served the request */
+    *ptr = (void *)(a->base + b->offset);
+    return GPUMEM_OK;
+  }
+  atomic_fetch_add_explicit(&a->failed, 1, memory_order_relaxed);
+  if (no_host)
+    return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
+  char why[GM_ERROR_DETAIL_MAX], state[GM_ERROR_DETAIL_MAX];
+  snprintf(why, sizeof why, "%s", gm_error_detail());
+  describe_members(a, state, sizeof state);
+  char where[32] = "";
+  if (local) snprintf(where, sizeof where, " on device %d", device);
+  return gm_error(st == GPUMEM_OK ? GPUMEM_ERR_OUT_OF_MEMORY : st,
+                  "no free block of %zu bytes (alignment %zu)%s and the arena cannot grow: %s; "
+                  "%s",
+                  size, align, where, why, state);
+}
+
+GPUMEM_API gpumem_status gpumem_arena_alloc(gpumem_arena_t *arena, size_t size, size_t alignment,
+                                            int device, void **ptr) {
+  GM_API_FORWARD(alloc(arena, size, alignment, device, ptr));
+}
+
+/* The shard owning the unit of `offset`, or NULL (unmapped / outside). */
+static shard *shard_of(const gpumem_arena_t *a, uintptr_t p, size_t *offset) {
+  if (p < a->base || p - a->base >= a->max_size) return NULL;
+  *offset = p - a->base;
+  uint16_t o = atomic_load_explicit(&a->unit_owner[*offset / a->chunk], memory_order_acquire);
+  return o ? &a->shards[o - 1] : NULL;
+}
+
+static gpumem_status free_block(gpumem_arena_t *a, void *ptr) {
+  gpumem_status st = check_arena(a);
+  if (st != GPUMEM_OK) return st;
+  if (ptr == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
+  size_t off = 0;
+  shard *s = shard_of(a, (uintptr_t)ptr, &off);
+  if (s == NULL) {
+    return gm_error(GPUMEM_ERR_INVALID_POINTER, "%p is not in the arena's mapped memory", ptr);
+  }
+  shard_lock(s);
+  if (gm_tlsf_free_at(&s->heap, off)) {
+    s->frees++;
+    shard_unlock(s);
+    return GPUMEM_OK;
+  }
+  gm_tlsf_where w = gm_tlsf_classify(&s->heap, off);
+  shard_unlock(s);
+  if (w == GM_TLSF_FREE) {
+    return gm_error(GPUMEM_ERR_DOUBLE_FREE, "%p lies in free memory of the arena: freed already",
+                    ptr);
+  }
+  return gm_error(GPUMEM_ERR_INVALID_POINTER,
+                  "%p is inside an allocated block of the arena, not at its start", ptr);
+}
+
+GPUMEM_API gpumem_status gpumem_arena_free(gpumem_arena_t *arena, void *ptr) {
+  GM_API_FORWARD(free_block(arena, ptr));
+}
+
+static gpumem_status owner(gpumem_arena_t *a, const void *ptr, int *device) {
+  gpumem_status st = check_arena(a);
+  if (st != GPUMEM_OK) return st;
+  if (ptr == NULL || device == NULL)
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr or device is NULL");
+  size_t off = 0;
+  const shard *s = shard_of(a, (uintptr_t)ptr, &off);
+  if (s == NULL) {
+    return gm_error(GPUMEM_ERR_INVALID_POINTER, "%p is not in the arena's mapped memory", ptr);
+  }
+  *device = a->placement == GPUMEM_PLACE_LOCAL ? a->members[s->member]
+                                               : a->members[off / a->stripe % a->nmembers];
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_arena_owner(gpumem_arena_t *arena, const void *ptr, int *device) {
+  GM_API_FORWARD(owner(arena, ptr, device));
+}
+
+/* ---- statistics ---- */
+
+typedef struct interleave_use {
+  const gpumem_arena_t *a;
+  size_t *in_use; /* per member */
+} interleave_use;
+
+/* Spread an allocated block's bytes over the members its stripes are on. */
+static void count_stripes(const gm_tlsf_block *b, void *user) {
+  interleave_use *u = user;
+  if (b->free) return;
+  size_t stripe = u->a->stripe;
+  for (size_t at = b->offset; at < b->offset + b->size;) {
+    size_t end = (at / stripe + 1) * stripe;
+    if (end > b->offset + b->size) end = b->offset + b->size;
+    u->in_use[at / stripe % u->a->nmembers] += end - at;
+    at = end;
+  }
+}
+
+static void collect(gpumem_arena_t *a, gpumem_arena_stats *out) {
+  memset(out, 0, sizeof *out);
+  out->placement = a->placement;
+  out->max_size = a->max_size;
+  out->chunk_size = a->chunk;
+  out->stripe_size = a->stripe;
+  out->granularity = a->granularity;
+  out->shards = a->shards_per;
+  out->device_count = a->nmembers;
+  out->failed_allocs = atomic_load(&a->failed);
+  size_t in_use[GPUMEM_MAX_DEVICES] = {0};
+  interleave_use use = {a, in_use};
+  for (unsigned i = 0; i < a->nshards; i++) {
+    shard *s = &a->shards[i];
+    shard_lock(s);
+    size_t largest = (size_t)gm_tlsf_largest_free(&s->heap);
+    out->bytes_mapped += s->heap.bytes_total;
+    out->bytes_in_use += s->heap.bytes_used;
+    out->blocks_in_use += s->heap.blocks_used;
+    out->free_blocks += s->heap.blocks_free;
+    out->allocs += s->allocs;
+    out->frees += s->frees;
+    if (largest > out->largest_free_block) out->largest_free_block = largest;
+    if (s->member >= 0) {
+      gpumem_arena_device_stats *d = &out->devices[s->member];
+      d->bytes_in_use += s->heap.bytes_used;
+      d->blocks_in_use += s->heap.blocks_used;
+      if (largest > d->largest_free) d->largest_free = largest;
+    } else {
+      gm_tlsf_walk(&s->heap, count_stripes, &use);
+    }
+    shard_unlock(s);
+  }
+  pthread_mutex_lock(&a->grow_lock);
+  out->growths = a->ngrowths;
+  for (size_t m = 0; m < a->nmembers; m++) {
+    out->devices[m].device = a->members[m];
+    out->devices[m].bytes_mapped = a->member_mapped[m];
+    if (a->placement == GPUMEM_PLACE_INTERLEAVE) out->devices[m].bytes_in_use = in_use[m];
+  }
+  pthread_mutex_unlock(&a->grow_lock);
+  out->bytes_free = out->bytes_mapped - out->bytes_in_use;
+  out->fragmentation =
+      out->bytes_free ? 1.0 - (double)out->largest_free_block / (double)out->bytes_free : 0.0;
+}
+
+static void describe_members(gpumem_arena_t *a, char *buf, size_t len) {
+  gpumem_arena_stats s;
+  collect(a, &s);
+  size_t at =
+      (size_t)snprintf(buf, len, "arena: %zu of %zu bytes mapped", s.bytes_mapped, s.max_size);
+  for (size_t m = 0; m < s.device_count && at < len; m++) {
+    const gpumem_arena_device_stats *d = &s.devices[m];
+    at += (size_t)snprintf(buf + at, len - at, "; device %d: %zu mapped, %zu in use", d->device,
+                           d->bytes_mapped, d->bytes_in_use);
+    if (a->placement == GPUMEM_PLACE_LOCAL && at < len)
+      at += (size_t)snprintf(buf + at, len - at, ", largest free %zu", d->largest_free);
+  }
+}
+
+static gpumem_status get_stats(gpumem_arena_t *a, gpumem_arena_stats *out) {
+  gpumem_status st = check_arena(a);
+  if (st != GPUMEM_OK) return st;
+  if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "stats is NULL");
+  collect(a, out);
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena, gpumem_arena_stats *stats) {
+  GM_API_FORWARD(get_stats(arena, stats));
+}
+
+/* ---- the checker ---- */
+
+#define VIOLATION(...)               \
+  do {                               \
+    snprintf(why, len, __VA_ARGS__); \
+    return false;                    \
+  } while (0)
+
+/* The mapping: growths tile [0, top), units are owned exactly there, and
+ * every member has read-write access to every growth. */
+static bool check_mapping(gpumem_arena_t *a, char *why, size_t len) {
+  size_t at = 0, per_member[GPUMEM_MAX_DEVICES] = {0};
+  for (size_t i = 0; i < a->ngrowths; i++) {
+    const growth *g = &a->growths[i];
+    if (g->offset != at)
+      VIOLATION("growth %zu starts at offset %zu, expected %zu", i, g->offset, at);
+    if (g->size == 0 || g->size % a->chunk != 0)
+      VIOLATION("growth %zu has size %zu, not a multiple of the chunk %zu", i, g->size, a->chunk);
+    uint16_t owner = atomic_load(&a->unit_owner[g->offset / a->chunk]);
+    for (size_t u = g->offset / a->chunk; u < (g->offset + g->size) / a->chunk; u++) {
+      uint16_t o = atomic_load(&a->unit_owner[u]);
+      if (o == 0 || o > a->nshards || o != owner)
+        VIOLATION("chunk %zu of growth %zu has owner %u, expected %u", u, i, o, owner);
+    }
+    if (a->placement == GPUMEM_PLACE_LOCAL && a->shards[owner - 1].member != g->member)
+      VIOLATION("growth %zu is memory of member %d but its heap serves member %d", i, g->member,
+                a->shards[owner - 1].member);
+    for (size_t m = 0; m < a->nmembers; m++) {
+      size_t piece = a->placement == GPUMEM_PLACE_LOCAL ? g->size : a->stripe;
+      for (size_t p = 0; p < g->size; p += piece) {
+        gpumem_access_flags f = GPUMEM_ACCESS_NONE;
+        if (gm_be_get_access(a->base + g->offset + p, a->members[m], &f) != GPUMEM_OK ||
+            f != GPUMEM_ACCESS_READWRITE)
+          VIOLATION("device %d lacks read-write access at offset %zu (growth %zu)", a->members[m],
+                    g->offset + p, i);
+      }
+      per_member[m] += a->placement == GPUMEM_PLACE_LOCAL ? (g->member == (int)m ? g->size : 0)
+                                                          : g->size / a->nmembers;
+    }
+    at += g->size;
+  }
+  if (at != a->top) VIOLATION("growths cover %zu bytes, the arena says %zu are mapped", at, a->top);
+  for (size_t u = a->top / a->chunk; u < a->nunits; u++)
+    if (atomic_load(&a->unit_owner[u]) != 0) VIOLATION("unmapped chunk %zu has an owner", u);
+  for (size_t m = 0; m < a->nmembers; m++)
+    if (per_member[m] != a->member_mapped[m])
+      VIOLATION("member %d: growths hold %zu bytes, the counter says %zu", a->members[m],
+                per_member[m], a->member_mapped[m]);
+  return true;
+}
+
+static bool check_shard(gpumem_arena_t *a, unsigned i, size_t *total, char *why, size_t len) {
+  shard *s = &a->shards[i];
+  char inner[GM_ERROR_DETAIL_MAX / 2];
+  if (!gm_tlsf_check(&s->heap, inner, sizeof inner)) VIOLATION("heap %u: %s", i, inner);
+  for (size_t r = 0; r < s->heap.nregions; r++) {
+    const gm_tlsf_region *reg = &s->heap.regions[r];
+    for (size_t u = reg->offset / a->chunk; u < (reg->offset + reg->size) / a->chunk; u++)
+      if (atomic_load(&a->unit_owner[u]) != i + 1)
+        VIOLATION("heap %u manages chunk %zu, which the unit table gives to heap %u", i, u,
+                  (unsigned)atomic_load(&a->unit_owner[u]) - 1);
+  }
+  *total += s->heap.bytes_total;
+  return true;
+}
+
+static gpumem_status check(gpumem_arena_t *a, char *why_out, size_t why_len) {
+  gpumem_status st = check_arena(a);
+  if (st != GPUMEM_OK) return st;
+  char why[GM_ERROR_DETAIL_MAX] = "";
+  size_t len = sizeof why, total = 0;
+  bool ok = true;
+  /* A consistent picture: every heap, then the mapping (ascending shard
+   * order, then the growth mutex: see the lock rules above). */
+  for (unsigned i = 0; i < a->nshards; i++)
+    shard_lock(&a->shards[i]);
+  pthread_mutex_lock(&a->grow_lock);
+  for (unsigned i = 0; ok && i < a->nshards; i++)
+    ok = check_shard(a, i, &total, why, len);
+  if (ok) ok = check_mapping(a, why, len);
+  if (ok && total != a->top)
+    ok = (snprintf(why, len, "heaps manage %zu bytes, %zu are mapped", total, a->top), false);
+  pthread_mutex_unlock(&a->grow_lock);
+  for (unsigned i = 0; i < a->nshards; i++)
+    shard_unlock(&a->shards[i]);
+  if (why_out != NULL && why_len > 0) snprintf(why_out, why_len, "%s", ok ? "" : why);
+  return ok ? GPUMEM_OK : gm_error(GPUMEM_ERR_INTERNAL, "arena check failed: %s", why);
+}
+
+GPUMEM_API gpumem_status gpumem_arena_check(gpumem_arena_t *arena, char *why, size_t len) {
+  GM_API_FORWARD(check(arena, why, len));
+}

@@ -1,0 +1,520 @@
+/* tlsf.c: two-level segregated fit over offsets, metadata on the host.
+ *
+ * TLSF (Masmano et al., "TLSF: a new dynamic memory allocator for real-time
+ * systems", 2004) keeps free blocks in lists by size class. A size falls in
+ * first-level class f = floor(log2(size)) and, within it, in one of 32
+ * second-level classes that split [2^f, 2^(f+1)) evenly; sizes below 32
+ * units share class 0 linearly. Two bitmaps say which lists are non-empty,
+ * so finding a list that can serve a request is two find-first-set
+ * instructions: allocation and free are O(1), whatever the number of blocks.
+ *
+ * Sizes here are in units of 256 bytes, the alignment cudaMalloc promises.
+ * An allocation rounds its size up to the next class boundary first ("good
+ * fit"), so that any block in the list found is large enough; when that
+ * finds nothing, the request's own list is searched block by block before
+ * the heap reports that nothing fits, so a heap never asks for more memory
+ * while a suitable block exists.
+ *
+ * Unlike the classic TLSF, which writes block headers into the memory it
+ * manages, device memory holds nothing here: a block is a host descriptor
+ * with its offset, size, physical neighbours and free-list links, and the
+ * allocated blocks are found from their offset through a hash table of
+ * block pointers (Fibonacci hashing of offset / 256, linear probing,
+ * backward-shift deletion, at most half full). Block
+ * descriptors come from slabs and are recycled, so the steady state makes no
+ * malloc call. Every operation that can need a descriptor or a map slot gets
+ * it before changing anything, so a shortage of host memory leaves the heap
+ * as it was.
+ *
+ * Invariants (gm_tlsf_check walks them all): blocks tile every region in
+ * offset order with consistent neighbour links; no two neighbours are both
+ * free (frees coalesce); every free block is in the list its size maps to
+ * and nowhere else, and the bitmaps say exactly which lists are non-empty;
+ * every allocated block is in the map under its offset and nothing else is;
+ * the byte and block counters match the walk.
+ */
+#include "tlsf.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SLAB_BLOCKS 256
+
+/* ---- size classes ---- */
+
+static int log2_floor(uint64_t x) {
+  return 63 - __builtin_clzll(x);
+}
+
+static void mapping(uint64_t units, int *fl, int *sl) {
+  if (units < GM_TLSF_SL_COUNT) {
+    *fl = 0;
+    *sl = (int)units;
+    return;
+  }
+  int f = log2_floor(units);
+  *sl = (int)((units >> (f - GM_TLSF_SL_LOG2)) ^ GM_TLSF_SL_COUNT);
+  *fl = f - (GM_TLSF_SL_LOG2 - 1);
+}
+
+/* The class whose every block is at least `units` long. */
+static void mapping_search(uint64_t units, int *fl, int *sl) {
+  if (units >= GM_TLSF_SL_COUNT)
+    units += ((uint64_t)1 << (log2_floor(units) - GM_TLSF_SL_LOG2)) - 1;
+  mapping(units, fl, sl);
+}
+
+/* ---- the table of allocated blocks ---- */
+
+static inline size_t slot_of(const gm_tlsf *t, uint64_t offset) {
+  return (size_t)(((offset >> GM_TLSF_ALIGN_LOG2) * 0x9E3779B97F4A7C15ULL) >> t->used_shift);
+}
+
+static void table_put(gm_tlsf_block **table, size_t cap, int shift, gm_tlsf_block *b) {
+  size_t i = (size_t)(((b->offset >> GM_TLSF_ALIGN_LOG2) * 0x9E3779B97F4A7C15ULL) >> shift);
+  while (table[i] != NULL)
+    i = (i + 1) & (cap - 1);
+  table[i] = b;
+}
+
+/* Room for one more entry at most half full; false when memory is short. */
+static bool table_reserve(gm_tlsf *t) {
+  if ((t->blocks_used + 1) * 2 <= t->used_cap) return true;
+  size_t cap = t->used_cap ? t->used_cap * 2 : 64;
+  int shift = 64 - __builtin_ctzll(cap);
+  gm_tlsf_block **n = calloc(cap, sizeof *n);
+  if (n == NULL) return false;
+  for (size_t i = 0; i < t->used_cap; i++)
+    if (t->used[i] != NULL) table_put(n, cap, shift, t->used[i]);
+  free(t->used);
+  t->used = n;
+  t->used_cap = cap;
+  t->used_shift = shift;
+  return true;
+}
+
+static inline size_t table_find(const gm_tlsf *t, uint64_t offset) {
+  if (t->used_cap == 0) return SIZE_MAX;
+  size_t mask = t->used_cap - 1;
+  for (size_t i = slot_of(t, offset);; i = (i + 1) & mask) {
+    const gm_tlsf_block *b = t->used[i];
+    if (b == NULL) return SIZE_MAX;
+    if (b->offset == offset) return i;
+  }
+}
+
+static void table_remove(gm_tlsf *t, size_t i) {
+  size_t mask = t->used_cap - 1, hole = i;
+  for (size_t j = (i + 1) & mask; t->used[j] != NULL; j = (j + 1) & mask) {
+    size_t home = slot_of(t, t->used[j]->offset);
+    bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+    if (movable) {
+      t->used[hole] = t->used[j];
+      hole = j;
+    }
+  }
+  t->used[hole] = NULL;
+}
+
+/* ---- free lists ---- */
+
+static inline void list_insert(gm_tlsf *t, gm_tlsf_block *b) {
+  int fl, sl;
+  mapping(b->size >> GM_TLSF_ALIGN_LOG2, &fl, &sl);
+  gm_tlsf_block *head = t->heads[fl][sl];
+  b->prev_free = NULL;
+  b->next_free = head;
+  if (head != NULL) head->prev_free = b;
+  t->heads[fl][sl] = b;
+  t->fl_bitmap |= (uint64_t)1 << fl;
+  t->sl_bitmap[fl] |= 1u << sl;
+  b->free = true;
+  t->blocks_free++;
+}
+
+static inline void list_remove(gm_tlsf *t, gm_tlsf_block *b) {
+  int fl, sl;
+  mapping(b->size >> GM_TLSF_ALIGN_LOG2, &fl, &sl);
+  if (b->prev_free != NULL) b->prev_free->next_free = b->next_free;
+  if (b->next_free != NULL) b->next_free->prev_free = b->prev_free;
+  if (t->heads[fl][sl] == b) {
+    t->heads[fl][sl] = b->next_free;
+    if (b->next_free == NULL) {
+      t->sl_bitmap[fl] &= ~(1u << sl);
+      if (t->sl_bitmap[fl] == 0) t->fl_bitmap &= ~((uint64_t)1 << fl);
+    }
+  }
+  b->prev_free = b->next_free = NULL;
+  b->free = false;
+  t->blocks_free--;
+}
+
+/* First non-empty list at class (fl, sl) or above. */
+static gm_tlsf_block *find_suitable(const gm_tlsf *t, int fl, int sl) {
+  if (fl >= GM_TLSF_FL_COUNT) return NULL;
+  uint32_t sl_map = t->sl_bitmap[fl] & (~0u << sl);
+  if (sl_map == 0) {
+    uint64_t fl_map = fl + 1 < 64 ? t->fl_bitmap & (~(uint64_t)0 << (fl + 1)) : 0;
+    if (fl_map == 0) return NULL;
+    fl = __builtin_ctzll(fl_map);
+    sl_map = t->sl_bitmap[fl];
+  }
+  return t->heads[fl][__builtin_ctz(sl_map)];
+}
+
+static uint64_t align_up(uint64_t x, uint64_t a) {
+  return (x + a - 1) & ~(a - 1);
+}
+
+static bool fits(const gm_tlsf_block *b, uint64_t size, uint64_t align) {
+  uint64_t start = align_up(b->offset, align);
+  return start - b->offset <= b->size && b->size - (start - b->offset) >= size;
+}
+
+/* ---- descriptors ---- */
+
+static bool reserve_spares(gm_tlsf *t, int n) {
+  int have = 0;
+  for (gm_tlsf_block *b = t->spare; b != NULL && have < n; b = b->next_free)
+    have++;
+  if (have >= n) return true;
+  if (t->nslabs == t->capslabs) {
+    size_t cap = t->capslabs ? t->capslabs * 2 : 16;
+    void **s = realloc(t->slabs, cap * sizeof *s);
+    if (s == NULL) return false;
+    t->slabs = s;
+    t->capslabs = cap;
+  }
+  gm_tlsf_block *slab = malloc(SLAB_BLOCKS * sizeof *slab);
+  if (slab == NULL) return false;
+  t->slabs[t->nslabs++] = slab;
+  for (int i = 0; i < SLAB_BLOCKS; i++) {
+    slab[i].next_free = t->spare;
+    t->spare = &slab[i];
+  }
+  return true;
+}
+
+static gm_tlsf_block *take_spare(gm_tlsf *t) {
+  gm_tlsf_block *b = t->spare;
+  t->spare = b->next_free;
+  memset(b, 0, sizeof *b);
+  return b;
+}
+
+static void give_spare(gm_tlsf *t, gm_tlsf_block *b) {
+  b->next_free = t->spare;
+  t->spare = b;
+}
+
+/* ---- life ---- */
+
+void gm_tlsf_init(gm_tlsf *t) {
+  memset(t, 0, sizeof *t);
+}
+
+void gm_tlsf_destroy(gm_tlsf *t) {
+  for (size_t i = 0; i < t->nslabs; i++)
+    free(t->slabs[i]);
+  free(t->slabs);
+  free(t->regions);
+  free(t->used);
+  gm_tlsf_init(t);
+}
+
+/* ---- splitting and merging ---- */
+
+/* Cut `b` at `at` bytes from its start; the new block after the cut is
+ * returned, linked as b's next neighbour, neither free nor in a list. */
+static gm_tlsf_block *split(gm_tlsf *t, gm_tlsf_block *b, uint64_t at) {
+  gm_tlsf_block *n = take_spare(t);
+  n->offset = b->offset + at;
+  n->size = b->size - at;
+  n->region = b->region;
+  n->prev_phys = b;
+  n->next_phys = b->next_phys;
+  if (b->next_phys != NULL) b->next_phys->prev_phys = n;
+  b->next_phys = n;
+  b->size = at;
+  gm_tlsf_region *r = &t->regions[b->region];
+  if (r->last == b) r->last = n;
+  return n;
+}
+
+/* Absorb `b`'s next neighbour into `b`. */
+static void absorb_next(gm_tlsf *t, gm_tlsf_block *b) {
+  gm_tlsf_block *n = b->next_phys;
+  b->size += n->size;
+  b->next_phys = n->next_phys;
+  if (n->next_phys != NULL) n->next_phys->prev_phys = b;
+  gm_tlsf_region *r = &t->regions[b->region];
+  if (r->last == n) r->last = b;
+  give_spare(t, n);
+}
+
+/* ---- adding memory ---- */
+
+bool gm_tlsf_add(gm_tlsf *t, uint64_t offset, uint64_t size) {
+  if (size == 0 || offset % GM_TLSF_ALIGN != 0 || size % GM_TLSF_ALIGN != 0) return false;
+  if (!reserve_spares(t, 1)) return false;
+  gm_tlsf_region *r = NULL;
+  for (size_t i = t->nregions; i-- > 0;) {
+    if (t->regions[i].offset + t->regions[i].size == offset) {
+      r = &t->regions[i];
+      break;
+    }
+  }
+  if (r == NULL) {
+    if (t->nregions == t->capregions) {
+      size_t cap = t->capregions ? t->capregions * 2 : 8;
+      gm_tlsf_region *n = realloc(t->regions, cap * sizeof *n);
+      if (n == NULL) return false;
+      t->regions = n;
+      t->capregions = cap;
+    }
+    r = &t->regions[t->nregions++];
+    *r = (gm_tlsf_region){offset, 0, NULL, NULL};
+  }
+  gm_tlsf_block *b = take_spare(t);
+  b->offset = offset;
+  b->size = size;
+  b->region = (uint32_t)(r - t->regions);
+  b->prev_phys = r->last;
+  if (r->last != NULL) r->last->next_phys = b;
+  if (r->first == NULL) r->first = b;
+  r->last = b;
+  r->size += size;
+  t->bytes_total += size;
+  if (b->prev_phys != NULL && b->prev_phys->free) {
+    gm_tlsf_block *p = b->prev_phys;
+    list_remove(t, p);
+    absorb_next(t, p);
+    b = p;
+  }
+  list_insert(t, b);
+  return true;
+}
+
+/* ---- allocation ---- */
+
+/* A free block that fits, or NULL: the good-fit class first, then the
+ * request's own class block by block. */
+static gm_tlsf_block *search(gm_tlsf *t, uint64_t size, uint64_t align) {
+  uint64_t need = size + (align > GM_TLSF_ALIGN ? align - GM_TLSF_ALIGN : 0);
+  int rf, rs;
+  mapping_search(need >> GM_TLSF_ALIGN_LOG2, &rf, &rs);
+  if (rf >= GM_TLSF_FL_COUNT) return NULL;
+  gm_tlsf_block *b = find_suitable(t, rf, rs);
+  if (b != NULL) return b;
+  /* Classes below the rounded one (which find_suitable covered with all
+   * above it) may hold a block that fits: look at each one. */
+  int fl, sl;
+  mapping(size >> GM_TLSF_ALIGN_LOG2, &fl, &sl);
+  while (fl < rf || (fl == rf && sl < rs)) {
+    for (b = t->heads[fl][sl]; b != NULL; b = b->next_free) {
+      if (fits(b, size, align)) return b;
+    }
+    if (++sl == GM_TLSF_SL_COUNT) {
+      sl = 0;
+      fl++;
+    }
+  }
+  return NULL;
+}
+
+gm_tlsf_block *gm_tlsf_alloc(gm_tlsf *t, uint64_t size, uint64_t align, bool *no_host_memory) {
+  *no_host_memory = false;
+  if (size == 0 || size % GM_TLSF_ALIGN != 0 || align < GM_TLSF_ALIGN || (align & (align - 1)))
+    return NULL;
+  if (size > UINT64_MAX / 4 || align > UINT64_MAX / 4) return NULL;
+  gm_tlsf_block *b = search(t, size, align);
+  if (b == NULL) return NULL;
+  /* Everything that can fail, before anything changes. */
+  if (!reserve_spares(t, 2) || !table_reserve(t)) {
+    *no_host_memory = true;
+    return NULL;
+  }
+  list_remove(t, b);
+  uint64_t gap = align_up(b->offset, align) - b->offset;
+  if (gap > 0) { /* the front stays free */
+    gm_tlsf_block *front = b;
+    b = split(t, front, gap);
+    list_insert(t, front);
+  }
+  if (b->size - size >= GM_TLSF_ALIGN) list_insert(t, split(t, b, size));
+  table_put(t->used, t->used_cap, t->used_shift, b);
+  t->bytes_used += b->size;
+  t->blocks_used++;
+  return b;
+}
+
+gm_tlsf_block *gm_tlsf_find(const gm_tlsf *t, uint64_t offset) {
+  size_t i = table_find(t, offset);
+  return i == SIZE_MAX ? NULL : t->used[i];
+}
+
+bool gm_tlsf_free_at(gm_tlsf *t, uint64_t offset) {
+  size_t i = table_find(t, offset);
+  if (i == SIZE_MAX) return false;
+  gm_tlsf_block *b = t->used[i];
+  table_remove(t, i);
+  t->bytes_used -= b->size;
+  t->blocks_used--;
+  if (b->next_phys != NULL && b->next_phys->free) {
+    list_remove(t, b->next_phys);
+    absorb_next(t, b);
+  }
+  if (b->prev_phys != NULL && b->prev_phys->free) {
+    gm_tlsf_block *p = b->prev_phys;
+    list_remove(t, p);
+    absorb_next(t, p);
+    b = p;
+  }
+  list_insert(t, b);
+  return true;
+}
+
+void gm_tlsf_free(gm_tlsf *t, gm_tlsf_block *b) {
+  gm_tlsf_free_at(t, b->offset);
+}
+
+/* ---- queries ---- */
+
+gm_tlsf_where gm_tlsf_classify(const gm_tlsf *t, uint64_t offset) {
+  for (size_t i = 0; i < t->nregions; i++) {
+    const gm_tlsf_region *r = &t->regions[i];
+    if (offset < r->offset || offset - r->offset >= r->size) continue;
+    for (const gm_tlsf_block *b = r->first; b != NULL; b = b->next_phys) {
+      if (offset - b->offset >= b->size) continue;
+      if (b->free) return GM_TLSF_FREE;
+      return offset == b->offset ? GM_TLSF_USED_START : GM_TLSF_USED_INSIDE;
+    }
+  }
+  return GM_TLSF_OUTSIDE;
+}
+
+uint64_t gm_tlsf_tail_free(const gm_tlsf *t, uint64_t end) {
+  for (size_t i = t->nregions; i-- > 0;) {
+    const gm_tlsf_region *r = &t->regions[i];
+    if (r->offset + r->size == end) return r->last != NULL && r->last->free ? r->last->size : 0;
+  }
+  return 0;
+}
+
+uint64_t gm_tlsf_largest_free(const gm_tlsf *t) {
+  if (t->fl_bitmap == 0) return 0;
+  int fl = log2_floor(t->fl_bitmap);
+  int sl = 31 - __builtin_clz(t->sl_bitmap[fl]);
+  uint64_t best = 0;
+  for (const gm_tlsf_block *b = t->heads[fl][sl]; b != NULL; b = b->next_free)
+    if (b->size > best) best = b->size;
+  return best;
+}
+
+void gm_tlsf_walk(const gm_tlsf *t, void (*fn)(const gm_tlsf_block *b, void *user), void *user) {
+  for (size_t i = 0; i < t->nregions; i++)
+    for (const gm_tlsf_block *b = t->regions[i].first; b != NULL; b = b->next_phys)
+      fn(b, user);
+}
+
+/* ---- the checker ---- */
+
+#define VIOLATION(...)               \
+  do {                               \
+    snprintf(why, len, __VA_ARGS__); \
+    return false;                    \
+  } while (0)
+
+static bool in_list(const gm_tlsf *t, const gm_tlsf_block *b, int fl, int sl) {
+  for (const gm_tlsf_block *x = t->heads[fl][sl]; x != NULL; x = x->next_free)
+    if (x == b) return true;
+  return false;
+}
+
+bool gm_tlsf_check(const gm_tlsf *t, char *why, size_t len) {
+  uint64_t total = 0, used = 0;
+  size_t nused = 0, nfree = 0;
+  for (size_t i = 0; i < t->nregions; i++) {
+    const gm_tlsf_region *r = &t->regions[i];
+    uint64_t at = r->offset;
+    const gm_tlsf_block *prev = NULL;
+    if (r->first == NULL || r->first->prev_phys != NULL)
+      VIOLATION("region %zu at offset %" PRIu64 " has no proper first block", i, r->offset);
+    for (const gm_tlsf_block *b = r->first; b != NULL; prev = b, b = b->next_phys) {
+      if (b->offset != at)
+        VIOLATION("block at offset %" PRIu64 " should start at %" PRIu64 " (a gap or an overlap)",
+                  b->offset, at);
+      if (b->size == 0 || b->size % GM_TLSF_ALIGN != 0)
+        VIOLATION("block at offset %" PRIu64 " has size %" PRIu64, b->offset, b->size);
+      if (b->prev_phys != prev)
+        VIOLATION("block at offset %" PRIu64 " has a wrong previous neighbour", b->offset);
+      if (b->region != i)
+        VIOLATION("block at offset %" PRIu64 " names region %u, is in %zu", b->offset, b->region,
+                  i);
+      int fl, sl;
+      mapping(b->size >> GM_TLSF_ALIGN_LOG2, &fl, &sl);
+      if (b->free) {
+        nfree++;
+        if (prev != NULL && prev->free)
+          VIOLATION("free blocks at offsets %" PRIu64 " and %" PRIu64 " were not coalesced",
+                    prev->offset, b->offset);
+        if (!in_list(t, b, fl, sl))
+          VIOLATION("free block at offset %" PRIu64 " (%" PRIu64 " bytes) is not in list (%d, %d)",
+                    b->offset, b->size, fl, sl);
+        if (gm_tlsf_find(t, b->offset) != NULL)
+          VIOLATION("free block at offset %" PRIu64 " is in the allocated map", b->offset);
+      } else {
+        nused++;
+        used += b->size;
+        if (gm_tlsf_find(t, b->offset) != b)
+          VIOLATION("allocated block at offset %" PRIu64 " is not in the map", b->offset);
+      }
+      at += b->size;
+      if (b->next_phys == NULL && b != r->last)
+        VIOLATION("region %zu's last block is not the block at offset %" PRIu64, i, b->offset);
+    }
+    if (at != r->offset + r->size)
+      VIOLATION("blocks of region %zu end at %" PRIu64 ", the region at %" PRIu64, i, at,
+                r->offset + r->size);
+    total += r->size;
+  }
+  size_t listed = 0;
+  for (int fl = 0; fl < GM_TLSF_FL_COUNT; fl++) {
+    if (((t->fl_bitmap >> fl) & 1) != (t->sl_bitmap[fl] != 0))
+      VIOLATION("first-level bit %d disagrees with its second-level bitmap", fl);
+    for (int sl = 0; sl < GM_TLSF_SL_COUNT; sl++) {
+      const gm_tlsf_block *h = t->heads[fl][sl];
+      if (((t->sl_bitmap[fl] >> sl) & 1) != (h != NULL))
+        VIOLATION("bitmap bit (%d, %d) disagrees with its list", fl, sl);
+      const gm_tlsf_block *prev = NULL;
+      for (const gm_tlsf_block *b = h; b != NULL; prev = b, b = b->next_free) {
+        int f, s;
+        mapping(b->size >> GM_TLSF_ALIGN_LOG2, &f, &s);
+        if (!b->free)
+          VIOLATION("allocated block at offset %" PRIu64 " is in a free list", b->offset);
+        if (f != fl || s != sl)
+          VIOLATION("block of %" PRIu64 " bytes is in list (%d, %d), belongs in (%d, %d)", b->size,
+                    fl, sl, f, s);
+        if (b->prev_free != prev)
+          VIOLATION("free list (%d, %d) has a broken back link at offset %" PRIu64, fl, sl,
+                    b->offset);
+        if (++listed > nfree) VIOLATION("the free lists hold more blocks than the regions");
+      }
+    }
+  }
+  if (listed != nfree) VIOLATION("%zu free blocks in regions, %zu in lists", nfree, listed);
+  if (total != t->bytes_total)
+    VIOLATION("regions hold %" PRIu64 " bytes, the counter says %" PRIu64, total, t->bytes_total);
+  if (used != t->bytes_used)
+    VIOLATION("allocated blocks hold %" PRIu64 " bytes, the counter says %" PRIu64, used,
+              t->bytes_used);
+  size_t in_table = 0;
+  for (size_t i = 0; i < t->used_cap; i++)
+    in_table += t->used[i] != NULL;
+  if (nused != t->blocks_used || nused != in_table)
+    VIOLATION("%zu allocated blocks, counter %zu, table %zu", nused, t->blocks_used, in_table);
+  if (nfree != t->blocks_free) VIOLATION("%zu free blocks, counter %zu", nfree, t->blocks_free);
+  return true;
+}

@@ -1,0 +1,798 @@
+/* test_arena.c: the multi-GPU peer-mapped arena and its TLSF heap.
+ *
+ * On the host backend the suite runs with four emulated devices (64 KiB
+ * granularity, so growths are cheap and many): placement and owner(),
+ * interleaving, access for every member as the backend records it, growth
+ * with contents kept, the peer refusals (a missing link, a MIG slice from a
+ * fake NVML layout), rollback of a growth failing at each driver step, a
+ * model-based random test that compares every step with a reference model
+ * and runs check() after each, and threads freeing each other's blocks. The
+ * heap itself is tested directly too, including that its checker catches
+ * corruption. On the CUDA backend the cases that need one device run on the
+ * GPU; the four-device cases skip (they need emulated devices).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "fake_nvml.h"
+#include "helpers.h"
+#include "nvml.h"
+#include "tlsf.h"
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+static int setup_four(void **state) {
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  o.host_devices = 4;
+  o.host_capacity = 256 * MiB;
+  o.host_granularity = 64 * KiB;
+  o.host_peers = "all";
+  return gm_test_setup_host(state, o);
+}
+
+static int teardown_four(void **state) {
+  gm_nvml_reset();
+  return gm_test_teardown_host(state);
+}
+
+/* Members for the tests that run anywhere: 4 emulated devices, or the GPUs
+ * (at most 4) when they can all reach each other, else GPU 0 alone. */
+static size_t members(int *devs) {
+  int count = 0;
+  assert_gpumem_ok(gpumem_device_count(&count));
+  size_t n = count < 4 ? (size_t)count : 4;
+  for (size_t i = 0; i < n; i++)
+    devs[i] = (int)i;
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < n; j++) {
+      bool ok = true;
+      if (i != j) assert_gpumem_ok(gpumem_device_can_access_peer((int)i, (int)j, &ok));
+      if (!ok) return 1;
+    }
+  return n;
+}
+
+static size_t granularity(int device) {
+  gpumem_phys_props p = {device, GPUMEM_HANDLE_NONE, false};
+  size_t g = 0;
+  assert_gpumem_ok(gpumem_vmm_granularity(&p, false, &g));
+  return g;
+}
+
+static gpumem_arena_t *make(const int *devs, size_t n, gpumem_placement place, size_t chunk,
+                            size_t max) {
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = devs;
+  c.device_count = n;
+  c.placement = place;
+  c.chunk_size = chunk;
+  c.max_size = max;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  return a;
+}
+
+static void assert_checked(gpumem_arena_t *a) {
+  char why[256];
+  gpumem_status st = gpumem_arena_check(a, why, sizeof why);
+  if (st != GPUMEM_OK) fail_msg("arena check: %s", why);
+}
+
+static gpumem_arena_stats stats_of(gpumem_arena_t *a) {
+  gpumem_arena_stats s;
+  assert_gpumem_ok(gpumem_arena_get_stats(a, &s));
+  return s;
+}
+
+static void write_block(void *p, size_t n, unsigned seed) {
+  unsigned char *host = malloc(n);
+  gm_test_fill(host, n, seed);
+  assert_gpumem_ok(gpumem_memcpy(p, host, n, NULL));
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  free(host);
+}
+
+static size_t block_mismatches(const void *p, size_t n, unsigned seed) {
+  unsigned char *host = malloc(n);
+  assert_gpumem_ok(gpumem_memcpy(host, p, n, NULL));
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  size_t bad = gm_test_mismatches(host, n, seed);
+  free(host);
+  return bad;
+}
+
+static bool same_counters(gm_backend_counters a, gm_backend_counters b) {
+  return memcmp(&a, &b, sizeof a) == 0;
+}
+
+static gm_backend_counters counters(void) {
+  gm_backend_counters c;
+  gm_backend_get_counters(&c);
+  return c;
+}
+
+/* ---- the heap on its own ---- */
+
+static void test_tlsf_heap(void **state) {
+  (void)state;
+  gm_tlsf t;
+  gm_tlsf_init(&t);
+  char why[256];
+  bool no_host = false;
+  /* One region of exactly 1000 units: a request for all of it must be
+   * served (the good-fit class rounds past it; the exact class is searched). */
+  assert_true(gm_tlsf_add(&t, 0, 1000 * GM_TLSF_ALIGN));
+  gm_tlsf_block *all = gm_tlsf_alloc(&t, 1000 * GM_TLSF_ALIGN, GM_TLSF_ALIGN, &no_host);
+  assert_non_null(all);
+  assert_int_equal(all->offset, 0);
+  assert_null(gm_tlsf_alloc(&t, GM_TLSF_ALIGN, GM_TLSF_ALIGN, &no_host));
+  assert_false(no_host);
+  gm_tlsf_free(&t, all);
+  assert_true(gm_tlsf_check(&t, why, sizeof why));
+  /* Splits, alignment, coalescing back to one block. */
+  gm_tlsf_block *a = gm_tlsf_alloc(&t, 3 * GM_TLSF_ALIGN, GM_TLSF_ALIGN, &no_host);
+  gm_tlsf_block *b = gm_tlsf_alloc(&t, GM_TLSF_ALIGN, 4096, &no_host);
+  gm_tlsf_block *c = gm_tlsf_alloc(&t, 5 * GM_TLSF_ALIGN, GM_TLSF_ALIGN, &no_host);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_non_null(c);
+  assert_int_equal(b->offset % 4096, 0);
+  assert_true(gm_tlsf_check(&t, why, sizeof why));
+  assert_ptr_equal(gm_tlsf_find(&t, b->offset), b);
+  assert_int_equal(gm_tlsf_classify(&t, b->offset + 1), GM_TLSF_USED_INSIDE);
+  uint64_t b_off = b->offset;
+  gm_tlsf_free(&t, b);
+  assert_null(gm_tlsf_find(&t, b_off));
+  assert_int_equal(gm_tlsf_classify(&t, b_off), GM_TLSF_FREE);
+  gm_tlsf_free(&t, a);
+  gm_tlsf_free(&t, c);
+  assert_true(gm_tlsf_check(&t, why, sizeof why));
+  assert_int_equal(t.blocks_free, 1);
+  assert_int_equal(gm_tlsf_largest_free(&t), 1000 * GM_TLSF_ALIGN);
+  /* A contiguous range extends the region and merges with its free tail. */
+  assert_true(gm_tlsf_add(&t, 1000 * GM_TLSF_ALIGN, 24 * GM_TLSF_ALIGN));
+  assert_int_equal(t.nregions, 1);
+  assert_int_equal(gm_tlsf_tail_free(&t, 1024 * GM_TLSF_ALIGN), 1024 * GM_TLSF_ALIGN);
+  assert_int_equal(t.blocks_free, 1);
+  /* A separate range is a second region; blocks never span the gap. */
+  assert_true(gm_tlsf_add(&t, 4096 * GM_TLSF_ALIGN, 8 * GM_TLSF_ALIGN));
+  assert_int_equal(t.nregions, 2);
+  assert_int_equal(gm_tlsf_classify(&t, 2048 * GM_TLSF_ALIGN), GM_TLSF_OUTSIDE);
+  assert_false(gm_tlsf_add(&t, 7, GM_TLSF_ALIGN)); /* misaligned */
+  assert_true(gm_tlsf_check(&t, why, sizeof why));
+  /* The checker sees corruption: a size that no longer tiles the region. */
+  gm_tlsf_block *x = gm_tlsf_alloc(&t, 2 * GM_TLSF_ALIGN, GM_TLSF_ALIGN, &no_host);
+  assert_non_null(x);
+  x->size += GM_TLSF_ALIGN;
+  assert_false(gm_tlsf_check(&t, why, sizeof why));
+  assert_non_null(strstr(why, "should start at"));
+  x->size -= GM_TLSF_ALIGN;
+  /* ... and a free block missing from its list. */
+  gm_tlsf_block *f = t.regions[0].first;
+  assert_true(f->free);
+  f->free = false;
+  assert_false(gm_tlsf_check(&t, why, sizeof why));
+  f->free = true;
+  assert_true(gm_tlsf_check(&t, why, sizeof why));
+  gm_tlsf_destroy(&t);
+}
+
+/* ---- bad input ---- */
+
+static void test_create_bad_input(void **state) {
+  (void)state;
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  gpumem_arena_t *a = NULL;
+  int devs[3] = {0, 0, 1};
+  assert_gpumem_status(gpumem_arena_create(NULL, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_arena_create(&c, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  c.devices = devs;
+  c.device_count = 0;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("1 to 64 member devices, not 0");
+  c.device_count = 65;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  c.device_count = 2;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("device 0 is listed twice");
+  devs[1] = 64;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_DEVICE);
+  assert_last_error_contains("member device 64 does not exist");
+  devs[1] = -1;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_DEVICE);
+  c.device_count = 1;
+  size_t g = granularity(0);
+  c.placement = (gpumem_placement)7;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("placement 7");
+  c.placement = GPUMEM_PLACE_LOCAL;
+  c.handle_type = (gpumem_handle_type)5;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  c.handle_type = GPUMEM_HANDLE_NONE;
+  c.shards = 65;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("at most 64");
+  c.shards = 0;
+  c.stripe_size = g;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("for a LOCAL arena");
+  c.stripe_size = 0;
+  c.chunk_size = g + 256;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("not a multiple of");
+  c.chunk_size = g;
+  c.max_size = 4 * g;
+  c.initial_size = 5 * g;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("does not fit in the maximum size");
+  c.initial_size = 0;
+  c.max_size = SIZE_MAX - 5;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_null(a);
+  assert_true(same_counters(counters(), (gm_backend_counters){0}));
+}
+
+static void test_alloc_free_bad_input(void **state) {
+  (void)state;
+  int dev = 0;
+  size_t g = granularity(0);
+  gpumem_arena_t *a = make(&dev, 1, GPUMEM_PLACE_LOCAL, 4 * g, 16 * g);
+  void *p = NULL, *q = NULL;
+  assert_gpumem_status(gpumem_arena_alloc(NULL, 256, 0, 0, &p), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_arena_alloc(a, 256, 0, 0, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_arena_alloc(a, 0, 0, 0, &p), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("cannot allocate 0 bytes");
+  assert_gpumem_status(gpumem_arena_alloc(a, 256, 3000, 0, &p), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("alignment 3000 is not a power of two");
+  assert_gpumem_status(gpumem_arena_alloc(a, 256, 2 * g, 0, &p), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_arena_alloc(a, SIZE_MAX, 0, 0, &p), GPUMEM_ERR_CAPACITY);
+  assert_gpumem_status(gpumem_arena_alloc(a, 17 * g, 0, 0, &p), GPUMEM_ERR_CAPACITY);
+  assert_last_error_contains("maximum size");
+  assert_gpumem_status(gpumem_arena_alloc(a, 256, 0, 1, &p), GPUMEM_ERR_INVALID_DEVICE);
+  assert_last_error_contains("device 1 is not a member");
+  assert_gpumem_status(gpumem_arena_alloc(a, 256, 0, GPUMEM_ARENA_ANY_DEVICE, &p),
+                       GPUMEM_ERR_INVALID_DEVICE);
+  assert_last_error_contains("LOCAL arena needs the device");
+  assert_gpumem_status(gpumem_arena_alloc(a, 256, 0, 4000, &p), GPUMEM_ERR_INVALID_DEVICE);
+  assert_int_equal(stats_of(a).bytes_mapped, 0); /* nothing was mapped for bad calls */
+
+  assert_gpumem_ok(gpumem_arena_alloc(a, 1000, 0, 0, &p));
+  assert_gpumem_ok(gpumem_arena_alloc(a, 300, 0, 0, &q));
+  assert_int_equal((uintptr_t)p % 256, 0);
+  int local = 0;
+  char *inside = (char *)p + 256;
+  assert_gpumem_status(gpumem_arena_free(NULL, p), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_arena_free(a, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_arena_free(a, &local), GPUMEM_ERR_INVALID_POINTER);
+  assert_last_error_contains("not in the arena's mapped memory");
+  assert_gpumem_status(gpumem_arena_free(a, inside), GPUMEM_ERR_INVALID_POINTER);
+  assert_last_error_contains("inside an allocated block");
+  assert_gpumem_ok(gpumem_arena_free(a, q));
+  assert_gpumem_status(gpumem_arena_free(a, q), GPUMEM_ERR_DOUBLE_FREE);
+  assert_last_error_contains("freed already");
+  /* Nothing was lost: p is still allocated with its 1024 bytes. */
+  gpumem_arena_stats s = stats_of(a);
+  assert_int_equal(s.blocks_in_use, 1);
+  assert_int_equal(s.bytes_in_use, 1024);
+  assert_int_equal(s.frees, 1);
+  int owner = -1;
+  assert_gpumem_status(gpumem_arena_owner(a, NULL, &owner), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_arena_owner(a, p, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_arena_owner(a, &local, &owner), GPUMEM_ERR_INVALID_POINTER);
+  assert_gpumem_status(gpumem_arena_owner(a, (char *)p + 4 * g, &owner),
+                       GPUMEM_ERR_INVALID_POINTER); /* reserved, not mapped */
+  assert_gpumem_status(gpumem_arena_get_stats(a, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_arena_get_stats(NULL, &s), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_arena_check(NULL, NULL, 0), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+  assert_gpumem_ok(gpumem_arena_destroy(NULL));
+}
+
+/* ---- placement and access ---- */
+
+static void assert_access_for_all(void *p, const int *devs, size_t n) {
+  for (size_t m = 0; m < n; m++) {
+    gpumem_access_flags f = GPUMEM_ACCESS_NONE;
+    assert_gpumem_ok(gpumem_vmm_get_access(p, devs[m], &f));
+    assert_int_equal(f, GPUMEM_ACCESS_READWRITE);
+  }
+}
+
+static void test_local_placement(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* four emulated devices */
+  int devs[4] = {0, 1, 2, 3};
+  size_t g = granularity(0);
+  gpumem_arena_t *a = make(devs, 4, GPUMEM_PLACE_LOCAL, 4 * g, 256 * g);
+  void *p[4][3];
+  for (int d = 0; d < 4; d++) {
+    for (int k = 0; k < 3; k++) {
+      assert_gpumem_ok(gpumem_arena_alloc(a, (size_t)(k + 1) * 10000, 0, d, &p[d][k]));
+      int owner = -1;
+      assert_gpumem_ok(gpumem_arena_owner(a, p[d][k], &owner));
+      assert_int_equal(owner, d);
+      assert_gpumem_ok(gpumem_arena_owner(a, (char *)p[d][k] + 9999, &owner));
+      assert_int_equal(owner, d);
+      assert_access_for_all(p[d][k], devs, 4);
+      write_block(p[d][k], (size_t)(k + 1) * 10000, (unsigned)(d * 3 + k));
+    }
+  }
+  for (int d = 0; d < 4; d++)
+    for (int k = 0; k < 3; k++)
+      assert_int_equal(block_mismatches(p[d][k], (size_t)(k + 1) * 10000, (unsigned)(d * 3 + k)),
+                       0);
+  gpumem_arena_stats s = stats_of(a);
+  assert_int_equal(s.device_count, 4);
+  assert_int_equal(s.placement, GPUMEM_PLACE_LOCAL);
+  for (int d = 0; d < 4; d++) {
+    assert_int_equal(s.devices[d].device, d);
+    assert_int_equal(s.devices[d].bytes_mapped, 4 * g); /* one chunk each */
+    assert_int_equal(s.devices[d].bytes_in_use, 10240 + 20224 + 30208);
+    assert_int_equal(s.devices[d].blocks_in_use, 3);
+    assert_int_equal(s.devices[d].largest_free, 4 * g - (10240 + 20224 + 30208));
+  }
+  assert_int_equal(s.bytes_mapped, 16 * g);
+  assert_int_equal(s.growths, 4);
+  /* Each growth is one physical allocation on its device. */
+  assert_int_equal(counters().phys_handles, 4);
+  assert_int_equal(counters().mapped_bytes, (int64_t)(16 * g));
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+static void test_interleave(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* four emulated devices */
+  int devs[4] = {3, 1, 0, 2};     /* stripes go in member order */
+  size_t g = granularity(0);
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = devs;
+  c.device_count = 4;
+  c.placement = GPUMEM_PLACE_INTERLEAVE;
+  c.stripe_size = g;
+  c.chunk_size = 8 * g;
+  c.max_size = 64 * g;
+  c.initial_size = 1;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  gpumem_arena_stats s = stats_of(a);
+  assert_int_equal(s.bytes_mapped, 8 * g);
+  assert_int_equal(s.stripe_size, g);
+  assert_int_equal(counters().phys_handles, 4); /* one per member per growth */
+  void *p = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 6 * g, g, GPUMEM_ARENA_ANY_DEVICE, &p));
+  int first = -1;
+  assert_gpumem_ok(gpumem_arena_owner(a, p, &first));
+  size_t at = 0;
+  while (devs[at] != first)
+    at++;
+  for (size_t k = 0; k < 6; k++) {
+    int owner = -1;
+    assert_gpumem_ok(gpumem_arena_owner(a, (char *)p + k * g + g / 2, &owner));
+    assert_int_equal(owner, devs[(at + k) % 4]);
+    assert_access_for_all((char *)p + k * g, devs, 4);
+  }
+  write_block(p, 6 * g, 9);
+  /* A second block needs a growth: 8 more stripes, still in turn. */
+  void *q = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 4 * g, 0, 1, &q));
+  s = stats_of(a);
+  assert_int_equal(s.bytes_mapped, 16 * g);
+  assert_int_equal(s.growths, 2);
+  size_t sum = 0;
+  for (int m = 0; m < 4; m++) {
+    assert_int_equal(s.devices[m].bytes_mapped, 4 * g);
+    sum += s.devices[m].bytes_in_use;
+  }
+  assert_int_equal(sum, 10 * g);
+  assert_int_equal(s.bytes_in_use, 10 * g);
+  assert_int_equal(block_mismatches(p, 6 * g, 9), 0);
+  assert_checked(a);
+  assert_gpumem_status(gpumem_arena_alloc(a, 256, 0, 7, &q), GPUMEM_ERR_INVALID_DEVICE);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+  /* Interleave geometry errors. */
+  c.chunk_size = 6 * g; /* not a multiple of 4 stripes */
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("stripe size x members");
+  c.chunk_size = 0;
+  c.stripe_size = g + 4096;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+}
+
+/* ---- growth ---- */
+
+static void test_growth_keeps_blocks(void **state) {
+  (void)state;
+  int devs[4];
+  size_t n = members(devs);
+  size_t g = granularity(0), chunk = 4 * g;
+  gpumem_arena_t *a = make(devs, n, GPUMEM_PLACE_LOCAL, chunk, 8 * chunk);
+  void *small[8];
+  for (int i = 0; i < 8; i++) {
+    assert_gpumem_ok(gpumem_arena_alloc(a, chunk / 2, 0, devs[0], &small[i]));
+    write_block(small[i], chunk / 2, (unsigned)i);
+  }
+  gpumem_arena_stats s = stats_of(a);
+  assert_int_equal(s.bytes_mapped, 4 * chunk);
+  assert_int_equal(s.growths, 4);
+  /* A block larger than a chunk gets one contiguous growth. */
+  void *big = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 3 * chunk - 100, 0, devs[0], &big));
+  s = stats_of(a);
+  assert_int_equal(s.bytes_mapped, 7 * chunk);
+  assert_int_equal(s.growths, 5);
+  write_block(big, 3 * chunk - 100, 99);
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(block_mismatches(small[i], chunk / 2, (unsigned)i), 0);
+  /* Full: the next block does not fit and the arena cannot grow. */
+  void *p = NULL;
+  gpumem_arena_stats before = stats_of(a);
+  assert_gpumem_status(gpumem_arena_alloc(a, 2 * chunk, 0, devs[0], &p), GPUMEM_ERR_OUT_OF_MEMORY);
+  assert_last_error_contains("no free block of ");
+  assert_last_error_contains("the arena has mapped");
+  assert_last_error_contains("device 0: ");
+  assert_last_error_contains("largest free");
+  gpumem_arena_stats after = stats_of(a);
+  assert_int_equal(after.bytes_mapped, before.bytes_mapped);
+  assert_int_equal(after.failed_allocs, 1);
+  /* Freed memory is reused before growing. */
+  assert_gpumem_ok(gpumem_arena_free(a, big));
+  assert_gpumem_ok(gpumem_arena_alloc(a, 2 * chunk, 0, devs[0], &p));
+  assert_int_equal(stats_of(a).bytes_mapped, 7 * chunk);
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+  assert_int_equal(counters().mapped_bytes, 0);
+}
+
+/* One growth that fails at a driver step leaves everything as it was. */
+static void growth_fails_at(gpumem_arena_t *a, gm_op op, uint64_t nth, int device, size_t size) {
+  gm_backend_counters before = counters();
+  gpumem_arena_stats sb = stats_of(a);
+  gm_fault_inject(op, nth, GPUMEM_ERR_INJECTED);
+  void *p = NULL;
+  gpumem_status st = gpumem_arena_alloc(a, size, 0, device, &p);
+  gm_fault_clear();
+  if (st != GPUMEM_ERR_INJECTED)
+    fail_msg("%s #%llu: alloc returned %s (%s)", gm_op_name(op), (unsigned long long)nth,
+             gpumem_status_name(st), gpumem_last_error());
+  assert_last_error_contains("injected");
+  assert_true(same_counters(before, counters()));
+  gpumem_arena_stats sa = stats_of(a);
+  assert_int_equal(sa.bytes_mapped, sb.bytes_mapped);
+  assert_int_equal(sa.growths, sb.growths);
+  assert_int_equal(sa.bytes_in_use, sb.bytes_in_use);
+  assert_checked(a);
+}
+
+static void test_growth_rolls_back(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* four emulated devices */
+  int devs[4] = {0, 1, 2, 3};
+  size_t g = granularity(0);
+  gpumem_arena_t *a = make(devs, 4, GPUMEM_PLACE_LOCAL, 4 * g, 64 * g);
+  void *keep = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 4 * g, 0, 2, &keep));
+  write_block(keep, 4 * g, 5);
+  growth_fails_at(a, GM_OP_phys_create, 1, 2, 256);
+  growth_fails_at(a, GM_OP_map, 1, 2, 256);
+  growth_fails_at(a, GM_OP_set_access, 1, 2, 256);
+  assert_int_equal(block_mismatches(keep, 4 * g, 5), 0);
+  void *p = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 256, 0, 2, &p)); /* and then it grows */
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+  /* Interleaved: four creations and one map per stripe; fail in the middle. */
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = devs;
+  c.device_count = 4;
+  c.placement = GPUMEM_PLACE_INTERLEAVE;
+  c.chunk_size = 8 * g;
+  c.max_size = 64 * g;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  growth_fails_at(a, GM_OP_phys_create, 3, GPUMEM_ARENA_ANY_DEVICE, g);
+  growth_fails_at(a, GM_OP_map, 6, GPUMEM_ARENA_ANY_DEVICE, g);
+  growth_fails_at(a, GM_OP_set_access, 1, GPUMEM_ARENA_ANY_DEVICE, g);
+  assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, GPUMEM_ARENA_ANY_DEVICE, &p));
+  assert_int_equal(stats_of(a).bytes_mapped, 8 * g);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+  /* At creation: the initial mapping fails, nothing is left behind. */
+  c.initial_size = 8 * g;
+  gm_fault_inject(GM_OP_map, 3, GPUMEM_ERR_INJECTED);
+  a = NULL;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INJECTED);
+  gm_fault_clear();
+  assert_null(a);
+  assert_true(same_counters(counters(), (gm_backend_counters){0}));
+}
+
+static void test_device_out_of_memory(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* the emulated devices have 256 MiB */
+  int devs[2] = {0, 1};
+  gpumem_arena_t *a = make(devs, 2, GPUMEM_PLACE_LOCAL, 64 * MiB, 1024 * MiB);
+  void *p = NULL;
+  for (int i = 0; i < 4; i++)
+    assert_gpumem_ok(gpumem_arena_alloc(a, 64 * MiB, 0, 1, &p));
+  gm_backend_counters before = counters();
+  assert_gpumem_status(gpumem_arena_alloc(a, 64 * MiB, 0, 1, &p), GPUMEM_ERR_OUT_OF_MEMORY);
+  assert_last_error_contains("on device 1");
+  assert_last_error_contains("out of memory");
+  assert_last_error_contains("device 1: 268435456 mapped, 268435456 in use");
+  assert_true(same_counters(before, counters()));
+  assert_gpumem_ok(gpumem_arena_alloc(a, 64 * MiB, 0, 0, &p)); /* device 0 still has room */
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+/* ---- peers ---- */
+
+static void test_peer_refusal(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* emulated links */
+  gpumem_finalize();
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  o.backend = GPUMEM_BACKEND_HOST;
+  o.host_devices = 4;
+  o.host_granularity = 64 * KiB;
+  o.host_peers = "0-1,1-2,2-3";
+  assert_gpumem_ok(gpumem_init(&o));
+  int devs[3] = {0, 1, 2};
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = devs;
+  c.device_count = 3;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_PEER_UNSUPPORTED);
+  assert_last_error_contains("devices 0 and 2 cannot share an arena");
+  assert_last_error_contains("no peer-to-peer path");
+  assert_null(a);
+  c.device_count = 2; /* 0 and 1 are linked */
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+
+  /* A MIG slice cannot map a peer, whatever the links say. */
+  gpumem_finalize();
+  char uuids[1024];
+  fake_nvml_use(&fake_mixed, NULL);
+  o.host_devices = fake_cuda_count(&fake_mixed);
+  o.host_uuids = fake_cuda_uuids(&fake_mixed, uuids, sizeof uuids);
+  o.host_peers = "all";
+  assert_gpumem_ok(gpumem_init(&o));
+  int mixed[2] = {3, 0};
+  c.devices = mixed;
+  c.device_count = 2;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_PEER_UNSUPPORTED);
+  assert_last_error_contains("devices 3 and 0 cannot share an arena");
+  assert_last_error_contains("is a MIG slice");
+  c.device_count = 1; /* a slice alone is a fine arena */
+  c.devices = &mixed[1];
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  void *p = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 4096, 0, 0, &p));
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+  assert_true(same_counters(counters(), (gm_backend_counters){0}));
+}
+
+/* ---- the model-based test ---- */
+
+typedef struct model_block {
+  uintptr_t p;
+  size_t size, rounded;
+  int device;
+  unsigned seed;
+} model_block;
+
+static uint64_t rng_next(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+static void assert_no_overlap(const model_block *live, size_t n, size_t k) {
+  for (size_t i = 0; i < n; i++) {
+    if (i == k) continue;
+    bool apart =
+        live[i].p + live[i].rounded <= live[k].p || live[k].p + live[k].rounded <= live[i].p;
+    if (!apart)
+      fail_msg("block %#lx (+%zu) overlaps %#lx (+%zu)", (unsigned long)live[k].p, live[k].rounded,
+               (unsigned long)live[i].p, live[i].rounded);
+  }
+}
+
+static void run_model(gpumem_placement place, size_t steps) {
+  int devs[4];
+  size_t n = members(devs);
+  size_t g = granularity(0);
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = devs;
+  c.device_count = n;
+  c.placement = place;
+  c.chunk_size = place == GPUMEM_PLACE_LOCAL ? 2 * g : 2 * g * n;
+  c.max_size = 512 * g * n;
+  c.shards = 2;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  model_block *live = calloc(steps, sizeof *live);
+  size_t nlive = 0, in_use = 0;
+  uint64_t rng = 0x9e3779b97f4a7c15ULL;
+  static const size_t aligns[5] = {0, 256, 512, 4096, 0};
+  for (size_t step = 0; step < steps; step++) {
+    uint64_t r = rng_next(&rng);
+    bool do_alloc = nlive == 0 || (r % 100) < 55;
+    if (do_alloc) {
+      size_t size = (r >> 8) % 100 < 90 ? 1 + (r >> 16) % 8192 : 1 + (r >> 16) % (3 * g);
+      size_t align = aligns[(r >> 40) % 4];
+      if ((r >> 44) % 50 == 0) align = g;
+      int device = devs[(r >> 48) % n];
+      void *p = NULL;
+      gpumem_status st = gpumem_arena_alloc(a, size, align, device, &p);
+      if (st != GPUMEM_OK) fail_msg("step %zu: alloc(%zu): %s", step, size, gpumem_last_error());
+      model_block *b = &live[nlive++];
+      *b = (model_block){(uintptr_t)p, size, (size + 255) / 256 * 256, device, (unsigned)step};
+      if (b->p % (align ? align : 256) != 0)
+        fail_msg("step %zu: %#lx is not aligned to %zu", step, (unsigned long)b->p, align);
+      if (place == GPUMEM_PLACE_LOCAL) {
+        int owner = -1;
+        assert_gpumem_ok(gpumem_arena_owner(a, p, &owner));
+        assert_int_equal(owner, device);
+      }
+      assert_no_overlap(live, nlive, nlive - 1);
+      in_use += b->rounded;
+      if (step % 64 == 0) write_block(p, size < 4096 ? size : 4096, b->seed);
+    } else {
+      size_t k = (size_t)(r >> 8) % nlive;
+      model_block b = live[k];
+      if (b.seed % 64 == 0)
+        assert_int_equal(block_mismatches((void *)b.p, b.size < 4096 ? b.size : 4096, b.seed), 0);
+      assert_gpumem_ok(gpumem_arena_free(a, (void *)b.p));
+      if ((r >> 20) % 16 == 0) { /* a double free changes nothing */
+        gpumem_status st = gpumem_arena_free(a, (void *)b.p);
+        if (st != GPUMEM_ERR_DOUBLE_FREE && st != GPUMEM_ERR_INVALID_POINTER)
+          fail_msg("step %zu: double free returned %s", step, gpumem_status_name(st));
+      }
+      live[k] = live[--nlive];
+      in_use -= b.rounded;
+    }
+    gpumem_arena_stats s = stats_of(a);
+    if (s.bytes_in_use != in_use || s.blocks_in_use != nlive)
+      fail_msg("step %zu: arena has %zu bytes in %zu blocks, the model %zu in %zu", step,
+               s.bytes_in_use, s.blocks_in_use, in_use, nlive);
+    char why[256];
+    if (gpumem_arena_check(a, why, sizeof why) != GPUMEM_OK) fail_msg("step %zu: %s", step, why);
+  }
+  while (nlive > 0)
+    assert_gpumem_ok(gpumem_arena_free(a, (void *)live[--nlive].p));
+  gpumem_arena_stats s = stats_of(a);
+  assert_int_equal(s.bytes_in_use, 0);
+  assert_int_equal(s.allocs, s.frees);
+  assert_checked(a);
+  free(live);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+static void test_model_local(void **state) {
+  (void)state;
+  run_model(GPUMEM_PLACE_LOCAL, 20000);
+}
+
+static void test_model_interleave(void **state) {
+  (void)state;
+  run_model(GPUMEM_PLACE_INTERLEAVE, 8000);
+}
+
+/* ---- threads ---- */
+
+#define THREADS    8
+#define PER_THREAD 2000
+
+typedef struct exchange {
+  gpumem_arena_t *arena;
+  int devices[4];
+  size_t ndev;
+  _Atomic(void *) mailbox[THREADS];
+  atomic_int failures;
+} exchange;
+
+typedef struct worker {
+  exchange *x;
+  int id;
+} worker;
+
+static void *work(void *arg) {
+  worker *w = arg;
+  exchange *x = w->x;
+  uint64_t rng = 77 + (uint64_t)w->id;
+  void *mine[16] = {0};
+  for (int i = 0; i < PER_THREAD; i++) {
+    uint64_t r = rng_next(&rng);
+    int slot = (int)(r % 16);
+    if (mine[slot] != NULL) {
+      /* Half the time, hand the block to a neighbour to free. */
+      void *give = (r >> 8) % 2 ? atomic_exchange(&x->mailbox[(w->id + 1) % THREADS], mine[slot])
+                                : mine[slot];
+      if (give != NULL && gpumem_arena_free(x->arena, give) != GPUMEM_OK) x->failures++;
+      mine[slot] = NULL;
+    } else {
+      int dev = x->devices[(r >> 16) % x->ndev];
+      if (gpumem_arena_alloc(x->arena, 256 + (r >> 24) % 20000, 0, dev, &mine[slot]) != GPUMEM_OK)
+        x->failures++;
+    }
+  }
+  for (int s = 0; s < 16; s++)
+    if (mine[s] != NULL && gpumem_arena_free(x->arena, mine[s]) != GPUMEM_OK) x->failures++;
+  return NULL;
+}
+
+static void test_threads(void **state) {
+  (void)state;
+  exchange x = {0};
+  x.ndev = members(x.devices);
+  size_t g = granularity(0);
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = x.devices;
+  c.device_count = x.ndev;
+  c.chunk_size = 4 * g;
+  c.shards = 4;
+  assert_gpumem_ok(gpumem_arena_create(&c, &x.arena));
+  pthread_t t[THREADS];
+  worker w[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    w[i] = (worker){&x, i};
+    assert_int_equal(pthread_create(&t[i], NULL, work, &w[i]), 0);
+  }
+  for (int i = 0; i < THREADS; i++)
+    pthread_join(t[i], NULL);
+  assert_int_equal(x.failures, 0);
+  for (int i = 0; i < THREADS; i++) {
+    void *p = atomic_load(&x.mailbox[i]);
+    if (p != NULL) assert_gpumem_ok(gpumem_arena_free(x.arena, p));
+  }
+  gpumem_arena_stats s = stats_of(x.arena);
+  assert_int_equal(s.bytes_in_use, 0);
+  assert_int_equal(s.blocks_in_use, 0);
+  assert_int_equal(s.allocs, s.frees);
+  assert_int_equal(s.shards, 4);
+  assert_checked(x.arena);
+  assert_gpumem_ok(gpumem_arena_destroy(x.arena));
+}
+
+/* ---- through the allocator interface ---- */
+
+static void test_allocator_interface(void **state) {
+  (void)state;
+  gpumem_allocator al;
+  assert_gpumem_ok(gpumem_allocator_create("gpumem-arena", 0, &al));
+  void *p = NULL;
+  assert_gpumem_ok(al.alloc(al.ctx, 5000, NULL, &p));
+  write_block(p, 5000, 3);
+  assert_int_equal(block_mismatches(p, 5000, 3), 0);
+  gpumem_stats s;
+  assert_gpumem_ok(al.stats(al.ctx, &s));
+  assert_int_equal(s.bytes_in_use, 5000);
+  assert_true(s.bytes_reserved >= 5120);
+  assert_gpumem_ok(al.free(al.ctx, p, 5000, NULL));
+  assert_gpumem_status(al.free(al.ctx, p, 5000, NULL), GPUMEM_ERR_DOUBLE_FREE);
+  gpumem_allocator_destroy(&al);
+}
+
+int main(int argc, char **argv) {
+  struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_tlsf_heap),
+      cmocka_unit_test_setup_teardown(test_create_bad_input, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_alloc_free_bad_input, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_local_placement, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_interleave, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_growth_keeps_blocks, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_growth_rolls_back, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_device_out_of_memory, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_peer_refusal, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_model_local, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_model_interleave, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_threads, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_allocator_interface, setup_four, teardown_four),
+  };
+  return gm_test_run("test_arena", tests, GM_ARRAY_SIZE(tests), argc, argv, NULL);
+}

@@ -3,9 +3,9 @@
  * Layout. An arena reserves one virtual range of max_size bytes at creation
  * and maps physical memory into it from the bottom up, one growth at a time;
  * `top` is the end of what is mapped. A growth is a multiple of the chunk
- * size and starts on a chunk boundary, so the range is a sequence of chunk
- * units, and a table with one entry per unit says which heap (shard) owns
- * it. LOCAL: a growth is one physical allocation on the shard's device.
+ * size and starts on a chunk boundary; a table with one entry per granule
+ * of the range (a power of two, so the lookup is a shift) says which heap
+ * (shard) owns it. LOCAL: a growth is one physical allocation on the shard's device.
  * INTERLEAVE: a growth is one physical allocation per member, each of
  * size/members bytes, mapped stripe by stripe in turn (stripe k of the
  * growth is piece k / members of member k % members), so any address's
@@ -81,8 +81,9 @@ struct gpumem_arena {
   unsigned shards_per; /* per member (LOCAL) or in all (INTERLEAVE) */
   unsigned nshards;
   shard *shards;
-  _Atomic uint16_t *unit_owner; /* per chunk unit: shard index + 1, 0 while unmapped */
+  _Atomic uint16_t *unit_owner; /* per granule: shard index + 1, 0 while unmapped */
   size_t nunits;
+  int unit_shift; /* log2(granularity): granule of an offset */
   pthread_mutex_t grow_lock;
   size_t top; /* bytes mapped from the base (grow_lock) */
   size_t member_mapped[GPUMEM_MAX_DEVICES];
@@ -240,9 +241,8 @@ static gpumem_status set_geometry(gpumem_arena_t *a, const gpumem_arena_config *
   }
   GM_REQUIRE(max <= SIZE_MAX / 4 && gm_round_up(max, a->chunk, &a->max_size),
              GPUMEM_ERR_INVALID_ARGUMENT, "maximum size %zu is too large", c->max_size);
-  GM_REQUIRE(a->max_size / a->chunk <= ((size_t)1 << 26), GPUMEM_ERR_INVALID_ARGUMENT,
-             "maximum size %zu is more than 2^26 chunks of %zu bytes: use larger chunks",
-             a->max_size, a->chunk);
+  GM_REQUIRE(a->max_size / g <= ((size_t)1 << 28), GPUMEM_ERR_INVALID_ARGUMENT,
+             "maximum size %zu is more than 2^28 granules of %zu bytes", a->max_size, g);
   size_t initial = 0, total_initial = 0;
   GM_REQUIRE(
       gm_round_up(c->initial_size, a->chunk, &initial) &&
@@ -329,7 +329,7 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
     GM_REQUIRE(false, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
   }
   uint16_t owner = (uint16_t)(s - a->shards + 1);
-  for (size_t u = a->top / a->chunk; u < (a->top + want) / a->chunk; u++)
+  for (size_t u = a->top >> a->unit_shift; u < (a->top + want) >> a->unit_shift; u++)
     atomic_store_explicit(&a->unit_owner[u], owner, memory_order_release);
   a->growths[a->ngrowths++] = g;
   if (a->placement == GPUMEM_PLACE_LOCAL) {
@@ -376,7 +376,10 @@ static gpumem_status create(const gpumem_arena_config *c, gpumem_arena_t **out) 
   GM_REQUIRE(a != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an arena");
   GM_TRY(set_members(a, c));
   GM_TRY(set_geometry(a, c));
-  a->nunits = a->max_size / a->chunk;
+  GM_REQUIRE(gm_is_pow2(a->granularity), GPUMEM_ERR_NOT_SUPPORTED,
+             "granularity %zu is not a power of two", a->granularity);
+  a->unit_shift = __builtin_ctzll(a->granularity);
+  a->nunits = a->max_size >> a->unit_shift;
   a->shards = aligned_alloc(CACHE_LINE, a->nshards * sizeof *a->shards);
   a->unit_owner = calloc(a->nunits, sizeof *a->unit_owner);
   GM_REQUIRE(a->shards != NULL && a->unit_owner != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
@@ -472,7 +475,7 @@ static gpumem_status alloc(gpumem_arena_t *a, size_t size, size_t alignment, int
                     local ? " (a LOCAL arena needs the device the memory goes on)" : "");
   }
   unsigned first = local ? (unsigned)member * a->shards_per : 0;
-  unsigned mine = first + thread_slot() % a->shards_per;
+  unsigned mine = first + thread_slot() % a->shards_per; /* 32-bit: a cheap division */
   shard *s = &a->shards[mine];
   bool no_host = false;
   shard_lock(s);
@@ -514,7 +517,7 @@ GPUMEM_API gpumem_status gpumem_arena_alloc(gpumem_arena_t *arena, size_t size, 
 static shard *shard_of(const gpumem_arena_t *a, uintptr_t p, size_t *offset) {
   if (p < a->base || p - a->base >= a->max_size) return NULL;
   *offset = p - a->base;
-  uint16_t o = atomic_load_explicit(&a->unit_owner[*offset / a->chunk], memory_order_acquire);
+  uint16_t o = atomic_load_explicit(&a->unit_owner[*offset >> a->unit_shift], memory_order_acquire);
   return o ? &a->shards[o - 1] : NULL;
 }
 
@@ -676,11 +679,11 @@ static bool check_mapping(gpumem_arena_t *a, char *why, size_t len) {
       VIOLATION("growth %zu starts at offset %zu, expected %zu", i, g->offset, at);
     if (g->size == 0 || g->size % a->chunk != 0)
       VIOLATION("growth %zu has size %zu, not a multiple of the chunk %zu", i, g->size, a->chunk);
-    uint16_t owner = atomic_load(&a->unit_owner[g->offset / a->chunk]);
-    for (size_t u = g->offset / a->chunk; u < (g->offset + g->size) / a->chunk; u++) {
+    uint16_t owner = atomic_load(&a->unit_owner[g->offset >> a->unit_shift]);
+    for (size_t u = g->offset >> a->unit_shift; u < (g->offset + g->size) >> a->unit_shift; u++) {
       uint16_t o = atomic_load(&a->unit_owner[u]);
       if (o == 0 || o > a->nshards || o != owner)
-        VIOLATION("chunk %zu of growth %zu has owner %u, expected %u", u, i, o, owner);
+        VIOLATION("granule %zu of growth %zu has owner %u, expected %u", u, i, o, owner);
     }
     if (a->placement == GPUMEM_PLACE_LOCAL && a->shards[owner - 1].member != g->member)
       VIOLATION("growth %zu is memory of member %d but its heap serves member %d", i, g->member,
@@ -700,8 +703,8 @@ static bool check_mapping(gpumem_arena_t *a, char *why, size_t len) {
     at += g->size;
   }
   if (at != a->top) VIOLATION("growths cover %zu bytes, the arena says %zu are mapped", at, a->top);
-  for (size_t u = a->top / a->chunk; u < a->nunits; u++)
-    if (atomic_load(&a->unit_owner[u]) != 0) VIOLATION("unmapped chunk %zu has an owner", u);
+  for (size_t u = a->top >> a->unit_shift; u < a->nunits; u++)
+    if (atomic_load(&a->unit_owner[u]) != 0) VIOLATION("unmapped granule %zu has an owner", u);
   for (size_t m = 0; m < a->nmembers; m++)
     if (per_member[m] != a->member_mapped[m])
       VIOLATION("member %d: growths hold %zu bytes, the counter says %zu", a->members[m],
@@ -715,9 +718,10 @@ static bool check_shard(gpumem_arena_t *a, unsigned i, size_t *total, char *why,
   if (!gm_tlsf_check(&s->heap, inner, sizeof inner)) VIOLATION("heap %u: %s", i, inner);
   for (size_t r = 0; r < s->heap.nregions; r++) {
     const gm_tlsf_region *reg = &s->heap.regions[r];
-    for (size_t u = reg->offset / a->chunk; u < (reg->offset + reg->size) / a->chunk; u++)
+    for (size_t u = reg->offset >> a->unit_shift; u < (reg->offset + reg->size) >> a->unit_shift;
+         u++)
       if (atomic_load(&a->unit_owner[u]) != i + 1)
-        VIOLATION("heap %u manages chunk %zu, which the unit table gives to heap %u", i, u,
+        VIOLATION("heap %u manages granule %zu, which the unit table gives to heap %u", i, u,
                   (unsigned)atomic_load(&a->unit_owner[u]) - 1);
   }
   *total += s->heap.bytes_total;

@@ -175,11 +175,8 @@ static bool fits(const gm_tlsf_block *b, uint64_t size, uint64_t align) {
 
 /* ---- descriptors ---- */
 
-static bool reserve_spares(gm_tlsf *t, int n) {
-  int have = 0;
-  for (gm_tlsf_block *b = t->spare; b != NULL && have < n; b = b->next_free)
-    have++;
-  if (have >= n) return true;
+static inline bool reserve_spares(gm_tlsf *t, size_t n) {
+  if (t->nspare >= n) return true;
   if (t->nslabs == t->capslabs) {
     size_t cap = t->capslabs ? t->capslabs * 2 : 16;
     void **s = realloc(t->slabs, cap * sizeof *s);
@@ -194,19 +191,23 @@ static bool reserve_spares(gm_tlsf *t, int n) {
     slab[i].next_free = t->spare;
     t->spare = &slab[i];
   }
+  t->nspare += SLAB_BLOCKS;
   return true;
 }
 
-static gm_tlsf_block *take_spare(gm_tlsf *t) {
+/* A descriptor from the spares (reserve_spares first); the caller sets
+ * every field. */
+static inline gm_tlsf_block *take_spare(gm_tlsf *t) {
   gm_tlsf_block *b = t->spare;
   t->spare = b->next_free;
-  memset(b, 0, sizeof *b);
+  t->nspare--;
   return b;
 }
 
-static void give_spare(gm_tlsf *t, gm_tlsf_block *b) {
+static inline void give_spare(gm_tlsf *t, gm_tlsf_block *b) {
   b->next_free = t->spare;
   t->spare = b;
+  t->nspare++;
 }
 
 /* ---- life ---- */
@@ -235,6 +236,8 @@ static gm_tlsf_block *split(gm_tlsf *t, gm_tlsf_block *b, uint64_t at) {
   n->region = b->region;
   n->prev_phys = b;
   n->next_phys = b->next_phys;
+  n->prev_free = n->next_free = NULL;
+  n->free = false;
   if (b->next_phys != NULL) b->next_phys->prev_phys = n;
   b->next_phys = n;
   b->size = at;
@@ -281,6 +284,8 @@ bool gm_tlsf_add(gm_tlsf *t, uint64_t offset, uint64_t size) {
   b->offset = offset;
   b->size = size;
   b->region = (uint32_t)(r - t->regions);
+  b->next_phys = b->prev_free = b->next_free = NULL;
+  b->free = false;
   b->prev_phys = r->last;
   if (r->last != NULL) r->last->next_phys = b;
   if (r->first == NULL) r->first = b;

@@ -79,6 +79,7 @@ struct gpumem_arena {
   unsigned handle_types;
   uintptr_t base;
   unsigned shards_per; /* per member (LOCAL) or in all (INTERLEAVE) */
+  unsigned shard_mask; /* shards_per - 1 when a power of two, else 0 (use %) */
   unsigned nshards;
   shard *shards;
   _Atomic uint16_t *unit_owner; /* per granule: shard index + 1, 0 while unmapped */
@@ -187,9 +188,14 @@ static gpumem_status set_members(gpumem_arena_t *a, const gpumem_arena_config *c
   return GPUMEM_OK;
 }
 
+/* The CPUs online, at most 16, rounded down to a power of two (a mask
+ * then picks the shard). */
 static unsigned default_shards(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 1 ? 1u : n > 16 ? 16u : (unsigned)n;
+  unsigned s = 1;
+  while (s * 2 <= (unsigned)(n > 16 ? 16 : n < 1 ? 1 : n))
+    s *= 2;
+  return s;
 }
 
 /* Sizes and shards from the config. */
@@ -210,6 +216,7 @@ static gpumem_status set_geometry(gpumem_arena_t *a, const gpumem_arena_config *
   GM_REQUIRE(c->shards <= MAX_SHARDS, GPUMEM_ERR_INVALID_ARGUMENT,
              "%u shards asked for; at most %d", c->shards, MAX_SHARDS);
   a->shards_per = c->shards ? c->shards : default_shards();
+  a->shard_mask = gm_is_pow2(a->shards_per) ? a->shards_per - 1 : 0;
   a->nshards = a->placement == GPUMEM_PLACE_LOCAL ? a->shards_per * (unsigned)n : a->shards_per;
   size_t unit = g; /* what the chunk must be a multiple of */
   if (a->placement == GPUMEM_PLACE_INTERLEAVE) {
@@ -475,7 +482,8 @@ static gpumem_status alloc(gpumem_arena_t *a, size_t size, size_t alignment, int
                     local ? " (a LOCAL arena needs the device the memory goes on)" : "");
   }
   unsigned first = local ? (unsigned)member * a->shards_per : 0;
-  unsigned mine = first + thread_slot() % a->shards_per; /* 32-bit: a cheap division */
+  unsigned slot = thread_slot();
+  unsigned mine = first + (a->shard_mask ? slot & a->shard_mask : slot % a->shards_per);
   shard *s = &a->shards[mine];
   bool no_host = false;
   shard_lock(s);

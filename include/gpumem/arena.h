@@ -85,7 +85,8 @@ typedef struct gpumem_arena_config {
   gpumem_handle_type handle_type; /**< NONE, POSIX_FD, or FABRIC (falls back to POSIX_FD
                                        where the system refuses it) */
   unsigned shards;                /**< heaps per member (LOCAL) or in all (INTERLEAVE),
-                                       1 .. 64 (0: the CPUs online, at most 16) */
+                                       1 .. 64 (0: the CPUs online, at most 16, rounded
+                                       down to a power of two) */
 } gpumem_arena_config;
 
 #define GPUMEM_ARENA_CONFIG_INIT \

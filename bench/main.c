@@ -568,6 +568,8 @@ static void run_pairs(const char *name) {
         size_t *sizes = NULL;
         void **held = live ? hold_live(&a, live, &sizes, r) : NULL;
         if (live == 0 || held != NULL) time_plan(&a, &plan, false, n, r);
+        for (size_t i = 0; held != NULL && i < live; i++)
+          r->peak_live += sizes[i]; /* the background counts in the live bytes */
         release_live(&a, held, sizes, live);
         gpumem_allocator_destroy(&a);
       }

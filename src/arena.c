@@ -322,13 +322,9 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
   GM_REQUIRE(want <= a->max_size - a->top, GPUMEM_ERR_OUT_OF_MEMORY,
              "the arena has mapped %zu of its maximum %zu bytes and needs %zu more", a->top,
              a->max_size, want);
-  if (a->ngrowths == a->capgrowths) {
-    size_t cap = a->capgrowths ? a->capgrowths * 2 : 16;
-    growth *n = realloc(a->growths, cap * sizeof *n);
-    GM_REQUIRE(n != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the growth list");
-    a->growths = n;
-    a->capgrowths = cap;
-  }
+  GM_REQUIRE(
+      gm_array_make_room((void **)&a->growths, &a->capgrowths, a->ngrowths, sizeof *a->growths, 16),
+      GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the growth list");
   GM_TRY(map_growth(a, s, a->top, want, &g));
   if (!gm_tlsf_add(&s->heap, a->top, want)) {
     unmap_growth(a, &g, a->placement == GPUMEM_PLACE_LOCAL ? 1 : want / a->stripe);

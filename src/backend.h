@@ -315,7 +315,6 @@ gpumem_status gm_be_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_ptr
  * once with POSIX_FD alone, *handle_types becomes POSIX_FD (the caller keeps
  * it for later creations) and an info line names `who`. */
 gpumem_status gm_phys_create_shareable(int device, size_t bytes, bool compression,
-                                       unsigned *handle_types, const char *who,
-                                       gpumem_phys_t *out);
+                                       unsigned *handle_types, const char *who, gpumem_phys_t *out);
 
 #endif

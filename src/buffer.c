@@ -199,13 +199,8 @@ static gpumem_status grow_to(gpumem_buffer_t *b, size_t new_capacity) {
   gpumem_phys_t h = 0;
   bool mapped = false;
   gpumem_status st = GPUMEM_OK;
-  if (b->nsegs == b->capsegs) {
-    size_t n = b->capsegs ? b->capsegs * 2 : 8;
-    segment *s = realloc(b->segs, n * sizeof *s);
-    GM_REQUIRE(s != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the segment list");
-    b->segs = s;
-    b->capsegs = n;
-  }
+  GM_REQUIRE(gm_array_make_room((void **)&b->segs, &b->capsegs, b->nsegs, sizeof *b->segs, 8),
+             GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the segment list");
   GM_TRY(gm_phys_create_shareable(b->device, bytes, b->compression_requested, &b->handle_types,
                                   "buffer", &h));
   GM_TRY(gm_be_map(at, bytes, 0, h));

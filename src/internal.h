@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "gpumem/error.h"
 #include "gpumem/export.h"
@@ -87,6 +88,20 @@ static inline bool gm_round_up(size_t x, size_t align, size_t *out) {
  * (device.c), for objects that check peers at creation. */
 struct gpumem_peer_info;
 gpumem_status gm_peer_info(int device, int peer, struct gpumem_peer_info *out);
+
+/* Make room in a growable array: when *count == *capacity, double the
+ * capacity (or take `first`) and reallocate *items. False when memory cannot
+ * be had (the array is then unchanged). */
+static inline bool gm_array_make_room(void **items, size_t *capacity, size_t count,
+                                      size_t item_size, size_t first) {
+  if (count < *capacity) return true;
+  size_t cap = *capacity ? *capacity * 2 : first;
+  void *n = realloc(*items, cap * item_size);
+  if (n == NULL) return false;
+  *items = n;
+  *capacity = cap;
+  return true;
+}
 
 /* Library initialisation (init.c). Every public function that needs the
  * backend calls gm_ensure_init() first; it is cheap after the first call. */

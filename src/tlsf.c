@@ -35,6 +35,8 @@
  */
 #include "tlsf.h"
 
+#include "internal.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,13 +179,8 @@ static bool fits(const gm_tlsf_block *b, uint64_t size, uint64_t align) {
 
 static inline bool reserve_spares(gm_tlsf *t, size_t n) {
   if (t->nspare >= n) return true;
-  if (t->nslabs == t->capslabs) {
-    size_t cap = t->capslabs ? t->capslabs * 2 : 16;
-    void **s = realloc(t->slabs, cap * sizeof *s);
-    if (s == NULL) return false;
-    t->slabs = s;
-    t->capslabs = cap;
-  }
+  if (!gm_array_make_room((void **)&t->slabs, &t->capslabs, t->nslabs, sizeof *t->slabs, 16))
+    return false;
   gm_tlsf_block *slab = malloc(SLAB_BLOCKS * sizeof *slab);
   if (slab == NULL) return false;
   t->slabs[t->nslabs++] = slab;
@@ -257,6 +254,22 @@ static void absorb_next(gm_tlsf *t, gm_tlsf_block *b) {
   give_spare(t, n);
 }
 
+/* Merge a block that just became free with its free neighbours and put the
+ * result in its list. */
+static void coalesce_and_insert(gm_tlsf *t, gm_tlsf_block *b) {
+  if (b->next_phys != NULL && b->next_phys->free) {
+    list_remove(t, b->next_phys);
+    absorb_next(t, b);
+  }
+  if (b->prev_phys != NULL && b->prev_phys->free) {
+    gm_tlsf_block *p = b->prev_phys;
+    list_remove(t, p);
+    absorb_next(t, p);
+    b = p;
+  }
+  list_insert(t, b);
+}
+
 /* ---- adding memory ---- */
 
 bool gm_tlsf_add(gm_tlsf *t, uint64_t offset, uint64_t size) {
@@ -270,13 +283,9 @@ bool gm_tlsf_add(gm_tlsf *t, uint64_t offset, uint64_t size) {
     }
   }
   if (r == NULL) {
-    if (t->nregions == t->capregions) {
-      size_t cap = t->capregions ? t->capregions * 2 : 8;
-      gm_tlsf_region *n = realloc(t->regions, cap * sizeof *n);
-      if (n == NULL) return false;
-      t->regions = n;
-      t->capregions = cap;
-    }
+    if (!gm_array_make_room((void **)&t->regions, &t->capregions, t->nregions, sizeof *t->regions,
+                            8))
+      return false;
     r = &t->regions[t->nregions++];
     *r = (gm_tlsf_region){offset, 0, NULL, NULL};
   }
@@ -292,13 +301,7 @@ bool gm_tlsf_add(gm_tlsf *t, uint64_t offset, uint64_t size) {
   r->last = b;
   r->size += size;
   t->bytes_total += size;
-  if (b->prev_phys != NULL && b->prev_phys->free) {
-    gm_tlsf_block *p = b->prev_phys;
-    list_remove(t, p);
-    absorb_next(t, p);
-    b = p;
-  }
-  list_insert(t, b);
+  coalesce_and_insert(t, b);
   return true;
 }
 
@@ -367,17 +370,7 @@ bool gm_tlsf_free_at(gm_tlsf *t, uint64_t offset) {
   table_remove(t, i);
   t->bytes_used -= b->size;
   t->blocks_used--;
-  if (b->next_phys != NULL && b->next_phys->free) {
-    list_remove(t, b->next_phys);
-    absorb_next(t, b);
-  }
-  if (b->prev_phys != NULL && b->prev_phys->free) {
-    gm_tlsf_block *p = b->prev_phys;
-    list_remove(t, p);
-    absorb_next(t, p);
-    b = p;
-  }
-  list_insert(t, b);
+  coalesce_and_insert(t, b);
   return true;
 }
 

@@ -44,7 +44,7 @@ typedef struct gm_tlsf {
   int used_shift;       /* 64 - log2(used_cap) */
   gm_tlsf_block *spare; /* recycled descriptors, linked by next_free */
   size_t nspare;
-  void **slabs;         /* descriptor slabs, freed by gm_tlsf_destroy */
+  void **slabs; /* descriptor slabs, freed by gm_tlsf_destroy */
   size_t nslabs, capslabs;
   gm_tlsf_region *regions;
   size_t nregions, capregions;

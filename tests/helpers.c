@@ -211,3 +211,9 @@ size_t gm_test_mismatches(const void *p, size_t n, unsigned seed) {
     bad += b[i] != (unsigned char)((i * 2654435761u) >> 13 ^ seed);
   return bad;
 }
+
+gm_backend_counters gm_test_counters(void) {
+  gm_backend_counters c;
+  gm_backend_get_counters(&c);
+  return c;
+}

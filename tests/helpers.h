@@ -105,6 +105,9 @@ typedef struct gm_test_log {
 } gm_test_log;
 void gm_test_log_capture(gpumem_log_level level, const char *line, void *user);
 
+/* The backend's live-object counters now. */
+gm_backend_counters gm_test_counters(void);
+
 /* A backend pool attribute, asserting the call succeeds. */
 uint64_t gm_test_pool_attr(gpumem_native_pool_t pool, gm_pool_attr attr);
 

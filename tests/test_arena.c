@@ -108,12 +108,6 @@ static bool same_counters(gm_backend_counters a, gm_backend_counters b) {
   return memcmp(&a, &b, sizeof a) == 0;
 }
 
-static gm_backend_counters counters(void) {
-  gm_backend_counters c;
-  gm_backend_get_counters(&c);
-  return c;
-}
-
 /* ---- the heap on its own ---- */
 
 static void test_tlsf_heap(void **state) {
@@ -232,7 +226,7 @@ static void test_create_bad_input(void **state) {
   c.max_size = SIZE_MAX - 5;
   assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_null(a);
-  assert_true(same_counters(counters(), (gm_backend_counters){0}));
+  assert_true(same_counters(gm_test_counters(), (gm_backend_counters){0}));
 }
 
 static void test_alloc_free_bad_input(void **state) {
@@ -338,8 +332,8 @@ static void test_local_placement(void **state) {
   assert_int_equal(s.bytes_mapped, 16 * g);
   assert_int_equal(s.growths, 4);
   /* Each growth is one physical allocation on its device. */
-  assert_int_equal(counters().phys_handles, 4);
-  assert_int_equal(counters().mapped_bytes, (int64_t)(16 * g));
+  assert_int_equal(gm_test_counters().phys_handles, 4);
+  assert_int_equal(gm_test_counters().mapped_bytes, (int64_t)(16 * g));
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
 }
@@ -362,7 +356,7 @@ static void test_interleave(void **state) {
   gpumem_arena_stats s = stats_of(a);
   assert_int_equal(s.bytes_mapped, 8 * g);
   assert_int_equal(s.stripe_size, g);
-  assert_int_equal(counters().phys_handles, 4); /* one per member per growth */
+  assert_int_equal(gm_test_counters().phys_handles, 4); /* one per member per growth */
   void *p = NULL;
   assert_gpumem_ok(gpumem_arena_alloc(a, 6 * g, g, GPUMEM_ARENA_ANY_DEVICE, &p));
   int first = -1;
@@ -445,12 +439,12 @@ static void test_growth_keeps_blocks(void **state) {
   assert_int_equal(stats_of(a).bytes_mapped, 7 * chunk);
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
-  assert_int_equal(counters().mapped_bytes, 0);
+  assert_int_equal(gm_test_counters().mapped_bytes, 0);
 }
 
 /* One growth that fails at a driver step leaves everything as it was. */
 static void growth_fails_at(gpumem_arena_t *a, gm_op op, uint64_t nth, int device, size_t size) {
-  gm_backend_counters before = counters();
+  gm_backend_counters before = gm_test_counters();
   gpumem_arena_stats sb = stats_of(a);
   gm_fault_inject(op, nth, GPUMEM_ERR_INJECTED);
   void *p = NULL;
@@ -460,7 +454,7 @@ static void growth_fails_at(gpumem_arena_t *a, gm_op op, uint64_t nth, int devic
     fail_msg("%s #%llu: alloc returned %s (%s)", gm_op_name(op), (unsigned long long)nth,
              gpumem_status_name(st), gpumem_last_error());
   assert_last_error_contains("injected");
-  assert_true(same_counters(before, counters()));
+  assert_true(same_counters(before, gm_test_counters()));
   gpumem_arena_stats sa = stats_of(a);
   assert_int_equal(sa.bytes_mapped, sb.bytes_mapped);
   assert_int_equal(sa.growths, sb.growths);
@@ -505,7 +499,7 @@ static void test_growth_rolls_back(void **state) {
   assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INJECTED);
   gm_fault_clear();
   assert_null(a);
-  assert_true(same_counters(counters(), (gm_backend_counters){0}));
+  assert_true(same_counters(gm_test_counters(), (gm_backend_counters){0}));
 }
 
 static void test_device_out_of_memory(void **state) {
@@ -516,12 +510,12 @@ static void test_device_out_of_memory(void **state) {
   void *p = NULL;
   for (int i = 0; i < 4; i++)
     assert_gpumem_ok(gpumem_arena_alloc(a, 64 * MiB, 0, 1, &p));
-  gm_backend_counters before = counters();
+  gm_backend_counters before = gm_test_counters();
   assert_gpumem_status(gpumem_arena_alloc(a, 64 * MiB, 0, 1, &p), GPUMEM_ERR_OUT_OF_MEMORY);
   assert_last_error_contains("on device 1");
   assert_last_error_contains("out of memory");
   assert_last_error_contains("device 1: 268435456 mapped, 268435456 in use");
-  assert_true(same_counters(before, counters()));
+  assert_true(same_counters(before, gm_test_counters()));
   assert_gpumem_ok(gpumem_arena_alloc(a, 64 * MiB, 0, 0, &p)); /* device 0 still has room */
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
@@ -572,7 +566,7 @@ static void test_peer_refusal(void **state) {
   void *p = NULL;
   assert_gpumem_ok(gpumem_arena_alloc(a, 4096, 0, 0, &p));
   assert_gpumem_ok(gpumem_arena_destroy(a));
-  assert_true(same_counters(counters(), (gm_backend_counters){0}));
+  assert_true(same_counters(gm_test_counters(), (gm_backend_counters){0}));
 }
 
 /* ---- the model-based test ---- */

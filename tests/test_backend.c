@@ -36,12 +36,6 @@ static size_t granularity(int device) {
   return g;
 }
 
-static gm_backend_counters counters(void) {
-  gm_backend_counters c;
-  gm_backend_get_counters(&c);
-  return c;
-}
-
 /* Round trip `n` bytes through device memory at `va` and check them. */
 static void check_roundtrip(void *va, size_t n, unsigned seed) {
   unsigned char *in = malloc(n), *out = malloc(n);
@@ -97,7 +91,7 @@ static void test_devices(void **state) {
 static void test_map_write_read_unmap(void **state) {
   (void)state;
   size_t g = granularity(0);
-  gm_backend_counters c0 = counters();
+  gm_backend_counters c0 = gm_test_counters();
   void *va = NULL;
   assert_gpumem_ok(gpumem_vmm_reserve(4 * g, 0, &va));
   assert_non_null(va);
@@ -107,7 +101,7 @@ static void test_map_write_read_unmap(void **state) {
   assert_gpumem_ok(gpumem_vmm_create(&props, 2 * g, &h));
   assert_true(h != 0);
   assert_gpumem_ok(gpumem_vmm_map(va, 2 * g, 0, h));
-  gm_backend_counters c1 = counters();
+  gm_backend_counters c1 = gm_test_counters();
   assert_int_equal(c1.reservations - c0.reservations, 1);
   assert_int_equal(c1.reserved_bytes - c0.reserved_bytes, 4 * g);
   assert_int_equal(c1.phys_handles - c0.phys_handles, 1);
@@ -133,7 +127,7 @@ static void test_map_write_read_unmap(void **state) {
   assert_gpumem_ok(gpumem_vmm_unmap(va, 2 * g));
   assert_gpumem_ok(gpumem_vmm_release(h));
   assert_gpumem_ok(gpumem_vmm_free(va, 4 * g));
-  gm_backend_counters c2 = counters();
+  gm_backend_counters c2 = gm_test_counters();
   assert_int_equal(c2.reservations, c0.reservations);
   assert_int_equal(c2.phys_handles, c0.phys_handles);
   assert_int_equal(c2.mapped_bytes, c0.mapped_bytes);
@@ -172,7 +166,7 @@ static void test_granularity_rules(void **state) {
   size_t g = granularity(0);
   gpumem_phys_props props = GPUMEM_PHYS_PROPS_INIT;
   gpumem_phys_t h = 0;
-  gm_backend_counters c0 = counters();
+  gm_backend_counters c0 = gm_test_counters();
   assert_gpumem_status(gpumem_vmm_create(&props, g / 2, &h), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gpumem_vmm_create(&props, g + 4096, &h), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_int_equal(h, 0);
@@ -186,12 +180,12 @@ static void test_granularity_rules(void **state) {
   assert_gpumem_status(gpumem_vmm_map(base, 3 * g, 0, h), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gpumem_vmm_map(base, g, 2 * g, h), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gpumem_vmm_map(base, 0, 0, h), GPUMEM_ERR_INVALID_ARGUMENT);
-  assert_int_equal(counters().mapped_bytes, c0.mapped_bytes);
+  assert_int_equal(gm_test_counters().mapped_bytes, c0.mapped_bytes);
   /* A second map over a mapped range is refused. */
   assert_gpumem_ok(gpumem_vmm_map(base, 2 * g, 0, h));
   assert_status_in(gpumem_vmm_map(base + g, g, 0, h), GPUMEM_ERR_ALREADY_MAPPED,
                    GPUMEM_ERR_INVALID_ARGUMENT);
-  assert_int_equal(counters().mapped_bytes, c0.mapped_bytes + (int64_t)(2 * g));
+  assert_int_equal(gm_test_counters().mapped_bytes, c0.mapped_bytes + (int64_t)(2 * g));
   /* Freeing a reservation that still has mappings, or mapping outside one, is
    * refused before the driver sees it. */
   assert_gpumem_status(gpumem_vmm_free(va, 4 * g), GPUMEM_ERR_BUSY);
@@ -215,7 +209,7 @@ static void test_bad_arguments(void **state) {
   gpumem_phys_t h = 0;
   void *va = NULL;
   size_t n = 0;
-  gm_backend_counters c0 = counters();
+  gm_backend_counters c0 = gm_test_counters();
   /* NULL outputs and inputs */
   assert_gpumem_status(gpumem_vmm_granularity(NULL, false, &n), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gpumem_vmm_granularity(&props, false, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
@@ -283,7 +277,7 @@ static void test_bad_arguments(void **state) {
   assert_gpumem_status(gpumem_vmm_free(va, g), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_last_error_contains("free it whole");
   assert_gpumem_ok(gpumem_vmm_free(va, 2 * g));
-  gm_backend_counters c1 = counters();
+  gm_backend_counters c1 = gm_test_counters();
   assert_int_equal(c1.reservations, c0.reservations);
   assert_int_equal(c1.phys_handles, c0.phys_handles);
 }
@@ -296,11 +290,11 @@ static void test_out_of_memory(void **state) {
   size_t too_big = (info.memory_total / g + 1) * g;
   gpumem_phys_props props = GPUMEM_PHYS_PROPS_INIT;
   gpumem_phys_t h = 0;
-  gm_backend_counters c0 = counters();
+  gm_backend_counters c0 = gm_test_counters();
   assert_gpumem_status(gpumem_vmm_create(&props, too_big, &h), GPUMEM_ERR_OUT_OF_MEMORY);
   assert_last_error_contains("gpumem_vmm_create: ");
   assert_int_equal(h, 0);
-  assert_int_equal(counters().phys_handles, c0.phys_handles);
+  assert_int_equal(gm_test_counters().phys_handles, c0.phys_handles);
   /* The device still works afterwards. */
   assert_gpumem_ok(gpumem_vmm_create(&props, g, &h));
   assert_gpumem_ok(gpumem_vmm_release(h));

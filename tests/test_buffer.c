@@ -58,12 +58,6 @@ static void check_contents(gpumem_buffer_t *b, size_t n, unsigned seed) {
   if (bad != 0) fail_msg("%zu of %zu bytes changed", bad, n);
 }
 
-static gm_backend_counters counters(void) {
-  gm_backend_counters c;
-  gm_backend_get_counters(&c);
-  return c;
-}
-
 static void test_create_defaults(void **state) {
   (void)state;
   gpumem_device_info dev;
@@ -80,7 +74,7 @@ static void test_create_defaults(void **state) {
   assert_int_equal(i.access_devices[0], 0);
   assert_non_null(gpumem_buffer_data(b));
   assert_int_equal(gpumem_buffer_max_size(b), i.max_size);
-  assert_int_equal(counters().phys_handles, 0);
+  assert_int_equal(gm_test_counters().phys_handles, 0);
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
@@ -105,7 +99,7 @@ static void test_pointer_stable_and_contents_survive(void **state) {
   assert_int_equal(i.growths, 5); /* 1 -> g, g+1 -> 2g, 3g, 3g+7 -> 4g, 10g; the rest fit */
   assert_int_equal(i.segments, 5);
   assert_gpumem_ok(gpumem_buffer_destroy(b));
-  assert_int_equal(counters().mapped_bytes, 0);
+  assert_int_equal(gm_test_counters().mapped_bytes, 0);
 }
 
 static void test_geometric_growth(void **state) {
@@ -217,7 +211,7 @@ static void test_capacity_limit(void **state) {
 
 static void test_bad_input(void **state) {
   (void)state;
-  gm_backend_counters before = counters();
+  gm_backend_counters before = gm_test_counters();
   gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
   gpumem_buffer_t *b = NULL;
   assert_gpumem_status(gpumem_buffer_create(NULL, &b), GPUMEM_ERR_INVALID_ARGUMENT);
@@ -260,7 +254,7 @@ static void test_bad_input(void **state) {
   assert_null(gpumem_buffer_data(NULL));
   assert_int_equal(gpumem_buffer_size(NULL), 0);
   assert_int_equal(gpumem_buffer_capacity(NULL), 0);
-  gm_backend_counters after = counters();
+  gm_backend_counters after = gm_test_counters();
   assert_int_equal(after.reservations, before.reservations); /* nothing leaked */
   /* A buffer that is not shareable cannot be sent. */
   b = make(GPUMEM_GROW_EXACT, 4 * gran());
@@ -279,13 +273,13 @@ static void test_failed_growth_rolls_back(void **state) {
   write_range(b, 0, 2 * g - 5, 8);
   void *p = gpumem_buffer_data(b);
   for (size_t k = 0; k < GM_ARRAY_SIZE(steps); k++) {
-    gm_backend_counters before = counters();
+    gm_backend_counters before = gm_test_counters();
     gpumem_buffer_info ib = info_of(b);
     gm_fault_inject(steps[k], 1, GPUMEM_ERR_OUT_OF_MEMORY);
     assert_gpumem_status(gpumem_buffer_resize(b, 9 * g), GPUMEM_ERR_OUT_OF_MEMORY);
     assert_last_error_contains("gpumem_buffer_resize: growing the capacity from");
     assert_last_error_contains(gm_op_name(steps[k]));
-    gm_backend_counters after = counters();
+    gm_backend_counters after = gm_test_counters();
     gpumem_buffer_info ia = info_of(b);
     assert_int_equal(ia.size, ib.size);
     assert_int_equal(ia.capacity, ib.capacity);
@@ -324,12 +318,12 @@ static void test_out_of_memory_rolls_back(void **state) {
   gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 64 << 20);
   assert_gpumem_ok(gpumem_buffer_resize(b, 8 << 20));
   write_range(b, 0, 8 << 20, 77);
-  gm_backend_counters before = counters();
+  gm_backend_counters before = gm_test_counters();
   assert_gpumem_status(gpumem_buffer_resize(b, 32 << 20), GPUMEM_ERR_OUT_OF_MEMORY);
   assert_last_error_contains("host device 0 is out of memory");
   assert_int_equal(gpumem_buffer_size(b), 8 << 20);
   assert_int_equal(gpumem_buffer_capacity(b), 8 << 20);
-  assert_int_equal(counters().phys_handles, before.phys_handles);
+  assert_int_equal(gm_test_counters().phys_handles, before.phys_handles);
   check_contents(b, 8 << 20, 77);
   assert_gpumem_ok(gpumem_buffer_resize(b, 16 << 20)); /* what fits still works */
   (void)g;
@@ -485,7 +479,7 @@ static void *resize_loop(void *arg) {
 static void test_concurrent_resize(void **state) {
   (void)state;
   size_t g = gran();
-  int64_t mapped_before = counters().mapped_bytes;
+  int64_t mapped_before = gm_test_counters().mapped_bytes;
   gpumem_buffer_t *b = make(GPUMEM_GROW_GEOMETRIC, 32 * g);
   pthread_t t[4];
   resizer r[4];
@@ -500,7 +494,7 @@ static void test_concurrent_resize(void **state) {
   gpumem_buffer_info i = info_of(b);
   assert_true(i.size <= i.capacity && i.capacity <= i.max_size);
   assert_true(i.segments > 0 || i.capacity == 0);
-  assert_int_equal(counters().mapped_bytes - mapped_before, i.capacity);
+  assert_int_equal(gm_test_counters().mapped_bytes - mapped_before, i.capacity);
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 

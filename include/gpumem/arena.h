@@ -79,7 +79,10 @@ typedef struct gpumem_arena_config {
                             granularity; INTERLEAVE, of stripe_size x members (0: 8 MiB,
                             rounded up to that multiple) */
   size_t initial_size; /**< mapped at creation: on each member (LOCAL) or in all
-                            (INTERLEAVE), rounded up to the chunk size (0: nothing) */
+                            (INTERLEAVE), rounded up to the chunk size (0: nothing).
+                            It goes to the first shard (of each member), which serves
+                            the first thread of the process that allocates from any
+                            arena; other threads' shards map chunks when first used */
   size_t max_size;     /**< the virtual range, the most the arena can map over all members
                             (0: the members' total memory) */
   gpumem_handle_type handle_type; /**< NONE, POSIX_FD, or FABRIC (falls back to POSIX_FD

@@ -44,7 +44,7 @@
 #include <unistd.h>
 
 #include "api.h"
-#include "gpumem/arena.h"
+#include "arena_internal.h"
 #include "gpumem/device.h"
 #include "log.h"
 #include "tlsf.h"
@@ -452,8 +452,8 @@ static gm_tlsf_block *try_shard(shard *s, size_t size, size_t align, bool *no_ho
   return b;
 }
 
-static gpumem_status alloc(gpumem_arena_t *a, size_t size, size_t alignment, int device,
-                           void **ptr) {
+gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, int device,
+                             void **ptr) {
   gpumem_status st = check_arena(a);
   if (st != GPUMEM_OK) return st;
   if (ptr == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
@@ -514,7 +514,7 @@ static gpumem_status alloc(gpumem_arena_t *a, size_t size, size_t alignment, int
 
 GPUMEM_API gpumem_status gpumem_arena_alloc(gpumem_arena_t *arena, size_t size, size_t alignment,
                                             int device, void **ptr) {
-  GM_API_FORWARD(alloc(arena, size, alignment, device, ptr));
+  GM_API_FORWARD(gm_arena_alloc(arena, size, alignment, device, ptr));
 }
 
 /* The shard owning the unit of `offset`, or NULL (unmapped / outside). */
@@ -525,7 +525,7 @@ static shard *shard_of(const gpumem_arena_t *a, uintptr_t p, size_t *offset) {
   return o ? &a->shards[o - 1] : NULL;
 }
 
-static gpumem_status free_block(gpumem_arena_t *a, void *ptr) {
+gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr) {
   gpumem_status st = check_arena(a);
   if (st != GPUMEM_OK) return st;
   if (ptr == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
@@ -551,7 +551,7 @@ static gpumem_status free_block(gpumem_arena_t *a, void *ptr) {
 }
 
 GPUMEM_API gpumem_status gpumem_arena_free(gpumem_arena_t *arena, void *ptr) {
-  GM_API_FORWARD(free_block(arena, ptr));
+  GM_API_FORWARD(gm_arena_free(arena, ptr));
 }
 
 static gpumem_status owner(gpumem_arena_t *a, const void *ptr, int *device) {

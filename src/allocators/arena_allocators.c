@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 #include "allocator.h"
-#include "gpumem/arena.h"
+#include "arena_internal.h"
 
 typedef struct arena_state {
   gpumem_arena_t *arena;
@@ -44,13 +44,13 @@ static void close_arena(void *state) {
 static gpumem_status arena_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
   GM_UNUSED(stream);
   arena_state *s = state;
-  return gpumem_arena_alloc(s->arena, size, 0, s->device, ptr);
+  return gm_arena_alloc(s->arena, size, 0, s->device, ptr); /* the wrapper does the rest */
 }
 
 static gpumem_status arena_free(void *state, void *ptr, size_t size, gpumem_stream_t stream) {
   GM_UNUSED(size);
   GM_UNUSED(stream);
-  return gpumem_arena_free(((arena_state *)state)->arena, ptr);
+  return gm_arena_free(((arena_state *)state)->arena, ptr);
 }
 
 static gpumem_status arena_reserved(void *state, size_t *current, size_t *peak) {

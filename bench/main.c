@@ -119,6 +119,7 @@ static void usage(FILE *f) {
           "  --threads LIST       threads: thread counts (default 1,2,4,8,16)\n"
           "  --thread-workload W  threads: pairs or random (default pairs)\n"
           "  --thread-size SIZE   threads: pair size (default 64K)\n"
+          "  --thread-pairs N     threads: pairs (random: 2N steps) per thread (default 2000)\n"
           "  --streams N          streams: number of streams (default 4)\n"
           "  --trace FILE         replay: the trace to replay (.csv or .csv.gz)\n"
           "  --first N            first: allocations timed on a fresh allocator (default 16)\n"
@@ -294,6 +295,10 @@ static int parse_args(int argc, char **argv, options *o) {
       int w = gm_parse_word(v, "pairs|random");
       if (w < 0) return bad("--thread-workload wants pairs or random", v);
       o->thread_random = w == 1;
+    } else if (strcmp(a, "--thread-pairs") == 0) {
+      NEED_VALUE;
+      if (!parse_count(v, 100000000, &o->thread_pairs))
+        return bad("--thread-pairs wants 1..1e8", v);
     } else if (strcmp(a, "--thread-size") == 0) {
       NEED_VALUE;
       if (!gm_parse_size(v, &o->thread_size) || o->thread_size == 0) {
@@ -355,7 +360,7 @@ static int parse_args(int argc, char **argv, options *o) {
     o->reps = o->reps > 3 ? 3 : o->reps;
     o->pairs = o->pairs > 200 ? 200 : o->pairs;
     o->random.steps = o->random.steps > 4000 ? 4000 : o->random.steps;
-    o->thread_pairs = 500;
+    o->thread_pairs = o->thread_pairs > 500 ? 500 : o->thread_pairs;
     o->stream_ops = 800;
     if (o->nthreads > 3) o->nthreads = 3;
     o->grow_target = o->grow_target > ((size_t)256 << 20) ? (size_t)256 << 20 : o->grow_target;

@@ -25,11 +25,21 @@ static const gm_allocator_impl *const registry[] = {
     &gm_allocator_gpumem_pool, &gm_allocator_gpumem_pool_nocache, &gm_allocator_gpumem_arena,
 };
 
+/* Call counters, striped by thread so that threads do not write one cache
+ * line; the statistics add the stripes up. */
+#define COUNTER_STRIPES 16
+
+typedef struct counter_stripe {
+  _Alignas(64) _Atomic uint64_t allocs;
+  _Atomic uint64_t frees, failed;
+} counter_stripe;
+
 typedef struct gm_allocator_base {
+  counter_stripe counters[COUNTER_STRIPES];
   const gm_allocator_impl *impl;
   void *state;
-  _Atomic uint64_t allocs, frees, failed;
-  _Atomic size_t in_use, peak_in_use;
+  _Alignas(64) _Atomic size_t in_use; /* exact, and so is the peak: one line, shared */
+  _Atomic size_t peak_in_use;
   bool tracing;
   pthread_mutex_t trace_lock;
   gm_hashmap trace_ids; /* pointer -> id + 1 */
@@ -48,11 +58,12 @@ static gpumem_status base_alloc(void *ctx, size_t size, gpumem_stream_t stream, 
   gpumem_status st = ptr == NULL ? gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL")
                      : size == 0 ? gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes")
                                  : b->impl->alloc(b->state, size, stream, ptr);
+  counter_stripe *c = &b->counters[gm_thread_slot() % COUNTER_STRIPES];
   if (st != GPUMEM_OK) {
-    atomic_fetch_add_explicit(&b->failed, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
     return gm_api_return(b->impl->name, st);
   }
-  atomic_fetch_add_explicit(&b->allocs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&c->allocs, 1, memory_order_relaxed);
   raise_peak(&b->peak_in_use,
              atomic_fetch_add_explicit(&b->in_use, size, memory_order_relaxed) + size);
   if (b->tracing) {
@@ -72,7 +83,8 @@ static gpumem_status base_free(void *ctx, void *ptr, size_t size, gpumem_stream_
     return gm_api_return(b->impl->name, gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL"));
   gpumem_status st = b->impl->free(b->state, ptr, size, stream);
   if (st != GPUMEM_OK) return gm_api_return(b->impl->name, st);
-  atomic_fetch_add_explicit(&b->frees, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&b->counters[gm_thread_slot() % COUNTER_STRIPES].frees, 1,
+                            memory_order_relaxed);
   atomic_fetch_sub_explicit(&b->in_use, size, memory_order_relaxed);
   if (b->tracing) {
     uint64_t id = 0;
@@ -91,12 +103,14 @@ static gpumem_status base_stats(void *ctx, gpumem_stats *out) {
   if (out == NULL)
     return gm_api_return(b->impl->name, gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "stats is NULL"));
   gpumem_stats s = {
-      .allocs = atomic_load(&b->allocs),
-      .frees = atomic_load(&b->frees),
-      .failed_allocs = atomic_load(&b->failed),
       .bytes_in_use = atomic_load(&b->in_use),
       .peak_bytes_in_use = atomic_load(&b->peak_in_use),
   };
+  for (int i = 0; i < COUNTER_STRIPES; i++) {
+    s.allocs += atomic_load(&b->counters[i].allocs);
+    s.frees += atomic_load(&b->counters[i].frees);
+    s.failed_allocs += atomic_load(&b->counters[i].failed);
+  }
   s.bytes_reserved = s.bytes_in_use;
   s.peak_bytes_reserved = s.peak_bytes_in_use;
   if (b->impl->reserved != NULL) {
@@ -144,7 +158,8 @@ static gpumem_status create(const char *name, int device, gpumem_allocator *out)
     return gm_error(GPUMEM_ERR_NOT_FOUND, "no allocator is called '%s' (there are: %s)", name,
                     names);
   }
-  gm_allocator_base *b = calloc(1, sizeof *b);
+  gm_allocator_base *b = aligned_alloc(64, sizeof *b); /* the stripes are cache-line aligned */
+  if (b != NULL) memset(b, 0, sizeof *b);
   if (b == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an allocator");
   b->impl = impl;
   b->trace_ids = (gm_hashmap)GM_HASHMAP_INIT;

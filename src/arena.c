@@ -21,7 +21,7 @@
  * Sub-allocation. Each shard is a TLSF heap (tlsf.c) over offsets of the
  * range, with a spin lock. LOCAL arenas have `shards` heaps per member,
  * INTERLEAVE arenas `shards` in all. A thread gets a slot number the first
- * time it allocates from any arena and uses shard slot % shards (of the
+ * time it needs one (gm_thread_slot) and uses shard slot % shards (of the
  * named device), so up to `shards` threads allocate without touching each
  * other's cache lines. A shard that has no fitting block grows by at least a
  * chunk (only what is missing when its last free block ends at `top`, since
@@ -93,7 +93,7 @@ struct gpumem_arena {
   _Atomic uint64_t failed;
 };
 
-/* ---- shard locks and thread slots ---- */
+/* ---- shard locks ---- */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -117,14 +117,6 @@ static inline void shard_lock(shard *s) {
 
 static inline void shard_unlock(shard *s) {
   atomic_store_explicit(&s->lock, 0, memory_order_release);
-}
-
-static atomic_uint next_slot;
-static _Thread_local unsigned slot_plus_one;
-
-static inline unsigned thread_slot(void) {
-  if (slot_plus_one == 0) slot_plus_one = atomic_fetch_add(&next_slot, 1) + 1;
-  return slot_plus_one - 1;
 }
 
 static gpumem_status check_arena(const gpumem_arena_t *a) {
@@ -478,7 +470,7 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
                     local ? " (a LOCAL arena needs the device the memory goes on)" : "");
   }
   unsigned first = local ? (unsigned)member * a->shards_per : 0;
-  unsigned slot = thread_slot();
+  unsigned slot = gm_thread_slot();
   unsigned mine = first + (a->shard_mask ? slot & a->shard_mask : slot % a->shards_per);
   shard *s = &a->shards[mine];
   bool no_host = false;

@@ -181,3 +181,13 @@ GPUMEM_API void gpumem_cuda_versions(int *driver, int *runtime) {
   if (driver) *driver = d;
   if (runtime) *runtime = r;
 }
+
+static atomic_uint next_thread_slot;
+static _Thread_local unsigned thread_slot_plus_one;
+
+unsigned gm_thread_slot(void) {
+  if (thread_slot_plus_one == 0)
+    thread_slot_plus_one =
+        atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed) + 1;
+  return thread_slot_plus_one - 1;
+}

@@ -103,6 +103,12 @@ static inline bool gm_array_make_room(void **items, size_t *capacity, size_t cou
   return true;
 }
 
+/* A small number for the calling thread, given out in turn (0, 1, 2, ...)
+ * the first time a thread asks (init.c). Objects that split state by thread
+ * (the arena's shards, the allocator interface's counters) take it modulo
+ * their number of parts, so consecutive threads land on different parts. */
+unsigned gm_thread_slot(void);
+
 /* Library initialisation (init.c). Every public function that needs the
  * backend calls gm_ensure_init() first; it is cheap after the first call. */
 gpumem_status gm_ensure_init(void);

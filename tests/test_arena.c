@@ -521,6 +521,62 @@ static void test_device_out_of_memory(void **state) {
   assert_gpumem_ok(gpumem_arena_destroy(a));
 }
 
+/* ---- handle types and initial memory ---- */
+
+static void test_handle_types_and_initial_size(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* four emulated devices; fabric refused as configured */
+  int devs[2] = {1, 3};
+  size_t g = granularity(0);
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = devs;
+  c.device_count = 2;
+  c.chunk_size = 2 * g;
+  c.initial_size = 3 * g; /* rounded up to two chunks on each member */
+  c.handle_type = GPUMEM_HANDLE_FABRIC;
+  gm_test_log log = {0};
+  gpumem_log_level level = gpumem_log_get_level();
+  gpumem_log_set_level(GPUMEM_LOG_INFO);
+  gpumem_log_set_callback(gm_test_log_capture, &log);
+  gpumem_arena_t *a = NULL;
+  gpumem_status st = gpumem_arena_create(&c, &a);
+  gpumem_log_set_callback(NULL, NULL);
+  gpumem_log_set_level(level);
+  assert_gpumem_ok(st);
+  /* The first creation (device 1) was refused fabric and fell back; the
+   * second (device 3) used POSIX_FD at once, or the last line would name it. */
+  assert_true(log.count >= 1);
+  assert_non_null(strstr(log.line, "arena on device 1: fabric handles refused"));
+  gpumem_arena_stats s = stats_of(a);
+  assert_int_equal(s.devices[0].bytes_mapped, 4 * g);
+  assert_int_equal(s.devices[1].bytes_mapped, 4 * g);
+  assert_int_equal(s.growths, 2);
+  assert_int_equal(gm_test_counters().phys_handles, 2);
+  /* The memory is there already: a thread on the first shard allocates
+   * without growing (the test's thread may have another slot; then its
+   * shard grows, which is what the header says). */
+  void *p = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, 3, &p));
+  int owner = -1;
+  assert_gpumem_ok(gpumem_arena_owner(a, p, &owner));
+  assert_int_equal(owner, 3);
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+  /* POSIX_FD: no fallback. */
+  c.handle_type = GPUMEM_HANDLE_POSIX_FD;
+  c.initial_size = 0;
+  log = (gm_test_log){0};
+  gpumem_log_set_level(GPUMEM_LOG_INFO);
+  gpumem_log_set_callback(gm_test_log_capture, &log);
+  st = gpumem_arena_create(&c, &a);
+  if (st == GPUMEM_OK) st = gpumem_arena_alloc(a, 4096, 0, 1, &p);
+  gpumem_log_set_callback(NULL, NULL);
+  gpumem_log_set_level(level);
+  assert_gpumem_ok(st);
+  assert_null(strstr(log.line, "fabric"));
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
 /* ---- peers ---- */
 
 static void test_peer_refusal(void **state) {
@@ -782,6 +838,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_growth_keeps_blocks, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_growth_rolls_back, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_device_out_of_memory, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_handle_types_and_initial_size, setup_four,
+                                      teardown_four),
       cmocka_unit_test_setup_teardown(test_peer_refusal, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_local, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_interleave, setup_four, teardown_four),

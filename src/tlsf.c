@@ -125,6 +125,8 @@ static void table_remove(gm_tlsf *t, size_t i) {
 static inline void list_insert(gm_tlsf *t, gm_tlsf_block *b) {
   int fl, sl;
   mapping(b->size >> GM_TLSF_ALIGN_LOG2, &fl, &sl);
+  b->fl = (uint8_t)fl;
+  b->sl = (uint8_t)sl;
   gm_tlsf_block *head = t->heads[fl][sl];
   b->prev_free = NULL;
   b->next_free = head;
@@ -137,8 +139,7 @@ static inline void list_insert(gm_tlsf *t, gm_tlsf_block *b) {
 }
 
 static inline void list_remove(gm_tlsf *t, gm_tlsf_block *b) {
-  int fl, sl;
-  mapping(b->size >> GM_TLSF_ALIGN_LOG2, &fl, &sl);
+  int fl = b->fl, sl = b->sl; /* set by list_insert; the size has not changed since */
   if (b->prev_free != NULL) b->prev_free->next_free = b->next_free;
   if (b->next_free != NULL) b->next_free->prev_free = b->prev_free;
   if (t->heads[fl][sl] == b) {

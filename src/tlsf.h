@@ -26,6 +26,7 @@ typedef struct gm_tlsf_block {
   struct gm_tlsf_block *prev_phys, *next_phys; /* contiguous neighbours in the same region */
   struct gm_tlsf_block *prev_free, *next_free; /* free list of its size class */
   uint32_t region;                             /* index in the heap's region table */
+  uint8_t fl, sl;                              /* its list while free */
   bool free;
 } gm_tlsf_block;
 

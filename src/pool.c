@@ -21,7 +21,12 @@
  *   other stream is left to the CUDA pool.
  *
  * - The cache bound: all caches of a pool together hold at most
- *   cache_max_bytes; a free that would exceed it goes to the CUDA pool.
+ *   cache_max_bytes; a free that would exceed it goes to the CUDA pool. Each
+ *   cache reserves credit against the bound in steps of a sixteenth and
+ *   keeps its own counters (allocations, frees, live and cached bytes) under
+ *   its own lock; statistics add them up. Only the paths that reach the
+ *   driver anyway (large blocks, no cache, a full cache) count on shared
+ *   atomics.
  *
  * Flushing (trim, destroy, out of memory) waits for the device, because a
  * cached block's free was only stream-ordered: work queued before it may
@@ -52,6 +57,7 @@
 #define DEFAULT_CACHE_BYTES    ((size_t)256 << 20)
 #define DEFAULT_CACHE_MAX_SIZE ((size_t)1 << 20)
 #define LARGE_CLASS            UINT32_MAX
+#define CREDIT_STEPS           16 /* a cache takes the cache bound in 1/16 steps */
 
 enum { BLOCK_LIVE = 1, BLOCK_CACHED = 2 };
 
@@ -64,8 +70,8 @@ typedef struct block {
 } block;
 
 typedef struct shard {
-  pthread_mutex_t lock;
-  gm_hashmap map; /* ptr -> block* */
+  _Alignas(64) pthread_mutex_t lock; /* a cache line of its own: no false sharing */
+  gm_hashmap map;                    /* ptr -> block* */
 } shard;
 
 typedef struct bin {
@@ -73,12 +79,19 @@ typedef struct bin {
   block *heads[MAX_CLASSES];
 } bin;
 
+/* A thread's cache. Its counters (under its lock) count what went through
+ * it: allocations served from it, frees into it, the bytes of both, and the
+ * share of the cache bound it holds (credit, taken from the pool in steps so
+ * that threads rarely touch the pool's shared line). */
 typedef struct tcache {
   pthread_mutex_t lock;
   bin bins[CACHE_STREAMS];
   int nbins;
   uint64_t hits, misses;
-  struct tcache *next; /* in the pool's list */
+  uint64_t allocs, frees;
+  int64_t live;          /* bytes allocated minus bytes freed through this cache */
+  size_t cached, credit; /* bytes held; bytes of the bound reserved (>= cached) */
+  struct tcache *next;   /* in the pool's list */
 } tcache;
 
 struct gpumem_pool {
@@ -92,8 +105,12 @@ struct gpumem_pool {
   shard shards[SHARDS];
   pthread_mutex_t caches_lock; /* the list of thread caches */
   tcache *caches;
-  _Atomic size_t cached_bytes, live_bytes;
-  _Atomic uint64_t allocs, frees, hits, misses;
+  _Atomic size_t credit_taken; /* of cache_max_bytes, held by the thread caches */
+  /* Allocations and frees that did not go through a cache (large blocks, no
+   * cache, cache full): they pay a driver call, so a shared line costs
+   * nothing there. */
+  _Atomic int64_t live_bytes;
+  _Atomic uint64_t allocs, frees;
 };
 
 /* ---- size classes: 256 B, then four per power of two ---- */
@@ -213,17 +230,69 @@ static gpumem_status flush_caches(gpumem_pool_t *p) {
           pthread_mutex_unlock(&s->lock);
           gpumem_status fs = gm_be_pool_free(b->ptr, NULL);
           if (fs != GPUMEM_OK && st == GPUMEM_OK) st = fs;
-          atomic_fetch_sub(&p->cached_bytes, b->size);
           free(b);
         }
         c->bins[i].heads[k] = NULL;
       }
     }
     c->nbins = 0;
+    c->cached = 0;
+    atomic_fetch_sub(&p->credit_taken, c->credit);
+    c->credit = 0;
     pthread_mutex_unlock(&c->lock);
   }
   pthread_mutex_unlock(&p->caches_lock);
   return st;
+}
+
+/* ---- the cache bound and the counters ---- */
+
+/* Make room in c's credit for `size` more cached bytes (c locked): the
+ * caches together never hold more than cache_max_bytes because each holds at
+ * most its credit and the credits add up to credit_taken <= cache_max_bytes.
+ * Credit is taken in steps of a sixteenth of the bound, so the pool's shared
+ * line is touched once per many frees, and given back when the caches are
+ * flushed. False when the bound leaves no room. */
+static inline bool take_credit(gpumem_pool_t *p, tcache *c, size_t size) {
+  if (c->cached + size <= c->credit) return true;
+  size_t need = c->cached + size - c->credit, step = p->cache_max_bytes / CREDIT_STEPS;
+  size_t want = need > step ? need : step;
+  size_t taken = atomic_load_explicit(&p->credit_taken, memory_order_relaxed);
+  for (;;) {
+    size_t room = p->cache_max_bytes - taken;
+    if (room < need) return false;
+    size_t get = want < room ? want : room;
+    if (atomic_compare_exchange_weak_explicit(&p->credit_taken, &taken, taken + get,
+                                              memory_order_relaxed, memory_order_relaxed)) {
+      c->credit += get;
+      return true;
+    }
+  }
+}
+
+typedef struct pool_totals {
+  int64_t live;
+  size_t cached;
+  uint64_t allocs, frees, hits, misses;
+} pool_totals;
+
+/* The counters of every cache and the shared ones, added up. */
+static pool_totals totals(gpumem_pool_t *p) {
+  pool_totals t = {atomic_load(&p->live_bytes), 0, atomic_load(&p->allocs),
+                   atomic_load(&p->frees),      0, 0};
+  pthread_mutex_lock(&p->caches_lock);
+  for (tcache *c = p->caches; c != NULL; c = c->next) {
+    pthread_mutex_lock(&c->lock);
+    t.live += c->live;
+    t.cached += c->cached;
+    t.allocs += c->allocs;
+    t.frees += c->frees;
+    t.hits += c->hits;
+    t.misses += c->misses;
+    pthread_mutex_unlock(&c->lock);
+  }
+  pthread_mutex_unlock(&p->caches_lock);
+  return t;
 }
 
 /* ---- creation ---- */
@@ -237,8 +306,9 @@ static gpumem_status check_pool(const gpumem_pool_t *p) {
 }
 
 static gpumem_pool_t *pool_new(int device) {
-  gpumem_pool_t *p = calloc(1, sizeof *p);
+  gpumem_pool_t *p = aligned_alloc(64, sizeof *p); /* the shards are cache-line aligned */
   if (p == NULL) return NULL;
+  memset(p, 0, sizeof *p);
   p->magic = POOL_MAGIC;
   p->id = atomic_fetch_add(&next_pool_id, 1);
   p->device = device;
@@ -357,10 +427,10 @@ static gpumem_status destroy(gpumem_pool_t *p) {
   if (p == NULL) return GPUMEM_OK;
   gpumem_status st = check_pool(p);
   if (st != GPUMEM_OK) return st;
-  size_t live = atomic_load(&p->live_bytes);
+  int64_t live = totals(p).live;
   if (live != 0) {
-    return gm_error(GPUMEM_ERR_BUSY, "the pool still has %zu bytes allocated: free them first",
-                    live);
+    return gm_error(GPUMEM_ERR_BUSY, "the pool still has %lld bytes allocated: free them first",
+                    (long long)live);
   }
   if (!p->imported) st = flush_caches(p);
   if (st == GPUMEM_OK && p->owned) st = gm_be_pool_destroy(p->native);
@@ -401,6 +471,9 @@ static gpumem_status alloc(gpumem_pool_t *p, size_t size, gpumem_stream_t stream
     if (blk != NULL) {
       b->heads[cls] = blk->next;
       c->hits++;
+      c->allocs++;
+      c->live += (int64_t)blk->size;
+      c->cached -= blk->size;
     } else {
       c->misses++;
     }
@@ -408,9 +481,6 @@ static gpumem_status alloc(gpumem_pool_t *p, size_t size, gpumem_stream_t stream
     if (blk != NULL) {
       /* Only this thread holds a cached block: no one else writes its state. */
       atomic_store_explicit(&blk->state, BLOCK_LIVE, memory_order_release);
-      atomic_fetch_sub_explicit(&p->cached_bytes, blk->size, memory_order_relaxed);
-      atomic_fetch_add_explicit(&p->live_bytes, blk->size, memory_order_relaxed);
-      atomic_fetch_add_explicit(&p->allocs, 1, memory_order_relaxed);
       *out = blk->ptr;
       return GPUMEM_OK;
     }
@@ -444,7 +514,7 @@ static gpumem_status alloc(gpumem_pool_t *p, size_t size, gpumem_stream_t stream
     free(blk);
     return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the pointer table");
   }
-  atomic_fetch_add_explicit(&p->live_bytes, bytes, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->live_bytes, (int64_t)bytes, memory_order_relaxed);
   atomic_fetch_add_explicit(&p->allocs, 1, memory_order_relaxed);
   *out = ptr;
   return GPUMEM_OK;
@@ -466,8 +536,7 @@ static gpumem_status pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stre
   int state = 0;
   /* Cache it, or take it out of the table to return it to the CUDA pool. */
   tcache *c = NULL;
-  bool cache_it = blk != NULL && blk->cls != LARGE_CLASS &&
-                  atomic_load(&p->cached_bytes) + blk->size <= p->cache_max_bytes;
+  bool cache_it = blk != NULL && blk->cls != LARGE_CLASS; /* the bound: see take_credit */
   if (blk != NULL) {
     /* LIVE -> CACHED (or gone) atomically: of two racing frees one wins. */
     int expected = BLOCK_LIVE;
@@ -482,19 +551,21 @@ static gpumem_status pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stre
   if (state != BLOCK_LIVE) {
     return gm_error(GPUMEM_ERR_DOUBLE_FREE, "%p was already freed", ptr);
   }
-  atomic_fetch_sub_explicit(&p->live_bytes, blk->size, memory_order_relaxed);
-  atomic_fetch_add_explicit(&p->frees, 1, memory_order_relaxed);
   if (cache_it && (c = thread_cache(p)) != NULL) {
     pthread_mutex_lock(&c->lock);
-    bin *b = find_bin(c, stream, true);
+    bin *b = take_credit(p, c, blk->size) ? find_bin(c, stream, true) : NULL;
     if (b != NULL) {
       blk->next = b->heads[blk->cls];
       b->heads[blk->cls] = blk;
-      atomic_fetch_add_explicit(&p->cached_bytes, blk->size, memory_order_relaxed);
+      c->cached += blk->size;
+      c->frees++;
+      c->live -= (int64_t)blk->size;
     }
     pthread_mutex_unlock(&c->lock);
     if (b != NULL) return GPUMEM_OK;
   }
+  atomic_fetch_sub_explicit(&p->live_bytes, (int64_t)blk->size, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->frees, 1, memory_order_relaxed);
   if (cache_it) { /* no room in this thread's cache after all: take it out of the table */
     pthread_mutex_lock(&s->lock);
     gm_hashmap_remove(&s->map, (uint64_t)(uintptr_t)ptr);
@@ -532,25 +603,9 @@ static gpumem_status get_stats(gpumem_pool_t *p, gpumem_pool_stats *out) {
   for (int i = 0; i < 4 && st == GPUMEM_OK; i++)
     st = gm_be_pool_get_attr(p->native, attrs[i], &v[i]);
   if (st != GPUMEM_OK) return st;
-  uint64_t hits = 0, misses = 0;
-  pthread_mutex_lock(&p->caches_lock);
-  for (tcache *c = p->caches; c != NULL; c = c->next) {
-    pthread_mutex_lock(&c->lock);
-    hits += c->hits;
-    misses += c->misses;
-    pthread_mutex_unlock(&c->lock);
-  }
-  pthread_mutex_unlock(&p->caches_lock);
-  *out = (gpumem_pool_stats){(size_t)v[0],
-                             (size_t)v[1],
-                             (size_t)v[2],
-                             (size_t)v[3],
-                             atomic_load(&p->live_bytes),
-                             atomic_load(&p->cached_bytes),
-                             atomic_load(&p->allocs),
-                             atomic_load(&p->frees),
-                             hits,
-                             misses};
+  pool_totals t = totals(p);
+  *out = (gpumem_pool_stats){(size_t)v[0], (size_t)v[1], (size_t)v[2], (size_t)v[3], (size_t)t.live,
+                             t.cached,     t.allocs,     t.frees,      t.hits,       t.misses};
   return GPUMEM_OK;
 }
 

@@ -158,8 +158,7 @@ static gpumem_status create(const char *name, int device, gpumem_allocator *out)
     return gm_error(GPUMEM_ERR_NOT_FOUND, "no allocator is called '%s' (there are: %s)", name,
                     names);
   }
-  gm_allocator_base *b = aligned_alloc(64, sizeof *b); /* the stripes are cache-line aligned */
-  if (b != NULL) memset(b, 0, sizeof *b);
+  gm_allocator_base *b = gm_aligned_zalloc(sizeof *b); /* the stripes are cache-line aligned */
   if (b == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an allocator");
   b->impl = impl;
   b->trace_ids = (gm_hashmap)GM_HASHMAP_INIT;

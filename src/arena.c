@@ -198,13 +198,7 @@ static gpumem_status set_geometry(gpumem_arena_t *a, const gpumem_arena_config *
              GPUMEM_ERR_INVALID_ARGUMENT, "placement %d is not LOCAL or INTERLEAVE",
              (int)c->placement);
   a->placement = c->placement;
-  GM_REQUIRE(c->handle_type == GPUMEM_HANDLE_NONE || c->handle_type == GPUMEM_HANDLE_POSIX_FD ||
-                 c->handle_type == GPUMEM_HANDLE_FABRIC,
-             GPUMEM_ERR_INVALID_ARGUMENT, "handle type %d is not NONE, POSIX_FD or FABRIC",
-             (int)c->handle_type);
-  a->handle_types = c->handle_type == GPUMEM_HANDLE_FABRIC
-                        ? (unsigned)(GPUMEM_HANDLE_FABRIC | GPUMEM_HANDLE_POSIX_FD)
-                        : (unsigned)c->handle_type;
+  GM_TRY(gm_shareable_types(c->handle_type, &a->handle_types));
   GM_REQUIRE(c->shards <= MAX_SHARDS, GPUMEM_ERR_INVALID_ARGUMENT,
              "%u shards asked for; at most %d", c->shards, MAX_SHARDS);
   a->shards_per = c->shards ? c->shards : default_shards();
@@ -255,6 +249,12 @@ fail:
 
 /* ---- growth ---- */
 
+/* Mappings a growth of `size` bytes is made of: one (LOCAL) or one per
+ * stripe (INTERLEAVE). */
+static size_t pieces_of(const gpumem_arena_t *a, size_t size) {
+  return a->placement == GPUMEM_PLACE_LOCAL ? 1 : size / a->stripe;
+}
+
 /* Undo the driver steps of a growth (rollback and destroy). */
 static void unmap_growth(const gpumem_arena_t *a, const growth *g, size_t pieces_mapped) {
   size_t piece = a->placement == GPUMEM_PLACE_LOCAL ? g->size : a->stripe;
@@ -274,7 +274,7 @@ static gpumem_status map_growth(gpumem_arena_t *a, const shard *s, size_t offset
                                 growth *g) {
   gpumem_status st = GPUMEM_OK;
   bool local = a->placement == GPUMEM_PLACE_LOCAL;
-  size_t pieces = local ? 1 : size / a->stripe, mapped = 0;
+  size_t pieces = pieces_of(a, size), mapped = 0;
   *g = (growth){offset, size, s->member, NULL, local ? 1 : a->nmembers};
   g->handles = calloc(g->nhandles, sizeof *g->handles);
   GM_REQUIRE(g->handles != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a growth record");
@@ -319,9 +319,10 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
       GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the growth list");
   GM_TRY(map_growth(a, s, a->top, want, &g));
   if (!gm_tlsf_add(&s->heap, a->top, want)) {
-    unmap_growth(a, &g, a->placement == GPUMEM_PLACE_LOCAL ? 1 : want / a->stripe);
+    unmap_growth(a, &g, pieces_of(a, want));
     free(g.handles);
-    GM_REQUIRE(false, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
+    st = gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
+    goto fail;
   }
   uint16_t owner = (uint16_t)(s - a->shards + 1);
   for (size_t u = a->top >> a->unit_shift; u < (a->top + want) >> a->unit_shift; u++)
@@ -358,7 +359,7 @@ static void free_arena(gpumem_arena_t *a) {
 static gpumem_status release_all(gpumem_arena_t *a) {
   for (size_t i = a->ngrowths; i-- > 0;) {
     const growth *g = &a->growths[i];
-    unmap_growth(a, g, a->placement == GPUMEM_PLACE_LOCAL ? 1 : g->size / a->stripe);
+    unmap_growth(a, g, pieces_of(a, g->size));
   }
   return a->base ? gm_be_va_free(a->base, a->max_size) : GPUMEM_OK;
 }
@@ -375,12 +376,11 @@ static gpumem_status create(const gpumem_arena_config *c, gpumem_arena_t **out) 
              "granularity %zu is not a power of two", a->granularity);
   a->unit_shift = __builtin_ctzll(a->granularity);
   a->nunits = a->max_size >> a->unit_shift;
-  a->shards = aligned_alloc(CACHE_LINE, a->nshards * sizeof *a->shards);
+  a->shards = gm_aligned_zalloc(a->nshards * sizeof *a->shards);
   a->unit_owner = calloc(a->nunits, sizeof *a->unit_owner);
   GM_REQUIRE(a->shards != NULL && a->unit_owner != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
              "no host memory for %u heaps and %zu chunk entries", a->nshards, a->nunits);
   for (unsigned i = 0; i < a->nshards; i++) {
-    memset(&a->shards[i], 0, sizeof a->shards[i]);
     atomic_init(&a->shards[i].lock, 0);
     a->shards[i].member = a->placement == GPUMEM_PLACE_LOCAL ? (int)(i / a->shards_per) : -1;
     gm_tlsf_init(&a->shards[i].heap);

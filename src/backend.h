@@ -314,6 +314,11 @@ gpumem_status gm_be_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_ptr
  * POSIX_FD; where the system refuses fabric handles the creation is retried
  * once with POSIX_FD alone, *handle_types becomes POSIX_FD (the caller keeps
  * it for later creations) and an info line names `who`. */
+/* The handle types to create memory with for a buffer's or arena's
+ * `requested` type: NONE and POSIX_FD as they are, FABRIC together with
+ * POSIX_FD (the fallback). INVALID_ARGUMENT for any other value. */
+gpumem_status gm_shareable_types(gpumem_handle_type requested, unsigned *handle_types);
+
 gpumem_status gm_phys_create_shareable(int device, size_t bytes, bool compression,
                                        unsigned *handle_types, const char *who, gpumem_phys_t *out);
 

@@ -145,10 +145,8 @@ static gpumem_status create(const gpumem_buffer_config *c, gpumem_buffer_t **out
   double factor = c->growth_factor == 0.0 ? DEFAULT_GROWTH_FACTOR : c->growth_factor;
   GM_REQUIRE(factor > 1.0 && factor <= MAX_GROWTH_FACTOR, GPUMEM_ERR_INVALID_ARGUMENT,
              "growth factor %g is not in (1, %g]", c->growth_factor, MAX_GROWTH_FACTOR);
-  GM_REQUIRE(c->handle_type == GPUMEM_HANDLE_NONE || c->handle_type == GPUMEM_HANDLE_POSIX_FD ||
-                 c->handle_type == GPUMEM_HANDLE_FABRIC,
-             GPUMEM_ERR_INVALID_ARGUMENT, "handle type %d is not NONE, POSIX_FD or FABRIC",
-             (int)c->handle_type);
+  unsigned handle_types = 0;
+  GM_TRY(gm_shareable_types(c->handle_type, &handle_types));
   gm_device_props props;
   GM_TRY(gm_be_device_props(c->device, &props));
   GM_REQUIRE(props.vmm, GPUMEM_ERR_NOT_SUPPORTED,
@@ -160,9 +158,7 @@ static gpumem_status create(const gpumem_buffer_config *c, gpumem_buffer_t **out
   b->factor = factor;
   b->growth_max = c->growth_max ? c->growth_max : DEFAULT_GROWTH_MAX;
   b->compression_requested = c->compression;
-  b->handle_types = c->handle_type == GPUMEM_HANDLE_FABRIC
-                        ? (unsigned)(GPUMEM_HANDLE_FABRIC | GPUMEM_HANDLE_POSIX_FD)
-                        : (unsigned)c->handle_type;
+  b->handle_types = handle_types;
   GM_TRY(set_access_list(b, c));
   gpumem_phys_props pp = {b->device, GPUMEM_HANDLE_NONE, c->compression};
   size_t gran = 0;

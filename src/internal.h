@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gpumem/error.h"
 #include "gpumem/export.h"
@@ -108,6 +109,15 @@ static inline bool gm_array_make_room(void **items, size_t *capacity, size_t cou
  * (the arena's shards, the allocator interface's counters) take it modulo
  * their number of parts, so consecutive threads land on different parts. */
 unsigned gm_thread_slot(void);
+
+/* Zeroed memory aligned to a cache line, for structures whose parts are
+ * _Alignas(64) so that threads do not share lines (`size` is then a multiple
+ * of 64). Free with free(). */
+static inline void *gm_aligned_zalloc(size_t size) {
+  void *p = aligned_alloc(64, size);
+  if (p != NULL) memset(p, 0, size);
+  return p;
+}
 
 /* Library initialisation (init.c). Every public function that needs the
  * backend calls gm_ensure_init() first; it is cheap after the first call. */

@@ -306,9 +306,8 @@ static gpumem_status check_pool(const gpumem_pool_t *p) {
 }
 
 static gpumem_pool_t *pool_new(int device) {
-  gpumem_pool_t *p = aligned_alloc(64, sizeof *p); /* the shards are cache-line aligned */
+  gpumem_pool_t *p = gm_aligned_zalloc(sizeof *p); /* the shards are cache-line aligned */
   if (p == NULL) return NULL;
-  memset(p, 0, sizeof *p);
   p->magic = POOL_MAGIC;
   p->id = atomic_fetch_add(&next_pool_id, 1);
   p->device = device;

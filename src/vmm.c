@@ -9,6 +9,18 @@
 #include "gpumem/vmm.h"
 #include "log.h"
 
+gpumem_status gm_shareable_types(gpumem_handle_type requested, unsigned *handle_types) {
+  if (requested != GPUMEM_HANDLE_NONE && requested != GPUMEM_HANDLE_POSIX_FD &&
+      requested != GPUMEM_HANDLE_FABRIC) {
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "handle type %d is not NONE, POSIX_FD or FABRIC",
+                    (int)requested);
+  }
+  *handle_types = requested == GPUMEM_HANDLE_FABRIC
+                      ? (unsigned)(GPUMEM_HANDLE_FABRIC | GPUMEM_HANDLE_POSIX_FD)
+                      : (unsigned)requested;
+  return GPUMEM_OK;
+}
+
 gpumem_status gm_phys_create_shareable(int device, size_t bytes, bool compression,
                                        unsigned *handle_types, const char *who,
                                        gpumem_phys_t *out) {

@@ -541,9 +541,9 @@ gpumem_status gm_be_import_handle(const gpumem_shareable_handle *in, gpumem_phys
   return GPUMEM_OK;
 }
 
-gpumem_status gm_be_stream_create(int device, gpumem_stream_t *out) {
+gpumem_status gm_be_stream_create(int device, unsigned flags, gpumem_stream_t *out) {
   GM_NULL_ARG(out);
-  GM_BE_COUNTED(stream_create, streams, 1, device, out);
+  GM_BE_COUNTED(stream_create, streams, 1, device, flags, out);
 }
 
 gpumem_status gm_be_stream_destroy(gpumem_stream_t stream) {
@@ -605,6 +605,30 @@ gpumem_status gm_be_memset(void *dst, int value, size_t size, gpumem_stream_t st
   if (size == 0) return GPUMEM_OK;
   GM_NULL_ARG(dst);
   GM_BE_FORWARD(memset, dst, value, size, stream);
+}
+
+gpumem_status gm_be_launch_host_func(gpumem_stream_t stream, gpumem_host_fn fn, void *arg) {
+  GM_NULL_ARG(fn);
+  GM_BE_FORWARD(launch_host_func, stream, fn, arg);
+}
+
+gpumem_status gm_be_stream_id(gpumem_stream_t stream, uint64_t *out) {
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(stream_id, stream, out);
+}
+
+gpumem_status gm_be_stream_device(gpumem_stream_t stream, int *out) {
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(stream_device, stream, out);
+}
+
+gpumem_status gm_be_stream_capture(gpumem_stream_t stream, bool begin) {
+  GM_BE_FORWARD(stream_capture, stream, begin);
+}
+
+gpumem_status gm_be_stream_is_capturing(gpumem_stream_t stream, bool *out) {
+  GM_NULL_ARG(out);
+  GM_BE_FORWARD(stream_is_capturing, stream, out);
 }
 
 gpumem_status gm_be_dev_malloc(int device, size_t size, void **out) {

@@ -87,6 +87,9 @@ typedef struct gm_pool_ptr_export {
   unsigned char reserved[64];
 } gm_pool_ptr_export;
 
+/* Stream creation flags (gm_backend_ops.stream_create). */
+#define GM_STREAM_BLOCKING 1u
+
 typedef enum gm_backend_kind { GM_BACKEND_CUDA = 0, GM_BACKEND_HOST = 1 } gm_backend_kind;
 
 /* X(op): every backend operation, for failure injection and call counts. */
@@ -120,6 +123,11 @@ typedef enum gm_backend_kind { GM_BACKEND_CUDA = 0, GM_BACKEND_HOST = 1 } gm_bac
   X(device_synchronize)       \
   X(memcpy)                   \
   X(memset)                   \
+  X(launch_host_func)         \
+  X(stream_id)                \
+  X(stream_device)            \
+  X(stream_capture)           \
+  X(stream_is_capturing)      \
   X(dev_malloc)               \
   X(dev_free)                 \
   X(pool_create)              \
@@ -176,7 +184,9 @@ typedef struct gm_backend_ops {
                                  gpumem_shareable_handle *out);
   gpumem_status (*import_handle)(const gpumem_shareable_handle *in, gpumem_phys_t *out);
 
-  gpumem_status (*stream_create)(int device, gpumem_stream_t *out);
+  /* flags: GM_STREAM_BLOCKING for a stream that synchronises with the legacy
+   * default stream (cudaStreamDefault); 0 for a non-blocking one. */
+  gpumem_status (*stream_create)(int device, unsigned flags, gpumem_stream_t *out);
   gpumem_status (*stream_destroy)(gpumem_stream_t stream);
   gpumem_status (*stream_synchronize)(gpumem_stream_t stream);
   /* GPUMEM_OK when all work is done, GPUMEM_ERR_NOT_READY otherwise. */
@@ -191,6 +201,22 @@ typedef struct gm_backend_ops {
   /* Stream-ordered copy and fill; either side of a copy may be host memory. */
   gpumem_status (*memcpy)(void *dst, const void *src, size_t size, gpumem_stream_t stream);
   gpumem_status (*memset)(void *dst, int value, size_t size, gpumem_stream_t stream);
+  /* Run fn(arg) on the host after the work queued on `stream` so far
+   * (cudaLaunchHostFunc); later work on the stream waits for it. */
+  gpumem_status (*launch_host_func)(gpumem_stream_t stream, gpumem_host_fn fn, void *arg);
+  /* The stream's process-unique id (cudaStreamGetId): unlike the handle, it is
+   * never given to another stream, and NULL / cudaStreamPerThread resolve to
+   * the calling thread's stream of its current device. */
+  gpumem_status (*stream_id)(gpumem_stream_t stream, uint64_t *out);
+  /* The device a stream belongs to (cudaStreamGetDevice); for NULL and
+   * cudaStreamPerThread, the calling thread's current device. */
+  gpumem_status (*stream_device)(gpumem_stream_t stream, int *out);
+  /* Begin (true) or end (false) capturing `stream` into a graph
+   * (cudaStreamBeginCapture in global mode / cudaStreamEndCapture, the graph
+   * then destroyed): for tests of capture-aware callers. */
+  gpumem_status (*stream_capture)(gpumem_stream_t stream, bool begin);
+  /* Is `stream` being captured (cudaStreamIsCapturing)? */
+  gpumem_status (*stream_is_capturing)(gpumem_stream_t stream, bool *out);
 
   /* Plain device allocation: cudaMalloc / cudaFree (a baseline for the bench). */
   gpumem_status (*dev_malloc)(int device, size_t size, void **out);
@@ -274,7 +300,7 @@ gpumem_status gm_be_get_access(uintptr_t va, int device, gpumem_access_flags *ou
 gpumem_status gm_be_export_handle(gpumem_phys_t phys, gpumem_handle_type type,
                                   gpumem_shareable_handle *out);
 gpumem_status gm_be_import_handle(const gpumem_shareable_handle *in, gpumem_phys_t *out);
-gpumem_status gm_be_stream_create(int device, gpumem_stream_t *out);
+gpumem_status gm_be_stream_create(int device, unsigned flags, gpumem_stream_t *out);
 gpumem_status gm_be_stream_destroy(gpumem_stream_t stream);
 gpumem_status gm_be_stream_synchronize(gpumem_stream_t stream);
 gpumem_status gm_be_stream_query(gpumem_stream_t stream);
@@ -287,6 +313,11 @@ gpumem_status gm_be_event_synchronize(gpumem_event_t event);
 gpumem_status gm_be_device_synchronize(int device);
 gpumem_status gm_be_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t stream);
 gpumem_status gm_be_memset(void *dst, int value, size_t size, gpumem_stream_t stream);
+gpumem_status gm_be_launch_host_func(gpumem_stream_t stream, gpumem_host_fn fn, void *arg);
+gpumem_status gm_be_stream_id(gpumem_stream_t stream, uint64_t *out);
+gpumem_status gm_be_stream_device(gpumem_stream_t stream, int *out);
+gpumem_status gm_be_stream_capture(gpumem_stream_t stream, bool begin);
+gpumem_status gm_be_stream_is_capturing(gpumem_stream_t stream, bool *out);
 gpumem_status gm_be_dev_malloc(int device, size_t size, void **out);
 gpumem_status gm_be_dev_free(void *ptr);
 gpumem_status gm_be_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out);

@@ -38,6 +38,11 @@ typedef enum gm_option_type {
   X(HOST_FABRIC, GM_OPT_WORD, "refused", 0, 0, "off|refused|on",                                   \
     "fabric handles on emulated devices: unsupported, advertised but refused (like a GPU without " \
     "an IMEX channel), or working within the process")                                             \
+  X(HOST_STREAM_DELAY, GM_OPT_INT, "0", 0, 1000000, NULL,                                          \
+    "host backend: delay each item of stream work by a random time up to this many microseconds "  \
+    "(0: none), so that stream-ordering races show")                                               \
+  X(HOST_STREAM_SEED, GM_OPT_INT, "1", 0, INT64_MAX, NULL,                                         \
+    "seed of the random stream delays (GPUMEM_HOST_STREAM_DELAY)")                                 \
   X(TRACE, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
     "append every alloc and free of libgpumem's allocators to this file (op,id,size,stream)")      \
   X(FAULT, GM_OPT_STRING, "", 0, 0, NULL,                                                          \

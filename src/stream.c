@@ -4,7 +4,7 @@
 #include "gpumem/stream.h"
 
 GPUMEM_API gpumem_status gpumem_stream_create(int device, gpumem_stream_t *stream) {
-  GM_API_FORWARD(gm_be_stream_create(device, stream));
+  GM_API_FORWARD(gm_be_stream_create(device, 0, stream));
 }
 
 GPUMEM_API gpumem_status gpumem_stream_destroy(gpumem_stream_t stream) {
@@ -54,4 +54,9 @@ GPUMEM_API gpumem_status gpumem_memcpy(void *dst, const void *src, size_t size,
 
 GPUMEM_API gpumem_status gpumem_memset(void *dst, int value, size_t size, gpumem_stream_t stream) {
   GM_API_FORWARD(gm_be_memset(dst, value, size, stream));
+}
+
+GPUMEM_API gpumem_status gpumem_launch_host_func(gpumem_stream_t stream, gpumem_host_fn fn,
+                                                 void *arg) {
+  GM_API_FORWARD(gm_be_launch_host_func(stream, fn, arg));
 }

@@ -3,10 +3,12 @@
  * These are the asynchronous primitives the library's allocators order their
  * work with, exposed so that tests, the benchmark and portable programs can
  * drive either backend: a stream here is a cudaStream_t under the CUDA
- * backend (created non-blocking on the named device), and an emulated key
- * under the host backend, where all work completes as it is issued. Streams
- * made by the application with CUDA itself may be passed to every call.
- * NULL is the legacy default stream.
+ * backend (created non-blocking on the named device), and an emulated stream
+ * under the host backend, whose work runs later, on a worker thread, in
+ * stream order, as on a GPU (see README, "The host backend"). Streams made by
+ * the application with CUDA itself may be passed to every call. NULL (or
+ * GPUMEM_STREAM_LEGACY) is the legacy default stream of the calling thread's
+ * current device; GPUMEM_STREAM_PER_THREAD is cudaStreamPerThread.
  *
  * Thread safety: all calls may be made from any thread.
  */
@@ -20,6 +22,12 @@
 #include "gpumem/types.h"
 
 GPUMEM_EXTERN_C_BEGIN
+
+/** The legacy default stream, named explicitly (cudaStreamLegacy). */
+#define GPUMEM_STREAM_LEGACY ((gpumem_stream_t)0x1)
+/** The calling thread's default stream of its current device, which does not
+ * synchronise with other streams (cudaStreamPerThread). */
+#define GPUMEM_STREAM_PER_THREAD ((gpumem_stream_t)0x2)
 
 /** Create a non-blocking stream on `device`. Errors: INVALID_ARGUMENT (NULL),
  * INVALID_DEVICE, NO_DEVICE. The caller's current device is unchanged. */
@@ -54,6 +62,14 @@ GPUMEM_API gpumem_status gpumem_memcpy(void *dst, const void *src, size_t size,
                                        gpumem_stream_t stream);
 /** Set `size` bytes at `dst` to `value` on `stream`. */
 GPUMEM_API gpumem_status gpumem_memset(void *dst, int value, size_t size, gpumem_stream_t stream);
+
+/** Run `fn(arg)` on a host thread once the work queued on `stream` before it
+ * is done; work queued after it waits for it to return (cudaLaunchHostFunc).
+ * `fn` must not call libgpumem or CUDA. Tests use it as a kernel whose timing
+ * they do not control: under the host backend it may read and write device
+ * memory. Errors: INVALID_ARGUMENT (fn NULL, not a live stream), NO_DEVICE. */
+GPUMEM_API gpumem_status gpumem_launch_host_func(gpumem_stream_t stream, gpumem_host_fn fn,
+                                                 void *arg);
 
 GPUMEM_EXTERN_C_END
 

@@ -16,6 +16,8 @@
 typedef struct CUstream_st *gpumem_stream_t;
 /** An event: cudaEvent_t / CUevent. */
 typedef struct CUevent_st *gpumem_event_t;
+/** A function a stream runs on the host (cudaHostFn_t). */
+typedef void (*gpumem_host_fn)(void *arg);
 /** A CUDA memory pool: cudaMemPool_t / CUmemoryPool. */
 typedef struct CUmemPoolHandle_st *gpumem_native_pool_t;
 

@@ -110,6 +110,11 @@ static gpumem_status status_from_rt(cudaError_t e) {
     return GPUMEM_ERR_NOT_READY;
   case cudaErrorPeerAccessUnsupported:
     return GPUMEM_ERR_PEER_UNSUPPORTED;
+  case cudaErrorStreamCaptureUnsupported:
+  case cudaErrorStreamCaptureInvalidated:
+  case cudaErrorStreamCaptureImplicit:
+  case cudaErrorIllegalState:
+    return GPUMEM_ERR_STATE;
   case cudaErrorInsufficientDriver:
   case cudaErrorNoDevice:
   case cudaErrorInitializationError:
@@ -148,7 +153,9 @@ static gpumem_status rt_fail(cudaError_t e, const char *call, const char *fmt, .
   va_start(ap, fmt);
   vsnprintf(args, sizeof args, fmt, ap);
   va_end(ap);
-  cudaGetLastError(); /* clear a non-sticky error so later calls start clean */
+  /* The error stays the thread's last runtime error, for the application to
+   * read with cudaGetLastError(): clearing it here would also clear an
+   * earlier error the application had not read yet. */
   return gm_error(status_from_rt(e), "%s(%s) failed: %s (%s)", call, args, cudaGetErrorName(e),
                   cudaGetErrorString(e));
 }
@@ -488,11 +495,12 @@ static gpumem_status cuda_import(const gpumem_shareable_handle *in, gpumem_phys_
 
 /* ---- streams, events, copies ---- */
 
-static gpumem_status cuda_stream_create(int device, gpumem_stream_t *out) {
+static gpumem_status cuda_stream_create(int device, unsigned flags, gpumem_stream_t *out) {
   CHECK_DEVICE(device);
   cudaStream_t s = NULL;
-  RT_ON_DEVICE(device, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking),
-               "cudaStreamCreateWithFlags", "device=%d", device);
+  unsigned f = flags & GM_STREAM_BLOCKING ? cudaStreamDefault : cudaStreamNonBlocking;
+  RT_ON_DEVICE(device, cudaStreamCreateWithFlags(&s, f), "cudaStreamCreateWithFlags",
+               "device=%d, flags=%u", device, f);
   *out = s;
   return GPUMEM_OK;
 }
@@ -507,9 +515,13 @@ static gpumem_status cuda_stream_synchronize(gpumem_stream_t s) {
   return GPUMEM_OK;
 }
 
+/* cudaErrorNotReady from a query is not an error: it is cleared so that the
+ * application's next cudaGetLastError() does not report it (it would
+ * otherwise stay the thread's last runtime error). */
 static gpumem_status cuda_stream_query(gpumem_stream_t s) {
   cudaError_t e = cudaStreamQuery(s);
   if (e == cudaErrorNotReady) {
+    cudaGetLastError();
     return gm_error(GPUMEM_ERR_NOT_READY, "stream %p still has work in flight", (void *)s);
   }
   if (e != cudaSuccess) return rt_fail(e, "cudaStreamQuery", "%p", (void *)s);
@@ -543,6 +555,7 @@ static gpumem_status cuda_event_record(gpumem_event_t ev, gpumem_stream_t s) {
 static gpumem_status cuda_event_query(gpumem_event_t ev) {
   cudaError_t e = cudaEventQuery(ev);
   if (e == cudaErrorNotReady) {
+    cudaGetLastError(); /* as in cuda_stream_query */
     return gm_error(GPUMEM_ERR_NOT_READY, "the work captured by event %p is not complete",
                     (void *)ev);
   }
@@ -569,6 +582,41 @@ static gpumem_status cuda_memcpy(void *dst, const void *src, size_t size, gpumem
 
 static gpumem_status cuda_memset(void *dst, int value, size_t size, gpumem_stream_t s) {
   RT(cudaMemsetAsync, (dst, value, size, s), "%p, %d, %zu, %p", dst, value, size, (void *)s);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_launch_host_func(gpumem_stream_t s, gpumem_host_fn fn, void *arg) {
+  RT(cudaLaunchHostFunc, (s, fn, arg), "%p, %p", (void *)s, arg);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_stream_id(gpumem_stream_t s, uint64_t *out) {
+  unsigned long long id = 0;
+  RT(cudaStreamGetId, (s, &id), "%p", (void *)s);
+  *out = (uint64_t)id;
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_stream_device(gpumem_stream_t s, int *out) {
+  RT(cudaStreamGetDevice, (s, out), "%p", (void *)s);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_stream_capture(gpumem_stream_t s, bool begin) {
+  if (begin) {
+    RT(cudaStreamBeginCapture, (s, cudaStreamCaptureModeGlobal), "%p, Global", (void *)s);
+    return GPUMEM_OK;
+  }
+  cudaGraph_t graph = NULL;
+  RT(cudaStreamEndCapture, (s, &graph), "%p", (void *)s);
+  if (graph != NULL) cudaGraphDestroy(graph);
+  return GPUMEM_OK;
+}
+
+static gpumem_status cuda_stream_is_capturing(gpumem_stream_t s, bool *out) {
+  enum cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  RT(cudaStreamIsCapturing, (s, &status), "%p", (void *)s);
+  *out = status != cudaStreamCaptureStatusNone;
   return GPUMEM_OK;
 }
 
@@ -770,6 +818,11 @@ const gm_backend_ops gm_backend_cuda = {
     .device_synchronize = cuda_device_synchronize,
     .memcpy = cuda_memcpy,
     .memset = cuda_memset,
+    .launch_host_func = cuda_launch_host_func,
+    .stream_id = cuda_stream_id,
+    .stream_device = cuda_stream_device,
+    .stream_capture = cuda_stream_capture,
+    .stream_is_capturing = cuda_stream_is_capturing,
     .dev_malloc = cuda_dev_malloc,
     .dev_free = cuda_dev_free,
     .pool_create = cuda_pool_create,

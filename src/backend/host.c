@@ -144,6 +144,16 @@ void gm_host_uncharge(int device, size_t bytes) {
   H.used[device] -= bytes;
 }
 
+/* ---- contexts (placeholder until the context record lands) ---- */
+
+void gm_host_context_touch(int device) {
+  GM_UNUSED(device);
+}
+
+int gm_host_current_device(void) {
+  return 0;
+}
+
 /* ---- configuration ---- */
 
 /* Parse GPUMEM_HOST_PEERS: "all", "none" or links "a-b,c-d" (both ways). */
@@ -221,6 +231,7 @@ static gpumem_status host_open(void) {
     H.capacity = rounded;
   }
   set_uuids(gm_option_string(GM_OPTION_HOST_UUIDS));
+  gm_host_streams_open();
   H.next_id = 1;
   char cap[32], gran[32];
   gm_log(GPUMEM_LOG_INFO, "host backend: %d emulated devices of %s, granularity %s, peers %s",
@@ -241,6 +252,7 @@ static void phys_destroy(host_phys *p) {
 }
 
 static void host_close(void) {
+  gm_host_streams_drain(); /* queued work may still touch pools and mappings */
   gm_host_lock();
   gm_host_pools_close();
   for (host_reservation *r = H.reservations, *rn; r != NULL; r = rn) {
@@ -266,6 +278,7 @@ static void host_close(void) {
   gm_hashmap_free(&H.mallocs);
   H.ndev = 0;
   gm_host_unlock();
+  gm_host_streams_close();
 }
 
 static void host_versions(int *driver, int *runtime) {
@@ -770,107 +783,19 @@ fail:
   return st;
 }
 
-/* ---- streams and events: keys; work completes as it is issued ---- */
-
-static gpumem_status check_stream(gpumem_stream_t s) {
-  if (s != NULL && s->magic != HOST_STREAM_MAGIC) {
-    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%p is not a host-backend stream", (void *)s);
-  }
-  return GPUMEM_OK;
-}
-
-int gm_host_stream_device(gpumem_stream_t s) {
-  return s != NULL && s->magic == HOST_STREAM_MAGIC ? s->device : -1;
-}
-
-static gpumem_status check_event(gpumem_event_t e) {
-  if (e->magic != HOST_EVENT_MAGIC) {
-    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%p is not a host-backend event", (void *)e);
-  }
-  return GPUMEM_OK;
-}
-
-static void synchronized(void) {
+bool gm_host_is_device_memory(const void *ptr) {
+  uintptr_t p = (uintptr_t)ptr;
   gm_host_lock();
-  gm_host_pools_synchronized();
+  bool device = find_reservation(p, 1) != NULL || gm_host_pool_holds(ptr);
+  for (size_t i = 0; !device && i < H.mallocs.capacity; i++) {
+    uint64_t base = H.mallocs.keys[i];
+    device = base != 0 && p >= base && p - base < (H.mallocs.values[i] >> 8);
+  }
   gm_host_unlock();
+  return device;
 }
 
-static gpumem_status host_stream_create(int device, gpumem_stream_t *out) {
-  CHECK_DEVICE(device);
-  gpumem_stream_t s = calloc(1, sizeof *s);
-  if (s == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a stream");
-  *s = (struct CUstream_st){HOST_STREAM_MAGIC, device};
-  *out = s;
-  return GPUMEM_OK;
-}
-
-static gpumem_status host_stream_destroy(gpumem_stream_t s) {
-  gpumem_status st = check_stream(s);
-  if (st != GPUMEM_OK) return st;
-  s->magic = 0;
-  free(s);
-  return GPUMEM_OK;
-}
-
-static gpumem_status host_stream_synchronize(gpumem_stream_t s) {
-  gpumem_status st = check_stream(s);
-  if (st == GPUMEM_OK) synchronized();
-  return st;
-}
-
-static gpumem_status host_stream_query(gpumem_stream_t s) {
-  return check_stream(s);
-}
-
-static gpumem_status host_stream_wait_event(gpumem_stream_t s, gpumem_event_t e) {
-  gpumem_status st = check_stream(s);
-  return st != GPUMEM_OK ? st : check_event(e);
-}
-
-static gpumem_status host_event_create(int device, gpumem_event_t *out) {
-  CHECK_DEVICE(device);
-  gpumem_event_t e = calloc(1, sizeof *e);
-  if (e == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an event");
-  *e = (struct CUevent_st){HOST_EVENT_MAGIC, device, false};
-  *out = e;
-  return GPUMEM_OK;
-}
-
-static gpumem_status host_event_destroy(gpumem_event_t e) {
-  gpumem_status st = check_event(e);
-  if (st != GPUMEM_OK) return st;
-  e->magic = 0;
-  free(e);
-  return GPUMEM_OK;
-}
-
-static gpumem_status host_event_record(gpumem_event_t e, gpumem_stream_t s) {
-  gpumem_status st = check_event(e);
-  if (st == GPUMEM_OK) st = check_stream(s);
-  if (st == GPUMEM_OK) e->recorded = true;
-  return st;
-}
-
-static gpumem_status host_event_query(gpumem_event_t e) {
-  return check_event(e);
-}
-
-static gpumem_status host_event_synchronize(gpumem_event_t e) {
-  gpumem_status st = check_event(e);
-  if (st == GPUMEM_OK) synchronized();
-  return st;
-}
-
-static gpumem_status host_device_synchronize(int device) {
-  CHECK_DEVICE(device);
-  synchronized();
-  return GPUMEM_OK;
-}
-
-/* Check that every byte of [p, p+n) that lies in a reservation is mapped with
- * the access needed; bytes outside reservations are ordinary host memory. */
-static gpumem_status check_accessible(const void *ptr, size_t n, bool write, const char *what) {
+gpumem_status gm_host_check_accessible(const void *ptr, size_t n, bool write, const char *what) {
   uintptr_t p = (uintptr_t)ptr;
   gpumem_status st = GPUMEM_OK;
   gm_host_lock();
@@ -892,21 +817,6 @@ static gpumem_status check_accessible(const void *ptr, size_t n, bool write, con
     }
   }
   gm_host_unlock();
-  return st;
-}
-
-static gpumem_status host_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t s) {
-  gpumem_status st = check_stream(s);
-  if (st == GPUMEM_OK) st = check_accessible(src, size, false, "copy source");
-  if (st == GPUMEM_OK) st = check_accessible(dst, size, true, "copy destination");
-  if (st == GPUMEM_OK) memmove(dst, src, size);
-  return st;
-}
-
-static gpumem_status host_memset(void *dst, int value, size_t size, gpumem_stream_t s) {
-  gpumem_status st = check_stream(s);
-  if (st == GPUMEM_OK) st = check_accessible(dst, size, true, "memset destination");
-  if (st == GPUMEM_OK) memset(dst, value, size);
   return st;
 }
 
@@ -938,10 +848,19 @@ fail:
   return st;
 }
 
+/* cudaFree synchronizes the device before it frees (the runtime API's
+ * "API synchronization behavior"), so work queued on the memory completes. */
 static gpumem_status host_dev_free(void *ptr) {
   uint64_t v = 0;
   gm_host_lock();
   bool found = gm_hashmap_get(&H.mallocs, (uint64_t)(uintptr_t)ptr, &v);
+  gm_host_unlock();
+  if (found) {
+    gpumem_status st = gm_host_device_synchronize((int)(v & 0xff));
+    if (st != GPUMEM_OK) return st;
+  }
+  gm_host_lock();
+  found = gm_hashmap_get(&H.mallocs, (uint64_t)(uintptr_t)ptr, &v);
   if (found) {
     gm_hashmap_remove(&H.mallocs, (uint64_t)(uintptr_t)ptr);
     munmap(ptr, (size_t)(v >> 8));
@@ -974,19 +893,24 @@ const gm_backend_ops gm_backend_host = {
     .get_access = host_get_access,
     .export_handle = host_export,
     .import_handle = host_import,
-    .stream_create = host_stream_create,
-    .stream_destroy = host_stream_destroy,
-    .stream_synchronize = host_stream_synchronize,
-    .stream_query = host_stream_query,
-    .stream_wait_event = host_stream_wait_event,
-    .event_create = host_event_create,
-    .event_destroy = host_event_destroy,
-    .event_record = host_event_record,
-    .event_query = host_event_query,
-    .event_synchronize = host_event_synchronize,
-    .device_synchronize = host_device_synchronize,
-    .memcpy = host_memcpy,
-    .memset = host_memset,
+    .stream_create = gm_host_stream_create,
+    .stream_destroy = gm_host_stream_destroy,
+    .stream_synchronize = gm_host_stream_synchronize,
+    .stream_query = gm_host_stream_query,
+    .stream_wait_event = gm_host_stream_wait_event,
+    .event_create = gm_host_event_create,
+    .event_destroy = gm_host_event_destroy,
+    .event_record = gm_host_event_record,
+    .event_query = gm_host_event_query,
+    .event_synchronize = gm_host_event_synchronize,
+    .device_synchronize = gm_host_device_synchronize,
+    .memcpy = gm_host_memcpy,
+    .memset = gm_host_memset,
+    .launch_host_func = gm_host_launch_host_func,
+    .stream_id = gm_host_stream_id,
+    .stream_device = gm_host_stream_device,
+    .stream_capture = gm_host_stream_capture,
+    .stream_is_capturing = gm_host_stream_is_capturing,
     .dev_malloc = host_dev_malloc,
     .dev_free = host_dev_free,
     .pool_create = gm_host_pool_create,

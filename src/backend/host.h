@@ -23,8 +23,88 @@ void gm_host_uncharge(int device, size_t bytes);
  * descriptors received from another process. No lock needed. */
 int gm_host_memfd_device(int fd, const char *prefix);
 
-/* The device of a host-backend stream; -1 for the legacy stream (NULL). */
-int gm_host_stream_device(gpumem_stream_t stream);
+/* Contexts and the calling thread's current device (host.c). */
+void gm_host_context_touch(int device);
+int gm_host_current_device(void);
+
+/* Check that every byte of [ptr, ptr+size) that lies in a reservation is
+ * mapped with the access needed (read, or read-write when `write`); bytes
+ * outside reservations are ordinary host memory. Takes the lock itself. */
+gpumem_status gm_host_check_accessible(const void *ptr, size_t size, bool write, const char *what);
+
+/* Is `ptr` emulated device memory (a reservation, a pool, a dev_malloc
+ * block), as opposed to ordinary (pageable) host memory? Takes the lock. */
+bool gm_host_is_device_memory(const void *ptr);
+/* Does a live pool's range hold `ptr` (lock held)? */
+bool gm_host_pool_holds(const void *ptr);
+
+/* ---- streams and events (host_stream.c; they take their own lock, which
+ * may be taken while the host backend's lock is held, never the reverse) ---- */
+
+/* The handles CUDA gives the default streams (driver_types.h:
+ * cudaStreamLegacy ((cudaStream_t)0x1), cudaStreamPerThread ((cudaStream_t)0x2)). */
+#define GM_HOST_STREAM_LEGACY     ((gpumem_stream_t)(uintptr_t)1)
+#define GM_HOST_STREAM_PER_THREAD ((gpumem_stream_t)(uintptr_t)2)
+
+/* A point in a stream's work: reached when `seq` items have run. A point
+ * holds a reference on its stream until released. seq UINT64_MAX: never
+ * (work captured into a graph). */
+struct host_stream;
+typedef struct gm_host_point {
+  struct host_stream *stream;
+  uint64_t seq;
+} gm_host_point;
+
+typedef enum gm_host_reuse {
+  GM_HOST_REUSE_NO,         /* not by this stream, now */
+  GM_HOST_REUSE_NOW,        /* ordered already, or known complete */
+  GM_HOST_REUSE_AFTER_WAIT, /* after queueing a wait on the point (internal dependency) */
+} gm_host_reuse;
+
+void gm_host_streams_open(void);
+/* Wait until every stream has run what it was given (no lock held). */
+void gm_host_streams_drain(void);
+/* Stop every worker and free every stream and event (at close, after drain). */
+void gm_host_streams_close(void);
+
+gpumem_status gm_host_stream_create(int device, unsigned flags, gpumem_stream_t *out);
+gpumem_status gm_host_stream_destroy(gpumem_stream_t stream);
+gpumem_status gm_host_stream_synchronize(gpumem_stream_t stream);
+gpumem_status gm_host_stream_query(gpumem_stream_t stream);
+gpumem_status gm_host_stream_wait_event(gpumem_stream_t stream, gpumem_event_t event);
+gpumem_status gm_host_event_create(int device, gpumem_event_t *out);
+gpumem_status gm_host_event_destroy(gpumem_event_t event);
+gpumem_status gm_host_event_record(gpumem_event_t event, gpumem_stream_t stream);
+gpumem_status gm_host_event_query(gpumem_event_t event);
+gpumem_status gm_host_event_synchronize(gpumem_event_t event);
+gpumem_status gm_host_device_synchronize(int device);
+gpumem_status gm_host_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t stream);
+gpumem_status gm_host_memset(void *dst, int value, size_t size, gpumem_stream_t stream);
+gpumem_status gm_host_launch_host_func(gpumem_stream_t stream, gpumem_host_fn fn, void *arg);
+gpumem_status gm_host_stream_id(gpumem_stream_t stream, uint64_t *out);
+gpumem_status gm_host_stream_device(gpumem_stream_t stream, int *out);
+/* Begin (begin true) or end the capture of a stream into a graph. */
+gpumem_status gm_host_stream_capture(gpumem_stream_t stream, bool begin);
+gpumem_status gm_host_stream_is_capturing(gpumem_stream_t stream, bool *out);
+
+/* Queue a mark on `stream` (an item that does nothing, as a cudaFreeAsync
+ * does nothing the host sees) and return the point where it runs (a new
+ * reference): it completes after the work queued before it, and counts as
+ * observed only after a synchronize or query. */
+gpumem_status gm_host_stream_mark(gpumem_stream_t stream, gm_host_point *out);
+void gm_host_point_release(gm_host_point *point);
+/* Another reference to the point's stream, for a copy of the point. */
+void gm_host_point_retain(const gm_host_point *point);
+/* Has the point's work run (observed or not)? */
+bool gm_host_point_done(const gm_host_point *point);
+/* Has the host observed the point (a synchronize or a query that said done)? */
+bool gm_host_point_observed(const gm_host_point *point);
+/* May work on `stream` use memory freed at `point`, under the pool's reuse
+ * policies (indexed by gm_pool_attr's three REUSE_ values)? */
+gm_host_reuse gm_host_point_reuse(const gm_host_point *point, gpumem_stream_t stream,
+                                  const uint64_t policy[3]);
+/* Make later work on `stream` wait for `point` (an internal dependency). */
+gpumem_status gm_host_stream_wait_point(gpumem_stream_t stream, const gm_host_point *point);
 
 /* Pools (host_pool.c). */
 gpumem_status gm_host_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out);

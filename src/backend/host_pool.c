@@ -14,8 +14,29 @@
  * device runs out of memory and the pool gives its cache back to retry once.
  * Releasing a granule punches a hole in the memfd, so the memory really goes
  * back to the system. Used and reserved bytes, current and high, follow
- * CUDA's attribute definitions, and streams complete at once, so a free is
- * reusable immediately on every stream.
+ * CUDA's attribute definitions.
+ *
+ * Frees are stream-ordered, as cudaFreeAsync's are: a freed block remembers
+ * the point of its stream's work at the free (host_stream.c) and stays
+ * pending until the host has observed that point (a synchronize, or a query
+ * that said done). A pending block is reusable
+ *   - at once by allocations on the stream that freed it (stream order);
+ *   - by another stream that has waited on an event recorded after the free
+ *     (cudaMemPoolReuseFollowEventDependencies);
+ *   - by any stream once the free has run, observed or not
+ *     (cudaMemPoolReuseAllowOpportunistic);
+ *   - by any stream after a wait on the free is queued on it
+ *     (cudaMemPoolReuseAllowInternalDependencies), tried last;
+ * each policy switchable as on the GPU. A pending block keeps its granules
+ * reserved: trim and the release threshold give back only memory whose frees
+ * the host has observed ("Allocations that have been asynchronously freed but
+ * whose completion has not been observed on the host (eg. by a synchronize)
+ * can count as outstanding", cuda_runtime_api.h, cudaMemPoolTrimTo). Pending
+ * blocks do not coalesce until observed. A pool destroyed while frees are
+ * still to run keeps its memory until they have (cudaMemPoolDestroy: "the
+ * resources associated with the pool will be released automatically once
+ * there are no more outstanding allocations"). A pool may allocate on a
+ * stream of another device (cudaMallocFromPoolAsync allows it).
  *
  * Every function runs under the host backend's lock.
  */
@@ -40,6 +61,7 @@
 typedef struct pool_block {
   size_t off, size;
   bool used;
+  gm_host_point freed; /* a free not yet observed; .stream NULL when none */
 } pool_block;
 
 struct CUmemPoolHandle_st {
@@ -49,8 +71,8 @@ struct CUmemPoolHandle_st {
   uint8_t *base;
   size_t max_size;
   unsigned handle_types;
-  bool imported, is_default;
-  pool_block *blocks; /* address-ordered; covers [0, max_size) unless imported */
+  bool imported, is_default, dead; /* dead: destroyed, memory kept for pending frees */
+  pool_block *blocks;              /* address-ordered; covers [0, max_size) unless imported */
   size_t nblocks, cap_blocks;
   uint32_t *granule_refs; /* live allocations touching each granule */
   bool *granule_charged;
@@ -68,6 +90,7 @@ typedef struct host_pool_ptr_data {
 } host_pool_ptr_data;
 
 static gpumem_native_pool_t all_pools;
+static gpumem_native_pool_t dead_pools; /* destroyed with frees still to run */
 static gpumem_native_pool_t default_pools[GPUMEM_MAX_DEVICES];
 
 static gpumem_status check_pool(gpumem_native_pool_t p) {
@@ -153,7 +176,48 @@ static void ref_range(gpumem_native_pool_t p, size_t off, size_t size, int delta
     p->granule_refs[g] += (uint32_t)delta;
 }
 
+/* Merge block i with block i+1 if both are free and either neither has a
+ * pending free or both were freed on the same stream (the merged block then
+ * waits for the later free; the stream itself may reuse it at once). */
+static bool merge(gpumem_native_pool_t p, size_t i) {
+  pool_block *a = &p->blocks[i], *b = &p->blocks[i + 1];
+  if (a->used || b->used || a->freed.stream != b->freed.stream) return false;
+  if (a->freed.stream != NULL) {
+    /* both blocks' granule references stay; drop the double one on a shared granule */
+    size_t g = p->granularity;
+    if ((a->off + a->size - 1) / g == b->off / g) ref_range(p, b->off, 1, -1);
+    if (b->freed.seq > a->freed.seq) a->freed.seq = b->freed.seq;
+    gm_host_point_release(&b->freed);
+  }
+  a->size += b->size;
+  blocks_erase(p, i + 1);
+  return true;
+}
+
+/* Blocks whose frees the host has observed become plain free memory and
+ * coalesce with free neighbours. */
+static void sweep(gpumem_native_pool_t p) {
+  for (size_t i = 0; i < p->nblocks; i++) {
+    pool_block *b = &p->blocks[i];
+    if (b->used || b->freed.stream == NULL || !gm_host_point_observed(&b->freed)) continue;
+    gm_host_point_release(&b->freed);
+    ref_range(p, b->off, b->size, -1);
+  }
+  for (size_t i = 0; i + 1 < p->nblocks;) {
+    if (!merge(p, i)) i++;
+  }
+}
+
+static bool frees_pending(gpumem_native_pool_t p) {
+  for (size_t i = 0; i < p->nblocks; i++) {
+    if (p->blocks[i].freed.stream != NULL && !gm_host_point_done(&p->blocks[i].freed)) return true;
+  }
+  return false;
+}
+
 static void pool_free_memory(gpumem_native_pool_t p) {
+  for (size_t i = 0; i < p->nblocks; i++)
+    gm_host_point_release(&p->blocks[i].freed);
   if (!p->imported) {
     for (size_t g = 0; g < p->ngranules; g++) {
       if (p->granule_charged[g]) gm_host_uncharge(p->device, p->granularity);
@@ -196,7 +260,7 @@ static gpumem_status pool_new(int device, unsigned handle_types, size_t max_size
     p->granule_charged = calloc(p->ngranules, sizeof *p->granule_charged);
     GM_REQUIRE(p->granule_refs && p->granule_charged && blocks_reserve(p, 1),
                GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a pool's records");
-    blocks_insert(p, 0, (pool_block){0, max_size, false});
+    blocks_insert(p, 0, (pool_block){0, max_size, false, {NULL, 0}});
   }
   void *base = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, p->fd, 0);
   GM_REQUIRE(base != MAP_FAILED, GPUMEM_ERR_OS, "mmap of a pool of %zu bytes failed: %s", max_size,
@@ -246,7 +310,13 @@ gpumem_status gm_host_pool_destroy(gpumem_native_pool_t pool) {
   while (*link != pool)
     link = &(*link)->next;
   *link = pool->next;
-  pool_free_memory(pool);
+  if (frees_pending(pool)) { /* its memory goes once they have run */
+    pool->dead = true;
+    pool->next = dead_pools;
+    dead_pools = pool;
+  } else {
+    pool_free_memory(pool);
+  }
 fail:
   gm_host_unlock();
   return st;
@@ -376,7 +446,10 @@ gpumem_status gm_host_pool_trim(gpumem_native_pool_t pool, size_t keep_bytes) {
   gpumem_status st = GPUMEM_OK;
   gm_host_lock();
   GM_TRY(check_pool(pool));
-  if (!pool->imported) release_to(pool, keep_bytes);
+  if (!pool->imported) {
+    sweep(pool);
+    release_to(pool, keep_bytes);
+  }
 fail:
   gm_host_unlock();
   return st;
@@ -388,18 +461,29 @@ gpumem_status gm_host_pool_alloc(gpumem_native_pool_t pool, size_t size, gpumem_
   gm_host_lock();
   GM_TRY(check_pool(pool));
   GM_REQUIRE(!pool->imported, GPUMEM_ERR_NOT_SUPPORTED, "an imported pool cannot allocate");
-  int stream_device = gm_host_stream_device(stream);
-  GM_REQUIRE(stream_device < 0 || stream_device == pool->device, GPUMEM_ERR_INVALID_ARGUMENT,
-             "the stream belongs to device %d, the pool to device %d", stream_device, pool->device);
   size_t need;
   GM_REQUIRE(gm_round_up(size, HOST_POOL_ALIGN, &need) && need <= pool->max_size,
              GPUMEM_ERR_OUT_OF_MEMORY,
              "pool allocation of %zu bytes exceeds the pool's maximum %zu", size, pool->max_size);
-  size_t i = 0;
-  while (i < pool->nblocks && (pool->blocks[i].used || pool->blocks[i].size < need))
-    i++;
+  uint64_t stream_id = 0;
+  GM_TRY(gm_host_stream_id(stream, &stream_id)); /* a live stream of some device */
+  sweep(pool);
+  /* First fit among blocks this stream may use now; then among those it may
+   * use after waiting for their free (internal dependencies). */
+  size_t i = pool->nblocks;
+  gm_host_reuse how = GM_HOST_REUSE_NO;
+  for (int pass = 0; pass < 2 && i == pool->nblocks; pass++) {
+    for (i = 0; i < pool->nblocks; i++) {
+      pool_block *b = &pool->blocks[i];
+      if (b->used || b->size < need) continue;
+      how = b->freed.stream == NULL ? GM_HOST_REUSE_NOW
+                                    : gm_host_point_reuse(&b->freed, stream, pool->reuse);
+      if (how == (pass == 0 ? GM_HOST_REUSE_NOW : GM_HOST_REUSE_AFTER_WAIT)) break;
+    }
+  }
   GM_REQUIRE(i < pool->nblocks, GPUMEM_ERR_OUT_OF_MEMORY,
-             "pool on host device %d has no free range of %zu bytes (%zu of %zu in use)",
+             "pool on host device %d has no free range of %zu bytes this stream may use (%zu "
+             "of %zu in use)",
              pool->device, need, pool->used, pool->max_size);
   GM_REQUIRE(blocks_reserve(pool, pool->nblocks + 1), GPUMEM_ERR_OUT_OF_MEMORY,
              "no host memory for a pool block record");
@@ -410,12 +494,24 @@ gpumem_status gm_host_pool_alloc(gpumem_native_pool_t pool, size_t size, gpumem_
     st = charge_range(pool, off, need);
   }
   if (st != GPUMEM_OK) goto fail;
-  if (pool->blocks[i].size > need) {
-    blocks_insert(pool, i + 1, (pool_block){off + need, pool->blocks[i].size - need, false});
+  if (how == GM_HOST_REUSE_AFTER_WAIT)
+    GM_TRY(gm_host_stream_wait_point(stream, &pool->blocks[i].freed));
+  gm_host_point freed = pool->blocks[i].freed; /* the pending free taken over, if any */
+  size_t whole = pool->blocks[i].size;
+  if (whole > need) {
+    pool_block rest = {off + need, whole - need, false, freed};
+    if (freed.stream != NULL) gm_host_point_retain(&freed);
+    blocks_insert(pool, i + 1, rest);
     pool->blocks[i].size = need;
   }
   pool->blocks[i].used = true;
+  pool->blocks[i].freed = (gm_host_point){NULL, 0};
   ref_range(pool, off, need, +1);
+  if (freed.stream != NULL) { /* the pending block held its own references */
+    if (whole > need) ref_range(pool, off + need, whole - need, +1);
+    ref_range(pool, off, whole, -1);
+    gm_host_point_release(&freed);
+  }
   pool->used += need;
   if (pool->used > pool->used_high) pool->used_high = pool->used;
   *out = pool->base + off;
@@ -432,8 +528,11 @@ static gpumem_native_pool_t pool_of(const void *ptr) {
   return NULL;
 }
 
+bool gm_host_pool_holds(const void *ptr) {
+  return pool_of(ptr) != NULL;
+}
+
 gpumem_status gm_host_pool_free(void *ptr, gpumem_stream_t stream) {
-  GM_UNUSED(stream);
   gpumem_status st = GPUMEM_OK;
   gm_host_lock();
   gpumem_native_pool_t p = pool_of(ptr);
@@ -447,18 +546,14 @@ gpumem_status gm_host_pool_free(void *ptr, gpumem_stream_t stream) {
     blocks_erase(p, i);
     goto fail;
   }
+  gm_host_point at;
+  GM_TRY(gm_host_stream_mark(stream, &at)); /* the free runs when the stream gets there */
   pool_block *b = &p->blocks[i];
   b->used = false;
-  ref_range(p, b->off, b->size, -1);
+  b->freed = at; /* keeps the block's granule references until observed */
   p->used -= b->size;
-  if (i + 1 < p->nblocks && !p->blocks[i + 1].used) {
-    b->size += p->blocks[i + 1].size;
-    blocks_erase(p, i + 1);
-  }
-  if (i > 0 && !p->blocks[i - 1].used) {
-    p->blocks[i - 1].size += p->blocks[i].size;
-    blocks_erase(p, i);
-  }
+  if (i + 1 < p->nblocks) merge(p, i);
+  if (i > 0) merge(p, i - 1);
 fail:
   gm_host_unlock();
   return st;
@@ -535,7 +630,7 @@ gpumem_status gm_host_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_p
              "pointer import: offset %" PRIu64 " is already imported", d.offset);
   GM_REQUIRE(blocks_reserve(pool, pool->nblocks + 1), GPUMEM_ERR_OUT_OF_MEMORY,
              "no host memory for a block record");
-  blocks_insert(pool, i, (pool_block){d.offset, d.size, true});
+  blocks_insert(pool, i, (pool_block){d.offset, d.size, true, {NULL, 0}});
   *out = pool->base + d.offset;
 fail:
   gm_host_unlock();
@@ -544,7 +639,18 @@ fail:
 
 void gm_host_pools_synchronized(void) {
   for (gpumem_native_pool_t p = all_pools; p != NULL; p = p->next) {
-    if (!p->imported) release_to(p, p->release_threshold);
+    if (p->imported) continue;
+    sweep(p);
+    release_to(p, p->release_threshold);
+  }
+  for (gpumem_native_pool_t *link = &dead_pools; *link != NULL;) {
+    gpumem_native_pool_t p = *link;
+    if (frees_pending(p)) {
+      link = &p->next;
+      continue;
+    }
+    *link = p->next;
+    pool_free_memory(p);
   }
 }
 
@@ -552,6 +658,11 @@ void gm_host_pools_close(void) {
   while (all_pools != NULL) {
     gpumem_native_pool_t p = all_pools;
     all_pools = p->next;
+    pool_free_memory(p);
+  }
+  while (dead_pools != NULL) {
+    gpumem_native_pool_t p = dead_pools;
+    dead_pools = p->next;
     pool_free_memory(p);
   }
   memset(default_pools, 0, sizeof default_pools);

@@ -15,10 +15,17 @@
  *   holding up to CACHE_STREAMS streams, each with a LIFO list per size class
  *   (four classes per power of two from 256 bytes). A block freed on stream S
  *   goes to the calling thread's list for S and class; an allocation on S of
- *   that class pops it. That is the whole hot path: the thread's own cache
- *   mutex (uncontended except while a trim runs) and one shard lock. Same-
- *   stream reuse is what stream order makes safe immediately; reuse on any
- *   other stream is left to the CUDA pool.
+ *   that class pops it. Same-stream reuse is what stream order makes safe
+ *   immediately; reuse on any other stream is left to the CUDA pool.
+ *
+ *   A stream is named by its id (cudaStreamGetId), not by its handle: NULL
+ *   and cudaStreamPerThread are a different stream on each device and
+ *   thread, and a destroyed stream's handle value may be given to a new
+ *   stream while the old one's work still runs. A stream being captured into
+ *   a graph bypasses the cache (a cache hit would add no allocation node, and
+ *   the graph would replay with memory it does not own). So the hot path is:
+ *   two stream queries (id, capture state), the thread's own cache mutex
+ *   (uncontended except while a flush runs) and one shard lock.
  *
  * - The cache bound: all caches of a pool together hold at most
  *   cache_max_bytes; a free that would exceed it goes to the CUDA pool. Each
@@ -28,12 +35,24 @@
  *   driver anyway (large blocks, no cache, a full cache) count on shared
  *   atomics.
  *
- * Flushing (trim, destroy, out of memory) waits for the device, because a
- * cached block's free was only stream-ordered: work queued before it may
- * still write the memory. After that the blocks are returned with
- * cudaFreeAsync on the legacy stream, which is safe once nothing runs.
- * Caches of threads that exited stay listed with the pool until it flushes
- * them.
+ * Flushing (trim, destroy, out of memory, gpumem_pool_forget_stream)
+ * returns each cached block with cudaFreeAsync on the stream it was cached
+ * for, so the CUDA pool orders its reuse after the work queued before the
+ * block's free, as if the cache had never held it. Blocks cached for a
+ * default stream (NULL, cudaStreamPerThread) cannot be named from another
+ * thread: their device is synchronized while their cache is locked (no block
+ * can join it meanwhile), and they are freed on the flushing thread's legacy
+ * stream. trim then synchronizes the devices of the streams it freed on
+ * (which also covers streams destroyed meanwhile) before cudaMemPoolTrimTo,
+ * because frees "whose completion has not been observed on the host ... can
+ * count as outstanding" (cuda_runtime_api.h), which would keep the memory
+ * reserved. A block leaves the pointer table only once its free has been
+ * accepted. Caches of threads that exited stay listed with the pool until it
+ * flushes them.
+ *
+ * Wrapping the device's default pool changes process-wide settings (release
+ * threshold, reuse policies, peer access); they are read at creation and put
+ * back at destroy, as the CUDA baselines do.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -43,6 +62,7 @@
 
 #include "api.h"
 #include "gpumem/pool.h"
+#include "gpumem/stream.h"
 #include "hashmap.h"
 #include "log.h"
 #include "options.h"
@@ -75,7 +95,9 @@ typedef struct shard {
 } shard;
 
 typedef struct bin {
-  gpumem_stream_t stream;
+  uint64_t stream_id;     /* the stream's process-unique id */
+  gpumem_stream_t stream; /* the handle its blocks were freed on */
+  int device;             /* the stream's device */
   block *heads[MAX_CLASSES];
 } bin;
 
@@ -94,12 +116,21 @@ typedef struct tcache {
   struct tcache *next;   /* in the pool's list */
 } tcache;
 
+/* The default pool's settings before this pool changed them. */
+typedef struct saved_defaults {
+  uint64_t attrs[GM_POOL_RELEASE_THRESHOLD + 1]; /* reuse policies and threshold */
+  int access_devices[GPUMEM_MAX_DEVICES];
+  gpumem_access_flags access[GPUMEM_MAX_DEVICES];
+  size_t access_count;
+} saved_defaults;
+
 struct gpumem_pool {
   uint32_t magic;
   uint64_t id;
   int device;
   gpumem_native_pool_t native;
-  bool owned, imported, cache;
+  bool owned, imported, cache, wraps_default;
+  saved_defaults defaults; /* when wraps_default */
   size_t cache_max_bytes, cache_max_size;
   uint32_t nclasses;
   shard shards[SHARDS];
@@ -190,15 +221,27 @@ static void forget_thread_cache(uint64_t id) {
   }
 }
 
-static bin *find_bin(tcache *c, gpumem_stream_t stream, bool create) {
+static bin *find_bin(tcache *c, uint64_t stream_id) {
   for (int i = 0; i < c->nbins; i++) {
-    if (c->bins[i].stream == stream) return &c->bins[i];
+    if (c->bins[i].stream_id == stream_id) return &c->bins[i];
   }
-  if (!create || c->nbins == CACHE_STREAMS) return NULL;
+  return NULL;
+}
+
+static bin *new_bin(tcache *c, uint64_t stream_id, gpumem_stream_t stream, int device) {
+  if (c->nbins == CACHE_STREAMS) return NULL;
   bin *b = &c->bins[c->nbins++];
   memset(b, 0, sizeof *b);
+  b->stream_id = stream_id;
   b->stream = stream;
+  b->device = device;
   return b;
+}
+
+/* NULL, cudaStreamLegacy and cudaStreamPerThread name a different stream
+ * in each thread (and device). */
+static bool default_stream(gpumem_stream_t s) {
+  return s == NULL || s == GPUMEM_STREAM_LEGACY || s == GPUMEM_STREAM_PER_THREAD;
 }
 
 /* ---- the pointer table ---- */
@@ -212,36 +255,113 @@ static shard *shard_of(gpumem_pool_t *p, const void *ptr) {
 
 /* ---- flushing ---- */
 
-/* Return every cached block to the CUDA pool, after waiting for the device.
- * Thread caches are locked one at a time. */
-static gpumem_status flush_caches(gpumem_pool_t *p) {
-  gpumem_status st = gm_be_device_synchronize(p->device);
-  if (st != GPUMEM_OK) return st;
+/* Devices whose streams a flush freed on (bit d: device d), for trim to
+ * synchronize: a device synchronize also covers streams destroyed since. */
+typedef uint64_t device_set;
+_Static_assert(GPUMEM_MAX_DEVICES <= 64, "a device set is one 64-bit word");
+
+/* Return the blocks of one bin to the CUDA pool (its cache locked). Each is
+ * freed on the bin's stream, or, for a default stream or a stream that is no
+ * longer the one cached for (destroyed; its handle perhaps reissued), on this
+ * thread's legacy stream after synchronizing the bin's device. A block stays cached, and in the
+ * table, if its free fails. */
+static gpumem_status flush_bin(gpumem_pool_t *p, tcache *c, bin *bn, device_set *freed_on) {
+  gpumem_status st = GPUMEM_OK;
+  bool synced = false;
+  /* Is the handle still the stream the blocks were cached for? A destroyed
+   * stream's handle may name another stream now, or nothing. */
+  uint64_t id = 0;
+  if (!default_stream(bn->stream) &&
+      (gm_be_stream_id(bn->stream, &id) != GPUMEM_OK || id != bn->stream_id)) {
+    gm_error_discard();
+    bn->stream = NULL; /* its device is synchronized below, as for a default stream */
+  }
+  for (uint32_t k = 0; k < p->nclasses; k++) {
+    block **link = &bn->heads[k];
+    while (*link != NULL) {
+      block *b = *link;
+      gpumem_stream_t on = bn->stream;
+      gpumem_status fs = GPUMEM_ERR_INVALID_ARGUMENT;
+      if (!default_stream(on)) {
+        fs = gm_be_pool_free(b->ptr, on);
+        if (fs != GPUMEM_OK) gm_error_discard(); /* retried below on the legacy stream */
+      }
+      int on_device = bn->device;
+      if (fs != GPUMEM_OK) {
+        if (!synced) fs = gm_be_device_synchronize(bn->device);
+        synced = synced || fs == GPUMEM_OK;
+        on = NULL;
+        if (synced) fs = gm_be_stream_device(NULL, &on_device);
+        if (fs == GPUMEM_OK) fs = gm_be_pool_free(b->ptr, NULL);
+      }
+      if (fs != GPUMEM_OK) {
+        if (st == GPUMEM_OK) st = fs;
+        link = &b->next;
+        continue;
+      }
+      *freed_on |= (device_set)1 << on_device;
+      *link = b->next;
+      c->cached -= b->size;
+      shard *s = shard_of(p, b->ptr);
+      pthread_mutex_lock(&s->lock);
+      gm_hashmap_remove(&s->map, (uint64_t)(uintptr_t)b->ptr);
+      pthread_mutex_unlock(&s->lock);
+      free(b);
+    }
+  }
+  return st;
+}
+
+static bool bin_empty(const gpumem_pool_t *p, const bin *bn) {
+  for (uint32_t k = 0; k < p->nclasses; k++) {
+    if (bn->heads[k] != NULL) return false;
+  }
+  return true;
+}
+
+/* Flush the bins of every thread's cache for which `match` (a stream id, or
+ * 0 for all); the caches are locked one at a time. */
+static gpumem_status flush_caches_for(gpumem_pool_t *p, uint64_t match, device_set *freed_on) {
+  gpumem_status st = GPUMEM_OK;
   pthread_mutex_lock(&p->caches_lock);
   for (tcache *c = p->caches; c != NULL; c = c->next) {
     pthread_mutex_lock(&c->lock);
-    for (int i = 0; i < c->nbins; i++) {
-      for (uint32_t k = 0; k < p->nclasses; k++) {
-        for (block *b = c->bins[i].heads[k], *next; b != NULL; b = next) {
-          next = b->next;
-          shard *s = shard_of(p, b->ptr);
-          pthread_mutex_lock(&s->lock);
-          gm_hashmap_remove(&s->map, (uint64_t)(uintptr_t)b->ptr);
-          pthread_mutex_unlock(&s->lock);
-          gpumem_status fs = gm_be_pool_free(b->ptr, NULL);
-          if (fs != GPUMEM_OK && st == GPUMEM_OK) st = fs;
-          free(b);
-        }
-        c->bins[i].heads[k] = NULL;
+    for (int i = 0; i < c->nbins;) {
+      bin *bn = &c->bins[i];
+      if (match != 0 && bn->stream_id != match) {
+        i++;
+        continue;
+      }
+      gpumem_status fs = flush_bin(p, c, bn, freed_on);
+      if (fs != GPUMEM_OK && st == GPUMEM_OK) st = fs;
+      if (bin_empty(p, bn)) {
+        c->bins[i] = c->bins[--c->nbins];
+      } else {
+        i++;
       }
     }
-    c->nbins = 0;
-    c->cached = 0;
-    atomic_fetch_sub(&p->credit_taken, c->credit);
-    c->credit = 0;
+    if (c->cached == 0 && c->nbins == 0) { /* give the credit back */
+      atomic_fetch_sub(&p->credit_taken, c->credit);
+      c->credit = 0;
+    }
     pthread_mutex_unlock(&c->lock);
   }
   pthread_mutex_unlock(&p->caches_lock);
+  return st;
+}
+
+static gpumem_status flush_caches(gpumem_pool_t *p, device_set *freed_on) {
+  return flush_caches_for(p, 0, freed_on);
+}
+
+/* Wait until the frees a flush made have run, so that the CUDA pool counts
+ * them as returned (cudaMemPoolTrimTo): synchronize each device they were
+ * queued on (their streams may have been destroyed since). */
+static gpumem_status observe_frees(device_set freed_on) {
+  gpumem_status st = GPUMEM_OK;
+  for (int d = 0; d < GPUMEM_MAX_DEVICES && st == GPUMEM_OK; d++) {
+    if (freed_on & ((device_set)1 << d)) st = gm_be_device_synchronize(d);
+  }
   return st;
 }
 
@@ -373,6 +493,41 @@ static gpumem_status set_attrs(gpumem_pool_t *p, const gpumem_pool_config *c) {
   return st;
 }
 
+/* Read what set_attrs will change in the device's default pool. */
+static gpumem_status save_defaults(gpumem_pool_t *p, const gpumem_pool_config *c) {
+  saved_defaults *d = &p->defaults;
+  for (int a = 0; a <= GM_POOL_RELEASE_THRESHOLD; a++) {
+    gpumem_status st = gm_be_pool_get_attr(p->native, (gm_pool_attr)a, &d->attrs[a]);
+    if (st != GPUMEM_OK) return st;
+  }
+  d->access_count = 0;
+  for (size_t i = 0; i < c->access_count && d->access_count < GPUMEM_MAX_DEVICES; i++) {
+    int dev = c->access_devices[i];
+    if (dev == p->device) continue;
+    gpumem_status st = gm_be_pool_get_access(p->native, dev, &d->access[d->access_count]);
+    if (st != GPUMEM_OK) return st;
+    d->access_devices[d->access_count++] = dev;
+  }
+  return GPUMEM_OK;
+}
+
+/* Put the default pool's settings back; the first failure is returned, the
+ * rest still tried. */
+static gpumem_status restore_defaults(gpumem_pool_t *p) {
+  const saved_defaults *d = &p->defaults;
+  gpumem_status st = GPUMEM_OK;
+  for (int a = 0; a <= GM_POOL_RELEASE_THRESHOLD; a++) {
+    gpumem_status s2 = gm_be_pool_set_attr(p->native, (gm_pool_attr)a, d->attrs[a]);
+    if (st == GPUMEM_OK) st = s2;
+  }
+  for (size_t i = 0; i < d->access_count; i++) {
+    gpumem_access_desc desc = {d->access_devices[i], d->access[i]};
+    gpumem_status s2 = gm_be_pool_set_access(p->native, &desc, 1);
+    if (st == GPUMEM_OK) st = s2;
+  }
+  return st;
+}
+
 static gpumem_status create(const gpumem_pool_config *c, gpumem_pool_t **out) {
   gpumem_status st = GPUMEM_OK;
   gpumem_pool_t *p = NULL;
@@ -401,6 +556,8 @@ static gpumem_status create(const gpumem_pool_config *c, gpumem_pool_t **out) {
              "cache_max_size %zu is too large for the cache", c->cache_max_size);
   if (c->use_default_pool) {
     GM_TRY(gm_be_pool_default(c->device, &p->native));
+    GM_TRY(save_defaults(p, c));
+    p->wraps_default = true;
   } else {
     gm_pool_props pp = {c->device, c->handle_type, c->max_size};
     GM_TRY(gm_be_pool_create(&pp, &p->native));
@@ -412,6 +569,7 @@ static gpumem_status create(const gpumem_pool_config *c, gpumem_pool_t **out) {
 fail:
   if (p != NULL) {
     if (p->owned) gm_be_pool_destroy(p->native);
+    if (p->wraps_default) restore_defaults(p);
     pool_delete(p);
   }
   return st;
@@ -431,8 +589,10 @@ static gpumem_status destroy(gpumem_pool_t *p) {
     return gm_error(GPUMEM_ERR_BUSY, "the pool still has %lld bytes allocated: free them first",
                     (long long)live);
   }
-  if (!p->imported) st = flush_caches(p);
+  device_set freed_on = 0;
+  if (!p->imported) st = flush_caches(p, &freed_on);
   if (st == GPUMEM_OK && p->owned) st = gm_be_pool_destroy(p->native);
+  if (st == GPUMEM_OK && p->wraps_default) st = restore_defaults(p);
   if (st != GPUMEM_OK) return st;
   pool_delete(p);
   return GPUMEM_OK;
@@ -461,11 +621,19 @@ static gpumem_status alloc(gpumem_pool_t *p, size_t size, gpumem_stream_t stream
   if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes");
   if (p->imported) return gm_error(GPUMEM_ERR_NOT_SUPPORTED, "an imported pool cannot allocate");
   bool small = p->cache && size <= p->cache_max_size;
+  uint64_t sid = 0;
+  if (small) {
+    bool capturing = false;
+    st = gm_be_stream_is_capturing(stream, &capturing);
+    if (st == GPUMEM_OK && !capturing) st = gm_be_stream_id(stream, &sid);
+    if (st != GPUMEM_OK) return st;
+    small = !capturing; /* a graph's allocation must reach the CUDA pool, and never be cached */
+  }
   uint32_t cls = small ? class_of(size) : LARGE_CLASS;
   tcache *c = small ? thread_cache(p) : NULL;
   if (c != NULL) {
     pthread_mutex_lock(&c->lock);
-    bin *b = find_bin(c, stream, false);
+    bin *b = find_bin(c, sid);
     block *blk = b ? b->heads[cls] : NULL;
     if (blk != NULL) {
       b->heads[cls] = blk->next;
@@ -489,10 +657,18 @@ static gpumem_status alloc(gpumem_pool_t *p, size_t size, gpumem_stream_t stream
   if (blk == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a block record");
   void *ptr = NULL;
   st = gm_be_pool_alloc(p->native, bytes, stream, &ptr);
-  if (st == GPUMEM_ERR_OUT_OF_MEMORY) { /* give the caches back and try once more */
+  if (st == GPUMEM_ERR_OUT_OF_MEMORY) { /* give the caches back and try again */
     gm_error_discard();
-    st = flush_caches(p);
+    device_set freed_on = 0;
+    st = flush_caches(p, &freed_on);
     if (st == GPUMEM_OK) st = gm_be_pool_alloc(p->native, bytes, stream, &ptr);
+    if (st == GPUMEM_ERR_OUT_OF_MEMORY && freed_on != 0) {
+      /* the returned blocks may be reusable by this stream only once their
+       * frees have run (reuse policies off): wait for them, once */
+      gm_error_discard();
+      st = observe_frees(freed_on);
+      if (st == GPUMEM_OK) st = gm_be_pool_alloc(p->native, bytes, stream, &ptr);
+    }
     if (st == GPUMEM_ERR_OUT_OF_MEMORY) st = out_of_memory(p, size);
   }
   if (st != GPUMEM_OK) {
@@ -528,6 +704,13 @@ static gpumem_status pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stre
   gpumem_status st = check_pool(p);
   if (st != GPUMEM_OK) return st;
   if (ptr == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
+  uint64_t sid = 0;
+  bool capturing = false;
+  if (p->cache) { /* which stream, and may a block freed on it be cached? */
+    st = gm_be_stream_is_capturing(stream, &capturing);
+    if (st == GPUMEM_OK && !capturing) st = gm_be_stream_id(stream, &sid);
+    if (st != GPUMEM_OK) return st;
+  }
   shard *s = shard_of(p, ptr);
   pthread_mutex_lock(&s->lock);
   uint64_t v = 0;
@@ -536,6 +719,7 @@ static gpumem_status pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stre
   /* Cache it, or take it out of the table to return it to the CUDA pool. */
   tcache *c = NULL;
   bool cache_it = blk != NULL && blk->cls != LARGE_CLASS; /* the bound: see take_credit */
+  cache_it = cache_it && !capturing;                      /* a graph needs its free node */
   if (blk != NULL) {
     /* LIVE -> CACHED (or gone) atomically: of two racing frees one wins. */
     int expected = BLOCK_LIVE;
@@ -552,7 +736,15 @@ static gpumem_status pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stre
   }
   if (cache_it && (c = thread_cache(p)) != NULL) {
     pthread_mutex_lock(&c->lock);
-    bin *b = take_credit(p, c, blk->size) ? find_bin(c, stream, true) : NULL;
+    bool credit = take_credit(p, c, blk->size);
+    bin *b = credit ? find_bin(c, sid) : NULL;
+    if (credit && b == NULL && c->nbins < CACHE_STREAMS) { /* a stream new to this cache */
+      int device = -1;
+      if (gm_be_stream_device(stream, &device) == GPUMEM_OK)
+        b = new_bin(c, sid, stream, device);
+      else
+        gm_error_discard(); /* not cached: freed below */
+    }
     if (b != NULL) {
       blk->next = b->heads[blk->cls];
       b->heads[blk->cls] = blk;
@@ -581,15 +773,32 @@ GPUMEM_API gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr, gpumem
 
 /* ---- the rest of the interface ---- */
 
+/* Flush, wait for the flushed frees to run, then trim: a free the host has
+ * not seen complete still counts as outstanding for cudaMemPoolTrimTo. */
 static gpumem_status trim(gpumem_pool_t *p, size_t keep) {
   gpumem_status st = check_pool(p);
-  if (st == GPUMEM_OK && !p->imported) st = flush_caches(p);
+  device_set freed_on = 0;
+  if (st == GPUMEM_OK && !p->imported) st = flush_caches(p, &freed_on);
+  if (st == GPUMEM_OK) st = observe_frees(freed_on);
   if (st == GPUMEM_OK) st = gm_be_pool_trim(p->native, keep);
   return st;
 }
 
 GPUMEM_API gpumem_status gpumem_pool_trim(gpumem_pool_t *pool, size_t keep_bytes) {
   GM_API_FORWARD(trim(pool, keep_bytes));
+}
+
+static gpumem_status forget_stream(gpumem_pool_t *p, gpumem_stream_t stream) {
+  gpumem_status st = check_pool(p);
+  uint64_t sid = 0;
+  if (st == GPUMEM_OK) st = gm_be_stream_id(stream, &sid);
+  device_set freed_on = 0;
+  if (st == GPUMEM_OK && !p->imported) st = flush_caches_for(p, sid, &freed_on);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_pool_forget_stream(gpumem_pool_t *pool, gpumem_stream_t stream) {
+  GM_API_FORWARD(forget_stream(pool, stream));
 }
 
 static gpumem_status get_stats(gpumem_pool_t *p, gpumem_pool_stats *out) {

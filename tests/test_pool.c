@@ -6,10 +6,16 @@
  * cross-thread frees keeps every block's contents (also under TSan); another
  * process reads and writes a pool allocation through IPC.
  *
- * The GPU-only ordering test (a kernel still writing on stream A while B
- * allocates) needs a kernel and a GPU; on the host backend streams complete
- * at once, so here the ordering rule is checked structurally: the cache never
- * hands a block freed on one stream to another. */
+ * Stream order: the host backend runs stream work later, on worker threads,
+ * as a GPU does, and gpumem_launch_host_func stands in for a kernel whose
+ * timing the test controls (a gate). So the tests below show what a GPU
+ * would: a writer still running on stream A when its block is freed and
+ * handed to stream B (through the cache, the CUDA pool, or the out-of-memory
+ * flush) must never be seen by B; trim must observe the frees it makes; a
+ * destroyed stream's reissued handle must not inherit its cached blocks; a
+ * stream being captured bypasses the cache; wrapping the default pool
+ * leaves its settings as they were. test_pool_order.cu does the same with a
+ * real kernel on a GPU. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +168,10 @@ static void test_bad_frees_and_input(void **state) {
   assert_null(gpumem_pool_native(NULL));
 }
 
+/* cudaMallocFromPoolAsync takes a stream of any device: the memory is the
+ * pool's device's, ordered on that stream (cuda_runtime_api.h: "The
+ * specified memory pool may be from a device different than that of the
+ * specified hStream"). */
 static void test_stream_of_another_device(void **state) {
   (void)state;
   int count = 0;
@@ -171,9 +181,15 @@ static void test_stream_of_another_device(void **state) {
   gpumem_stream_t other = NULL;
   assert_gpumem_ok(gpumem_stream_create(1, &other));
   void *a = NULL;
-  gpumem_status st = gpumem_pool_alloc(p, 4096, other, &a);
-  assert_true(st != GPUMEM_OK);
-  assert_null(a);
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, other, &a));
+  assert_non_null(a);
+  unsigned char host[4096];
+  assert_gpumem_ok(gpumem_memset(a, 0x3c, sizeof host, other));
+  assert_gpumem_ok(gpumem_memcpy(host, a, sizeof host, other));
+  for (size_t i = 0; i < sizeof host; i++)
+    assert_int_equal(host[i], 0x3c);
+  assert_gpumem_ok(gpumem_pool_free(p, a, other));
+  assert_gpumem_ok(gpumem_pool_forget_stream(p, other));
   assert_gpumem_ok(gpumem_stream_destroy(other));
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }
@@ -267,6 +283,9 @@ static void *stress_main(void *arg) {
       live[k] = NULL;
     }
     if (i % 16 == 0) { /* hand a block to another thread, free one handed to us */
+      /* Our stream's memset into it must be done before another thread frees
+       * it on its own stream: nothing else orders the two streams. */
+      if (gpumem_stream_synchronize(stream) != GPUMEM_OK) s->errors++;
       pthread_mutex_lock(s->exchange_lock);
       void *theirs = *s->exchange;
       *s->exchange = live[k];
@@ -279,6 +298,7 @@ static void *stress_main(void *arg) {
     if (live[k] != NULL && gpumem_pool_free(s->pool, live[k], stream) != GPUMEM_OK) s->errors++;
   }
   if (gpumem_stream_synchronize(stream) != GPUMEM_OK) s->errors++;
+  if (gpumem_pool_forget_stream(s->pool, stream) != GPUMEM_OK) s->errors++;
   gpumem_stream_destroy(stream);
   return NULL;
 }
@@ -382,6 +402,283 @@ static void test_shared_with_another_process(void **state) {
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }
 
+/* ---- stream order (the host backend runs stream work later, as a GPU) ---- */
+
+/* A host function that waits for a gate, then fills a block: a kernel whose
+ * timing the test controls. */
+typedef struct gate {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool open;
+} gate;
+
+#define GATE_INIT \
+  { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false }
+
+typedef struct fill_job {
+  gate *gate; /* NULL: run at once */
+  unsigned char *ptr;
+  size_t size;
+  int value;
+  unsigned sleep_us; /* after filling, before checking */
+  int *wrong;        /* if set: count bytes that changed during the sleep */
+} fill_job;
+
+static void open_gate(gate *g) {
+  pthread_mutex_lock(&g->lock);
+  g->open = true;
+  pthread_cond_broadcast(&g->cond);
+  pthread_mutex_unlock(&g->lock);
+}
+
+static void fill_fn(void *arg) {
+  fill_job *j = arg;
+  if (j->gate != NULL) {
+    pthread_mutex_lock(&j->gate->lock);
+    while (!j->gate->open)
+      pthread_cond_wait(&j->gate->cond, &j->gate->lock);
+    pthread_mutex_unlock(&j->gate->lock);
+  }
+  memset(j->ptr, j->value, j->size);
+  if (j->sleep_us > 0) usleep(j->sleep_us);
+  if (j->wrong != NULL) {
+    for (size_t i = 0; i < j->size; i++)
+      *j->wrong += j->ptr[i] != (unsigned char)j->value;
+  }
+}
+
+/* What the issue of the faithful host backend asks for: a host function
+ * queued on A before the block is freed on A still writes into it when the
+ * host frees it and allocates on B. Whatever path the block takes (the
+ * cache, the CUDA pool), B must not see A's late writes: B's own pattern
+ * must survive. */
+static void check_late_writer(gpumem_pool_t *p, size_t size) {
+  gpumem_stream_t a = NULL, b = NULL;
+  assert_gpumem_ok(gpumem_stream_create(0, &a));
+  assert_gpumem_ok(gpumem_stream_create(0, &b));
+  gate g = GATE_INIT;
+  void *x = NULL, *y = NULL;
+  assert_gpumem_ok(gpumem_pool_alloc(p, size, a, &x));
+  fill_job late = {&g, x, size, 0xa5, 0, NULL};
+  assert_gpumem_ok(gpumem_launch_host_func(a, fill_fn, &late));
+  assert_gpumem_ok(gpumem_pool_free(p, x, a));
+  assert_gpumem_ok(gpumem_pool_forget_stream(p, a)); /* the cache gives it to the CUDA pool */
+  assert_gpumem_ok(gpumem_pool_alloc(p, size, b, &y));
+  fill_job mine = {NULL, y, size, 0x5a, 0, NULL};
+  assert_gpumem_ok(gpumem_launch_host_func(b, fill_fn, &mine));
+  open_gate(&g);
+  unsigned char *host = malloc(size);
+  assert_non_null(host);
+  assert_gpumem_ok(gpumem_memcpy(host, y, size, b));
+  size_t wrong = 0;
+  for (size_t i = 0; i < size; i++)
+    wrong += host[i] != 0x5a;
+  assert_int_equal(wrong, 0);
+  free(host);
+  assert_gpumem_ok(gpumem_pool_free(p, y, b));
+  assert_gpumem_ok(gpumem_stream_synchronize(a));
+  assert_gpumem_ok(gpumem_stream_synchronize(b));
+  assert_gpumem_ok(gpumem_pool_forget_stream(p, a));
+  assert_gpumem_ok(gpumem_pool_forget_stream(p, b));
+  assert_gpumem_ok(gpumem_stream_destroy(a));
+  assert_gpumem_ok(gpumem_stream_destroy(b));
+}
+
+static void test_late_writer_on_another_stream(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* host functions only: test_pool_order has the GPU version */
+  gpumem_pool_t *p = make_pool(true, 0);
+  check_late_writer(p, 4096);    /* through the cache */
+  check_late_writer(p, 4 << 20); /* above cache_max_size: the CUDA pool alone */
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+  p = make_pool(false, 0);
+  check_late_writer(p, 4096);
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+}
+
+/* Issue 9 item 4: a flush that synchronized the pool's device and then freed
+ * the cached blocks on the legacy stream gave a block no order after the
+ * work of the stream it was cached for (here a stream of another device,
+ * whose work the device synchronize does not wait for; the same happens to a
+ * block cached by another thread just after the synchronize). The block
+ * goes to stream B through the out-of-memory flush while A's gated writer
+ * still has to run; B's pattern must survive. Repeated with random delays
+ * on every stream item. */
+#define FLUSH_ROUNDS 40
+
+static void test_flush_keeps_the_cached_streams_order(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* host functions stand in for kernels */
+  int count = 0;
+  assert_gpumem_ok(gpumem_device_count(&count));
+  if (count < 2) skip();
+  const size_t block = (size_t)2 << 20; /* one granule: the pool holds one block */
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  c.max_size = block;
+  c.cache_max_size = block;
+  gpumem_pool_t *p = NULL;
+  assert_gpumem_ok(gpumem_pool_create(&c, &p));
+  gpumem_stream_t a = NULL, b = NULL;
+  assert_gpumem_ok(gpumem_stream_create(1, &a)); /* another device than the pool's */
+  assert_gpumem_ok(gpumem_stream_create(0, &b));
+  unsigned char *host = malloc(block);
+  assert_non_null(host);
+  size_t corrupted = 0;
+  for (int round = 0; round < FLUSH_ROUNDS; round++) {
+    gate g = GATE_INIT;
+    void *x = NULL, *y = NULL;
+    assert_gpumem_ok(gpumem_pool_alloc(p, block, a, &x));
+    fill_job late = {&g, x, block, 0xa5, 0, NULL};
+    assert_gpumem_ok(gpumem_launch_host_func(a, fill_fn, &late));
+    assert_gpumem_ok(gpumem_pool_free(p, x, a)); /* cached for a */
+    /* The pool is full: the allocation flushes the cache and retries. */
+    assert_gpumem_ok(gpumem_pool_alloc(p, block, b, &y));
+    assert_ptr_equal(y, x);
+    fill_job mine = {NULL, y, block, 0x5a, 0, NULL};
+    assert_gpumem_ok(gpumem_launch_host_func(b, fill_fn, &mine));
+    open_gate(&g);
+    assert_gpumem_ok(gpumem_memcpy(host, y, block, b));
+    for (size_t i = 0; i < block; i++)
+      corrupted += host[i] != 0x5a;
+    assert_gpumem_ok(gpumem_pool_free(p, y, b));
+    assert_gpumem_ok(gpumem_pool_trim(p, 0));
+  }
+  assert_int_equal(corrupted, 0);
+  free(host);
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+  assert_gpumem_ok(gpumem_stream_destroy(a));
+  assert_gpumem_ok(gpumem_stream_destroy(b));
+}
+
+/* Streams with random delays on every item. */
+static int delayed_streams(void **state) {
+  setenv("GPUMEM_HOST_STREAM_DELAY", "200", 1);
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  int rc = gm_test_setup_host(state, o);
+  unsetenv("GPUMEM_HOST_STREAM_DELAY");
+  return rc;
+}
+
+/* Issue 9 item 1: trim must see the flushed frees complete, or the CUDA pool
+ * counts them as outstanding and keeps the memory. */
+static void test_trim_returns_flushed_blocks(void **state) {
+  (void)state;
+  gpumem_pool_t *p = make_pool(true, 0);
+  gpumem_stream_t s = NULL;
+  assert_gpumem_ok(gpumem_stream_create(0, &s));
+  void *blocks[8];
+  for (int i = 0; i < 8; i++)
+    assert_gpumem_ok(gpumem_pool_alloc(p, 64 << 10, s, &blocks[i]));
+  for (int i = 0; i < 8; i++)
+    assert_gpumem_ok(gpumem_pool_free(p, blocks[i], s));
+  assert_int_equal(stats_of(p).cached_bytes, 8 * (64 << 10));
+  assert_true(stats_of(p).reserved_current > 0);
+  assert_gpumem_ok(gpumem_pool_trim(p, 0));
+  gpumem_pool_stats st = stats_of(p);
+  assert_int_equal(st.cached_bytes, 0);
+  assert_int_equal(st.used_current, 0);
+  assert_int_equal(st.reserved_current, 0);
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+  assert_gpumem_ok(gpumem_stream_destroy(s));
+}
+
+/* Issue 9 item 5b: a destroyed stream's handle value may name the next
+ * stream created while the old one's work still runs; blocks cached for the
+ * old stream must not go to the new one. */
+static void test_reissued_stream_handle_gets_no_cached_block(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* needs a handle value reissued, which the host does */
+  gpumem_pool_t *p = make_pool(true, 0);
+  gpumem_stream_t old = NULL, fresh = NULL;
+  assert_gpumem_ok(gpumem_stream_create(0, &old));
+  gate g = GATE_INIT;
+  void *x = NULL, *y = NULL;
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, old, &x));
+  fill_job late = {&g, x, 4096, 0xa5, 0, NULL};
+  assert_gpumem_ok(gpumem_launch_host_func(old, fill_fn, &late));
+  assert_gpumem_ok(gpumem_pool_free(p, x, old));
+  assert_gpumem_ok(gpumem_stream_destroy(old)); /* returns at once; the work is pending */
+  assert_gpumem_ok(gpumem_stream_create(0, &fresh));
+  assert_ptr_equal(fresh, old); /* the host backend reissues the last handle freed */
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, fresh, &y));
+  assert_ptr_not_equal(y, x);
+  assert_int_equal(stats_of(p).cache_hits, 0);
+  open_gate(&g);
+  assert_gpumem_ok(gpumem_pool_free(p, y, fresh));
+  /* The flush sees that the cached handle now names another stream and
+   * orders the old block's free after the device instead. */
+  assert_gpumem_ok(gpumem_pool_trim(p, 0));
+  assert_int_equal(stats_of(p).reserved_current, 0);
+  assert_gpumem_ok(gpumem_stream_destroy(fresh));
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+}
+
+/* Issue 9 item 5c: while a stream is captured into a graph, allocations and
+ * frees must reach the CUDA pool (allocation and free nodes), never the
+ * cache. */
+static void test_capture_bypasses_the_cache(void **state) {
+  (void)state;
+  gpumem_pool_t *p = make_pool(true, 0);
+  gpumem_stream_t s = NULL;
+  assert_gpumem_ok(gpumem_stream_create(0, &s));
+  void *x = NULL, *y = NULL;
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, s, &x));
+  assert_gpumem_ok(gpumem_pool_free(p, x, s)); /* cached for s */
+  assert_int_equal(stats_of(p).cached_bytes, 4096);
+  assert_gpumem_ok(gm_be_stream_capture(s, true));
+  bool capturing = false;
+  assert_gpumem_ok(gm_be_stream_is_capturing(s, &capturing));
+  assert_true(capturing);
+  uint64_t allocs = gm_backend_calls(GM_OP_pool_alloc), frees = gm_backend_calls(GM_OP_pool_free);
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, s, &y));
+  assert_int_equal(gm_backend_calls(GM_OP_pool_alloc), allocs + 1); /* an allocation node */
+  assert_int_equal(stats_of(p).cache_hits, 0);
+  assert_gpumem_ok(gpumem_pool_free(p, y, s));
+  assert_int_equal(gm_backend_calls(GM_OP_pool_free), frees + 1); /* a free node */
+  assert_int_equal(stats_of(p).cached_bytes, 4096);               /* only the earlier block */
+  assert_gpumem_ok(gm_be_stream_capture(s, false));
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, s, &y));
+  assert_ptr_equal(y, x); /* outside capture the cache serves again */
+  assert_gpumem_ok(gpumem_pool_free(p, y, s));
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+  assert_gpumem_ok(gpumem_stream_destroy(s));
+}
+
+/* Issue 9 item 8: wrapping the default pool changes process-wide settings;
+ * destroy puts them back. */
+static void test_default_pool_settings_restored(void **state) {
+  (void)state;
+  int count = 0;
+  assert_gpumem_ok(gpumem_device_count(&count));
+  gpumem_native_pool_t def = NULL;
+  assert_gpumem_ok(gm_be_pool_default(0, &def));
+  uint64_t before[4];
+  for (int a = 0; a <= GM_POOL_RELEASE_THRESHOLD; a++)
+    before[a] = gm_test_pool_attr(def, (gm_pool_attr)a);
+  gpumem_access_flags peer_before = GPUMEM_ACCESS_NONE;
+  if (count > 1) assert_gpumem_ok(gm_be_pool_get_access(def, 1, &peer_before));
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  c.use_default_pool = true;
+  c.release_threshold = 12345;
+  c.reuse_allow_opportunistic = !before[GM_POOL_REUSE_ALLOW_OPPORTUNISTIC];
+  int peers[1] = {1};
+  c.access_devices = peers;
+  c.access_count = count > 1 ? 1 : 0;
+  gpumem_pool_t *p = NULL;
+  assert_gpumem_ok(gpumem_pool_create(&c, &p));
+  assert_int_equal(gm_test_pool_attr(def, GM_POOL_RELEASE_THRESHOLD), 12345);
+  assert_int_equal(gm_test_pool_attr(def, GM_POOL_REUSE_ALLOW_OPPORTUNISTIC),
+                   !before[GM_POOL_REUSE_ALLOW_OPPORTUNISTIC]);
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+  for (int a = 0; a <= GM_POOL_RELEASE_THRESHOLD; a++)
+    assert_int_equal(gm_test_pool_attr(def, (gm_pool_attr)a), before[a]);
+  if (count > 1) {
+    gpumem_access_flags peer_after = GPUMEM_ACCESS_READWRITE;
+    assert_gpumem_ok(gm_be_pool_get_access(def, 1, &peer_after));
+    assert_int_equal(peer_after, peer_before);
+  }
+}
+
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_stream_reuse_comes_from_the_cache),
@@ -394,6 +691,13 @@ int main(int argc, char **argv) {
                                       gm_test_teardown_host),
       cmocka_unit_test(test_sixteen_threads),
       cmocka_unit_test(test_shared_with_another_process),
+      cmocka_unit_test(test_late_writer_on_another_stream),
+      cmocka_unit_test_setup_teardown(test_flush_keeps_the_cached_streams_order, delayed_streams,
+                                      gm_test_teardown_host),
+      cmocka_unit_test(test_trim_returns_flushed_blocks),
+      cmocka_unit_test(test_reissued_stream_handle_gets_no_cached_block),
+      cmocka_unit_test(test_capture_bypasses_the_cache),
+      cmocka_unit_test(test_default_pool_settings_restored),
   };
   return gm_test_run("pool", tests, GM_ARRAY_SIZE(tests), argc, argv, child_main);
 }

@@ -12,12 +12,24 @@
  * no lock shared with other threads beyond a short one on a hashed shard of
  * the pointer table (which detects foreign pointers and double frees).
  *
+ * Streams are told apart by their id (cudaStreamGetId), not their handle,
+ * so NULL and cudaStreamPerThread mean the calling thread's stream of its
+ * current device, and a new stream that gets a destroyed stream's handle
+ * value does not inherit its blocks. Allocations and frees on a stream that
+ * is being captured into a CUDA graph bypass the cache, so that the graph
+ * gets its allocation and free nodes.
+ *
  * Cached memory goes back to the CUDA pool on gpumem_pool_trim(), on
- * destroy, when a thread exits (at the next trim), and when the CUDA pool runs
- * out of memory (the caches are flushed and the allocation retried once).
- * Flushing waits for the device first, since cached blocks may still be
- * written by work queued before their free. Requests above cache_max_size
- * bypass the cache.
+ * destroy, on gpumem_pool_forget_stream(), when a thread exits (at the next
+ * trim), and when the CUDA pool runs out of memory (the caches are flushed
+ * and the allocation retried). Each cached block is returned with
+ * cudaFreeAsync on the stream it was cached for, so the CUDA pool orders its
+ * reuse after the work queued before its free; blocks cached for a default
+ * stream are returned after their device is synchronized. Requests above
+ * cache_max_size bypass the cache.
+ *
+ * Before destroying a stream that freed blocks into the cache, call
+ * gpumem_pool_forget_stream() (a flush names the stream).
  *
  * Thread safety: every call may be made from any thread; a block may be freed
  * by another thread than the one that allocated it. Destroying a pool while
@@ -76,26 +88,39 @@ typedef struct gpumem_pool_stats {
  * PEER_UNSUPPORTED, NO_DEVICE. */
 GPUMEM_API gpumem_status gpumem_pool_create(const gpumem_pool_config *config, gpumem_pool_t **pool);
 
-/** Flush the caches (waiting for the device), then destroy the CUDA pool if
- * this pool created it. BUSY, with nothing destroyed, while allocations made
- * through it are still live. NULL is a no-op. */
+/** Flush the caches (each block freed on its own stream), then destroy the
+ * CUDA pool if this pool created it, or put back the default pool's release
+ * threshold, reuse policies and peer access if it wrapped that one. BUSY,
+ * with nothing destroyed, while allocations made through it are still live.
+ * NULL is a no-op. */
 GPUMEM_API gpumem_status gpumem_pool_destroy(gpumem_pool_t *pool);
 
-/** Allocate `size` bytes ordered on `stream`. Errors: INVALID_ARGUMENT (NULL,
- * size 0), OUT_OF_MEMORY (after flushing the caches and retrying; the message
- * has the size and the bytes reserved and in use), and the driver's for a
- * stream of another device. */
+/** Allocate `size` bytes ordered on `stream` (a stream of any device: the
+ * memory is the pool's device's, as with cudaMallocFromPoolAsync). Errors:
+ * INVALID_ARGUMENT (NULL, size 0, not a stream), OUT_OF_MEMORY (after
+ * flushing the caches and retrying; the message has the size and the bytes
+ * reserved and in use). */
 GPUMEM_API gpumem_status gpumem_pool_alloc(gpumem_pool_t *pool, size_t size, gpumem_stream_t stream,
                                            void **ptr);
 
-/** Free `ptr` ordered on `stream` (any stream; later work on other streams must
- * be ordered after it by the caller, as with cudaFreeAsync). Errors:
- * INVALID_POINTER (not from this pool), DOUBLE_FREE. */
+/** Free `ptr` ordered on `stream` (any stream; work queued on `stream` before
+ * the free may still use the block; work on other streams that used it must
+ * be ordered before the free by the caller, as with cudaFreeAsync). Errors:
+ * INVALID_POINTER (not from this pool), DOUBLE_FREE, INVALID_ARGUMENT (not
+ * a stream). */
 GPUMEM_API gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr, gpumem_stream_t stream);
 
-/** Flush every thread's cache to the CUDA pool (after waiting for the device)
- * and trim the CUDA pool to `keep_bytes`. */
+/** Flush every thread's cache to the CUDA pool (each block freed on its own
+ * stream), wait until those frees have run (the streams are synchronized),
+ * then trim the CUDA pool to `keep_bytes` (cudaMemPoolTrimTo): memory not
+ * in use beyond that goes back to the device. */
 GPUMEM_API gpumem_status gpumem_pool_trim(gpumem_pool_t *pool, size_t keep_bytes);
+/** Return to the CUDA pool every block that any thread cached for `stream`
+ * (freed on it, so still ordered after its work) and forget the stream. Call
+ * it before destroying a stream that was used with the pool: the cache names
+ * streams by handle when it flushes. Errors: INVALID_ARGUMENT (not a pool or
+ * stream), and the driver's. */
+GPUMEM_API gpumem_status gpumem_pool_forget_stream(gpumem_pool_t *pool, gpumem_stream_t stream);
 
 GPUMEM_API gpumem_status gpumem_pool_get_stats(gpumem_pool_t *pool, gpumem_pool_stats *stats);
 

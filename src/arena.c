@@ -5,18 +5,43 @@
  * `top` is the end of what is mapped. A growth is a multiple of the chunk
  * size and starts on a chunk boundary; a table with one entry per granule
  * of the range (a power of two, so the lookup is a shift) says which heap
- * (shard) owns it. LOCAL: a growth is one physical allocation on the shard's device.
- * INTERLEAVE: a growth is one physical allocation per member, each of
- * size/members bytes, mapped stripe by stripe in turn (stripe k of the
- * growth is piece k / members of member k % members), so any address's
- * device follows from its offset. Either way the whole growth then gets
- * read-write access for every member in one cuMemSetAccess, which is what
- * lets a kernel on any member use any block without peer enabling.
+ * (shard) owns it. LOCAL: a growth is one physical allocation on the shard's
+ * device, one mapping. INTERLEAVE: a growth is one physical allocation per
+ * stripe, stripe k of the growth on member k % members, each mapped from
+ * its start, so any address's device follows from its offset. (Not one
+ * allocation per member with each stripe mapped at an offset into it:
+ * cuMemMap's offset "currently must be zero", cuda.h, and the host backend
+ * refuses it as the GPU does. NVIDIA's vectorAddMMAP sample also gives each
+ * device's piece its own cuMemCreate.) Either way the whole growth then
+ * gets read-write access for every member in one cuMemSetAccess with a
+ * descriptor per member, which is what lets a kernel on any member use any
+ * block without peer enabling.
  *
- * A growth is three kinds of driver step, created, mapped, access granted;
- * a failure at any step unmaps and releases what the earlier steps made, and
- * the bookkeeping (growth record, heap region) is prepared before the first
- * step or undone with it, so the arena is exactly as it was.
+ * A growth is three kinds of driver step: every allocation is created, then
+ * every piece mapped, then access granted; a failure at any step unmaps and
+ * releases what the earlier steps made, and the bookkeeping (growth record,
+ * heap region) is prepared before the first step or undone with it, so the
+ * arena is exactly as it was. Destroy unmaps every piece and releases every
+ * allocation.
+ *
+ * What a growth costs. LOCAL: 3 driver calls whatever its size (create, map,
+ * set access), and 2 at destroy. INTERLEAVE, a growth of `size` bytes is
+ * p = size / stripe pieces: p creates + p maps + 1 set access, and p unmaps
+ * + p releases at destroy. The p maps are the price of interleaving (a
+ * mapping holds one device's memory); the p creates replace the `members`
+ * creates of a layout that mapped at offsets, so growth takes at most twice
+ * the calls it did then, and exactly as many when a growth is one stripe per
+ * member. Counted on the host backend (granularity 2 MiB, four members): a
+ * default 8 MiB growth, 4+4+1 = 9 calls (the offset layout: 9 too); a
+ * 64 MiB growth at the default 2 MiB stripe, 32+32+1 = 65 (offsets: 37);
+ * at an 8 MiB stripe, 8+8+1 = 17 (offsets: 13). The defaults stay: the
+ * stripe is the granularity (the finest spread, so a block of members x
+ * granularity already uses every device's bandwidth), and the chunk 8 MiB
+ * rounded up to stripe x members (one stripe per member on four members).
+ * A growth happens once per chunk of new memory and nothing is unmapped
+ * before destroy, so its calls are paid once, not per allocation; a caller
+ * that grows by large steps and wants fewer calls sets a larger
+ * stripe_size (calls per growth = 2 x size / stripe + 1).
  *
  * Sub-allocation. Each shard is a TLSF heap (tlsf.c) over offsets of the
  * range, with a spin lock. LOCAL arenas have `shards` heaps per member,
@@ -63,9 +88,9 @@ typedef struct shard {
 
 typedef struct growth {
   size_t offset, size;
-  int member; /* LOCAL: the member whose memory it is; INTERLEAVE: -1 */
-  gpumem_phys_t *handles;
-  size_t nhandles;
+  int member;             /* LOCAL: the member whose memory it is; INTERLEAVE: -1 */
+  gpumem_phys_t *handles; /* one physical allocation per piece (mapping), in address order */
+  size_t nhandles;        /* pieces_of(size) */
 } growth;
 
 struct gpumem_arena {
@@ -249,46 +274,58 @@ fail:
 
 /* ---- growth ---- */
 
-/* Mappings a growth of `size` bytes is made of: one (LOCAL) or one per
- * stripe (INTERLEAVE). */
+/* Mappings a growth of `size` bytes is made of, each from its own physical
+ * allocation: one (LOCAL) or one per stripe (INTERLEAVE). */
 static size_t pieces_of(const gpumem_arena_t *a, size_t size) {
   return a->placement == GPUMEM_PLACE_LOCAL ? 1 : size / a->stripe;
 }
 
-/* Undo the driver steps of a growth (rollback and destroy). */
+/* The bytes of each piece of a growth of `size` bytes. */
+static size_t piece_size(const gpumem_arena_t *a, size_t size) {
+  return a->placement == GPUMEM_PLACE_LOCAL ? size : a->stripe;
+}
+
+/* The member whose memory piece `k` of growth `g` is: the growth's member
+ * (LOCAL), or the members in turn (INTERLEAVE; growths start on a multiple
+ * of stripe x members, so this is also offset / stripe % members). */
+static size_t piece_member(const gpumem_arena_t *a, const growth *g, size_t k) {
+  return a->placement == GPUMEM_PLACE_LOCAL ? (size_t)g->member : k % a->nmembers;
+}
+
+/* Undo the driver steps of a growth (rollback and destroy): unmap the first
+ * `pieces_mapped` pieces and release every allocation made, newest first. */
 static void unmap_growth(const gpumem_arena_t *a, const growth *g, size_t pieces_mapped) {
-  size_t piece = a->placement == GPUMEM_PLACE_LOCAL ? g->size : a->stripe;
+  size_t piece = piece_size(a, g->size);
   for (size_t k = pieces_mapped; k-- > 0;) {
     if (gm_be_unmap(a->base + g->offset + k * piece, piece) != GPUMEM_OK)
       gm_log(GPUMEM_LOG_ERROR, "arena: unmap failed: %s", gm_error_detail());
   }
-  for (size_t h = 0; h < g->nhandles; h++) {
-    if (g->handles[h] != 0 && gm_be_phys_release(g->handles[h]) != GPUMEM_OK)
+  for (size_t k = g->nhandles; k-- > 0;) {
+    if (g->handles[k] != 0 && gm_be_phys_release(g->handles[k]) != GPUMEM_OK)
       gm_log(GPUMEM_LOG_ERROR, "arena: release failed: %s", gm_error_detail());
   }
 }
 
 /* Create, map and open up [offset, offset + size) for shard `s`; all or
- * nothing. The growth record is filled (handles allocated) on success. */
+ * nothing. Every piece gets its own allocation, mapped from its start:
+ * cuMemMap's offset "currently must be zero" (cuda.h, cuMemMap). All the
+ * allocations are made before the first map, so running out of memory
+ * costs no map to undo. The growth record is filled (handles allocated) on
+ * success. */
 static gpumem_status map_growth(gpumem_arena_t *a, const shard *s, size_t offset, size_t size,
                                 growth *g) {
   gpumem_status st = GPUMEM_OK;
-  bool local = a->placement == GPUMEM_PLACE_LOCAL;
-  size_t pieces = pieces_of(a, size), mapped = 0;
-  *g = (growth){offset, size, s->member, NULL, local ? 1 : a->nmembers};
-  g->handles = calloc(g->nhandles, sizeof *g->handles);
-  GM_REQUIRE(g->handles != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a growth record");
-  for (size_t h = 0; h < g->nhandles; h++) {
-    int dev = a->members[local ? (size_t)s->member : h];
-    GM_TRY(gm_phys_create_shareable(dev, size / g->nhandles, false, &a->handle_types, "arena",
-                                    &g->handles[h]));
+  size_t pieces = pieces_of(a, size), piece = piece_size(a, size), mapped = 0;
+  *g = (growth){offset, size, s->member, NULL, pieces};
+  g->handles = calloc(pieces, sizeof *g->handles);
+  GM_REQUIRE(g->handles != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
+             "no host memory for a growth record of %zu allocations", pieces);
+  for (size_t k = 0; k < pieces; k++) {
+    GM_TRY(gm_phys_create_shareable(a->members[piece_member(a, g, k)], piece, false,
+                                    &a->handle_types, "arena", &g->handles[k]));
   }
-  for (; mapped < pieces; mapped++) {
-    size_t piece = local ? size : a->stripe;
-    size_t at = offset + mapped * piece;
-    size_t from = local ? 0 : mapped / a->nmembers * a->stripe;
-    GM_TRY(gm_be_map(a->base + at, piece, from, g->handles[local ? 0 : mapped % a->nmembers]));
-  }
+  for (; mapped < pieces; mapped++)
+    GM_TRY(gm_be_map(a->base + offset + mapped * piece, piece, 0, g->handles[mapped]));
   GM_TRY(gm_be_set_access(a->base + offset, size, a->access, a->nmembers));
   return GPUMEM_OK;
 fail:
@@ -665,8 +702,37 @@ GPUMEM_API gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena, gpumem_ar
     return false;                    \
   } while (0)
 
-/* The mapping: growths tile [0, top), units are owned exactly there, and
- * every member has read-write access to every growth. */
+/* The pieces of growth `i`: one live allocation each, on the member whose
+ * memory the piece is, and read-write access for every member. Adds each
+ * piece's bytes to its member's count. */
+static bool check_pieces(gpumem_arena_t *a, const growth *g, size_t i, size_t *per_member,
+                         char *why, size_t len) {
+  size_t pieces = pieces_of(a, g->size), piece = piece_size(a, g->size);
+  if (g->nhandles != pieces || g->handles == NULL)
+    VIOLATION("growth %zu has %zu allocations for %zu pieces", i, g->nhandles, pieces);
+  for (size_t k = 0; k < pieces; k++) {
+    size_t at = g->offset + k * piece, m = piece_member(a, g, k);
+    gpumem_phys_props props;
+    if (gm_be_phys_props(g->handles[k], &props) != GPUMEM_OK)
+      VIOLATION("piece %zu of growth %zu (offset %zu): %s", k, i, at, gm_error_detail());
+    if (props.device != a->members[m])
+      VIOLATION("the memory at offset %zu (growth %zu) is on device %d, expected device %d", at, i,
+                props.device, a->members[m]);
+    for (size_t d = 0; d < a->nmembers; d++) {
+      gpumem_access_flags f = GPUMEM_ACCESS_NONE;
+      if (gm_be_get_access(a->base + at, a->members[d], &f) != GPUMEM_OK ||
+          f != GPUMEM_ACCESS_READWRITE)
+        VIOLATION("device %d lacks read-write access at offset %zu (growth %zu)", a->members[d], at,
+                  i);
+    }
+    per_member[m] += piece;
+  }
+  return true;
+}
+
+/* The mapping: growths tile [0, top), units are owned exactly there, each
+ * piece is memory of the right member, and every member has read-write
+ * access to every growth. */
 static bool check_mapping(gpumem_arena_t *a, char *why, size_t len) {
   size_t at = 0, per_member[GPUMEM_MAX_DEVICES] = {0};
   for (size_t i = 0; i < a->ngrowths; i++) {
@@ -684,18 +750,7 @@ static bool check_mapping(gpumem_arena_t *a, char *why, size_t len) {
     if (a->placement == GPUMEM_PLACE_LOCAL && a->shards[owner - 1].member != g->member)
       VIOLATION("growth %zu is memory of member %d but its heap serves member %d", i, g->member,
                 a->shards[owner - 1].member);
-    for (size_t m = 0; m < a->nmembers; m++) {
-      size_t piece = a->placement == GPUMEM_PLACE_LOCAL ? g->size : a->stripe;
-      for (size_t p = 0; p < g->size; p += piece) {
-        gpumem_access_flags f = GPUMEM_ACCESS_NONE;
-        if (gm_be_get_access(a->base + g->offset + p, a->members[m], &f) != GPUMEM_OK ||
-            f != GPUMEM_ACCESS_READWRITE)
-          VIOLATION("device %d lacks read-write access at offset %zu (growth %zu)", a->members[m],
-                    g->offset + p, i);
-      }
-      per_member[m] += a->placement == GPUMEM_PLACE_LOCAL ? (g->member == (int)m ? g->size : 0)
-                                                          : g->size / a->nmembers;
-    }
+    if (!check_pieces(a, g, i, per_member, why, len)) return false;
     at += g->size;
   }
   if (at != a->top) VIOLATION("growths cover %zu bytes, the arena says %zu are mapped", at, a->top);

@@ -356,7 +356,10 @@ static void test_interleave(void **state) {
   gpumem_arena_stats s = stats_of(a);
   assert_int_equal(s.bytes_mapped, 8 * g);
   assert_int_equal(s.stripe_size, g);
-  assert_int_equal(gm_test_counters().phys_handles, 4); /* one per member per growth */
+  /* One allocation per stripe, each mapped from its start (cuMemMap's
+   * offset "currently must be zero"): 8 stripes, 8 allocations. */
+  assert_int_equal(gm_test_counters().phys_handles, 8);
+  assert_int_equal(gm_test_counters().phys_bytes, (int64_t)(8 * g));
   void *p = NULL;
   assert_gpumem_ok(gpumem_arena_alloc(a, 6 * g, g, GPUMEM_ARENA_ANY_DEVICE, &p));
   int first = -1;
@@ -371,9 +374,16 @@ static void test_interleave(void **state) {
     assert_access_for_all((char *)p + k * g, devs, 4);
   }
   write_block(p, 6 * g, 9);
-  /* A second block needs a growth: 8 more stripes, still in turn. */
+  /* A second block needs a growth: 8 more stripes, still in turn, for
+   * 8 creations, 8 maps and one set-access over the whole growth. */
+  uint64_t creates = gm_backend_calls(GM_OP_phys_create), maps = gm_backend_calls(GM_OP_map);
+  uint64_t grants = gm_backend_calls(GM_OP_set_access);
   void *q = NULL;
   assert_gpumem_ok(gpumem_arena_alloc(a, 4 * g, 0, 1, &q));
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 8);
+  assert_int_equal(gm_backend_calls(GM_OP_map) - maps, 8);
+  assert_int_equal(gm_backend_calls(GM_OP_set_access) - grants, 1);
+  assert_int_equal(gm_test_counters().phys_handles, 16);
   s = stats_of(a);
   assert_int_equal(s.bytes_mapped, 16 * g);
   assert_int_equal(s.growths, 2);
@@ -387,7 +397,13 @@ static void test_interleave(void **state) {
   assert_int_equal(block_mismatches(p, 6 * g, 9), 0);
   assert_checked(a);
   assert_gpumem_status(gpumem_arena_alloc(a, 256, 0, 7, &q), GPUMEM_ERR_INVALID_DEVICE);
+  /* Destroy unmaps every stripe and releases every allocation. */
+  uint64_t unmaps = gm_backend_calls(GM_OP_unmap);
+  uint64_t releases = gm_backend_calls(GM_OP_phys_release);
   assert_gpumem_ok(gpumem_arena_destroy(a));
+  assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 16);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_release) - releases, 16);
+  assert_true(same_counters(gm_test_counters(), (gm_backend_counters){0}));
   /* Interleave geometry errors. */
   c.chunk_size = 6 * g; /* not a multiple of 4 stripes */
   assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
@@ -478,7 +494,9 @@ static void test_growth_rolls_back(void **state) {
   void *p = NULL;
   assert_gpumem_ok(gpumem_arena_alloc(a, 256, 0, 2, &p)); /* and then it grows */
   assert_gpumem_ok(gpumem_arena_destroy(a));
-  /* Interleaved: four creations and one map per stripe; fail in the middle. */
+  /* Interleaved: a growth of 8 stripes is 8 creations (one per stripe), 8
+   * maps and one set-access; fail each of them, the first growth and the
+   * second (with a block to keep). */
   gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
   c.devices = devs;
   c.device_count = 4;
@@ -486,20 +504,37 @@ static void test_growth_rolls_back(void **state) {
   c.chunk_size = 8 * g;
   c.max_size = 64 * g;
   assert_gpumem_ok(gpumem_arena_create(&c, &a));
-  growth_fails_at(a, GM_OP_phys_create, 3, GPUMEM_ARENA_ANY_DEVICE, g);
-  growth_fails_at(a, GM_OP_map, 6, GPUMEM_ARENA_ANY_DEVICE, g);
-  growth_fails_at(a, GM_OP_set_access, 1, GPUMEM_ARENA_ANY_DEVICE, g);
-  assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, GPUMEM_ARENA_ANY_DEVICE, &p));
-  assert_int_equal(stats_of(a).bytes_mapped, 8 * g);
+  void *kept[2] = {NULL, NULL};
+  for (int round = 0; round < 2; round++) {
+    for (uint64_t nth = 1; nth <= 8; nth++) {
+      growth_fails_at(a, GM_OP_phys_create, nth, GPUMEM_ARENA_ANY_DEVICE, 8 * g);
+      growth_fails_at(a, GM_OP_map, nth, GPUMEM_ARENA_ANY_DEVICE, 8 * g);
+    }
+    growth_fails_at(a, GM_OP_set_access, 1, GPUMEM_ARENA_ANY_DEVICE, 8 * g);
+    assert_gpumem_ok(gpumem_arena_alloc(a, 8 * g, 0, GPUMEM_ARENA_ANY_DEVICE, &kept[round]));
+    write_block(kept[round], 8 * g, 6 + (unsigned)round);
+    assert_int_equal(stats_of(a).bytes_mapped, (size_t)(round + 1) * 8 * g);
+    assert_int_equal(gm_test_counters().phys_handles, (round + 1) * 8);
+  }
+  for (int round = 0; round < 2; round++)
+    assert_int_equal(block_mismatches(kept[round], 8 * g, 6 + (unsigned)round), 0);
+  assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
-  /* At creation: the initial mapping fails, nothing is left behind. */
-  c.initial_size = 8 * g;
-  gm_fault_inject(GM_OP_map, 3, GPUMEM_ERR_INJECTED);
-  a = NULL;
-  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INJECTED);
-  gm_fault_clear();
-  assert_null(a);
   assert_true(same_counters(gm_test_counters(), (gm_backend_counters){0}));
+  /* At creation: the initial mapping fails at each step, nothing is left
+   * behind. */
+  c.initial_size = 8 * g;
+  const gm_op ops[3] = {GM_OP_phys_create, GM_OP_map, GM_OP_set_access};
+  for (int o = 0; o < 3; o++) {
+    for (uint64_t nth = 1; nth <= (ops[o] == GM_OP_set_access ? 1u : 8u); nth++) {
+      gm_fault_inject(ops[o], nth, GPUMEM_ERR_INJECTED);
+      a = NULL;
+      assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INJECTED);
+      gm_fault_clear();
+      assert_null(a);
+      assert_true(same_counters(gm_test_counters(), (gm_backend_counters){0}));
+    }
+  }
 }
 
 static void test_device_out_of_memory(void **state) {

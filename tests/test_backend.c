@@ -194,8 +194,19 @@ static void test_granularity_rules(void **state) {
   assert_gpumem_status(gpumem_vmm_map(base + 3 * g, 2 * g, 0, h), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_last_error_contains("is not inside an address reservation");
   assert_gpumem_status(gpumem_vmm_unmap(base + 8 * g, g), GPUMEM_ERR_NOT_MAPPED);
-  /* Partial offsets into the same allocation at a second place are fine. */
-  assert_gpumem_ok(gpumem_vmm_map(base + 2 * g, g, g, h));
+  /* cuMemMap's offset "currently must be zero" (cuda.h, cuMemMap): an
+   * aligned, in-bounds offset into the allocation is refused, nothing is
+   * mapped; the same allocation from its start at a second place is fine. */
+  assert_gpumem_status(gpumem_vmm_map(base + 2 * g, g, g, h), GPUMEM_ERR_INVALID_ARGUMENT);
+  if (gm_test_on_host()) {
+    char what[96];
+    snprintf(what, sizeof what, "offset %zu): the offset into the allocation must be 0", g);
+    assert_last_error_contains(what);
+    assert_last_error_contains("(cuda.h, cuMemMap: \"currently must be zero\")");
+  }
+  assert_int_equal(gm_test_counters().mapped_bytes, c0.mapped_bytes + (int64_t)(2 * g));
+  assert_gpumem_ok(gpumem_vmm_map(base + 2 * g, g, 0, h));
+  assert_int_equal(gm_test_counters().mapped_bytes, c0.mapped_bytes + (int64_t)(3 * g));
   assert_gpumem_ok(gpumem_vmm_unmap(base + 2 * g, g));
   assert_gpumem_ok(gpumem_vmm_unmap(base, 2 * g));
   assert_gpumem_ok(gpumem_vmm_release(h));

@@ -23,6 +23,18 @@
  * members, `stripe_size` bytes on each in turn, so a large block spreads its
  * bandwidth over every member; the device argument of alloc is then ignored.
  *
+ * What growing costs. LOCAL: one physical allocation, one map and one
+ * access call per growth. INTERLEAVE: every stripe is its own physical
+ * allocation (CUDA maps an allocation only from its start), so a growth of
+ * S bytes makes S / stripe_size creations, as many maps and one access call
+ * for all members, and destroy as many unmaps and releases. With the
+ * defaults (stripe = granularity, chunk 8 MiB), over four members with a
+ * 2 MiB granularity, an 8 MiB growth is 4 creations + 4 maps + 1 access
+ * call; a 64 MiB block grown at once, 32 + 32 + 1. A larger stripe_size
+ * means fewer calls per growth and a coarser spread (a block smaller than
+ * members x stripe_size does not reach every member). Growth happens once
+ * per new chunk: memory is not unmapped before destroy.
+ *
  * Sub-allocation is TLSF (two-level segregated fit) over offsets with all
  * metadata on the host: alloc and free are O(1) whatever the number of live
  * blocks, free neighbours coalesce, and alignment up to the granularity is
@@ -74,7 +86,8 @@ typedef struct gpumem_arena_config {
   size_t device_count; /**< 1 .. GPUMEM_MAX_DEVICES */
   gpumem_placement placement;
   size_t stripe_size;  /**< INTERLEAVE: bytes per device per stripe, a multiple of the
-                            granularity (0: the granularity) */
+                            granularity (0: the granularity); each stripe is one
+                            physical allocation and one mapping */
   size_t chunk_size;   /**< bytes mapped by one growth at least: LOCAL, a multiple of the
                             granularity; INTERLEAVE, of stripe_size x members (0: 8 MiB,
                             rounded up to that multiple) */

@@ -10,8 +10,9 @@
  * gpumem_last_error(), every argument is checked, and handles released twice
  * or ranges unmapped twice are reported instead of reaching the driver.
  *
- * The rules are CUDA's: sizes, offsets and mapped addresses are multiples of
- * the minimum granularity for the properties used (gpumem_vmm_granularity);
+ * The rules are CUDA's: sizes and mapped addresses are multiples of the
+ * minimum granularity for the properties used (gpumem_vmm_granularity), a
+ * map starts at offset 0 of its allocation;
  * a fresh mapping grants no access until gpumem_vmm_set_access; an unmap
  * covers whole mappings; a physical allocation lives until it is released
  * and no longer mapped. See examples/01_vmm_basics.c for the whole sequence.
@@ -109,8 +110,11 @@ GPUMEM_API gpumem_status gpumem_vmm_release(gpumem_phys_t phys);
 GPUMEM_API gpumem_status gpumem_vmm_get_props(gpumem_phys_t phys, gpumem_phys_props *props);
 
 /** Map `size` bytes of `phys`, from `offset`, at `va` inside a reservation.
- * The mapping starts with no access. Errors: INVALID_ARGUMENT (alignment,
- * bounds, not in a reservation), ALREADY_MAPPED, INVALID_POINTER. */
+ * `offset` must be 0 for now (cuda.h, cuMemMap: "currently must be zero"):
+ * to map pieces at different places, give each its own allocation. The
+ * mapping starts with no access. Errors: INVALID_ARGUMENT (a non-zero
+ * offset, alignment, bounds, not in a reservation), ALREADY_MAPPED,
+ * INVALID_POINTER. */
 GPUMEM_API gpumem_status gpumem_vmm_map(void *va, size_t size, size_t offset, gpumem_phys_t phys);
 
 /** Unmap whole mappings covering exactly [va, va+size). Errors: NOT_MAPPED

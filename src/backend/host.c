@@ -511,14 +511,28 @@ static bool overlaps(uintptr_t a, size_t an, uintptr_t b, size_t bn) {
   return a < b + bn && b < a + an;
 }
 
+/* Map [va, va+size) to the start of allocation `h`. CUDA's rule, enforced
+ * here so that code mapping pieces of one allocation fails on the host as it
+ * would on the GPU: cuMemMap's offset "currently must be zero" (cuda.h,
+ * cuMemMap, \param offset). The header does not name the error for this
+ * case; CUDA_ERROR_INVALID_VALUE, its code for a bad argument, is what the
+ * CUDA backend reports as INVALID_ARGUMENT, and so does this one
+ * (test_backend.cuda checks the status on the GPU). A mapping may still
+ * cover less than the allocation, and one allocation may be mapped at
+ * several places. */
 static gpumem_status host_map(uintptr_t va, size_t size, size_t offset, gpumem_phys_t h) {
   gpumem_status st = GPUMEM_OK;
   host_mapping *m = NULL;
   gm_host_lock();
-  GM_REQUIRE(aligned(va) && aligned(size) && aligned(offset), GPUMEM_ERR_INVALID_ARGUMENT,
-             "map(0x%" PRIxPTR ", %zu, offset %zu): address, size and offset must be multiples "
-             "of the granularity %zu",
-             va, size, offset, H.granularity);
+  GM_REQUIRE(offset == 0, GPUMEM_ERR_INVALID_ARGUMENT,
+             "map(0x%" PRIxPTR ", %zu, offset %zu): the offset into the allocation must be 0 "
+             "(cuda.h, cuMemMap: \"currently must be zero\"); map each piece from its own "
+             "allocation",
+             va, size, offset);
+  GM_REQUIRE(aligned(va) && aligned(size), GPUMEM_ERR_INVALID_ARGUMENT,
+             "map(0x%" PRIxPTR ", %zu): address and size must be multiples of the granularity "
+             "%zu",
+             va, size, H.granularity);
   host_reservation *r = find_reservation(va, size);
   GM_REQUIRE(r != NULL, GPUMEM_ERR_INVALID_ARGUMENT,
              "map: [0x%" PRIxPTR ", +%zu) is not inside an address reservation", va, size);

@@ -10,8 +10,10 @@
  *
  *   create  one physical allocation for the added capacity (handle types and
  *           compression from the config; FABRIC is asked together with
- *           POSIX_FD and, if the system refuses it, retried once with POSIX_FD
- *           alone, which the buffer then keeps using)
+ *           POSIX_FD where the device advertises fabric handles and, if the
+ *           system refuses it, retried once with POSIX_FD alone; without the
+ *           attribute POSIX_FD alone is asked at once; the buffer then keeps
+ *           using POSIX_FD)
  *   map     it at base + capacity
  *   access  read-write for every access device, in one call
  *

@@ -3,9 +3,10 @@
  * keeps memory until shrink_to_fit, which gives it back to the device; a
  * growth that fails at any driver step (failure injection) or for lack of
  * memory leaves the buffer exactly as it was; access is granted to every
- * device on every segment; fabric falls back to POSIX fds; another process
- * maps the same memory through gpumem_buffer_send/receive; and concurrent
- * resizes are safe (this suite also runs under ThreadSanitizer). */
+ * device on every segment; fabric falls back to POSIX fds, and is not asked
+ * for where the device does not advertise it; another process maps the same
+ * memory through gpumem_buffer_send/receive; and concurrent resizes are safe
+ * (this suite also runs under ThreadSanitizer). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,6 +390,53 @@ static void test_fabric_falls_back_to_posix_fd(void **state) {
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
+/* Two emulated devices that do not advertise fabric handles, like a PCIe GPU
+ * or a MIG slice (host runs only). */
+static int fabric_off_host(void **state) {
+  setenv("GPUMEM_HOST_FABRIC", "off", 1);
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  int rc = gm_test_setup_host(state, o);
+  unsetenv("GPUMEM_HOST_FABRIC");
+  return rc;
+}
+
+static void test_fabric_not_asked_where_not_advertised(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* GPUMEM_HOST_FABRIC=off */
+  gpumem_device_info dev;
+  assert_gpumem_ok(gpumem_device_get_info(0, &dev));
+  assert_false(dev.fabric);
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.handle_type = GPUMEM_HANDLE_FABRIC;
+  c.max_size = 8 * gran();
+  gpumem_buffer_t *b = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  gm_test_log log = {0};
+  gpumem_log_level level = gpumem_log_get_level();
+  gpumem_log_set_level(GPUMEM_LOG_INFO);
+  gpumem_log_set_callback(gm_test_log_capture, &log);
+  uint64_t creates = gm_backend_calls(GM_OP_phys_create);
+  gpumem_status st = gpumem_buffer_resize(b, gran());
+  gpumem_log_set_callback(NULL, NULL);
+  gpumem_log_set_level(level);
+  assert_gpumem_ok(st);
+  /* One creation, without fabric: the device said it has none, so it was
+   * never asked for (the driver's answer to it is not documented). */
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 1);
+  assert_int_equal(log.count, 1);
+  assert_string_equal(log.line,
+                      "gpumem: info: buffer on device 0: the device does not support fabric "
+                      "handles; using POSIX file descriptors");
+  assert_int_equal(info_of(b).handle_type, GPUMEM_HANDLE_POSIX_FD);
+  creates = gm_backend_calls(GM_OP_phys_create);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 3 * gran())); /* later growths: POSIX_FD at once */
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 1);
+  assert_int_equal(info_of(b).segments, 2);
+  write_range(b, 0, 3 * gran(), 5);
+  check_contents(b, 3 * gran(), 5);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
 #define CHILD_SEED 0x3c
 
 static int child_buffer(const char *role, int sock) {
@@ -513,6 +561,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_access_for_every_device_and_segment, small_host_device,
                                       gm_test_teardown_host),
       cmocka_unit_test(test_fabric_falls_back_to_posix_fd),
+      cmocka_unit_test_setup_teardown(test_fabric_not_asked_where_not_advertised, fabric_off_host,
+                                      gm_test_teardown_host),
       cmocka_unit_test(test_shared_with_another_process),
       cmocka_unit_test(test_concurrent_resize),
   };

@@ -70,7 +70,8 @@ typedef struct gpumem_buffer_config {
                                   and after every growth (NULL: only `device`) */
   size_t access_count;
   gpumem_handle_type handle_type; /**< NONE, POSIX_FD (shareable), or FABRIC (falls back
-                                       to POSIX_FD where the system refuses it) */
+                                       to POSIX_FD where the device lacks fabric handles
+                                       or the system refuses them) */
   bool compression;               /**< ask for compressible memory (a hint: see the info) */
 } gpumem_buffer_config;
 

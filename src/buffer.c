@@ -26,7 +26,9 @@
  * growths costs a logarithmic number of driver calls.
  *
  * Shrinking only lowers the size; shrink_to_fit releases the segments wholly
- * above the (chunk-rounded) size after waiting for the stream or device.
+ * above the (chunk-rounded) size after waiting for the stream given or, with
+ * none, for every device with access (a peer's kernel may be reading it), as
+ * destroy does.
  *
  * Sharing: gpumem_buffer_send writes a header, the segment sizes, and one
  * POSIX fd per segment in SCM_RIGHTS batches; gpumem_buffer_receive imports
@@ -304,6 +306,17 @@ static gpumem_status release_from(gpumem_buffer_t *b, size_t keep) {
   return GPUMEM_OK;
 }
 
+/* Wait for all work on every device with access to the buffer (lock held):
+ * a kernel on a peer device may still be using memory about to be unmapped,
+ * and would fault. */
+static gpumem_status synchronize_access_devices(const gpumem_buffer_t *b) {
+  for (size_t i = 0; i < b->naccess; i++) {
+    gpumem_status st = gm_be_device_synchronize(b->access[i].device);
+    if (st != GPUMEM_OK) return st;
+  }
+  return GPUMEM_OK;
+}
+
 static gpumem_status shrink_to_fit(gpumem_buffer_t *b, gpumem_stream_t stream) {
   gpumem_status st = check_mutable(b);
   if (st != GPUMEM_OK) return st;
@@ -315,7 +328,7 @@ static gpumem_status shrink_to_fit(gpumem_buffer_t *b, gpumem_stream_t stream) {
     keep--;
   if (keep < b->nsegs) {
     /* Work queued before this call may still touch the memory: wait for it. */
-    st = stream != NULL ? gm_be_stream_synchronize(stream) : gm_be_device_synchronize(b->device);
+    st = stream != NULL ? gm_be_stream_synchronize(stream) : synchronize_access_devices(b);
     if (st == GPUMEM_OK) st = release_from(b, keep);
     if (st == GPUMEM_OK) b->releases++;
   }
@@ -333,7 +346,7 @@ static gpumem_status destroy(gpumem_buffer_t *b) {
   gpumem_status st = check_buffer(b);
   if (st != GPUMEM_OK) return st;
   pthread_mutex_lock(&b->lock);
-  st = gm_be_device_synchronize(b->device);
+  st = synchronize_access_devices(b);
   if (st == GPUMEM_OK) st = release_from(b, 0);
   if (st == GPUMEM_OK) st = gm_be_va_free(b->base, b->max_size);
   pthread_mutex_unlock(&b->lock);

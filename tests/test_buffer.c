@@ -4,9 +4,10 @@
  * growth that fails at any driver step (failure injection) or for lack of
  * memory leaves the buffer exactly as it was; access is granted to every
  * device on every segment; fabric falls back to POSIX fds, and is not asked
- * for where the device does not advertise it; another process maps the same
- * memory through gpumem_buffer_send/receive; and concurrent resizes are safe
- * (this suite also runs under ThreadSanitizer). */
+ * for where the device does not advertise it; shrink_to_fit and destroy wait
+ * for every device with access before unmapping; another process maps the
+ * same memory through gpumem_buffer_send/receive; and concurrent resizes are
+ * safe (this suite also runs under ThreadSanitizer). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -437,6 +438,65 @@ static void test_fabric_not_asked_where_not_advertised(void **state) {
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
+/* A backend that forwards to the host backend and records which devices are
+ * synchronized. */
+static const gm_backend_ops *real_backend;
+static gm_backend_ops recording_backend;
+static unsigned synchronized_devices; /* bit d: device d was synchronized */
+
+static gpumem_status recording_device_synchronize(int device) {
+  if (device >= 0 && device < 32) synchronized_devices |= 1u << device;
+  return real_backend->device_synchronize(device);
+}
+
+static void start_recording(void) {
+  real_backend = gm_backend();
+  recording_backend = *real_backend;
+  recording_backend.device_synchronize = recording_device_synchronize;
+  synchronized_devices = 0;
+  gm_backend_install(&recording_backend);
+}
+
+static void stop_recording(void) {
+  if (gm_backend() == &recording_backend) gm_backend_install(real_backend);
+}
+
+/* Also after a failed assertion, before the leak check and finalize. */
+static int stop_recording_teardown(void **state) {
+  stop_recording();
+  return gm_test_teardown_host(state);
+}
+
+static void test_every_access_device_synchronized_before_unmapping(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* three emulated devices, 0 and 1 linked */
+  size_t g = gran();
+  int access[] = {0, 1};
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.access_devices = access;
+  c.access_count = 2;
+  c.max_size = 8 * g;
+  gpumem_buffer_t *b = NULL;
+  start_recording();
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  assert_gpumem_ok(gpumem_buffer_resize(b, g));
+  assert_gpumem_ok(gpumem_buffer_resize(b, 3 * g));
+  assert_gpumem_ok(gpumem_buffer_resize(b, g));
+  assert_int_equal(synchronized_devices, 0); /* growing and shrinking wait for nothing */
+  uint64_t syncs = gm_backend_calls(GM_OP_device_synchronize);
+  assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, NULL));
+  /* A kernel on device 1 may still read the segment being unmapped. */
+  assert_int_equal(synchronized_devices, 0x3u);
+  assert_int_equal(gm_backend_calls(GM_OP_device_synchronize) - syncs, 2);
+  assert_int_equal(gpumem_buffer_capacity(b), g);
+  synchronized_devices = 0;
+  syncs = gm_backend_calls(GM_OP_device_synchronize);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+  assert_int_equal(synchronized_devices, 0x3u); /* device 2 has no access: not waited for */
+  assert_int_equal(gm_backend_calls(GM_OP_device_synchronize) - syncs, 2);
+  stop_recording();
+}
+
 #define CHILD_SEED 0x3c
 
 static int child_buffer(const char *role, int sock) {
@@ -563,6 +623,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_fabric_falls_back_to_posix_fd),
       cmocka_unit_test_setup_teardown(test_fabric_not_asked_where_not_advertised, fabric_off_host,
                                       gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_every_access_device_synchronized_before_unmapping,
+                                      small_host_device, stop_recording_teardown),
       cmocka_unit_test(test_shared_with_another_process),
       cmocka_unit_test(test_concurrent_resize),
   };

@@ -173,7 +173,7 @@ static gpumem_status create(const gpumem_buffer_config *c, gpumem_buffer_t **out
   size_t max = c->max_size ? c->max_size : props.total_memory;
   GM_REQUIRE(max <= SIZE_MAX / 2 && gm_round_up(max, b->chunk, &b->max_size),
              GPUMEM_ERR_INVALID_ARGUMENT, "maximum size %zu is too large", max);
-  GM_TRY(gm_be_va_reserve(b->max_size, 0, &b->base));
+  GM_TRY(gm_be_va_reserve(b->max_size, gran, &b->base)); /* maps must start on a granule */
   pthread_mutex_init(&b->lock, NULL);
   b->magic = BUFFER_MAGIC;
   *out = b;
@@ -570,7 +570,12 @@ static gpumem_status receive_buffer(int sock, int device, gpumem_buffer_t **out)
   b->naccess = 1;
   b->max_size = h.capacity;
   b->chunk = h.nsegs ? (size_t)sizes[0] : 0;
-  if (h.capacity > 0) GM_TRY(gm_be_va_reserve(h.capacity, 0, &b->base));
+  if (h.capacity > 0) {
+    gpumem_phys_props pp = {device, GPUMEM_HANDLE_POSIX_FD, false};
+    size_t gran = 0;
+    GM_TRY(gm_be_granularity(&pp, false, &gran));
+    GM_TRY(gm_be_va_reserve(h.capacity, gran, &b->base));
+  }
   for (size_t i = 0; i < h.nsegs; i++) {
     gpumem_shareable_handle sh = {GPUMEM_HANDLE_POSIX_FD, fds[i], {0}};
     size_t off = b->nsegs ? b->segs[b->nsegs - 1].offset + b->segs[b->nsegs - 1].size : 0;

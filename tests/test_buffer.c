@@ -439,21 +439,29 @@ static void test_fabric_not_asked_where_not_advertised(void **state) {
 }
 
 /* A backend that forwards to the host backend and records which devices are
- * synchronized. */
+ * synchronized and the alignment of each reservation. */
 static const gm_backend_ops *real_backend;
 static gm_backend_ops recording_backend;
 static unsigned synchronized_devices; /* bit d: device d was synchronized */
+static size_t last_reserve_alignment;
 
 static gpumem_status recording_device_synchronize(int device) {
   if (device >= 0 && device < 32) synchronized_devices |= 1u << device;
   return real_backend->device_synchronize(device);
 }
 
+static gpumem_status recording_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
+  last_reserve_alignment = alignment;
+  return real_backend->va_reserve(size, alignment, va);
+}
+
 static void start_recording(void) {
   real_backend = gm_backend();
   recording_backend = *real_backend;
   recording_backend.device_synchronize = recording_device_synchronize;
+  recording_backend.va_reserve = recording_va_reserve;
   synchronized_devices = 0;
+  last_reserve_alignment = 0;
   gm_backend_install(&recording_backend);
 }
 
@@ -479,6 +487,9 @@ static void test_every_access_device_synchronized_before_unmapping(void **state)
   gpumem_buffer_t *b = NULL;
   start_recording();
   assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  /* The reservation is aligned to the granularity the segments are mapped
+   * at, not to cuMemAddressReserve's undocumented default (0). */
+  assert_int_equal(last_reserve_alignment, g);
   assert_gpumem_ok(gpumem_buffer_resize(b, g));
   assert_gpumem_ok(gpumem_buffer_resize(b, 3 * g));
   assert_gpumem_ok(gpumem_buffer_resize(b, g));

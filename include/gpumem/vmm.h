@@ -83,9 +83,10 @@ GPUMEM_API gpumem_status gpumem_vmm_granularity(const gpumem_phys_props *props, 
                                                 size_t *granularity);
 
 /** Reserve `size` bytes of virtual address space (no memory behind it).
- * `alignment` is 0 (the granularity) or a power of two. Errors:
- * INVALID_ARGUMENT (NULL out, size 0 or not a multiple of the granularity,
- * bad alignment), OUT_OF_MEMORY (no address space). */
+ * `alignment` is 0 (the largest minimum granularity of the devices for a
+ * plain allocation, so that any of them can map there) or a power of two.
+ * Errors: INVALID_ARGUMENT (NULL out, size 0 or not a multiple of the
+ * granularity, bad alignment), OUT_OF_MEMORY (no address space). */
 GPUMEM_API gpumem_status gpumem_vmm_reserve(size_t size, size_t alignment, void **va);
 
 /** Return a reservation made by gpumem_vmm_reserve (exact base and size).

@@ -374,7 +374,25 @@ static gpumem_status cuda_p2p_attrs(int src, int dst, gm_p2p_attrs *out) {
 
 /* ---- virtual memory ---- */
 
+/* Alignment 0 means "the granularity" to gm_be_va_reserve and
+ * gpumem_vmm_reserve, but "default alignment" to cuMemAddressReserve (cuda.h:
+ * "the alignment must be a power of two or zero for default alignment"),
+ * which is not promised to be any device's granularity, while cuMemMap needs
+ * "ptr ... a multiple of" it. So 0 becomes the largest minimum granularity of
+ * the visible devices (a device whose granularity cannot be read, one without
+ * VMM, cannot map there anyway and is left out). */
 static gpumem_status cuda_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
+  if (alignment == 0) {
+    for (int d = 0; d < device_count; d++) {
+      gpumem_phys_props props = {d, GPUMEM_HANDLE_NONE, false};
+      size_t g = 0;
+      if (cuda_granularity(&props, false, &g) != GPUMEM_OK) {
+        gm_error_discard();
+        continue;
+      }
+      if (g > alignment) alignment = g;
+    }
+  }
   CUdeviceptr p = 0;
   CU(cuMemAddressReserve, (&p, size, alignment, 0, 0), "size=%zu, alignment=%zu", size, alignment);
   *va = (uintptr_t)p;

@@ -10,8 +10,10 @@
  *
  *   create  one physical allocation for the added capacity (handle types and
  *           compression from the config; FABRIC is asked together with
- *           POSIX_FD and, if the system refuses it, retried once with POSIX_FD
- *           alone, which the buffer then keeps using)
+ *           POSIX_FD where the device advertises fabric handles and, if the
+ *           system refuses it, retried once with POSIX_FD alone; without the
+ *           attribute POSIX_FD alone is asked at once; the buffer then keeps
+ *           using POSIX_FD)
  *   map     it at base + capacity
  *   access  read-write for every access device, in one call
  *
@@ -24,7 +26,9 @@
  * growths costs a logarithmic number of driver calls.
  *
  * Shrinking only lowers the size; shrink_to_fit releases the segments wholly
- * above the (chunk-rounded) size after waiting for the stream or device.
+ * above the (chunk-rounded) size after waiting for the stream given or, with
+ * none, for every device with access (a peer's kernel may be reading it), as
+ * destroy does.
  *
  * Sharing: gpumem_buffer_send writes a header, the segment sizes, and one
  * POSIX fd per segment in SCM_RIGHTS batches; gpumem_buffer_receive imports
@@ -169,7 +173,7 @@ static gpumem_status create(const gpumem_buffer_config *c, gpumem_buffer_t **out
   size_t max = c->max_size ? c->max_size : props.total_memory;
   GM_REQUIRE(max <= SIZE_MAX / 2 && gm_round_up(max, b->chunk, &b->max_size),
              GPUMEM_ERR_INVALID_ARGUMENT, "maximum size %zu is too large", max);
-  GM_TRY(gm_be_va_reserve(b->max_size, 0, &b->base));
+  GM_TRY(gm_be_va_reserve(b->max_size, gran, &b->base)); /* maps must start on a granule */
   pthread_mutex_init(&b->lock, NULL);
   b->magic = BUFFER_MAGIC;
   *out = b;
@@ -302,6 +306,17 @@ static gpumem_status release_from(gpumem_buffer_t *b, size_t keep) {
   return GPUMEM_OK;
 }
 
+/* Wait for all work on every device with access to the buffer (lock held):
+ * a kernel on a peer device may still be using memory about to be unmapped,
+ * and would fault. */
+static gpumem_status synchronize_access_devices(const gpumem_buffer_t *b) {
+  for (size_t i = 0; i < b->naccess; i++) {
+    gpumem_status st = gm_be_device_synchronize(b->access[i].device);
+    if (st != GPUMEM_OK) return st;
+  }
+  return GPUMEM_OK;
+}
+
 static gpumem_status shrink_to_fit(gpumem_buffer_t *b, gpumem_stream_t stream) {
   gpumem_status st = check_mutable(b);
   if (st != GPUMEM_OK) return st;
@@ -313,7 +328,7 @@ static gpumem_status shrink_to_fit(gpumem_buffer_t *b, gpumem_stream_t stream) {
     keep--;
   if (keep < b->nsegs) {
     /* Work queued before this call may still touch the memory: wait for it. */
-    st = stream != NULL ? gm_be_stream_synchronize(stream) : gm_be_device_synchronize(b->device);
+    st = stream != NULL ? gm_be_stream_synchronize(stream) : synchronize_access_devices(b);
     if (st == GPUMEM_OK) st = release_from(b, keep);
     if (st == GPUMEM_OK) b->releases++;
   }
@@ -331,7 +346,7 @@ static gpumem_status destroy(gpumem_buffer_t *b) {
   gpumem_status st = check_buffer(b);
   if (st != GPUMEM_OK) return st;
   pthread_mutex_lock(&b->lock);
-  st = gm_be_device_synchronize(b->device);
+  st = synchronize_access_devices(b);
   if (st == GPUMEM_OK) st = release_from(b, 0);
   if (st == GPUMEM_OK) st = gm_be_va_free(b->base, b->max_size);
   pthread_mutex_unlock(&b->lock);
@@ -555,7 +570,12 @@ static gpumem_status receive_buffer(int sock, int device, gpumem_buffer_t **out)
   b->naccess = 1;
   b->max_size = h.capacity;
   b->chunk = h.nsegs ? (size_t)sizes[0] : 0;
-  if (h.capacity > 0) GM_TRY(gm_be_va_reserve(h.capacity, 0, &b->base));
+  if (h.capacity > 0) {
+    gpumem_phys_props pp = {device, GPUMEM_HANDLE_POSIX_FD, false};
+    size_t gran = 0;
+    GM_TRY(gm_be_granularity(&pp, false, &gran));
+    GM_TRY(gm_be_va_reserve(h.capacity, gran, &b->base));
+  }
   for (size_t i = 0; i < h.nsegs; i++) {
     gpumem_shareable_handle sh = {GPUMEM_HANDLE_POSIX_FD, fds[i], {0}};
     size_t off = b->nsegs ? b->segs[b->nsegs - 1].offset + b->segs[b->nsegs - 1].size : 0;

@@ -612,6 +612,52 @@ static void test_handle_types_and_initial_size(void **state) {
   assert_gpumem_ok(gpumem_arena_destroy(a));
 }
 
+/* Four emulated devices that do not advertise fabric handles (like PCIe GPUs
+ * or MIG slices): an arena asked for FABRIC works with POSIX fds and never
+ * asks the backend for fabric. */
+static int setup_four_without_fabric(void **state) {
+  setenv("GPUMEM_HOST_FABRIC", "off", 1);
+  int rc = setup_four(state);
+  unsetenv("GPUMEM_HOST_FABRIC");
+  return rc;
+}
+
+static void test_fabric_not_asked_where_not_advertised(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* GPUMEM_HOST_FABRIC=off */
+  int devs[2] = {1, 3};
+  size_t g = granularity(0);
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = devs;
+  c.device_count = 2;
+  c.chunk_size = 2 * g;
+  c.initial_size = 2 * g; /* one chunk on each member */
+  c.handle_type = GPUMEM_HANDLE_FABRIC;
+  gm_test_log log = {0};
+  gpumem_log_level level = gpumem_log_get_level();
+  gpumem_log_set_level(GPUMEM_LOG_INFO);
+  gpumem_log_set_callback(gm_test_log_capture, &log);
+  uint64_t creates = gm_backend_calls(GM_OP_phys_create);
+  gpumem_arena_t *a = NULL;
+  gpumem_status st = gpumem_arena_create(&c, &a);
+  gpumem_log_set_callback(NULL, NULL);
+  gpumem_log_set_level(level);
+  assert_gpumem_ok(st);
+  /* One creation per member, none of them with fabric. */
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 2);
+  /* The last line (an earlier one may say NVML is missing): device 1 fell
+   * back, and device 3 used POSIX_FD at once. */
+  assert_string_equal(log.line, "gpumem: info: arena on device 1: the device does not support "
+                                "fabric handles; using POSIX file descriptors");
+  assert_int_equal(stats_of(a).growths, 2);
+  assert_int_equal(gm_test_counters().phys_handles, 2);
+  void *p = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, 3, &p));
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_free(a, p));
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
 /* ---- peers ---- */
 
 static void test_peer_refusal(void **state) {
@@ -875,6 +921,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_device_out_of_memory, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_handle_types_and_initial_size, setup_four,
                                       teardown_four),
+      cmocka_unit_test_setup_teardown(test_fabric_not_asked_where_not_advertised,
+                                      setup_four_without_fabric, teardown_four),
       cmocka_unit_test_setup_teardown(test_peer_refusal, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_local, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_interleave, setup_four, teardown_four),

@@ -59,6 +59,19 @@ static void test_pairs_plan(void **state) {
   assert_null(p.ops);
 }
 
+/* Plans are equal when their ops are, field by field: gb_op has padding,
+ * whose bytes an optimised build leaves as they happen to be, so a memcmp of
+ * the arrays compares garbage. */
+static bool plans_equal(const gb_plan *x, const gb_plan *y) {
+  if (x->count != y->count || x->slots != y->slots || x->streams != y->streams) return false;
+  for (size_t i = 0; i < x->count; i++) {
+    const gb_op *p = &x->ops[i], *q = &y->ops[i];
+    if (p->kind != q->kind || p->stream != q->stream || p->slot != q->slot || p->size != q->size)
+      return false;
+  }
+  return true;
+}
+
 static void test_random_is_seeded(void **state) {
   (void)state;
   gb_random_config c = config(7, GB_UNIFORM);
@@ -66,10 +79,10 @@ static void test_random_is_seeded(void **state) {
   assert_true(gb_plan_random(&a, &c));
   assert_true(gb_plan_random(&b, &c));
   assert_int_equal(a.count, b.count);
-  assert_memory_equal(a.ops, b.ops, a.count * sizeof *a.ops);
+  assert_true(plans_equal(&a, &b));
   c.seed = 8;
   assert_true(gb_plan_random(&d, &c));
-  assert_true(d.count != a.count || memcmp(a.ops, d.ops, a.count * sizeof *a.ops) != 0);
+  assert_false(plans_equal(&a, &d));
   gb_plan_free(&a);
   gb_plan_free(&b);
   gb_plan_free(&d);

@@ -3,9 +3,11 @@
  * keeps memory until shrink_to_fit, which gives it back to the device; a
  * growth that fails at any driver step (failure injection) or for lack of
  * memory leaves the buffer exactly as it was; access is granted to every
- * device on every segment; fabric falls back to POSIX fds; another process
- * maps the same memory through gpumem_buffer_send/receive; and concurrent
- * resizes are safe (this suite also runs under ThreadSanitizer). */
+ * device on every segment; fabric falls back to POSIX fds, and is not asked
+ * for where the device does not advertise it; shrink_to_fit and destroy wait
+ * for every device with access before unmapping; another process maps the
+ * same memory through gpumem_buffer_send/receive; and concurrent resizes are
+ * safe (this suite also runs under ThreadSanitizer). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,6 +391,123 @@ static void test_fabric_falls_back_to_posix_fd(void **state) {
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
+/* Two emulated devices that do not advertise fabric handles, like a PCIe GPU
+ * or a MIG slice (host runs only). */
+static int fabric_off_host(void **state) {
+  setenv("GPUMEM_HOST_FABRIC", "off", 1);
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  int rc = gm_test_setup_host(state, o);
+  unsetenv("GPUMEM_HOST_FABRIC");
+  return rc;
+}
+
+static void test_fabric_not_asked_where_not_advertised(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* GPUMEM_HOST_FABRIC=off */
+  gpumem_device_info dev;
+  assert_gpumem_ok(gpumem_device_get_info(0, &dev));
+  assert_false(dev.fabric);
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.handle_type = GPUMEM_HANDLE_FABRIC;
+  c.max_size = 8 * gran();
+  gpumem_buffer_t *b = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  gm_test_log log = {0};
+  gpumem_log_level level = gpumem_log_get_level();
+  gpumem_log_set_level(GPUMEM_LOG_INFO);
+  gpumem_log_set_callback(gm_test_log_capture, &log);
+  uint64_t creates = gm_backend_calls(GM_OP_phys_create);
+  gpumem_status st = gpumem_buffer_resize(b, gran());
+  gpumem_log_set_callback(NULL, NULL);
+  gpumem_log_set_level(level);
+  assert_gpumem_ok(st);
+  /* One creation, without fabric: the device said it has none, so it was
+   * never asked for (the driver's answer to it is not documented). */
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 1);
+  assert_int_equal(log.count, 1);
+  assert_string_equal(log.line,
+                      "gpumem: info: buffer on device 0: the device does not support fabric "
+                      "handles; using POSIX file descriptors");
+  assert_int_equal(info_of(b).handle_type, GPUMEM_HANDLE_POSIX_FD);
+  creates = gm_backend_calls(GM_OP_phys_create);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 3 * gran())); /* later growths: POSIX_FD at once */
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 1);
+  assert_int_equal(info_of(b).segments, 2);
+  write_range(b, 0, 3 * gran(), 5);
+  check_contents(b, 3 * gran(), 5);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+/* A backend that forwards to the host backend and records which devices are
+ * synchronized and the alignment of each reservation. */
+static const gm_backend_ops *real_backend;
+static gm_backend_ops recording_backend;
+static unsigned synchronized_devices; /* bit d: device d was synchronized */
+static size_t last_reserve_alignment;
+
+static gpumem_status recording_device_synchronize(int device) {
+  if (device >= 0 && device < 32) synchronized_devices |= 1u << device;
+  return real_backend->device_synchronize(device);
+}
+
+static gpumem_status recording_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
+  last_reserve_alignment = alignment;
+  return real_backend->va_reserve(size, alignment, va);
+}
+
+static void start_recording(void) {
+  real_backend = gm_backend();
+  recording_backend = *real_backend;
+  recording_backend.device_synchronize = recording_device_synchronize;
+  recording_backend.va_reserve = recording_va_reserve;
+  synchronized_devices = 0;
+  last_reserve_alignment = 0;
+  gm_backend_install(&recording_backend);
+}
+
+static void stop_recording(void) {
+  if (gm_backend() == &recording_backend) gm_backend_install(real_backend);
+}
+
+/* Also after a failed assertion, before the leak check and finalize. */
+static int stop_recording_teardown(void **state) {
+  stop_recording();
+  return gm_test_teardown_host(state);
+}
+
+static void test_every_access_device_synchronized_before_unmapping(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* three emulated devices, 0 and 1 linked */
+  size_t g = gran();
+  int access[] = {0, 1};
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.access_devices = access;
+  c.access_count = 2;
+  c.max_size = 8 * g;
+  gpumem_buffer_t *b = NULL;
+  start_recording();
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  /* The reservation is aligned to the granularity the segments are mapped
+   * at, not to cuMemAddressReserve's undocumented default (0). */
+  assert_int_equal(last_reserve_alignment, g);
+  assert_gpumem_ok(gpumem_buffer_resize(b, g));
+  assert_gpumem_ok(gpumem_buffer_resize(b, 3 * g));
+  assert_gpumem_ok(gpumem_buffer_resize(b, g));
+  assert_int_equal(synchronized_devices, 0); /* growing and shrinking wait for nothing */
+  uint64_t syncs = gm_backend_calls(GM_OP_device_synchronize);
+  assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, NULL));
+  /* A kernel on device 1 may still read the segment being unmapped. */
+  assert_int_equal(synchronized_devices, 0x3u);
+  assert_int_equal(gm_backend_calls(GM_OP_device_synchronize) - syncs, 2);
+  assert_int_equal(gpumem_buffer_capacity(b), g);
+  synchronized_devices = 0;
+  syncs = gm_backend_calls(GM_OP_device_synchronize);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+  assert_int_equal(synchronized_devices, 0x3u); /* device 2 has no access: not waited for */
+  assert_int_equal(gm_backend_calls(GM_OP_device_synchronize) - syncs, 2);
+  stop_recording();
+}
+
 #define CHILD_SEED 0x3c
 
 static int child_buffer(const char *role, int sock) {
@@ -513,6 +632,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_access_for_every_device_and_segment, small_host_device,
                                       gm_test_teardown_host),
       cmocka_unit_test(test_fabric_falls_back_to_posix_fd),
+      cmocka_unit_test_setup_teardown(test_fabric_not_asked_where_not_advertised, fabric_off_host,
+                                      gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_every_access_device_synchronized_before_unmapping,
+                                      small_host_device, stop_recording_teardown),
       cmocka_unit_test(test_shared_with_another_process),
       cmocka_unit_test(test_concurrent_resize),
   };

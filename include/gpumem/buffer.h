@@ -70,7 +70,8 @@ typedef struct gpumem_buffer_config {
                                   and after every growth (NULL: only `device`) */
   size_t access_count;
   gpumem_handle_type handle_type; /**< NONE, POSIX_FD (shareable), or FABRIC (falls back
-                                       to POSIX_FD where the system refuses it) */
+                                       to POSIX_FD where the device lacks fabric handles
+                                       or the system refuses them) */
   bool compression;               /**< ask for compressible memory (a hint: see the info) */
 } gpumem_buffer_config;
 
@@ -104,8 +105,10 @@ typedef struct gpumem_buffer_info {
 GPUMEM_API gpumem_status gpumem_buffer_create(const gpumem_buffer_config *config,
                                               gpumem_buffer_t **buffer);
 
-/** Wait for the device to finish all work, then unmap and release
- * everything. NULL is a no-op. */
+/** Wait for every device with access to the buffer (its own and the access
+ * devices) to finish all work, then unmap and release everything. NULL is a
+ * no-op. On failure the buffer is still valid (perhaps smaller) and destroy
+ * may be retried. */
 GPUMEM_API gpumem_status gpumem_buffer_destroy(gpumem_buffer_t *buffer);
 
 /** Set the size, growing the capacity by the growth policy when needed.
@@ -122,7 +125,8 @@ GPUMEM_API gpumem_status gpumem_buffer_reserve(gpumem_buffer_t *buffer, size_t c
 /** Unmap and release the segments wholly above the size (rounded up to the
  * chunk size) and return their memory to the device. It first waits for the
  * work that may still touch that memory: all work on `stream` when one is
- * given, else all work on the buffer's device. */
+ * given (the caller promises no other stream uses that memory), else all work
+ * on every device with access to the buffer. */
 GPUMEM_API gpumem_status gpumem_buffer_shrink_to_fit(gpumem_buffer_t *buffer,
                                                      gpumem_stream_t stream);
 

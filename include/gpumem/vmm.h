@@ -84,9 +84,10 @@ GPUMEM_API gpumem_status gpumem_vmm_granularity(const gpumem_phys_props *props, 
                                                 size_t *granularity);
 
 /** Reserve `size` bytes of virtual address space (no memory behind it).
- * `alignment` is 0 (the granularity) or a power of two. Errors:
- * INVALID_ARGUMENT (NULL out, size 0 or not a multiple of the granularity,
- * bad alignment), OUT_OF_MEMORY (no address space). */
+ * `alignment` is 0 (the largest minimum granularity of the devices for a
+ * plain allocation, so that any of them can map there) or a power of two.
+ * Errors: INVALID_ARGUMENT (NULL out, size 0 or not a multiple of the
+ * granularity, bad alignment), OUT_OF_MEMORY (no address space). */
 GPUMEM_API gpumem_status gpumem_vmm_reserve(size_t size, size_t alignment, void **va);
 
 /** Return a reservation made by gpumem_vmm_reserve (exact base and size).
@@ -94,8 +95,10 @@ GPUMEM_API gpumem_status gpumem_vmm_reserve(size_t size, size_t alignment, void 
 GPUMEM_API gpumem_status gpumem_vmm_free(void *va, size_t size);
 
 /** Create `size` bytes of physical memory on `props->device`. Errors:
- * INVALID_ARGUMENT, INVALID_DEVICE, OUT_OF_MEMORY, NOT_SUPPORTED (a handle
- * type or compression the device lacks), NOT_PERMITTED (fabric refused by the
+ * INVALID_ARGUMENT (also FABRIC on a device whose info says no fabric: the
+ * host backend answers so, and CUDA does not document which code it gives),
+ * INVALID_DEVICE, OUT_OF_MEMORY, NOT_SUPPORTED (a handle type or compression
+ * the device lacks), NOT_PERMITTED (fabric advertised but refused by the
  * system, e.g. no IMEX channel). */
 GPUMEM_API gpumem_status gpumem_vmm_create(const gpumem_phys_props *props, size_t size,
                                            gpumem_phys_t *phys);

@@ -183,6 +183,28 @@ static gpumem_status rt_fail(cudaError_t e, const char *call, const char *fmt, .
 
 /* ---- opening ---- */
 
+/* Why cudaGetDriverEntryPointByVersion gave no usable pointer, in words. The
+ * query result is only meaningful when the call itself succeeded
+ * (cuda_runtime_api.h: it "will also set the optional driverStatus"). */
+static const char *entry_point_problem(cudaError_t e, enum cudaDriverEntryPointQueryResult q,
+                                       char *buf, size_t len) {
+  if (e != cudaSuccess) {
+    snprintf(buf, len, "cudaGetDriverEntryPointByVersion returned %s (%s)", cudaGetErrorName(e),
+             cudaGetErrorString(e));
+  } else if (q == cudaDriverEntryPointSymbolNotFound) {
+    snprintf(buf, len, "the driver does not have the symbol (cudaDriverEntryPointSymbolNotFound)");
+  } else if (q == cudaDriverEntryPointVersionNotSufficent) {
+    snprintf(buf, len,
+             "the driver has the symbol but not for this version "
+             "(cudaDriverEntryPointVersionNotSufficent)");
+  } else if (q != cudaDriverEntryPointSuccess) {
+    snprintf(buf, len, "unknown query result %d", (int)q);
+  } else {
+    snprintf(buf, len, "the symbol was found but the pointer is NULL");
+  }
+  return buf;
+}
+
 static gpumem_status cuda_open(void) {
   int driver = 0;
   cudaDriverGetVersion(&driver);
@@ -200,20 +222,19 @@ static gpumem_status cuda_open(void) {
   if (count == 0) {
     return gm_error(GPUMEM_ERR_NO_DEVICE, "no CUDA device: the driver reports none visible");
   }
-  enum cudaDriverEntryPointQueryResult q;
-#define GM_CU_RESOLVE_(sym, ver)                                                                \
-  {                                                                                             \
-    void *fn = NULL;                                                                            \
-    e = cudaGetDriverEntryPointByVersion(#sym, &fn, ver, cudaEnableDefault, &q);                \
-    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || fn == NULL) {                   \
-      cudaGetLastError();                                                                       \
-      return gm_error(GPUMEM_ERR_NO_DEVICE,                                                     \
-                      "CUDA driver %d.%d lacks %s (ABI of CUDA %d.%d): "                        \
-                      "cudaGetDriverEntryPointByVersion returned %s, query result %d",          \
-                      driver / 1000, driver % 1000 / 10, #sym, (ver) / 1000, (ver) % 1000 / 10, \
-                      cudaGetErrorName(e), (int)q);                                             \
-    }                                                                                           \
-    pfn_##sym = (PFN_##sym##_v##ver)fn;                                                         \
+  char why[GM_ERROR_DETAIL_MAX / 2];
+#define GM_CU_RESOLVE_(sym, ver)                                                                  \
+  {                                                                                               \
+    void *fn = NULL;                                                                              \
+    enum cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSuccess;                         \
+    e = cudaGetDriverEntryPointByVersion(#sym, &fn, ver, cudaEnableDefault, &q);                  \
+    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || fn == NULL) {                     \
+      cudaGetLastError();                                                                         \
+      return gm_error(GPUMEM_ERR_NO_DEVICE, "CUDA driver %d.%d lacks %s (ABI of CUDA %d.%d): %s", \
+                      driver / 1000, driver % 1000 / 10, #sym, (ver) / 1000, (ver) % 1000 / 10,   \
+                      entry_point_problem(e, q, why, sizeof why));                                \
+    }                                                                                             \
+    pfn_##sym = (PFN_##sym##_v##ver)fn;                                                           \
   }
   GM_CU_ENTRY_POINTS(GM_CU_RESOLVE_)
 #undef GM_CU_RESOLVE_
@@ -381,7 +402,25 @@ static gpumem_status cuda_p2p_attrs(int src, int dst, gm_p2p_attrs *out) {
 
 /* ---- virtual memory ---- */
 
+/* Alignment 0 means "the granularity" to gm_be_va_reserve and
+ * gpumem_vmm_reserve, but "default alignment" to cuMemAddressReserve (cuda.h:
+ * "the alignment must be a power of two or zero for default alignment"),
+ * which is not promised to be any device's granularity, while cuMemMap needs
+ * "ptr ... a multiple of" it. So 0 becomes the largest minimum granularity of
+ * the visible devices (a device whose granularity cannot be read, one without
+ * VMM, cannot map there anyway and is left out). */
 static gpumem_status cuda_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
+  if (alignment == 0) {
+    for (int d = 0; d < device_count; d++) {
+      gpumem_phys_props props = {d, GPUMEM_HANDLE_NONE, false};
+      size_t g = 0;
+      if (cuda_granularity(&props, false, &g) != GPUMEM_OK) {
+        gm_error_discard();
+        continue;
+      }
+      if (g > alignment) alignment = g;
+    }
+  }
   CUdeviceptr p = 0;
   CU(cuMemAddressReserve, (&p, size, alignment, 0, 0), "size=%zu, alignment=%zu", size, alignment);
   *va = (uintptr_t)p;

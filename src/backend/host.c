@@ -446,7 +446,12 @@ static gpumem_status host_phys_create(const gpumem_phys_props *props, size_t siz
   GM_REQUIRE(aligned(size), GPUMEM_ERR_INVALID_ARGUMENT,
              "size %zu is not a multiple of the granularity %zu", size, H.granularity);
   if (props->handle_types & GPUMEM_HANDLE_FABRIC) {
-    GM_REQUIRE(H.fabric != FABRIC_OFF, GPUMEM_ERR_NOT_SUPPORTED,
+    /* A device without CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_FABRIC_SUPPORTED: cuda.h
+     * names no code for it; INVALID_VALUE is cuMemCreate's answer to a handle
+     * type the location cannot have ("requestedHandleTypes must be 0, any
+     * other value will result in ::CUDA_ERROR_INVALID_VALUE"), and the one a
+     * careful caller must expect here (issue 12, item 7). */
+    GM_REQUIRE(H.fabric != FABRIC_OFF, GPUMEM_ERR_INVALID_ARGUMENT,
                "host device %d does not support fabric handles (GPUMEM_HOST_FABRIC=off)",
                props->device);
     GM_REQUIRE(H.fabric != FABRIC_REFUSED, GPUMEM_ERR_NOT_PERMITTED,

@@ -22,7 +22,10 @@
  *    cuDevicePrimaryCtxGetState), and the driver API never creates a context
  *    by itself: every driver-API program calls cuDeviceGet and
  *    cuDeviceGetAttribute before cuCtxCreate (cuda-samples' vectorAddMMAP
- *    checks VMM support and peer access that way).
+ *    checks VMM support and peer access that way). Free memory without a
+ *    context comes from NVML (mem_probe: nvmlDeviceGetMemoryInfo), or from
+ *    the device's primary context when cuDevicePrimaryCtxGetState says it is
+ *    already active.
  *  - A runtime call that acts on "the current device" (stream and event
  *    creation, cudaMalloc, cudaFree, cudaMemGetInfo, cudaDeviceSynchronize)
  *    runs with the primary context of the device concerned made current
@@ -92,6 +95,7 @@
 
 #include "backend.h"
 #include "log.h"
+#include "nvml.h"
 #include "uuid.h"
 
 /* X(symbol, version that introduced the ABI we use) */
@@ -118,6 +122,7 @@
   X(cuMemImportFromShareableHandle, 10020)         \
   X(cuCtxGetCurrent, 4000)                         \
   X(cuCtxSetCurrent, 4000)                         \
+  X(cuDevicePrimaryCtxGetState, 7000)              \
   X(cuDevicePrimaryCtxRetain, 7000)                \
   X(cuDevicePrimaryCtxRelease, 11000)              \
   X(cuPointerGetAttribute, 4000)
@@ -532,6 +537,54 @@ static gpumem_status cuda_mem_info(int device, size_t *free_bytes, size_t *total
   return GPUMEM_OK;
 }
 
+/* NVML's handle for a CUDA device: by its UUID, "GPU-" first, then "MIG-"
+ * (the bytes are the same; only the prefix differs). */
+static int nvml_handle(const gm_nvml_ops *nv, const unsigned char uuid[16], gm_nvml_device *out) {
+  char text[GM_UUID_TEXT_MAX];
+  gm_uuid_format(uuid, "GPU-", text, sizeof text);
+  int rc = nv->device_get_handle_by_uuid(text, out);
+  if (rc == GM_NVML_ERROR_NOT_FOUND) {
+    gm_uuid_format(uuid, "MIG-", text, sizeof text);
+    rc = nv->device_get_handle_by_uuid(text, out);
+  }
+  return rc;
+}
+
+static gpumem_status cuda_mem_probe(int device, size_t *free_bytes, size_t *total_bytes) {
+  CHECK_DEVICE(device);
+  CUdevice dev;
+  unsigned int flags = 0;
+  int active = 0;
+  CU(cuDeviceGet, (&dev, device), "ordinal=%d", device);
+  CU(cuDevicePrimaryCtxGetState, (dev, &flags, &active), "device=%d", device);
+  if (active) return cuda_mem_info(device, free_bytes, total_bytes); /* creates nothing */
+  size_t total = 0;
+  CUuuid uuid;
+  CU(cuDeviceTotalMem, (&total, dev), "device=%d", device);
+  CU(cuDeviceGetUuid, (&uuid, dev), "device=%d", device);
+  const char *why = NULL;
+  const gm_nvml_ops *nv = gm_nvml(&why);
+  if (nv == NULL) {
+    return gm_error(GPUMEM_ERR_NOT_SUPPORTED,
+                    "free memory of device %d cannot be read without creating its CUDA context: "
+                    "it has none yet and NVML is unavailable (%s)",
+                    device, why);
+  }
+  gm_nvml_device h = NULL;
+  gm_nvml_memory m;
+  char buf[32];
+  int rc = nvml_handle(nv, (const unsigned char *)uuid.bytes, &h);
+  if (rc == GM_NVML_SUCCESS) rc = gm_nvml_device_memory(h, &m);
+  if (rc != GM_NVML_SUCCESS) {
+    return gm_error(GPUMEM_ERR_NOT_SUPPORTED,
+                    "free memory of device %d cannot be read without creating its CUDA context: "
+                    "it has none yet and NVML cannot tell (%s)",
+                    device, gm_nvml_error(nv, rc, buf, sizeof buf));
+  }
+  *total_bytes = total;
+  *free_bytes = m.free < total ? (size_t)m.free : total;
+  return GPUMEM_OK;
+}
 
 static gpumem_status cuda_p2p_attrs(int src, int dst, gm_p2p_attrs *out) {
   CHECK_DEVICE(src);
@@ -955,6 +1008,7 @@ const gm_backend_ops gm_backend_cuda = {
     .device_count = cuda_device_count,
     .device_props = cuda_device_props,
     .mem_info = cuda_mem_info,
+    .mem_probe = cuda_mem_probe,
     .granularity = cuda_granularity,
     .p2p_attrs = cuda_p2p_attrs,
     .va_reserve = cuda_va_reserve,

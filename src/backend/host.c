@@ -385,7 +385,7 @@ static gpumem_status host_device_props(int device, gm_device_props *out) {
   return GPUMEM_OK;
 }
 
-/* Free memory of an emulated device. */
+/* Free memory of an emulated device: what the GPU's context (or NVML) would say. */
 static void read_mem(int device, size_t *free_bytes, size_t *total_bytes) {
   gm_host_lock();
   *free_bytes = H.capacity - H.used[device];
@@ -397,6 +397,13 @@ static void read_mem(int device, size_t *free_bytes, size_t *total_bytes) {
 static gpumem_status host_mem_info(int device, size_t *free_bytes, size_t *total_bytes) {
   CHECK_DEVICE(device);
   gm_host_context_touch(device);
+  read_mem(device, free_bytes, total_bytes);
+  return GPUMEM_OK;
+}
+
+/* NVML, or the context the device already has: creates none. */
+static gpumem_status host_mem_probe(int device, size_t *free_bytes, size_t *total_bytes) {
+  CHECK_DEVICE(device);
   read_mem(device, free_bytes, total_bytes);
   return GPUMEM_OK;
 }
@@ -1047,6 +1054,7 @@ const gm_backend_ops gm_backend_host = {
     .device_count = host_device_count,
     .device_props = host_device_props,
     .mem_info = host_mem_info,
+    .mem_probe = host_mem_probe,
     .granularity = host_granularity,
     .p2p_attrs = host_p2p_attrs,
     .va_reserve = host_va_reserve,

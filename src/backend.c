@@ -280,6 +280,12 @@ gpumem_status gm_be_mem_info(int device, size_t *free_bytes, size_t *total_bytes
   GM_BE_FORWARD(mem_info, device, free_bytes, total_bytes);
 }
 
+gpumem_status gm_be_mem_probe(int device, size_t *free_bytes, size_t *total_bytes) {
+  GM_NULL_ARG(free_bytes);
+  GM_NULL_ARG(total_bytes);
+  GM_BE_FORWARD(mem_probe, device, free_bytes, total_bytes);
+}
+
 gpumem_status gm_be_granularity(const gpumem_phys_props *props, bool recommended, size_t *out) {
   GM_NULL_ARG(props);
   GM_NULL_ARG(out);

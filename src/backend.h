@@ -20,6 +20,15 @@
  * records the detail with gm_error() naming the driver call and its error.
  * Device addresses are uintptr_t. Sizes handed to VMM operations are
  * multiples of the granularity (checked here and again by the backend).
+ *
+ * Contexts: an operation that concerns a device may create that device's
+ * primary context (physical allocation, streams, events, pools, plain
+ * allocations, synchronization, mem_info) and no other, and leaves the
+ * calling thread's current context as it found it: a thread with none keeps
+ * none. Device queries (device_count, device_props, granularity, p2p_attrs,
+ * mem_probe) create none. Each MPI rank of a node selects its device with
+ * these queries, so a context created there would cost every rank about
+ * 0.5 GiB on every GPU, and fail on GPUs in EXCLUSIVE_PROCESS mode.
  */
 #ifndef GPUMEM_SRC_BACKEND_H
 #define GPUMEM_SRC_BACKEND_H
@@ -97,6 +106,7 @@ typedef enum gm_backend_kind { GM_BACKEND_CUDA = 0, GM_BACKEND_HOST = 1 } gm_bac
   X(device_count)             \
   X(device_props)             \
   X(mem_info)                 \
+  X(mem_probe)                \
   X(granularity)              \
   X(p2p_attrs)                \
   X(va_reserve)               \
@@ -166,7 +176,14 @@ typedef struct gm_backend_ops {
 
   gpumem_status (*device_count)(int *count);
   gpumem_status (*device_props)(int device, gm_device_props *out);
+  /* Free and total memory as the device's context counts them
+   * (cudaMemGetInfo): creates the device's primary context when it has none
+   * yet, and leaves the calling thread's current context as it was. */
   gpumem_status (*mem_info)(int device, size_t *free_bytes, size_t *total_bytes);
+  /* Free and total memory read without creating a context: through the
+   * device's primary context when it is already active, else from NVML.
+   * GPUMEM_ERR_NOT_SUPPORTED, with the reason, where neither can answer. */
+  gpumem_status (*mem_probe)(int device, size_t *free_bytes, size_t *total_bytes);
   gpumem_status (*granularity)(const gpumem_phys_props *props, bool recommended, size_t *out);
   gpumem_status (*p2p_attrs)(int src, int dst, gm_p2p_attrs *out);
 
@@ -285,6 +302,7 @@ gm_op gm_op_from_name(const char *name);
 gpumem_status gm_be_device_count(int *count);
 gpumem_status gm_be_device_props(int device, gm_device_props *out);
 gpumem_status gm_be_mem_info(int device, size_t *free_bytes, size_t *total_bytes);
+gpumem_status gm_be_mem_probe(int device, size_t *free_bytes, size_t *total_bytes);
 gpumem_status gm_be_granularity(const gpumem_phys_props *props, bool recommended, size_t *out);
 gpumem_status gm_be_p2p_attrs(int src, int dst, gm_p2p_attrs *out);
 gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va);

@@ -10,7 +10,19 @@
  * ranks on two slices of one GPU while another GPU idles is the placement to
  * avoid. The result carries the reason in a sentence, since "why did rank 5
  * land there?" is the first question on a new cluster.
+ *
+ * Nothing here creates a CUDA context. Every MPI rank of a node lists the
+ * devices and selects one, so a context made while looking would cost each
+ * rank about 0.5 GiB on every GPU (56 wasted contexts on an 8-GPU node), and
+ * fail with cudaErrorDevicesUnavailable on GPUs in EXCLUSIVE_PROCESS mode
+ * that another rank holds. The descriptions come from driver device queries,
+ * which take a device and not a context; free memory comes from the backend's
+ * mem_probe (the device's context if it already has one, else NVML). Only
+ * where neither can answer (no context yet, no NVML) is free memory read
+ * through CUDA, which creates that device's context; peer queries never read
+ * it, and selection reads it only when a criterion asks for free memory.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +30,7 @@
 
 #include "api.h"
 #include "gpumem/device.h"
+#include "log.h"
 #include "mig.h"
 #include "options.h"
 #include "uuid.h"
@@ -26,12 +39,30 @@ GPUMEM_API gpumem_status gpumem_device_count(int *count) {
   GM_API_FORWARD(gm_be_device_count(count));
 }
 
-static gpumem_status get_info(int ordinal, gpumem_device_info *info) {
+/* Free memory of a device without creating its context where that can be
+ * done; where it cannot (see the essay), through its context, said once. */
+static gpumem_status free_memory(int ordinal, size_t *free_bytes) {
+  static atomic_bool said;
+  size_t total = 0;
+  gpumem_status st = gm_be_mem_probe(ordinal, free_bytes, &total);
+  if (st != GPUMEM_ERR_NOT_SUPPORTED) return st;
+  if (!atomic_exchange(&said, true)) {
+    gm_log(GPUMEM_LOG_INFO,
+           "device %d: %s; reading free memory through CUDA instead, which creates the "
+           "device's context",
+           ordinal, gm_error_detail());
+  }
+  gm_error_discard();
+  return gm_be_mem_info(ordinal, free_bytes, &total);
+}
+
+/* Describe a device; its free memory only if `read_free` (else 0). */
+static gpumem_status get_info(int ordinal, gpumem_device_info *info, bool read_free) {
   if (info == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "info is NULL");
   gm_device_props p;
-  size_t free_bytes = 0, total = 0;
+  size_t free_bytes = 0;
   gpumem_status st = gm_be_device_props(ordinal, &p);
-  if (st == GPUMEM_OK) st = gm_be_mem_info(ordinal, &free_bytes, &total);
+  if (st == GPUMEM_OK && read_free) st = free_memory(ordinal, &free_bytes);
   if (st != GPUMEM_OK) return st;
   memset(info, 0, sizeof *info);
   info->ordinal = ordinal;
@@ -60,7 +91,7 @@ static gpumem_status get_info(int ordinal, gpumem_device_info *info) {
 }
 
 GPUMEM_API gpumem_status gpumem_device_get_info(int ordinal, gpumem_device_info *info) {
-  GM_API_FORWARD(get_info(ordinal, info));
+  GM_API_FORWARD(get_info(ordinal, info, true));
 }
 
 GPUMEM_API gpumem_status gpumem_device_mem_info(int ordinal, size_t *free_bytes,
@@ -95,7 +126,9 @@ gpumem_status gm_peer_info(int device, int peer, gpumem_peer_info *out) {
     return GPUMEM_OK;
   }
   gpumem_device_info d, p;
-  if ((st = get_info(device, &d)) != GPUMEM_OK || (st = get_info(peer, &p)) != GPUMEM_OK) return st;
+  if ((st = get_info(device, &d, false)) != GPUMEM_OK ||
+      (st = get_info(peer, &p, false)) != GPUMEM_OK)
+    return st;
   if (d.mig == GPUMEM_YES || p.mig == GPUMEM_YES) {
     const gpumem_device_info *slice = d.mig == GPUMEM_YES ? &d : &p;
     out->reason = GPUMEM_PEER_MIG;
@@ -274,7 +307,7 @@ static gpumem_status select_device(const gpumem_select_criteria *c, gpumem_selec
     goto fail;
   }
   for (int i = 0; i < n; i++) {
-    GM_TRY(get_info(i, &s.dev[i]));
+    GM_TRY(get_info(i, &s.dev[i], c->min_free_bytes > 0));
     s.keep[i] = true;
   }
   GM_TRY(filter(&s, c));

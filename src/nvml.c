@@ -20,6 +20,7 @@ static bool nvml_tried;
 static const gm_nvml_ops *nvml_active;
 static gm_nvml_ops nvml_real;
 static char nvml_why[256];
+static int (*nvml_memory_info)(gm_nvml_device, gm_nvml_memory *); /* optional */
 
 static void load(void) {
   void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -40,6 +41,8 @@ static void load(void) {
   }
   GM_NVML_FUNCTIONS(GM_NVML_RESOLVE_)
 #undef GM_NVML_RESOLVE_
+  void *memory_fn = dlsym(lib, "nvmlDeviceGetMemoryInfo");
+  memcpy(&nvml_memory_info, &memory_fn, sizeof memory_fn);
   int rc = nvml_real.init();
   if (rc != GM_NVML_SUCCESS) {
     snprintf(nvml_why, sizeof nvml_why, "nvmlInit_v2 failed: %s", nvml_real.error_string(rc));
@@ -76,6 +79,13 @@ void gm_nvml_reset(void) {
   nvml_active = NULL;
   nvml_why[0] = '\0';
   pthread_mutex_unlock(&nvml_lock);
+}
+
+int gm_nvml_device_memory(gm_nvml_device dev, gm_nvml_memory *out) {
+  pthread_mutex_lock(&nvml_lock);
+  bool real = nvml_active == &nvml_real && nvml_memory_info != NULL;
+  pthread_mutex_unlock(&nvml_lock);
+  return real ? nvml_memory_info(dev, out) : GM_NVML_ERROR_NOT_SUPPORTED;
 }
 
 const char *gm_nvml_error(const gm_nvml_ops *ops, int code, char *buf, unsigned int len) {

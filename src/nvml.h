@@ -90,6 +90,20 @@ const gm_nvml_ops *gm_nvml(const char **why);
 void gm_nvml_install(const gm_nvml_ops *ops, const char *why);
 void gm_nvml_reset(void);
 
+/* nvmlMemory_t (nvmlDeviceGetMemoryInfo), in bytes. */
+typedef struct gm_nvml_memory {
+  unsigned long long total;
+  unsigned long long free;
+  unsigned long long used;
+} gm_nvml_memory;
+
+/* nvmlDeviceGetMemoryInfo of the real library: an nvmlReturn_t, or
+ * GM_NVML_ERROR_NOT_SUPPORTED where the real library is not the active table
+ * (missing, or a test table installed) or lacks the symbol. Free memory
+ * without a CUDA context (cuda.c). Kept out of gm_nvml_ops so that the tables
+ * tests install stay valid. */
+int gm_nvml_device_memory(gm_nvml_device dev, gm_nvml_memory *out);
+
 /* NVML's name for an error code ("Not Found"), or the number. */
 const char *gm_nvml_error(const gm_nvml_ops *ops, int code, char *buf, unsigned int len);
 

@@ -4,6 +4,18 @@
  * Ordinals are the CUDA runtime's (after CUDA_VISIBLE_DEVICES) under the CUDA
  * backend, and 0..N-1 for the host backend's emulated devices.
  *
+ * CUDA contexts: nothing here changes the calling thread's current device,
+ * and nothing here except gpumem_device_mem_info creates a CUDA context.
+ * Every rank of an MPI job lists and selects devices, and a context costs
+ * about 0.5 GiB on the GPU it is made on (and is refused on a GPU in
+ * EXCLUSIVE_PROCESS mode that another process holds), so looking at a device
+ * must not take one. Descriptions come from the driver's device queries and
+ * free memory from NVML, or from the device's context when the process
+ * already has one. The one exception: where NVML is unavailable
+ * (libnvidia-ml.so.1 missing) and the device has no context yet, free memory
+ * can only be read through CUDA, which creates that device's context (an
+ * info line says so, once).
+ *
  * Thread safety: all calls may be made from any thread.
  */
 #ifndef GPUMEM_DEVICE_H
@@ -33,7 +45,8 @@ typedef struct gpumem_device_info {
   int sm_count;
   int pci_domain, pci_bus, pci_device;
   size_t memory_total;            /**< bytes */
-  size_t memory_free;             /**< bytes, when the info was read */
+  size_t memory_free;             /**< bytes, when the info was read (NVML's figure where the
+                                       process has no context on the device) */
   bool vmm;                       /**< virtual memory management (cuMemCreate/cuMemMap) */
   bool pools;                     /**< stream-ordered pools (cudaMallocAsync) */
   bool posix_fd;                  /**< POSIX fd shareable handles */
@@ -54,18 +67,25 @@ typedef struct gpumem_device_info {
   char mig_note[160];              /**< why MIG fields are unknown, or "" */
 } gpumem_device_info;
 
-/** Number of devices. Errors: INVALID_ARGUMENT (NULL), NO_DEVICE. */
+/** Number of devices; creates no context. Errors: INVALID_ARGUMENT (NULL),
+ * NO_DEVICE. */
 GPUMEM_API gpumem_status gpumem_device_count(int *count);
 
-/** Fill `info` for device `ordinal`. Errors: INVALID_ARGUMENT (NULL),
- * INVALID_DEVICE, NO_DEVICE. */
+/** Fill `info` for device `ordinal`. Creates no context (but see the note on
+ * NVML above). Errors: INVALID_ARGUMENT (NULL), INVALID_DEVICE, NO_DEVICE. */
 GPUMEM_API gpumem_status gpumem_device_get_info(int ordinal, gpumem_device_info *info);
 
-/** Free and total memory of a device, in bytes. */
+/** Free and total memory of a device, in bytes, as its CUDA context counts
+ * them (cudaMemGetInfo): this creates the device's primary context when the
+ * process has none there yet; the calling thread's current device stays as
+ * it was. For a figure that creates no context, read memory_free from
+ * gpumem_device_get_info. Errors: INVALID_ARGUMENT (NULL), INVALID_DEVICE,
+ * NO_DEVICE, DRIVER. */
 GPUMEM_API gpumem_status gpumem_device_mem_info(int ordinal, size_t *free_bytes,
                                                 size_t *total_bytes);
 
-/** Whether `device` can be given access to memory that lives on `peer`. */
+/** Whether `device` can be given access to memory that lives on `peer`.
+ * Creates no context. */
 GPUMEM_API gpumem_status gpumem_device_can_access_peer(int device, int peer, bool *can_access);
 
 /** Why a device can or cannot map a peer's memory. */
@@ -85,8 +105,8 @@ typedef struct gpumem_peer_info {
   char why[192];        /**< the reason in a sentence */
 } gpumem_peer_info;
 
-/** Can `device` map memory that lives on `peer`, and why (not). Errors:
- * INVALID_ARGUMENT (NULL), INVALID_DEVICE, NO_DEVICE. */
+/** Can `device` map memory that lives on `peer`, and why (not). Creates no
+ * context. Errors: INVALID_ARGUMENT (NULL), INVALID_DEVICE, NO_DEVICE. */
 GPUMEM_API gpumem_status gpumem_device_peer_info(int device, int peer, gpumem_peer_info *info);
 
 /** Allocation capabilities a selection may require (bits). */
@@ -138,7 +158,10 @@ typedef struct gpumem_selection {
 /** Choose a device. With a rank, ranks are spread over physical GPUs first:
  * rank r takes GPU r mod G of the G GPUs that have a qualifying device, and
  * slices of one GPU (which share it) are handed out in turn to the ranks that
- * land on it. Errors: INVALID_ARGUMENT (NULL, a malformed rank variable, a
+ * land on it. Creates no context (free memory is read only when
+ * min_free_bytes asks for it; see the note on NVML above) and does not make
+ * the chosen device current: call cudaSetDevice(selection.ordinal) for that.
+ * Errors: INVALID_ARGUMENT (NULL, a malformed rank variable, a
  * UUID prefix matching two devices), NOT_FOUND (no device qualifies; the
  * message says which criterion removed the last ones), NO_DEVICE. */
 GPUMEM_API gpumem_status gpumem_device_select(const gpumem_select_criteria *criteria,

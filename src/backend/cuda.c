@@ -10,9 +10,73 @@
  * refusing the program.
  *
  * Streams, events, copies and pools use the runtime, which owns the primary
- * contexts. Calls that act on "the current device" (stream and event
- * creation, memory info, device synchronization) switch to the requested
- * device and back, so the library never changes the caller's current device.
+ * contexts.
+ *
+ * Contexts. A primary context costs about 0.5 GiB of the GPU it lives on, and
+ * a GPU in EXCLUSIVE_PROCESS compute mode refuses a second process one
+ * (cudaErrorDevicesUnavailable), so each of the 8 MPI ranks of an 8-GPU node
+ * must end up with a context on its own GPU only. Three rules follow.
+ *  - Looking creates nothing. Device queries take a CUdevice, not a context
+ *    (cuDeviceGet, cuDeviceGetAttribute, cuDeviceGetName, cuDeviceTotalMem,
+ *    cuDeviceGetUuid, cuDeviceGetP2PAttribute, cuMemGetAllocationGranularity,
+ *    cuDevicePrimaryCtxGetState), and the driver API never creates a context
+ *    by itself: every driver-API program calls cuDeviceGet and
+ *    cuDeviceGetAttribute before cuCtxCreate (cuda-samples' vectorAddMMAP
+ *    checks VMM support and peer access that way). Free memory without a
+ *    context comes from NVML (mem_probe: nvmlDeviceGetMemoryInfo), or from
+ *    the device's primary context when cuDevicePrimaryCtxGetState says it is
+ *    already active.
+ *  - A runtime call that acts on "the current device" (stream and event
+ *    creation, cudaMalloc, cudaFree, cudaMemGetInfo, cudaDeviceSynchronize)
+ *    runs with the primary context of the device concerned made current
+ *    (RT_ON_DEVICE). The context is created with cudaInitDevice, which
+ *    initialises it "but the context will not be made current", retained
+ *    once, and bound with cuCtxSetCurrent; afterwards the thread's previous
+ *    context is bound again. cudaGetDevice cannot be used to save the
+ *    caller's device: it answers 0 on a thread that has no context, and
+ *    cudaSetDevice(0) to "restore" it would create device 0's context on
+ *    every rank. cuCtxGetCurrent tells the two apart (NULL: none), and
+ *    cuCtxSetCurrent(NULL) unbinds (cuda.h), so a thread with no context
+ *    keeps none. Entering binds with cuCtxSetCurrent too, not cudaSetDevice,
+ *    so that the switch touches nothing but the thread's current context,
+ *    which is then put back.
+ *  - Every other runtime call (on a stream, event, pool or pointer) runs in
+ *    the thread's current context. On a thread with none the runtime selects
+ *    device 0, creates its context and leaves it current ("If no CUcontext is
+ *    current to the calling thread when a CUDA Runtime API call which
+ *    requires an active context is made, then the primary context for a
+ *    device will be selected, made current to the calling thread, and
+ *    initialized", cuda_runtime_api.h, Interactions with the CUDA Driver
+ *    API); PyTorch found this on cudaEventDestroy and cudaEventRecord
+ *    (pytorch#9415, #13464) and torchcomms on its watchdog's cudaEventQuery
+ *    (torchcomms#777: 534 MiB on GPU 0 per rank). Such calls must switch to
+ *    their object's device as well: cudaFree does (dev_free, through the
+ *    pointer's device); the calls on streams, events and pools do not yet.
+ *
+ * Do the VMM calls need a current context? Decision: no, and the code does
+ * not rely on it either way. Evidence: they name their device in the
+ * allocation's location or the access descriptors instead of taking it from
+ * the current context, as cuMemAlloc and cuMemGetInfo do; their return
+ * lists in cuda.h (cuMemAddressReserve, cuMemCreate, cuMemMap, cuMemUnmap,
+ * cuMemSetAccess, cuMemRelease, export and import) leave out
+ * CUDA_ERROR_INVALID_CONTEXT, which cuMemAlloc and cuMemGetInfo list (weak
+ * on its own: cuDeviceGet lists it too and needs no context);
+ * NVIDIA's vectorAddMMAP sample (cuda-samples) creates one context, on the
+ * mapping device, and cuMemCreate's physical memory on backing devices that
+ * have none; with PyTorch's expandable segments (c10/cuda/
+ * CUDACachingAllocator, cuMemCreate/cuMemMap/cuMemSetAccess through the
+ * entry points of c10/cuda/driver_api.cpp), cuMemCreate is called on loader
+ * threads whose cuCtxGetDevice answers CUDA_ERROR_INVALID_CONTEXT, that is,
+ * with no context (HAMi-core#172, whose hook crashed on it). Either way:
+ * phys_create retains the primary context of the device it allocates on
+ * (the caller allocates there, so the context is wanted, and the host
+ * backend counts it the same way) and binds it around cuMemCreate on a
+ * thread that has no context; every other VMM call, should a driver answer
+ * CUDA_ERROR_INVALID_CONTEXT on a thread with none, is retried once with the
+ * primary context of its device bound (CU_VMM), and an info line reports it,
+ * so that the first GPU run settles the question. A context is bound only on
+ * the device a call concerns (for a call that names none, the device whose
+ * context this backend needed last, else device 0, the runtime's own pick).
  *
  * Every failure records the CUDA call, its arguments and the CUDA error name
  * (CUDA_ERROR_* or cudaError*), and maps the error to the nearest
@@ -22,13 +86,16 @@
 #include <cudaTypedefs.h>
 #include <cuda_runtime_api.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "log.h"
+#include "nvml.h"
 #include "uuid.h"
 
 /* X(symbol, version that introduced the ABI we use) */
@@ -52,7 +119,13 @@
   X(cuMemGetAllocationGranularity, 10020)          \
   X(cuMemGetAllocationPropertiesFromHandle, 10020) \
   X(cuMemExportToShareableHandle, 10020)           \
-  X(cuMemImportFromShareableHandle, 10020)
+  X(cuMemImportFromShareableHandle, 10020)         \
+  X(cuCtxGetCurrent, 4000)                         \
+  X(cuCtxSetCurrent, 4000)                         \
+  X(cuDevicePrimaryCtxGetState, 7000)              \
+  X(cuDevicePrimaryCtxRetain, 7000)                \
+  X(cuDevicePrimaryCtxRelease, 11000)              \
+  X(cuPointerGetAttribute, 4000)
 
 #define GM_CU_PFN_DECLARE_(sym, ver) static PFN_##sym##_v##ver pfn_##sym;
 GM_CU_ENTRY_POINTS(GM_CU_PFN_DECLARE_)
@@ -181,6 +254,151 @@ static gpumem_status rt_fail(cudaError_t e, const char *call, const char *fmt, .
                       device_count);                                                           \
   } while (0)
 
+/* ---- contexts (see the essay) ---- */
+
+/* The primary context of each device once this backend has needed it, with
+ * one reference held until close. */
+static pthread_mutex_t primary_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(CUcontext) primary[GPUMEM_MAX_DEVICES];
+static _Atomic int last_primary = -1; /* the device whose context was needed last */
+
+/* `device`'s primary context, created if the process has none there yet:
+ * cudaInitDevice initialises it with the runtime's state, as cudaSetDevice
+ * would, "but the context will not be made current" (cuda_runtime_api.h). */
+static gpumem_status primary_context(int device, CUcontext *out) {
+  CUcontext c = atomic_load_explicit(&primary[device], memory_order_acquire);
+  gpumem_status st = GPUMEM_OK;
+  if (c == NULL) {
+    pthread_mutex_lock(&primary_lock);
+    c = atomic_load_explicit(&primary[device], memory_order_acquire);
+    if (c == NULL) {
+      CUdevice dev = 0;
+      CUresult r = CUDA_SUCCESS;
+      cudaError_t e = cudaInitDevice(device, 0, 0);
+      if (e != cudaSuccess) {
+        st = rt_fail(e, "cudaInitDevice", "device=%d", device);
+      } else if ((r = pfn_cuDeviceGet(&dev, device)) != CUDA_SUCCESS) {
+        st = cu_fail(r, "cuDeviceGet", "ordinal=%d", device);
+      } else if ((r = pfn_cuDevicePrimaryCtxRetain(&c, dev)) != CUDA_SUCCESS) {
+        st = cu_fail(r, "cuDevicePrimaryCtxRetain", "device=%d", device);
+      } else {
+        atomic_store_explicit(&primary[device], c, memory_order_release);
+      }
+    }
+    pthread_mutex_unlock(&primary_lock);
+  }
+  if (st == GPUMEM_OK) {
+    atomic_store_explicit(&last_primary, device, memory_order_relaxed);
+    *out = c;
+  }
+  return st;
+}
+
+/* Drop the references primary_context() took (at close). */
+static void primary_release_all(void) {
+  pthread_mutex_lock(&primary_lock);
+  for (int d = 0; d < GPUMEM_MAX_DEVICES; d++) {
+    CUdevice dev = 0;
+    if (atomic_load(&primary[d]) != NULL && pfn_cuDeviceGet(&dev, d) == CUDA_SUCCESS)
+      pfn_cuDevicePrimaryCtxRelease(dev);
+    atomic_store(&primary[d], NULL);
+  }
+  atomic_store(&last_primary, -1);
+  pthread_mutex_unlock(&primary_lock);
+}
+
+/* The calling thread's context before a switch, to put back after. */
+typedef struct ctx_guard {
+  CUcontext previous; /* NULL: the thread had no current context */
+  bool switched;
+} ctx_guard;
+
+/* Make `device`'s primary context current on the calling thread, creating
+ * it if need be. With `only_if_none`, leave a thread that has a current
+ * context (any) alone and only bind one where there is none. */
+static gpumem_status ctx_enter(int device, bool only_if_none, ctx_guard *g) {
+  g->switched = false;
+  g->previous = NULL;
+  CUcontext want = NULL;
+  CU(cuCtxGetCurrent, (&g->previous), "%s", "calling thread");
+  gpumem_status st = primary_context(device, &want);
+  if (st != GPUMEM_OK || g->previous == want || (only_if_none && g->previous != NULL)) return st;
+  CU(cuCtxSetCurrent, (want), "primary context of device %d", device);
+  g->switched = true;
+  return GPUMEM_OK;
+}
+
+/* Put back what was current: the caller's context, or none (cuCtxSetCurrent
+ * of NULL unbinds, cuda.h), never device 0's in place of none. */
+static void ctx_exit(const ctx_guard *g) {
+  if (g->switched) pfn_cuCtxSetCurrent(g->previous);
+}
+
+/* Run a runtime call with `device`'s primary context current; on failure
+ * record and return. */
+#define RT_ON_DEVICE(device, call, name, ...)                     \
+  do {                                                            \
+    ctx_guard g_;                                                 \
+    gpumem_status s_ = ctx_enter((device), false, &g_);           \
+    if (s_ != GPUMEM_OK) return s_;                               \
+    cudaError_t e_ = (call);                                      \
+    ctx_exit(&g_);                                                \
+    if (e_ != cudaSuccess) return rt_fail(e_, name, __VA_ARGS__); \
+  } while (0)
+
+/* On a thread with no current context, bind the primary context of
+ * `device`, or, for -1, of the device whose context this backend needed
+ * last (else device 0's). Returns the device bound, or -1 when it bound
+ * none. */
+static int bind_if_none(int device, ctx_guard *g) {
+  CUcontext current = NULL;
+  if (pfn_cuCtxGetCurrent(&current) != CUDA_SUCCESS || current != NULL) return -1;
+  if (device < 0 || device >= device_count) device = atomic_load(&last_primary);
+  if (device < 0) device = 0;
+  if (ctx_enter(device, true, g) != GPUMEM_OK) {
+    gm_error_discard();
+    return -1;
+  }
+  return device;
+}
+
+/* The VMM calls need no current context (see the essay). Should a driver
+ * answer CUDA_ERROR_INVALID_CONTEXT all the same on a thread that has none,
+ * bind the primary context of the device concerned (bind_if_none) and try
+ * once more; say so once, since it contradicts cuda.h. */
+static bool vmm_bind(int device, const char *call, ctx_guard *g) {
+  static atomic_bool said;
+  int bound = bind_if_none(device, g);
+  if (bound < 0) return false;
+  if (!atomic_exchange(&said, true)) {
+    gm_log(GPUMEM_LOG_INFO,
+           "%s wants a current context on a thread without one: binding device %d's primary "
+           "context around such calls",
+           call, bound);
+  }
+  return true;
+}
+
+/* A VMM driver call (see vmm_bind); `device` is evaluated only on a retry. */
+#define CU_VMM(device, sym, args, ...)                                       \
+  do {                                                                       \
+    CUresult r_ = pfn_##sym args;                                            \
+    ctx_guard g_;                                                            \
+    if (r_ == CUDA_ERROR_INVALID_CONTEXT && vmm_bind((device), #sym, &g_)) { \
+      r_ = pfn_##sym args;                                                   \
+      ctx_exit(&g_);                                                         \
+    }                                                                        \
+    if (r_ != CUDA_SUCCESS) return cu_fail(r_, #sym, __VA_ARGS__);           \
+  } while (0)
+
+/* The device of a physical allocation, or -1. */
+static int handle_device(CUmemGenericAllocationHandle h) {
+  CUmemAllocationProp prop;
+  memset(&prop, 0, sizeof prop);
+  return pfn_cuMemGetAllocationPropertiesFromHandle(&prop, h) == CUDA_SUCCESS ? prop.location.id
+                                                                              : -1;
+}
+
 /* ---- opening ---- */
 
 /* Why cudaGetDriverEntryPointByVersion gave no usable pointer, in words. The
@@ -246,7 +464,9 @@ static gpumem_status cuda_open(void) {
 
 static void cuda_close(void) {
   /* Driver objects are owned by the library's objects, which are gone by now;
-   * the runtime tears itself down at exit. */
+   * the runtime tears itself down at exit. The primary contexts stay for as
+   * long as the runtime (or the application) holds them. */
+  primary_release_all();
 }
 
 static void cuda_versions(int *driver, int *runtime) {
@@ -255,37 +475,6 @@ static void cuda_versions(int *driver, int *runtime) {
   cudaDriverGetVersion(driver);
   cudaRuntimeGetVersion(runtime);
 }
-
-/* Run the body with `device` current, restoring the caller's device after. */
-typedef struct device_guard {
-  int previous;
-  bool switched;
-} device_guard;
-
-static gpumem_status guard_enter(int device, device_guard *g) {
-  g->switched = false;
-  RT(cudaGetDevice, (&g->previous), "%s", "current");
-  if (g->previous != device) {
-    RT(cudaSetDevice, (device), "%d", device);
-    g->switched = true;
-  }
-  return GPUMEM_OK;
-}
-
-static void guard_exit(const device_guard *g) {
-  if (g->switched) cudaSetDevice(g->previous);
-}
-
-/* Run a runtime call with `device` current; on failure record and return. */
-#define RT_ON_DEVICE(device, call, name, ...)                     \
-  do {                                                            \
-    device_guard g_;                                              \
-    gpumem_status s_ = guard_enter((device), &g_);                \
-    if (s_ != GPUMEM_OK) return s_;                               \
-    cudaError_t e_ = (call);                                      \
-    guard_exit(&g_);                                              \
-    if (e_ != cudaSuccess) return rt_fail(e_, name, __VA_ARGS__); \
-  } while (0)
 
 /* ---- devices ---- */
 
@@ -376,6 +565,55 @@ static gpumem_status cuda_mem_info(int device, size_t *free_bytes, size_t *total
   return GPUMEM_OK;
 }
 
+/* NVML's handle for a CUDA device: by its UUID, "GPU-" first, then "MIG-"
+ * (the bytes are the same; only the prefix differs). */
+static int nvml_handle(const gm_nvml_ops *nv, const unsigned char uuid[16], gm_nvml_device *out) {
+  char text[GM_UUID_TEXT_MAX];
+  gm_uuid_format(uuid, "GPU-", text, sizeof text);
+  int rc = nv->device_get_handle_by_uuid(text, out);
+  if (rc == GM_NVML_ERROR_NOT_FOUND) {
+    gm_uuid_format(uuid, "MIG-", text, sizeof text);
+    rc = nv->device_get_handle_by_uuid(text, out);
+  }
+  return rc;
+}
+
+static gpumem_status cuda_mem_probe(int device, size_t *free_bytes, size_t *total_bytes) {
+  CHECK_DEVICE(device);
+  CUdevice dev;
+  unsigned int flags = 0;
+  int active = 0;
+  CU(cuDeviceGet, (&dev, device), "ordinal=%d", device);
+  CU(cuDevicePrimaryCtxGetState, (dev, &flags, &active), "device=%d", device);
+  if (active) return cuda_mem_info(device, free_bytes, total_bytes); /* creates nothing */
+  size_t total = 0;
+  CUuuid uuid;
+  CU(cuDeviceTotalMem, (&total, dev), "device=%d", device);
+  CU(cuDeviceGetUuid, (&uuid, dev), "device=%d", device);
+  const char *why = NULL;
+  const gm_nvml_ops *nv = gm_nvml(&why);
+  if (nv == NULL) {
+    return gm_error(GPUMEM_ERR_NOT_SUPPORTED,
+                    "free memory of device %d cannot be read without creating its CUDA context: "
+                    "it has none yet and NVML is unavailable (%s)",
+                    device, why);
+  }
+  gm_nvml_device h = NULL;
+  gm_nvml_memory m;
+  char buf[32];
+  int rc = nvml_handle(nv, (const unsigned char *)uuid.bytes, &h);
+  if (rc == GM_NVML_SUCCESS) rc = gm_nvml_device_memory(h, &m);
+  if (rc != GM_NVML_SUCCESS) {
+    return gm_error(GPUMEM_ERR_NOT_SUPPORTED,
+                    "free memory of device %d cannot be read without creating its CUDA context: "
+                    "it has none yet and NVML cannot tell (%s)",
+                    device, gm_nvml_error(nv, rc, buf, sizeof buf));
+  }
+  *total_bytes = total;
+  *free_bytes = m.free < total ? (size_t)m.free : total;
+  return GPUMEM_OK;
+}
+
 static gpumem_status cuda_p2p_attrs(int src, int dst, gm_p2p_attrs *out) {
   CHECK_DEVICE(src);
   CHECK_DEVICE(dst);
@@ -422,13 +660,14 @@ static gpumem_status cuda_va_reserve(size_t size, size_t alignment, uintptr_t *v
     }
   }
   CUdeviceptr p = 0;
-  CU(cuMemAddressReserve, (&p, size, alignment, 0, 0), "size=%zu, alignment=%zu", size, alignment);
+  CU_VMM(-1, cuMemAddressReserve, (&p, size, alignment, 0, 0), "size=%zu, alignment=%zu", size,
+         alignment);
   *va = (uintptr_t)p;
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_va_free(uintptr_t va, size_t size) {
-  CU(cuMemAddressFree, ((CUdeviceptr)va, size), "0x%" PRIxPTR ", size=%zu", va, size);
+  CU_VMM(-1, cuMemAddressFree, ((CUdeviceptr)va, size), "0x%" PRIxPTR ", size=%zu", va, size);
   return GPUMEM_OK;
 }
 
@@ -437,22 +676,31 @@ static gpumem_status cuda_phys_create(const gpumem_phys_props *props, size_t siz
   CHECK_DEVICE(props->device);
   CUmemAllocationProp prop = make_prop(props);
   CUmemGenericAllocationHandle h = 0;
-  CU(cuMemCreate, (&h, size, &prop, 0), "size=%zu, device=%d, handle types=0x%x, compression=%d",
-     size, props->device, props->handle_types, (int)props->compression);
+  /* The context of the device allocated on: created, and bound on a thread
+   * that has none (see the essay). */
+  ctx_guard g;
+  gpumem_status st = ctx_enter(props->device, true, &g);
+  if (st != GPUMEM_OK) return st;
+  CUresult r = pfn_cuMemCreate(&h, size, &prop, 0);
+  ctx_exit(&g);
+  if (r != CUDA_SUCCESS) {
+    return cu_fail(r, "cuMemCreate", "size=%zu, device=%d, handle types=0x%x, compression=%d", size,
+                   props->device, props->handle_types, (int)props->compression);
+  }
   *out = (gpumem_phys_t)h;
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_phys_release(gpumem_phys_t h) {
-  CU(cuMemRelease, ((CUmemGenericAllocationHandle)h), "0x%" PRIx64, h);
+  CU_VMM(handle_device(h), cuMemRelease, ((CUmemGenericAllocationHandle)h), "0x%" PRIx64, h);
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_phys_props(gpumem_phys_t h, gpumem_phys_props *out) {
   CUmemAllocationProp prop;
   memset(&prop, 0, sizeof prop);
-  CU(cuMemGetAllocationPropertiesFromHandle, (&prop, (CUmemGenericAllocationHandle)h), "0x%" PRIx64,
-     h);
+  CU_VMM(-1, cuMemGetAllocationPropertiesFromHandle, (&prop, (CUmemGenericAllocationHandle)h),
+         "0x%" PRIx64, h);
   out->device = prop.location.id;
   out->handle_types = (unsigned)prop.requestedHandleTypes;
   out->compression = prop.allocFlags.compressionType == CU_MEM_ALLOCATION_COMP_GENERIC;
@@ -460,13 +708,14 @@ static gpumem_status cuda_phys_props(gpumem_phys_t h, gpumem_phys_props *out) {
 }
 
 static gpumem_status cuda_map(uintptr_t va, size_t size, size_t offset, gpumem_phys_t h) {
-  CU(cuMemMap, ((CUdeviceptr)va, size, offset, (CUmemGenericAllocationHandle)h, 0),
-     "0x%" PRIxPTR ", size=%zu, offset=%zu, handle=0x%" PRIx64, va, size, offset, h);
+  CU_VMM(handle_device(h), cuMemMap,
+         ((CUdeviceptr)va, size, offset, (CUmemGenericAllocationHandle)h, 0),
+         "0x%" PRIxPTR ", size=%zu, offset=%zu, handle=0x%" PRIx64, va, size, offset, h);
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_unmap(uintptr_t va, size_t size) {
-  CU(cuMemUnmap, ((CUdeviceptr)va, size), "0x%" PRIxPTR ", size=%zu", va, size);
+  CU_VMM(-1, cuMemUnmap, ((CUdeviceptr)va, size), "0x%" PRIxPTR ", size=%zu", va, size);
   return GPUMEM_OK;
 }
 
@@ -480,9 +729,9 @@ static gpumem_status cuda_set_access(uintptr_t va, size_t size, const gpumem_acc
     d[i].location.id = desc[i].device;
     d[i].flags = (CUmemAccess_flags)desc[i].flags;
   }
-  CU(cuMemSetAccess, ((CUdeviceptr)va, size, d, count),
-     "0x%" PRIxPTR ", size=%zu, %zu descriptor(s), first device %d", va, size, count,
-     desc[0].device);
+  CU_VMM(desc[0].device, cuMemSetAccess, ((CUdeviceptr)va, size, d, count),
+         "0x%" PRIxPTR ", size=%zu, %zu descriptor(s), first device %d", va, size, count,
+         desc[0].device);
   return GPUMEM_OK;
 }
 
@@ -490,7 +739,8 @@ static gpumem_status cuda_get_access(uintptr_t va, int device, gpumem_access_fla
   CHECK_DEVICE(device);
   CUmemLocation loc = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = device};
   unsigned long long flags = 0;
-  CU(cuMemGetAccess, (&flags, &loc, (CUdeviceptr)va), "device=%d, 0x%" PRIxPTR, device, va);
+  CU_VMM(device, cuMemGetAccess, (&flags, &loc, (CUdeviceptr)va), "device=%d, 0x%" PRIxPTR, device,
+         va);
   *out = (gpumem_access_flags)flags;
   return GPUMEM_OK;
 }
@@ -502,15 +752,15 @@ static gpumem_status cuda_export(gpumem_phys_t h, gpumem_handle_type type,
   out->fd = -1;
   if (type == GPUMEM_HANDLE_POSIX_FD) {
     int fd = -1;
-    CU(cuMemExportToShareableHandle,
-       (&fd, (CUmemGenericAllocationHandle)h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
-       "0x%" PRIx64 ", POSIX_FILE_DESCRIPTOR", h);
+    CU_VMM(handle_device(h), cuMemExportToShareableHandle,
+           (&fd, (CUmemGenericAllocationHandle)h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
+           "0x%" PRIx64 ", POSIX_FILE_DESCRIPTOR", h);
     out->fd = fd;
   } else {
     CUmemFabricHandle fh;
-    CU(cuMemExportToShareableHandle,
-       (&fh, (CUmemGenericAllocationHandle)h, CU_MEM_HANDLE_TYPE_FABRIC, 0),
-       "0x%" PRIx64 ", FABRIC", h);
+    CU_VMM(handle_device(h), cuMemExportToShareableHandle,
+           (&fh, (CUmemGenericAllocationHandle)h, CU_MEM_HANDLE_TYPE_FABRIC, 0),
+           "0x%" PRIx64 ", FABRIC", h);
     _Static_assert(sizeof fh.data == sizeof out->fabric, "fabric handle size");
     memcpy(out->fabric, fh.data, sizeof out->fabric);
   }
@@ -520,13 +770,13 @@ static gpumem_status cuda_export(gpumem_phys_t h, gpumem_handle_type type,
 static gpumem_status cuda_import(const gpumem_shareable_handle *in, gpumem_phys_t *out) {
   CUmemGenericAllocationHandle h = 0;
   if (in->type == GPUMEM_HANDLE_POSIX_FD) {
-    CU(cuMemImportFromShareableHandle,
-       (&h, (void *)(uintptr_t)in->fd, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR),
-       "fd=%d, POSIX_FILE_DESCRIPTOR", in->fd);
+    CU_VMM(-1, cuMemImportFromShareableHandle,
+           (&h, (void *)(uintptr_t)in->fd, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR),
+           "fd=%d, POSIX_FILE_DESCRIPTOR", in->fd);
   } else {
     CUmemFabricHandle fh;
     memcpy(fh.data, in->fabric, sizeof fh.data);
-    CU(cuMemImportFromShareableHandle, (&h, &fh, CU_MEM_HANDLE_TYPE_FABRIC), "FABRIC");
+    CU_VMM(-1, cuMemImportFromShareableHandle, (&h, &fh, CU_MEM_HANDLE_TYPE_FABRIC), "FABRIC");
   }
   *out = (gpumem_phys_t)h;
   return GPUMEM_OK;
@@ -668,7 +918,21 @@ static gpumem_status cuda_dev_malloc(int device, size_t size, void **out) {
 }
 
 static gpumem_status cuda_dev_free(void *ptr) {
-  RT(cudaFree, (ptr), "%p", ptr);
+  /* cudaFree on a thread without a context would bind device 0's (creating
+   * it): free on the pointer's own device. */
+  int device = -1;
+  ctx_guard g;
+  CUresult r = pfn_cuPointerGetAttribute(&device, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                                         (CUdeviceptr)ptr); /* may want a context (cuda.h) */
+  if (r == CUDA_ERROR_INVALID_CONTEXT && bind_if_none(-1, &g) >= 0) {
+    r = pfn_cuPointerGetAttribute(&device, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, (CUdeviceptr)ptr);
+    ctx_exit(&g);
+  }
+  if (r != CUDA_SUCCESS || device < 0 || device >= device_count) {
+    RT(cudaFree, (ptr), "%p", ptr);
+    return GPUMEM_OK;
+  }
+  RT_ON_DEVICE(device, cudaFree(ptr), "cudaFree", "%p", ptr);
   return GPUMEM_OK;
 }
 
@@ -831,6 +1095,7 @@ const gm_backend_ops gm_backend_cuda = {
     .device_count = cuda_device_count,
     .device_props = cuda_device_props,
     .mem_info = cuda_mem_info,
+    .mem_probe = cuda_mem_probe,
     .granularity = cuda_granularity,
     .p2p_attrs = cuda_p2p_attrs,
     .va_reserve = cuda_va_reserve,

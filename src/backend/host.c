@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,13 +145,78 @@ void gm_host_uncharge(int device, size_t bytes) {
   H.used[device] -= bytes;
 }
 
-/* ---- contexts (placeholder until the context record lands) ---- */
+/* ---- contexts ----
+ *
+ * What a GPU would count: which devices have their primary context (created
+ * by the first call that needs one there, kept until the process exits, about
+ * 0.5 GiB each on an H100) and which device is current on each thread. Calls
+ * that only describe a device (cuDeviceGetAttribute, cuDeviceGetName,
+ * cuDeviceTotalMem, cuDeviceGetUuid, cuDeviceGetP2PAttribute,
+ * cuMemGetAllocationGranularity, NVML) create none: they take a CUdevice, not
+ * a context, and the driver API never creates one by itself (driver-API
+ * programs query devices before cuCtxCreate). The VMM calls create none
+ * either, but the CUDA backend retains the primary context of the device a
+ * physical allocation is made on (see cuda.c), so phys_create counts as
+ * creating it. Calls that allocate or run work on a device create its context:
+ * the runtime initialises the primary context "at the first CUDA Runtime API
+ * call which requires an active context" (cuda_runtime_api.h, "Interactions
+ * with the CUDA Driver API"), and cudaSetDevice "initializes the primary
+ * context ... and makes it current". A thread that never made a device
+ * current has no context; a runtime call made there "selects" a primary
+ * context, device 0's, creates it and leaves it current, which is how each
+ * rank of an 8-GPU node ends up holding a context on GPU 0. The CUDA backend
+ * switches to the device an operation concerns and back to the caller's
+ * context (none stays none), so a host operation marks its device's context
+ * created and leaves the thread's current device alone.
+ *
+ * State starts afresh at each open: a new generation makes every thread's
+ * record stale, since the emulated devices are new. */
+
+static struct {
+  _Atomic bool created[GPUMEM_MAX_DEVICES];
+  _Atomic unsigned generation; /* bumped at each open */
+} C;
+
+/* The calling thread's current device + 1 (0: none) in generation `gen`. */
+static _Thread_local struct {
+  unsigned gen;
+  int device_plus_one;
+} T;
+
+static void contexts_reset(void) {
+  for (int d = 0; d < GPUMEM_MAX_DEVICES; d++)
+    atomic_store(&C.created[d], false);
+  atomic_fetch_add(&C.generation, 1);
+}
 
 void gm_host_context_touch(int device) {
-  GM_UNUSED(device);
+  if (device >= 0 && device < GPUMEM_MAX_DEVICES) atomic_store(&C.created[device], true);
+}
+
+bool gm_host_context_created(int device) {
+  return device >= 0 && device < GPUMEM_MAX_DEVICES && atomic_load(&C.created[device]);
+}
+
+int gm_host_thread_device(void) {
+  return T.gen == atomic_load(&C.generation) ? T.device_plus_one - 1 : -1;
 }
 
 int gm_host_current_device(void) {
+  int d = gm_host_thread_device();
+  return d < 0 ? 0 : d;
+}
+
+void gm_host_set_device(int device) {
+  if (!gm_host_device_valid(device)) return;
+  gm_host_context_touch(device);
+  T.gen = atomic_load(&C.generation);
+  T.device_plus_one = device + 1;
+}
+
+int gm_host_runtime_device(void) {
+  int d = gm_host_thread_device();
+  if (d >= 0) return d;
+  gm_host_set_device(0);
   return 0;
 }
 
@@ -208,6 +274,7 @@ static void set_uuids(const char *list) {
 }
 
 static gpumem_status host_open(void) {
+  contexts_reset();
   gm_host_lock();
   H.ndev = (int)gm_option_int(GM_OPTION_HOST_DEVICES);
   H.granularity = gm_option_size(GM_OPTION_HOST_GRANULARITY);
@@ -321,12 +388,26 @@ static gpumem_status host_device_props(int device, gm_device_props *out) {
   return GPUMEM_OK;
 }
 
-static gpumem_status host_mem_info(int device, size_t *free_bytes, size_t *total_bytes) {
-  CHECK_DEVICE(device);
+/* Free memory of an emulated device: what the GPU's context (or NVML) would say. */
+static void read_mem(int device, size_t *free_bytes, size_t *total_bytes) {
   gm_host_lock();
   *free_bytes = H.capacity - H.used[device];
   *total_bytes = H.capacity;
   gm_host_unlock();
+}
+
+/* cudaMemGetInfo on the device: creates its context. */
+static gpumem_status host_mem_info(int device, size_t *free_bytes, size_t *total_bytes) {
+  CHECK_DEVICE(device);
+  gm_host_context_touch(device);
+  read_mem(device, free_bytes, total_bytes);
+  return GPUMEM_OK;
+}
+
+/* NVML, or the context the device already has: creates none. */
+static gpumem_status host_mem_probe(int device, size_t *free_bytes, size_t *total_bytes) {
+  CHECK_DEVICE(device);
+  read_mem(device, free_bytes, total_bytes);
   return GPUMEM_OK;
 }
 
@@ -442,6 +523,7 @@ static gpumem_status host_phys_create(const gpumem_phys_props *props, size_t siz
   int fd = -1;
   bool charged = false;
   CHECK_DEVICE(props->device);
+  gm_host_context_touch(props->device); /* cuda.c retains it before cuMemCreate */
   gm_host_lock();
   GM_REQUIRE(aligned(size), GPUMEM_ERR_INVALID_ARGUMENT,
              "size %zu is not a multiple of the granularity %zu", size, H.granularity);
@@ -844,6 +926,7 @@ gpumem_status gm_host_check_accessible(const void *ptr, size_t n, bool write, co
 static gpumem_status host_dev_malloc(int device, size_t size, void **out) {
   gpumem_status st = GPUMEM_OK;
   CHECK_DEVICE(device);
+  gm_host_context_touch(device); /* cudaMalloc on the device */
   size_t rounded;
   if (!gm_round_up(size, H.granularity, &rounded)) {
     return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "malloc: %zu bytes overflow", size);
@@ -899,6 +982,7 @@ const gm_backend_ops gm_backend_host = {
     .device_count = host_device_count,
     .device_props = host_device_props,
     .mem_info = host_mem_info,
+    .mem_probe = host_mem_probe,
     .granularity = host_granularity,
     .p2p_attrs = host_p2p_attrs,
     .va_reserve = host_va_reserve,

@@ -23,9 +23,41 @@ void gm_host_uncharge(int device, size_t bytes);
  * descriptors received from another process. No lock needed. */
 int gm_host_memfd_device(int fd, const char *prefix);
 
-/* Contexts and the calling thread's current device (host.c). */
+/* ---- contexts (host.c): CUDA's primary contexts, as the GPU would count them ----
+ *
+ * On a GPU each process holds at most one primary context per device (about
+ * 0.5 GiB of device memory on an H100), created by the first call that needs
+ * one there, and each thread has at most one current context. The host
+ * backend records both, so that tests can assert which devices a sequence of
+ * library calls would have created a context on, and that the caller's
+ * current device is left as it was. No lock needed for any of these. */
+
+/* Record that `device`'s primary context exists (as cudaSetDevice,
+ * cudaInitDevice, cudaMalloc, cudaStreamCreate, cudaMemGetInfo,
+ * cudaMemPoolCreate, cudaDeviceGetDefaultMemPool or cudaDeviceSynchronize on
+ * that device would have created it). Ignores an invalid device. Every host
+ * operation that would create one on the GPU calls it. */
 void gm_host_context_touch(int device);
+/* Whether `device`'s primary context was created since the backend opened. */
+bool gm_host_context_created(int device);
+/* The calling thread's current device as cudaGetDevice reports it: the device
+ * it made current, or 0 when it never made one current (cudaGetDevice then
+ * says 0 although no context is bound). */
 int gm_host_current_device(void);
+/* The calling thread's current device, or -1 when no context is current on
+ * it (cuCtxGetCurrent would give NULL): the distinction cudaGetDevice hides. */
+int gm_host_thread_device(void);
+/* What cudaSetDevice(device) does: create the device's primary context and
+ * make it current on the calling thread (tests use it to play an
+ * application that chose its device). Ignores an invalid device. */
+void gm_host_set_device(int device);
+/* What a runtime call that needs a context does on the calling thread (for
+ * example cudaStreamSynchronize(NULL), or any call made where the CUDA
+ * backend does not switch to the object's own device): it acts on the
+ * thread's current device; on a thread with none, the runtime selects device
+ * 0, creates its primary context and leaves it current. Returns the device
+ * acted on. */
+int gm_host_runtime_device(void);
 
 /* Check that every byte of [ptr, ptr+size) that lies in a reservation is
  * mapped with the access needed (read, or read-write when `write`); bytes

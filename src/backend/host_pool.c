@@ -284,6 +284,7 @@ gpumem_status gm_host_pool_create(const gm_pool_props *props, gpumem_native_pool
   GM_REQUIRE((props->handle_types & ~(unsigned)GPUMEM_HANDLE_POSIX_FD) == 0,
              GPUMEM_ERR_NOT_SUPPORTED, "pool: host pools export POSIX fds only (asked 0x%x)",
              props->handle_types);
+  gm_host_context_touch(props->device);
   size_t gran = gm_host_granularity();
   size_t capacity = gm_option_size(GM_OPTION_HOST_CAPACITY) / gran * gran;
   size_t max_size = props->max_size ? props->max_size : capacity;
@@ -328,6 +329,7 @@ gpumem_status gm_host_pool_default(int device, gpumem_native_pool_t *out) {
   GM_REQUIRE(gm_host_device_valid(device), GPUMEM_ERR_INVALID_DEVICE,
              "pool: device %d does not exist (host backend has %d)", device,
              gm_host_device_count());
+  gm_host_context_touch(device);
   if (default_pools[device] == NULL) {
     size_t gran = gm_host_granularity();
     size_t capacity = gm_option_size(GM_OPTION_HOST_CAPACITY) / gran * gran;

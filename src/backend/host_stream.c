@@ -247,7 +247,7 @@ static gpumem_status no_memory(const char *what) {
 /* The stream a handle names for the calling thread (S.lock held). */
 static gpumem_status resolve(gpumem_stream_t handle, struct host_stream **out) {
   if (handle == NULL || handle == GM_HOST_STREAM_LEGACY || handle == GM_HOST_STREAM_PER_THREAD) {
-    int device = gm_host_current_device();
+    int device = gm_host_runtime_device(); /* a thread with none gets device 0, as CUDA does */
     if (!gm_host_device_valid(device)) {
       return gm_error(GPUMEM_ERR_INVALID_DEVICE, "the current device %d does not exist", device);
     }

@@ -3,14 +3,15 @@
  * Course topics "MIG fundamentals" and "query MIG state and run on MIG
  * instances", as an allocator user meets them.
  *
- * What a slice is. Multi-Instance GPU splits an A100 or H100 into as many as
- * seven GPU instances, each with its own share of memory, L2 and SMs (a
- * "1g.10gb" instance has one seventh of the SMs and 10 GB). Inside a GPU
- * instance, compute instances divide the SMs further. A process sees each
- * compute instance it is given as an ordinary CUDA device with a "MIG-…"
- * UUID, but CUDA cannot tell that it is a slice: there is no CUDA attribute
- * for MIG. libgpumem asks NVML (loaded at run time) and reports "unknown"
- * where NVML is missing.
+ * What a slice is. Multi-Instance GPU splits an A100, H100 or H200 into as
+ * many as seven GPU instances, each with its own share of memory, L2 and SMs
+ * (an H100's "1g.10gb" instance has one seventh of the compute slices, 16
+ * SMs, and one eighth of the memory). Inside a GPU instance, compute
+ * instances divide the SMs further. A process sees each compute instance it
+ * is given as an ordinary CUDA device with a "MIG-…" UUID and a name such as
+ * "NVIDIA H100 80GB HBM3 MIG 1g.10gb", but CUDA has no MIG attribute.
+ * libgpumem asks NVML (loaded at run time); without NVML it knows a slice by
+ * its name only, and the rest is "unknown".
  *
  * How to target one. Set CUDA_VISIBLE_DEVICES before the process starts:
  *   CUDA_VISIBLE_DEVICES=MIG-1a2b3c4d-...    one slice, by its UUID
@@ -24,6 +25,13 @@
  * peer access between slices, step 4), CUDA IPC does not cross GPU
  * instances, and its memory is only its share: size pools and buffers from
  * the slice's own free memory, never from the GPU's.
+ *
+ * Rehearse it without a GPU: the host backend emulates a MIG node, with the
+ * real profiles' memory and SMs, and applies CUDA_VISIBLE_DEVICES as the
+ * driver does:
+ *   GPUMEM_BACKEND=host GPUMEM_HOST_MIG="h100:3g.40gb,2g.20gb*2;h100" \
+ *     build/examples/02_devices_and_mig
+ *   ... CUDA_VISIBLE_DEVICES=1,MIG-<uuid from the first run> build/examples/...
  *
  * Run:  build/examples/02_devices_and_mig   (GPUMEM_BACKEND=host without a GPU;
  *       gpumem-info prints the same facts for a whole node)
@@ -63,12 +71,13 @@ int main(void) {
     gpumem_device_info info;
     CHECK(gpumem_device_get_info(d, &info));
     printf("  device %d: %s, %s, MIG slice: %s\n", d, info.name, info.uuid, yes_no(info.mig));
-    if (info.mig == GPUMEM_YES) {
-      printf("    slice of %s: GPU instance %d (%d of 7 memory slices), compute instance %d\n",
+    if (info.mig == GPUMEM_YES && info.parent_uuid[0] != '\0') {
+      printf("    slice of %s: GPU instance %d (%d of 7 compute slices), compute instance %d, "
+             "%d SMs, %.2f GiB\n",
              info.parent_uuid, info.gpu_instance_id, info.gpu_instance_slices,
-             info.compute_instance_id);
-    } else if (info.mig == GPUMEM_UNKNOWN) {
-      printf("    MIG state unknown: %s\n", info.mig_note);
+             info.compute_instance_id, info.sm_count, (double)info.memory_total / (1 << 30));
+    } else if (info.mig != GPUMEM_NO) {
+      printf("    MIG: %s\n", info.mig_note);
     }
   }
 
@@ -79,11 +88,15 @@ int main(void) {
     printf("step 2: CUDA_VISIBLE_DEVICES is not set: every device of the node is visible\n");
   } else {
     printf("step 2: CUDA_VISIBLE_DEVICES has %zu entr%s in effect%s\n", visible.count,
-           visible.count == 1 ? "y" : "ies", visible.resolved ? " (checked against NVML)" : "");
+           visible.count == 1 ? "y" : "ies", visible.resolved ? " (checked against the node)" : "");
     if (visible.stopped) {
-      printf("  entry %zu ('%s') is invalid: %s; CUDA ignores it and the rest\n",
-             visible.stopped_at, visible.stopped_text, visible.why);
+      printf("  entry %zu ('%s') is invalid: %s; %s\n", visible.stopped_at, visible.stopped_text,
+             visible.why,
+             visible.hides_all ? "a device named twice: CUDA shows no device at all"
+                               : "CUDA ignores it and the rest");
     }
+    for (size_t d = 0; visible.resolved && d < visible.device_count; d++)
+      printf("  the process's device %zu is %s\n", d, visible.devices[d]);
   }
 
   /* Step 3: the device for this rank. With no launcher variable set, rank -1

@@ -16,6 +16,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "mig.h"
 #include "options.h"
 
 typedef struct gm_option_desc {
@@ -44,6 +45,8 @@ static const gm_option_desc option_descs[GM_OPTION_COUNT] = {
 };
 
 static gm_option_value option_values[GM_OPTION_COUNT];
+
+#define GM_OPTION_WHY_MAX 256
 
 static const char *skip_space(const char *s) {
   while (isspace((unsigned char)*s))
@@ -155,6 +158,16 @@ const char *gm_format_size(size_t bytes, char *buf, size_t len) {
   return buf;
 }
 
+/* GPUMEM_HOST_MIG is parsed here already, so that a bad layout is a warning
+ * naming the variable and the default stays, like any other option. */
+static bool host_mig_valid(const char *text, char *why, size_t why_len) {
+  gm_mig_spec spec; /* about 8 KiB, on the stack: nothing here allocates */
+  char detail[GM_OPTION_WHY_MAX - 32];
+  if (gm_mig_spec_parse(text, &spec, detail, sizeof detail)) return true;
+  snprintf(why, why_len, "is not a layout: %s", detail);
+  return false;
+}
+
 /* Parse `text` for option `id` into `val`; on failure describe what was
  * expected in `why`. */
 static bool parse_value(gm_option_id id, const char *text, gm_option_value *val, char *why,
@@ -199,6 +212,7 @@ static bool parse_value(gm_option_id id, const char *text, gm_option_value *val,
       snprintf(why, why_len, "is longer than %d characters", GM_OPTION_STRING_MAX - 1);
       return false;
     }
+    if (id == GM_OPTION_HOST_MIG && text[0] != '\0') return host_mig_valid(text, why, why_len);
     return true;
   }
   return false;
@@ -207,7 +221,7 @@ static bool parse_value(gm_option_id id, const char *text, gm_option_value *val,
 bool gm_option_set(gm_option_id id, const char *text, const char *source) {
   const gm_option_desc *d = &option_descs[id];
   gm_option_value val = {0};
-  char why[128];
+  char why[GM_OPTION_WHY_MAX];
   if (!parse_value(id, text, &val, why, sizeof why)) {
     gm_log(GPUMEM_LOG_WARN, "%s='%s' %s; keeping the default %s (%s)", d->env, text, why,
            option_values[id].set ? "value"
@@ -228,7 +242,7 @@ void gm_options_load(void) {
    * is applied first so that the warnings for later options obey it. */
   for (int id = 0; id < GM_OPTION_COUNT; id++) {
     gm_option_value val = {0};
-    char why[128];
+    char why[GM_OPTION_WHY_MAX];
     bool ok = parse_value((gm_option_id)id, option_descs[id].def, &val, why, sizeof why);
     (void)ok;
     snprintf(val.str, sizeof val.str, "%s", option_descs[id].def);

@@ -43,6 +43,12 @@ typedef enum gm_option_type {
     "(0: none), so that stream-ordering races show")                                               \
   X(HOST_STREAM_SEED, GM_OPT_INT, "1", 0, INT64_MAX, NULL,                                         \
     "seed of the random stream delays (GPUMEM_HOST_STREAM_DELAY)")                                 \
+  X(HOST_MIG, GM_OPT_STRING, "", 0, 0, NULL,                                                       \
+    "GPUs the host backend emulates, ';'-separated: gpu, a model (a100-40, a100-80, h100, h200), " \
+    "or a model in MIG mode with its instances, e.g. h100:3g.40gb,2g.20gb*2;gpu")                  \
+  X(HOST_VISIBLE, GM_OPT_WORD, "cuda", 0, 0, "cuda|all",                                           \
+    "emulated devices the process sees: cuda applies CUDA_VISIBLE_DEVICES as the driver does; "    \
+    "all ignores it (runs that hide a real GPU with CUDA_VISIBLE_DEVICES= yet emulate devices)")   \
   X(TRACE, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
     "append every alloc and free of libgpumem's allocators to this file (op,id,size,stream)")      \
   X(FAULT, GM_OPT_STRING, "", 0, 0, NULL,                                                          \

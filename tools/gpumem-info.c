@@ -2,9 +2,14 @@
  *
  * Prints the device table (like `nvidia-smi -L` with the allocation
  * capabilities a memory manager cares about), the node's MIG layout from
- * NVML, a reading of CUDA_VISIBLE_DEVICES entry by entry, the peer matrix,
- * and the device each node-local rank would get from gpumem_device_select.
- * `--json` prints the same as one JSON object for scripts.
+ * NVML (or, under the host backend, the emulated GPUMEM_HOST_MIG layout), a
+ * reading of CUDA_VISIBLE_DEVICES entry by entry with the devices it leaves,
+ * the peer matrix, and the device each node-local rank would get from
+ * gpumem_device_select. `--json` prints the same as one JSON object for
+ * scripts. Without a GPU, a MIG node can be rehearsed:
+ *
+ *   GPUMEM_BACKEND=host GPUMEM_HOST_MIG="h100:3g.40gb,2g.20gb*2;h100" \
+ *     CUDA_VISIBLE_DEVICES=MIG-... gpumem-info
  *
  *   gpumem-info [--json] [--ranks N] [--visible LIST]
  *
@@ -87,6 +92,45 @@ static void jtri(gpumem_tristate t) {
   printf("%s", t == GPUMEM_YES ? "true" : t == GPUMEM_NO ? "false" : "null");
 }
 
+static const char *order_name(gpumem_index_order o) {
+  switch (o) {
+  case GPUMEM_INDEX_ORDER_PCI_BUS_ID:
+    return "pci-bus-id";
+  case GPUMEM_INDEX_ORDER_CUDA:
+    return "cuda";
+  case GPUMEM_INDEX_ORDER_ASSUMED:
+    return "assumed-pci";
+  case GPUMEM_INDEX_ORDER_UNKNOWN:
+    return "unknown";
+  default:
+    return "none";
+  }
+}
+
+static const char *order_text(gpumem_index_order o) {
+  switch (o) {
+  case GPUMEM_INDEX_ORDER_PCI_BUS_ID:
+    return "CUDA_DEVICE_ORDER=PCI_BUS_ID: NVML's order";
+  case GPUMEM_INDEX_ORDER_CUDA:
+    return "fastest first, as the driver enumerates the node";
+  case GPUMEM_INDEX_ORDER_ASSUMED:
+    return "fastest first, taken to be the PCI order (the GPUs are alike)";
+  case GPUMEM_INDEX_ORDER_UNKNOWN:
+    return "fastest first, which cannot be known here: indices not checked";
+  default:
+    return "not checked";
+  }
+}
+
+/* A slice's profile, or one made up from its size when NVML does not say. */
+static void profile_text(const gpumem_mig_slice *sl, char *buf, size_t len) {
+  if (sl->profile[0] != '\0')
+    snprintf(buf, len, "%s", sl->profile);
+  else
+    snprintf(buf, len, "%dg.%.0fgb", sl->gpu_instance_slices,
+             (double)sl->memory_bytes / (1 << 30) + 0.5);
+}
+
 typedef struct node {
   int count;
   gpumem_status device_status;
@@ -166,7 +210,10 @@ static void print_text(const node *n, int ranks) {
     }
   }
 
-  printf("\nMIG layout of the node (NVML, whatever CUDA_VISIBLE_DEVICES says)\n");
+  printf("\nMIG layout of the node (%s; whatever CUDA_VISIBLE_DEVICES says)\n",
+         strcmp(gpumem_backend_name(), "host") == 0
+             ? "NVML, or the host backend's GPUMEM_HOST_MIG layout"
+             : "NVML");
   if (n->layout_status != GPUMEM_OK) printf("  unknown: %s\n", n->layout_error);
   for (size_t g = 0; g < n->ngpus; g++) {
     const gpumem_mig_gpu *gpu = &n->gpus[g];
@@ -176,9 +223,10 @@ static void print_text(const node *n, int ranks) {
                                         : "not supported");
     for (size_t s = 0; s < gpu->slice_count; s++) {
       const gpumem_mig_slice *sl = &gpu->slices[s];
-      printf("    %s  GI %d CI %d  %dg.%.0fgb  %d SMs\n", sl->uuid, sl->gpu_instance_id,
-             sl->compute_instance_id, sl->gpu_instance_slices, (double)sl->memory_bytes / 1e9 + 0.5,
-             sl->sm_count);
+      char profile[32];
+      profile_text(sl, profile, sizeof profile);
+      printf("    %s  GI %d CI %d  %s  %d SMs, %.2f GiB\n", sl->uuid, sl->gpu_instance_id,
+             sl->compute_instance_id, profile, sl->sm_count, (double)sl->memory_bytes / (1 << 30));
     }
   }
 
@@ -194,9 +242,20 @@ static void print_text(const node *n, int ranks) {
            : v->resolved             ? "?"
                                      : "(not checked: NVML unavailable)");
   }
-  if (v->stopped) {
+  if (v->stopped && v->hides_all) {
+    printf("  entry %zu '%s' is invalid: %s\n  a device named twice: CUDA shows no device at all\n",
+           v->stopped_at, v->stopped_text, v->why);
+  } else if (v->stopped) {
     printf("  entry %zu '%s' is invalid: %s\n  CUDA ignores it and every entry after it\n",
            v->stopped_at, v->stopped_text, v->why);
+  }
+  if (v->set && v->resolved) {
+    printf("  indices: %s\n", order_text(v->index_order));
+    printf("  the process sees %zu device(s)%s\n", v->device_count, v->device_count ? ":" : "");
+    for (size_t d = 0; d < v->device_count; d++)
+      printf("    %zu: %s\n", d, v->devices[d]);
+  } else if (v->set && v->index_order == GPUMEM_INDEX_ORDER_UNKNOWN) {
+    printf("  indices: %s\n", order_text(v->index_order));
   }
 
   if (n->count > 0) {
@@ -286,6 +345,8 @@ static void print_json(const node *n, int ranks) {
         const gpumem_mig_slice *sl = &gpu->slices[s];
         printf("%s{\"uuid\":", s ? "," : "");
         jstr(sl->uuid);
+        printf(",\"profile\":");
+        jstr(sl->profile);
         printf(",\"gpu_instance_id\":%d,\"compute_instance_id\":%d,\"gpu_instance_slices\":%d,"
                "\"compute_instance_slices\":%d,\"sm_count\":%d,\"memory_bytes\":%zu}",
                sl->gpu_instance_id, sl->compute_instance_id, sl->gpu_instance_slices,
@@ -311,7 +372,20 @@ static void print_json(const node *n, int ranks) {
     jstr(v->stopped_text);
     printf(",\"why\":");
     jstr(v->why);
-    printf("}");
+    printf(",\"hides_all\":%s}", v->hides_all ? "true" : "false");
+  } else {
+    printf("null");
+  }
+  printf(",\"index_order\":");
+  jstr(order_name(v->index_order));
+  printf(",\"visible\":");
+  if (v->set && v->resolved) {
+    printf("[");
+    for (size_t d = 0; d < v->device_count; d++) {
+      printf("%s", d ? "," : "");
+      jstr(v->devices[d]);
+    }
+    printf("]");
   } else {
     printf("null");
   }

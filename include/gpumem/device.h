@@ -2,7 +2,9 @@
  * offers for allocation.
  *
  * Ordinals are the CUDA runtime's (after CUDA_VISIBLE_DEVICES) under the CUDA
- * backend, and 0..N-1 for the host backend's emulated devices.
+ * backend. The host backend emulates a node (GPUMEM_HOST_DEVICES generic
+ * devices, or the GPUs and MIG slices of GPUMEM_HOST_MIG) and, like the
+ * driver, numbers 0..N-1 the devices CUDA_VISIBLE_DEVICES leaves of it.
  *
  * CUDA contexts: nothing here changes the calling thread's current device,
  * and nothing here except gpumem_device_mem_info creates a CUDA context.
@@ -29,7 +31,8 @@
 
 GPUMEM_EXTERN_C_BEGIN
 
-/** Yes, no, or unknown (MIG facts come from NVML, which may be missing). */
+/** Yes, no, or unknown (MIG facts come from NVML, which may be missing, or
+ * from the host backend's emulated layout). */
 typedef enum gpumem_tristate {
   GPUMEM_UNKNOWN = -1,
   GPUMEM_NO = 0,
@@ -56,7 +59,9 @@ typedef struct gpumem_device_info {
   unsigned pool_handle_types;     /**< gpumem_handle_type bits pools can export */
   size_t granularity_min;         /**< bytes: sizes and offsets must be multiples */
   size_t granularity_recommended; /**< bytes: the granularity that performs best */
-  /* MIG, from NVML; UNKNOWN / -1 / "" where NVML is missing or failed (see mig_note). */
+  /* MIG, from NVML (under the host backend with GPUMEM_HOST_MIG: from the emulated layout);
+   * UNKNOWN / -1 / "" where NVML is missing or failed (see mig_note). Without NVML a device
+   * the driver names "<GPU> MIG <profile>" is still a slice (mig YES, parent unknown). */
   gpumem_tristate mig;             /**< this device is a MIG slice */
   gpumem_tristate parent_mig_mode; /**< MIG mode of the physical GPU it belongs to */
   char parent_uuid[48];            /**< the physical GPU ("GPU-…"); its own UUID if not a slice */

@@ -95,6 +95,7 @@
 
 #include "backend.h"
 #include "log.h"
+#include "mig.h"
 #include "nvml.h"
 #include "uuid.h"
 
@@ -526,7 +527,13 @@ static gpumem_status cuda_device_props(int device, gm_device_props *out) {
   CUuuid uuid;
   CU(cuDeviceGetUuid, (&uuid, dev), "device=%d", device);
   memcpy(out->uuid, uuid.bytes, sizeof out->uuid);
-  gm_uuid_format(out->uuid, "GPU-", out->uuid_string, sizeof out->uuid_string);
+  /* cuDeviceGetUuid (v2) gives a MIG slice's MIG UUID (`cuda.h`: "If the
+   * device is in MIG mode, returns its MIG UUID"), but the bytes carry no
+   * MIG flag. The driver names a MIG device "<GPU> MIG <profile>" ("NVIDIA
+   * A100-SXM4-40GB MIG 1g.5gb"): that decides the prefix here; NVML, when
+   * present, confirms it (mig.c). */
+  gm_uuid_format(out->uuid, gm_mig_name_profile(out->name) ? "MIG-" : "GPU-", out->uuid_string,
+                 sizeof out->uuid_string);
   CU(cuDeviceTotalMem, (&out->total_memory, dev), "device=%d", device);
   int v = 0;
   ATTR(dev, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, &out->cc_major);

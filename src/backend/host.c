@@ -28,6 +28,16 @@
  * unmap) and are stricter where CUDA would fault later: a copy into a range
  * without access is an error here, not a crash.
  *
+ * The emulated node can be a MIG one (GPUMEM_HOST_MIG): GPUs of real models
+ * in MIG mode, each GPU instance a device with a "MIG-" UUID, its profile's
+ * share of memory and SMs, and no peer access to or from it; the host backend
+ * is then the source of MIG facts in place of NVML (mig.c asks it). Like the
+ * driver, it shows the process only the devices CUDA_VISIBLE_DEVICES leaves,
+ * renumbered, read by the same code that explains the variable to users
+ * (gm_visible_resolve in mig.c; the rules are in gpumem/mig.h), and fails to
+ * open with NO_DEVICE when none is left, as cudaGetDeviceCount then answers
+ * cudaErrorNoDevice.
+ *
  * Threading: one mutex guards the backend's state; copies run outside it.
  */
 #include <errno.h>
@@ -38,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -45,6 +56,7 @@
 #include "backend/host.h"
 #include "hashmap.h"
 #include "log.h"
+#include "mig.h"
 #include "options.h"
 #include "uuid.h"
 
@@ -54,6 +66,7 @@
 #define HOST_MEMFD_PREFIX "gpumem-host-dev"
 
 enum { FABRIC_OFF = 0, FABRIC_REFUSED = 1, FABRIC_ON = 2 };
+enum { HOST_VISIBLE_CUDA = 0, HOST_VISIBLE_ALL = 1 }; /* GPUMEM_HOST_VISIBLE */
 
 typedef struct host_phys {
   uint64_t id;
@@ -94,15 +107,40 @@ struct CUevent_st {
   bool recorded;
 };
 
+#define HOST_NAME_MAX_LEN 96
+#define HOST_GENERIC_SMS  1 /* a generic emulated device claims one SM */
+
+/* One emulated CUDA device: a whole GPU, or a MIG slice of one. */
+typedef struct host_device {
+  char name[HOST_NAME_MAX_LEN];
+  char profile[16]; /* a slice's MIG profile ("3g.40gb"), else "" */
+  unsigned char uuid[16];
+  bool slice; /* a MIG slice: a "MIG-" UUID and no peer access */
+  int gpu;    /* its GPU (an index into H.gpus), also its PCI bus number here */
+  int gpu_instance_id, compute_instance_id, instance_slices;
+  int sm_count, cc_major, cc_minor;
+  size_t capacity;
+} host_device;
+
+/* One emulated physical GPU. */
+typedef struct host_gpu {
+  char name[HOST_NAME_MAX_LEN];
+  unsigned char uuid[16];
+  gpumem_tristate mig_mode; /* YES: its slices are the devices; UNKNOWN: cannot do MIG */
+} host_gpu;
+
 static struct {
   pthread_mutex_t lock;
   int ndev;
   size_t granularity;
-  size_t capacity;
   size_t used[GPUMEM_MAX_DEVICES];
   bool peer[GPUMEM_MAX_DEVICES][GPUMEM_MAX_DEVICES];
   int fabric;
-  unsigned char uuid[GPUMEM_MAX_DEVICES][16];
+  bool mig_layout; /* GPUMEM_HOST_MIG gave the node: MIG facts come from here */
+  int gpu_count, node_count;
+  host_gpu gpus[GPUMEM_MAX_DEVICES];
+  host_device node[GPUMEM_MAX_DEVICES]; /* every emulated device, in enumeration order */
+  host_device dev[GPUMEM_MAX_DEVICES];  /* those CUDA_VISIBLE_DEVICES leaves, renumbered */
   host_reservation *reservations;
   gm_hashmap phys;    /* id -> host_phys* (live, not yet released) */
   gm_hashmap mallocs; /* address -> size << 8 | device, for dev_malloc */
@@ -129,13 +167,14 @@ bool gm_host_can_access(int device, int owner) {
 }
 
 gpumem_status gm_host_charge(int device, size_t bytes, const char *what) {
-  if (bytes > H.capacity - H.used[device]) {
+  size_t capacity = H.dev[device].capacity;
+  if (bytes > capacity - H.used[device]) {
     char cap[32], used[32], want[32];
     return gm_error(GPUMEM_ERR_OUT_OF_MEMORY,
                     "%s: host device %d is out of memory (%s requested, %s of %s in use)", what,
                     device, gm_format_size(bytes, want, sizeof want),
                     gm_format_size(H.used[device], used, sizeof used),
-                    gm_format_size(H.capacity, cap, sizeof cap));
+                    gm_format_size(capacity, cap, sizeof cap));
   }
   H.used[device] += bytes;
   return GPUMEM_OK;
@@ -220,96 +259,310 @@ int gm_host_runtime_device(void) {
   return 0;
 }
 
-/* ---- configuration ---- */
+/* ---- configuration ----
+ *
+ * The node: GPUMEM_HOST_MIG's GPUs (gm_mig_spec_parse, mig.c), or
+ * GPUMEM_HOST_DEVICES generic ones. Its devices, in enumeration order, are
+ * each MIG GPU's slices and each other GPU; GPUMEM_HOST_UUIDS and
+ * GPUMEM_HOST_PEERS number them in that order. The process then sees those
+ * that CUDA_VISIBLE_DEVICES leaves, read by the same code that explains the
+ * variable to users (gm_visible_resolve), renumbered from 0. */
 
-/* Parse GPUMEM_HOST_PEERS: "all", "none" or links "a-b,c-d" (both ways). */
-static bool parse_peers(const char *spec, int ndev,
-                        bool peer[GPUMEM_MAX_DEVICES][GPUMEM_MAX_DEVICES]) {
-  bool all = strcmp(spec, "all") == 0;
-  for (int a = 0; a < ndev; a++) {
-    for (int b = 0; b < ndev; b++)
-      peer[a][b] = all && a != b;
-  }
-  if (all || strcmp(spec, "none") == 0) return true;
-  const char *s = spec;
-  while (*s != '\0') {
-    char *end = NULL;
-    long a = strtol(s, &end, 10);
-    if (end == s || *end != '-') return false;
-    s = end + 1;
-    long b = strtol(s, &end, 10);
-    if (end == s || (*end != ',' && *end != '\0')) return false;
-    if (a < 0 || b < 0 || a >= ndev || b >= ndev || a == b) return false;
-    peer[a][b] = peer[b][a] = true;
-    s = *end == ',' ? end + 1 : end;
-  }
-  return true;
+/* Generated UUIDs are stable across runs: "gpumem-host-" then 0, 0, 0 and the
+ * GPU's number for a GPU, or 'M', the GPU's number, the GPU and compute
+ * instance ids for a slice. */
+#define UUID_TAG_LEN    12
+#define UUID_SLICE_MARK 'M'
+static const unsigned char uuid_tag[UUID_TAG_LEN] = {'g', 'p', 'u', 'm', 'e', 'm',
+                                                     '-', 'h', 'o', 's', 't', '-'};
+
+static void generated_uuid(unsigned char out[16], bool slice, int gpu, int gi, int ci) {
+  memcpy(out, uuid_tag, UUID_TAG_LEN);
+  out[12] = slice ? UUID_SLICE_MARK : 0;
+  out[13] = slice ? (unsigned char)gpu : 0;
+  out[14] = slice ? (unsigned char)gi : 0;
+  out[15] = slice ? (unsigned char)ci : (unsigned char)gpu;
 }
 
-/* Device UUIDs: those listed in GPUMEM_HOST_UUIDS, generated ones for the
- * rest ("gpumem-host-" and the ordinal, so they are stable across runs). */
-static void set_uuids(const char *list) {
-  static const unsigned char base[16] = {'g', 'p', 'u', 'm', 'e', 'm', '-', 'h',
-                                         'o', 's', 't', '-', 0,   0,   0,   0};
-  for (int d = 0; d < H.ndev; d++) {
-    memcpy(H.uuid[d], base, sizeof base);
-    H.uuid[d][15] = (unsigned char)d;
+static void format_uuid(const host_device *d, char *buf, size_t len) {
+  gm_uuid_format(d->uuid, d->slice ? "MIG-" : "GPU-", buf, len);
+}
+
+/* Build H.gpus and H.node from a layout; a GPU without a model is a generic
+ * device of `generic_capacity`. */
+static void build_node(const gm_mig_spec *spec, size_t generic_capacity) {
+  H.gpu_count = spec->gpu_count;
+  H.node_count = 0;
+  for (int g = 0; g < spec->gpu_count; g++) {
+    const gm_mig_spec_gpu *sg = &spec->gpus[g];
+    const gm_mig_model *m = sg->model;
+    host_gpu *hg = &H.gpus[g];
+    memset(hg, 0, sizeof *hg);
+    generated_uuid(hg->uuid, false, g, 0, 0);
+    hg->mig_mode = m == NULL ? GPUMEM_UNKNOWN : sg->mig ? GPUMEM_YES : GPUMEM_NO;
+    if (m == NULL)
+      snprintf(hg->name, sizeof hg->name, "libgpumem host device %d", H.node_count);
+    else
+      snprintf(hg->name, sizeof hg->name, "%s", m->name);
+    if (!sg->mig) {
+      host_device *d = &H.node[H.node_count++];
+      memset(d, 0, sizeof *d);
+      memcpy(d->name, hg->name, sizeof d->name);
+      memcpy(d->uuid, hg->uuid, sizeof d->uuid);
+      d->gpu = g;
+      d->gpu_instance_id = d->compute_instance_id = -1;
+      d->sm_count = m ? m->sm_count : HOST_GENERIC_SMS;
+      d->cc_major = m ? m->cc_major : 0;
+      d->cc_minor = m ? m->cc_minor : 0;
+      d->capacity = m ? m->memory : generic_capacity;
+      continue;
+    }
+    for (int i = 0; i < sg->slice_count; i++) {
+      const gm_mig_profile *p = sg->slices[i];
+      host_device *d = &H.node[H.node_count++];
+      memset(d, 0, sizeof *d);
+      d->slice = true;
+      snprintf(d->name, sizeof d->name, "%s MIG %s", m->name, p->name);
+      snprintf(d->profile, sizeof d->profile, "%s", p->name);
+      d->gpu = g;
+      d->gpu_instance_id = sg->gpu_instance_id[i];
+      d->compute_instance_id = 0; /* one compute instance over the whole GPU instance */
+      d->instance_slices = p->compute_slices;
+      generated_uuid(d->uuid, true, g, d->gpu_instance_id, d->compute_instance_id);
+      d->sm_count = p->sm_count;
+      d->cc_major = m->cc_major;
+      d->cc_minor = m->cc_minor;
+      d->capacity = m->memory / GM_MIG_MEMORY_SLICES * (size_t)p->memory_slices;
+    }
   }
+}
+
+/* GPUMEM_HOST_UUIDS: UUIDs for the node's devices in order; the others keep
+ * their generated one. A whole GPU's UUID is its device's. */
+static void set_uuids(const char *list) {
   char item[GM_UUID_TEXT_MAX + 8];
   int d = 0;
-  for (const char *s = list; *s != '\0' && d < H.ndev; d++) {
+  for (const char *s = list; *s != '\0' && d < H.node_count; d++) {
     const char *comma = strchr(s, ',');
     size_t n = comma ? (size_t)(comma - s) : strlen(s);
     if (n < sizeof item) {
       memcpy(item, s, n);
       item[n] = '\0';
     }
-    if (n >= sizeof item || !gm_uuid_parse(item, H.uuid[d])) {
+    if (n >= sizeof item || !gm_uuid_parse(item, H.node[d].uuid)) {
       gm_log(GPUMEM_LOG_WARN,
              "%s: entry %d ('%.*s') is not a UUID; device %d keeps a generated one",
              gm_option_env_name(GM_OPTION_HOST_UUIDS), d, (int)n, s, d);
     }
     s = comma ? comma + 1 : s + n;
   }
+  for (d = 0; d < H.node_count; d++) {
+    if (!H.node[d].slice) memcpy(H.gpus[H.node[d].gpu].uuid, H.node[d].uuid, 16);
+  }
+}
+
+/* Parse GPUMEM_HOST_PEERS over the node's devices: "all", "none" or links
+ * "a-b,c-d" (both ways). A MIG slice has no peer access, to or from any other
+ * device (the project's CUDA notes, MIG: no P2P between slices of different
+ * GPUs, none at all on older drivers; gpumem/device.h, GPUMEM_PEER_MIG, takes
+ * it for every pair), so "all" leaves slices out and a link naming one is
+ * refused. */
+static bool parse_peers(const char *spec, bool peer[GPUMEM_MAX_DEVICES][GPUMEM_MAX_DEVICES],
+                        char *why, size_t len) {
+  int n = H.node_count;
+  bool all = strcmp(spec, "all") == 0;
+  for (int a = 0; a < n; a++) {
+    for (int b = 0; b < n; b++)
+      peer[a][b] = all && a != b && !H.node[a].slice && !H.node[b].slice;
+  }
+  if (all || strcmp(spec, "none") == 0) return true;
+  const char *s = spec;
+  while (*s != '\0') {
+    char *end = NULL;
+    long a = strtol(s, &end, 10), b = -1;
+    bool ok = end != s && *end == '-';
+    if (ok) {
+      s = end + 1;
+      b = strtol(s, &end, 10);
+      ok =
+          end != s && (*end == ',' || *end == '\0') && a >= 0 && b >= 0 && a < n && b < n && a != b;
+    }
+    if (!ok) {
+      snprintf(why, len, "is not all, none or links like 0-1,1-2 between devices 0..%d", n - 1);
+      return false;
+    }
+    if (H.node[a].slice || H.node[b].slice) {
+      snprintf(why, len, "links device %ld, a MIG slice: MIG slices have no peer access",
+               H.node[a].slice ? a : b);
+      return false;
+    }
+    peer[a][b] = peer[b][a] = true;
+    s = *end == ',' ? end + 1 : end;
+  }
+  return true;
+}
+
+/* The node's GPUs as NVML would list them (lock held). */
+static size_t node_gpus(gpumem_mig_gpu *gpus, size_t max) {
+  int d = 0;
+  for (int g = 0; g < H.gpu_count; g++) {
+    gpumem_mig_gpu *out = (size_t)g < max ? &gpus[g] : NULL;
+    if (out != NULL) {
+      memset(out, 0, sizeof *out);
+      out->nvml_index = g;
+      gm_uuid_format(H.gpus[g].uuid, "GPU-", out->uuid, sizeof out->uuid);
+      snprintf(out->name, sizeof out->name, "%s", H.gpus[g].name);
+      out->mig_mode = H.gpus[g].mig_mode;
+    }
+    for (; d < H.node_count && H.node[d].gpu == g; d++) {
+      const host_device *dev = &H.node[d];
+      if (!dev->slice || out == NULL || out->slice_count == GPUMEM_MAX_MIG_SLICES) continue;
+      gpumem_mig_slice *sl = &out->slices[out->slice_count++];
+      format_uuid(dev, sl->uuid, sizeof sl->uuid);
+      sl->gpu_instance_id = dev->gpu_instance_id;
+      sl->compute_instance_id = dev->compute_instance_id;
+      sl->gpu_instance_slices = sl->compute_instance_slices = dev->instance_slices;
+      sl->sm_count = dev->sm_count;
+      sl->memory_bytes = dev->capacity;
+      snprintf(sl->profile, sizeof sl->profile, "%s", dev->profile);
+    }
+  }
+  return (size_t)H.gpu_count;
+}
+
+/* Which of the node's devices the process sees: CUDA_VISIBLE_DEVICES read as
+ * the driver reads it; no device left is NO_DEVICE, as cudaGetDeviceCount
+ * answers cudaErrorNoDevice (lock held). */
+static gpumem_status apply_visible(const bool peer[GPUMEM_MAX_DEVICES][GPUMEM_MAX_DEVICES]) {
+  gpumem_status st = GPUMEM_OK;
+  const char *text = getenv("CUDA_VISIBLE_DEVICES");
+  int pick[GPUMEM_MAX_DEVICES];
+  gpumem_mig_gpu *gpus = NULL;
+  gpumem_visible_devices *v = NULL;
+  H.ndev = 0;
+  if (text == NULL || gm_option_word(GM_OPTION_HOST_VISIBLE) == HOST_VISIBLE_ALL) {
+    for (int d = 0; d < H.node_count; d++)
+      pick[H.ndev++] = d;
+  } else {
+    gpus = calloc((size_t)H.gpu_count, sizeof *gpus);
+    v = calloc(1, sizeof *v);
+    GM_REQUIRE(gpus != NULL && v != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
+               "no host memory to read CUDA_VISIBLE_DEVICES");
+    node_gpus(gpus, (size_t)H.gpu_count);
+    v->set = true;
+    gm_visible_resolve(text, gpus, (size_t)H.gpu_count, NULL, v);
+    for (size_t k = 0; k < v->device_count; k++) {
+      for (int d = 0; d < H.node_count; d++) {
+        char uuid[GM_UUID_TEXT_MAX];
+        format_uuid(&H.node[d], uuid, sizeof uuid);
+        if (strcasecmp(uuid, v->devices[k]) == 0) pick[H.ndev++] = d;
+      }
+    }
+    GM_REQUIRE(H.ndev > 0, GPUMEM_ERR_NO_DEVICE,
+               "CUDA_VISIBLE_DEVICES='%s' leaves none of the %d emulated devices visible%s%s", text,
+               H.node_count, v->stopped ? " (" : "", v->stopped ? v->why : "");
+  }
+  for (int i = 0; i < H.ndev; i++) {
+    H.dev[i] = H.node[pick[i]];
+    for (int j = 0; j < H.ndev; j++)
+      H.peer[i][j] = peer[pick[i]][pick[j]];
+  }
+fail:
+  free(gpus);
+  free(v);
+  return st;
 }
 
 static gpumem_status host_open(void) {
+  gpumem_status st = GPUMEM_OK;
+  static gm_mig_spec spec; /* under the lock; about 8 KiB */
+  static bool peer[GPUMEM_MAX_DEVICES][GPUMEM_MAX_DEVICES];
+  char why[160];
   contexts_reset();
   gm_host_lock();
-  H.ndev = (int)gm_option_int(GM_OPTION_HOST_DEVICES);
   H.granularity = gm_option_size(GM_OPTION_HOST_GRANULARITY);
-  H.capacity = gm_option_size(GM_OPTION_HOST_CAPACITY);
   H.fabric = gm_option_word(GM_OPTION_HOST_FABRIC);
   memset(H.used, 0, sizeof H.used);
-  const char *peers = gm_option_string(GM_OPTION_HOST_PEERS);
-  if (!parse_peers(peers, H.ndev, H.peer)) {
-    gm_log(GPUMEM_LOG_WARN,
-           "%s='%s' is not all, none or links like 0-1,1-2 between devices 0..%d; keeping the "
-           "default all",
-           gm_option_env_name(GM_OPTION_HOST_PEERS), peers, H.ndev - 1);
-    parse_peers("all", H.ndev, H.peer);
+  const char *layout = gm_option_string(GM_OPTION_HOST_MIG);
+  H.mig_layout = layout[0] != '\0' && gm_mig_spec_parse(layout, &spec, why, sizeof why);
+  if (!H.mig_layout) { /* GPUMEM_HOST_DEVICES generic devices */
+    memset(&spec, 0, sizeof spec);
+    spec.gpu_count = spec.device_count = (int)gm_option_int(GM_OPTION_HOST_DEVICES);
+  } else if (gm_option_is_set(GM_OPTION_HOST_DEVICES)) {
+    gm_log(GPUMEM_LOG_WARN, "%s is ignored: %s decides the emulated devices",
+           gm_option_env_name(GM_OPTION_HOST_DEVICES), gm_option_env_name(GM_OPTION_HOST_MIG));
   }
-  if (H.capacity % H.granularity != 0) {
-    size_t rounded = H.capacity - H.capacity % H.granularity;
-    gm_log(GPUMEM_LOG_WARN,
-           "host device capacity %zu is not a multiple of the granularity %zu; "
-           "using %zu",
-           H.capacity, H.granularity, rounded);
-    H.capacity = rounded;
+  build_node(&spec, gm_option_size(GM_OPTION_HOST_CAPACITY));
+  for (int d = 0; d < H.node_count; d++) {
+    host_device *dev = &H.node[d];
+    size_t rounded = dev->capacity - dev->capacity % H.granularity;
+    if (rounded != dev->capacity) {
+      gm_log(GPUMEM_LOG_WARN,
+             "host device capacity %zu is not a multiple of the granularity %zu; using %zu",
+             dev->capacity, H.granularity, rounded);
+      dev->capacity = rounded;
+    }
+    GM_REQUIRE(dev->capacity > 0, GPUMEM_ERR_INVALID_ARGUMENT,
+               "host device capacity is smaller than the granularity");
   }
   set_uuids(gm_option_string(GM_OPTION_HOST_UUIDS));
+  const char *peers = gm_option_string(GM_OPTION_HOST_PEERS);
+  if (!parse_peers(peers, peer, why, sizeof why)) {
+    gm_log(GPUMEM_LOG_WARN, "%s='%s' %s; keeping the default all",
+           gm_option_env_name(GM_OPTION_HOST_PEERS), peers, why);
+    parse_peers("all", peer, why, sizeof why);
+  }
+  GM_TRY(apply_visible(peer));
   gm_host_streams_open();
   H.next_id = 1;
   char cap[32], gran[32];
-  gm_log(GPUMEM_LOG_INFO, "host backend: %d emulated devices of %s, granularity %s, peers %s",
-         H.ndev, gm_format_size(H.capacity, cap, sizeof cap),
-         gm_format_size(H.granularity, gran, sizeof gran), peers);
-  gm_host_unlock();
-  if (H.capacity == 0) {
-    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
-                    "host device capacity is smaller than the granularity");
+  if (H.mig_layout) {
+    gm_log(GPUMEM_LOG_INFO, "host backend: %d emulated devices (%s=%s), granularity %s, peers %s",
+           H.ndev, gm_option_env_name(GM_OPTION_HOST_MIG), layout,
+           gm_format_size(H.granularity, gran, sizeof gran), peers);
+  } else {
+    gm_log(GPUMEM_LOG_INFO, "host backend: %d emulated devices of %s, granularity %s, peers %s",
+           H.ndev, gm_format_size(H.node[0].capacity, cap, sizeof cap),
+           gm_format_size(H.granularity, gran, sizeof gran), peers);
   }
-  return GPUMEM_OK;
+fail:
+  if (st != GPUMEM_OK) H.ndev = 0;
+  gm_host_unlock();
+  return st;
+}
+
+bool gm_host_has_mig_layout(void) {
+  gm_host_lock();
+  bool layout = H.mig_layout && H.ndev > 0;
+  gm_host_unlock();
+  return layout;
+}
+
+bool gm_host_mig_describe(int device, gpumem_device_info *info) {
+  gm_host_lock();
+  bool known = H.mig_layout && gm_host_device_valid(device);
+  if (known) {
+    const host_device *d = &H.dev[device];
+    const host_gpu *g = &H.gpus[d->gpu];
+    info->mig = d->slice ? GPUMEM_YES : GPUMEM_NO;
+    /* A GPU that cannot do MIG: NVML's NOT_SUPPORTED, which reads as "no". */
+    info->parent_mig_mode = g->mig_mode == GPUMEM_YES ? GPUMEM_YES : GPUMEM_NO;
+    format_uuid(d, info->uuid, sizeof info->uuid);
+    gm_uuid_format(g->uuid, "GPU-", info->parent_uuid, sizeof info->parent_uuid);
+    info->gpu_instance_id = d->gpu_instance_id;
+    info->compute_instance_id = d->compute_instance_id;
+    info->gpu_instance_slices = info->compute_instance_slices = d->instance_slices;
+    info->mig_note[0] = '\0';
+  }
+  gm_host_unlock();
+  return known;
+}
+
+size_t gm_host_node(gpumem_mig_gpu *gpus, size_t max) {
+  gm_host_lock();
+  size_t n = node_gpus(gpus, max);
+  gm_host_unlock();
+  return n;
 }
 
 static void phys_destroy(host_phys *p) {
@@ -344,6 +597,8 @@ static void host_close(void) {
   }
   gm_hashmap_free(&H.mallocs);
   H.ndev = 0;
+  H.node_count = H.gpu_count = 0;
+  H.mig_layout = false;
   gm_host_unlock();
   gm_host_streams_close();
 }
@@ -369,16 +624,20 @@ static gpumem_status host_device_count(int *count) {
 
 static gpumem_status host_device_props(int device, gm_device_props *out) {
   CHECK_DEVICE(device);
+  const host_device *d = &H.dev[device];
   memset(out, 0, sizeof *out);
-  snprintf(out->name, sizeof out->name, "libgpumem host device %d", device);
-  memcpy(out->uuid, H.uuid[device], sizeof out->uuid);
-  gm_uuid_format(out->uuid, "GPU-", out->uuid_string, sizeof out->uuid_string);
-  out->sm_count = 1;
-  out->pci_bus = device;
-  out->total_memory = H.capacity;
+  snprintf(out->name, sizeof out->name, "%s", d->name);
+  memcpy(out->uuid, d->uuid, sizeof out->uuid);
+  format_uuid(d, out->uuid_string, sizeof out->uuid_string);
+  out->cc_major = d->cc_major;
+  out->cc_minor = d->cc_minor;
+  out->sm_count = d->sm_count;
+  out->pci_bus = d->gpu; /* slices of a GPU share its PCI bus id, as on a GPU */
+  out->total_memory = d->capacity;
   out->vmm = true;
   out->posix_fd = true;
-  out->fabric = H.fabric != FABRIC_OFF;
+  /* MIG slices do not advertise fabric handles (issue 12, item 7). */
+  out->fabric = H.fabric != FABRIC_OFF && !d->slice;
   out->compression = true;
   out->multicast = false;
   out->pools = true;
@@ -391,8 +650,8 @@ static gpumem_status host_device_props(int device, gm_device_props *out) {
 /* Free memory of an emulated device: what the GPU's context (or NVML) would say. */
 static void read_mem(int device, size_t *free_bytes, size_t *total_bytes) {
   gm_host_lock();
-  *free_bytes = H.capacity - H.used[device];
-  *total_bytes = H.capacity;
+  *free_bytes = H.dev[device].capacity - H.used[device];
+  *total_bytes = H.dev[device].capacity;
   gm_host_unlock();
 }
 

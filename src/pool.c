@@ -851,6 +851,11 @@ static gpumem_status import_pool(const gpumem_shareable_handle *h, int device,
   p->imported = true;
   p->owned = true; /* the imported handle is ours to destroy */
   gpumem_status st = gm_be_pool_import(h, &p->native);
+  if (st == GPUMEM_OK) { /* an imported pool is accessible from no device until told */
+    gpumem_access_desc d = {device, GPUMEM_ACCESS_READWRITE};
+    st = gm_be_pool_set_access(p->native, &d, 1);
+    if (st != GPUMEM_OK) gm_be_pool_destroy(p->native);
+  }
   if (st != GPUMEM_OK) {
     pool_delete(p);
     return st;

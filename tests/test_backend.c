@@ -437,6 +437,9 @@ static int child_pool(int sock) {
   gpumem_native_pool_t pool = NULL;
   if (gm_be_pool_import(&sh, &pool) != GPUMEM_OK) return 21;
   close(fd);
+  /* An imported pool is accessible from no device of this process until told. */
+  gpumem_access_desc rw = {0, GPUMEM_ACCESS_READWRITE};
+  if (gm_be_pool_set_access(pool, &rw, 1) != GPUMEM_OK) return 28;
   void *p = NULL;
   if (gm_be_pool_import_ptr(pool, &m.ptr, &p) != GPUMEM_OK) return 22;
   unsigned char *buf = malloc(m.size);

@@ -177,7 +177,12 @@ static void test_stream_of_another_device(void **state) {
   int count = 0;
   assert_gpumem_ok(gpumem_device_count(&count));
   if (count < 2) skip();
-  gpumem_pool_t *p = make_pool(true, 0);
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  int peers[1] = {1};
+  c.access_devices = peers; /* device 1's stream touches device 0's memory */
+  c.access_count = 1;
+  gpumem_pool_t *p = NULL;
+  assert_gpumem_ok(gpumem_pool_create(&c, &p));
   gpumem_stream_t other = NULL;
   assert_gpumem_ok(gpumem_stream_create(1, &other));
   void *a = NULL;
@@ -516,6 +521,9 @@ static void test_flush_keeps_the_cached_streams_order(void **state) {
   gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
   c.max_size = block;
   c.cache_max_size = block;
+  int peers[1] = {1};
+  c.access_devices = peers; /* A's writer runs on device 1 */
+  c.access_count = 1;
   gpumem_pool_t *p = NULL;
   assert_gpumem_ok(gpumem_pool_create(&c, &p));
   gpumem_stream_t a = NULL, b = NULL;

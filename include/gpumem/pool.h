@@ -135,7 +135,11 @@ GPUMEM_API gpumem_status gpumem_pool_set_release_threshold(gpumem_pool_t *pool, 
 GPUMEM_API gpumem_status gpumem_pool_export(gpumem_pool_t *pool, gpumem_shareable_handle *handle);
 
 /** Import a pool exported by another process: it can import pointers and
- * free them, not allocate. */
+ * free them, not allocate. `device` is given read-write access to the pool's
+ * memory in this process (an imported pool is accessible from no device
+ * until cudaMemPoolSetAccess says so). Errors: INVALID_ARGUMENT (not a pool
+ * handle), INVALID_DEVICE, PEER_UNSUPPORTED (`device` cannot reach the
+ * pool's device), NO_DEVICE. */
 GPUMEM_API gpumem_status gpumem_pool_import(const gpumem_shareable_handle *handle, int device,
                                             gpumem_pool_t **pool);
 

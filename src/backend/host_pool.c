@@ -244,7 +244,10 @@ static gpumem_status pool_new(int device, unsigned handle_types, size_t max_size
   p->granularity = gm_host_granularity();
   p->max_size = max_size;
   p->reuse[0] = p->reuse[1] = p->reuse[2] = 1;
-  p->access[device] = GPUMEM_ACCESS_READWRITE;
+  /* An imported pool is accessible from no device of the importing process
+   * until it sets access (cudaMemPoolSetAccess), as the importers in NVIDIA's
+   * streamOrderedAllocationIPC sample do; the creator's own device always. */
+  if (import_fd < 0) p->access[device] = GPUMEM_ACCESS_READWRITE;
   if (p->imported) {
     p->fd = fcntl(import_fd, F_DUPFD_CLOEXEC, 0);
     GM_REQUIRE(p->fd >= 0, GPUMEM_ERR_OS, "pool import: dup failed: %s", strerror(errno));
@@ -416,7 +419,7 @@ gpumem_status gm_host_pool_set_access(gpumem_native_pool_t pool, const gpumem_ac
     int d = desc[i].device;
     GM_REQUIRE(gm_host_device_valid(d), GPUMEM_ERR_INVALID_DEVICE,
                "pool access: device %d does not exist", d);
-    GM_REQUIRE(d != pool->device || desc[i].flags == GPUMEM_ACCESS_READWRITE,
+    GM_REQUIRE(d != pool->device || pool->imported || desc[i].flags == GPUMEM_ACCESS_READWRITE,
                GPUMEM_ERR_INVALID_ARGUMENT,
                "pool access: the pool's own device %d always has read-write access", d);
     GM_REQUIRE(desc[i].flags == GPUMEM_ACCESS_NONE || gm_host_can_access(d, pool->device),
@@ -532,6 +535,18 @@ static gpumem_native_pool_t pool_of(const void *ptr) {
 
 bool gm_host_pool_holds(const void *ptr) {
   return pool_of(ptr) != NULL;
+}
+
+gpumem_status gm_host_pool_check_access(const void *ptr, int device, const char *what) {
+  gm_host_lock();
+  gpumem_native_pool_t p = pool_of(ptr);
+  bool ok = p == NULL || p->access[device] != GPUMEM_ACCESS_NONE;
+  gm_host_unlock();
+  if (ok) return GPUMEM_OK;
+  return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                  "%s: %p is memory of an imported pool that device %d has no access to (call "
+                  "cudaMemPoolSetAccess in the importing process first; a GPU would fault)",
+                  what, ptr, device);
 }
 
 gpumem_status gm_host_pool_free(void *ptr, gpumem_stream_t stream) {

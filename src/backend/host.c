@@ -18,15 +18,97 @@
  *   unmap                 the range goes back to PROT_NONE anonymous memory
  *   POSIX fd export       dup() of the memfd: the importer, in this or a forked
  *                         process, maps the very same pages
- *   stream / event        keys: work completes when it is issued, so queries
- *                         always report completion
- *   copy / memset         memcpy / memset, after checking that every byte
- *                         touched inside a reservation is mapped with access
+ *   stream / event        a queue run later by a worker thread per stream,
+ *                         and points in it (host_stream.c)
+ *   copy / memset         memmove / memset run by the stream's worker, after
+ *                         checking that every byte touched inside a
+ *                         reservation is mapped with access
+ *   memory pool           a memfd of the pool's size with first-fit blocks
+ *                         and stream-ordered frees (host_pool.c)
  *
- * The checks follow CUDA's rules (alignment to the granularity, unmapping
- * whole mappings, releasing before unmapping keeps the memory until the last
- * unmap) and are stricter where CUDA would fault later: a copy into a range
- * without access is an error here, not a crash.
+ * The rules CUDA states that libgpumem relies on, each enforced here with the
+ * error CUDA gives (or the nearest status where CUDA says only "an error"),
+ * and where the rule comes from. Each has a test, named after the rule, that
+ * runs on both backends (test_conformance, test_backend) unless it says host:
+ *
+ *  1. cuMemCreate, cuMemMap and cuMemSetAccess sizes and addresses are
+ *     multiples of the granularity: cuda.h cuMemMap, "Both ptr, size, and
+ *     offset must be a multiple of the value given via
+ *     cuMemGetAllocationGranularity". INVALID_ARGUMENT. test_granularity_rules.
+ *     (Reservations: CUDA asks only for the host page size; the host asks for
+ *     the granularity, which is what the library always reserves in.)
+ *  2. The offset into a handle is zero: cuda.h cuMemMap, offset "currently
+ *     must be zero". INVALID_ARGUMENT. test_granularity_rules.
+ *  3. A map lies inside one reservation and over nothing mapped:
+ *     INVALID_ARGUMENT / ALREADY_MAPPED. test_granularity_rules.
+ *  4. Unmap takes whole mappings: cuda.h cuMemUnmap, "The range must be the
+ *     entire contiguous address range that was mapped to". INVALID_ARGUMENT.
+ *     test_unmap_takes_whole_mappings.
+ *  5. Access is set only on fully mapped ranges: cuda.h cuMemSetAccess, "The
+ *     range must be a fully mapped address range". NOT_MAPPED.
+ *     test_set_access_needs_a_fully_mapped_range. A re-mapped range starts
+ *     with no access (host: test_access_is_enforced).
+ *  6. A release while mapped keeps the memory until the last unmap: cuda.h
+ *     cuMemRelease. test_release_while_mapped, test_memory_freed_at_last_unmap
+ *     (host).
+ *  7. Only handle types requested at creation can be exported: cuda.h
+ *     CUmemAllocationProp::requestedHandleTypes, cuMemExportToShareableHandle.
+ *     INVALID_ARGUMENT. test_export_needs_the_type_asked_at_creation.
+ *  8. Fabric handles only where CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_FABRIC_
+ *     SUPPORTED says so (INVALID_ARGUMENT otherwise, as cuMemCreate answers
+ *     an unsupported requestedHandleTypes), and NOT_PERMITTED where advertised
+ *     but refused (no IMEX channel, measured on our H100: cuda-facts.md).
+ *     test_fabric_follows_the_attribute.
+ *  9. Stream work runs after the call that queued it, in order per stream;
+ *     cudaStreamQuery / cudaEventQuery answer cudaErrorNotReady meanwhile, an
+ *     answer that leaves no error behind; a stream waits for an event's work
+ *     (cudaStreamWaitEvent); cudaStreamDestroy returns at once and "the
+ *     resources ... will be released automatically once the device has
+ *     completed all work". test_work_runs_later_and_queries_say_so,
+ *     test_wait_event_orders_two_streams,
+ *     test_destroy_returns_at_once_and_work_still_runs.
+ * 10. The legacy default stream synchronises with blocking streams only;
+ *     non-blocking and per-thread default streams do not (runtime API
+ *     documentation, "stream synchronization behavior"); cudaStreamPerThread
+ *     is one stream per thread. test_legacy_stream_synchronises_with_
+ *     blocking_streams_only, test_default_streams_by_thread.
+ * 11. Copies from pageable memory stage the source before returning, copies
+ *     to pageable memory return when done, cudaFree synchronizes the device
+ *     ("API synchronization behavior"). test_pageable_copies.
+ * 12. A stream being captured refuses synchronize and query
+ *     (cudaErrorStreamCaptureUnsupported: STATE) and says it is capturing
+ *     (cudaStreamIsCapturing); the legacy stream cannot be captured.
+ *     test_capture_is_visible_and_refuses_synchronize.
+ * 13. An event is recorded on a stream of its own device
+ *     (cudaErrorInvalidResourceHandle). test_event_and_stream_of_one_device.
+ * 14. Pool frees are stream-ordered and reused by the rules of the three
+ *     reuse policies (cudaMemPoolAttr in driver_types.h); trim and the
+ *     release threshold return only frees the host observed (cudaMemPoolTrimTo:
+ *     "... whose completion has not been observed on the host ... can count
+ *     as outstanding"). test_pool_reuse_*, test_trim_keeps_frees_not_observed.
+ * 15. Pool memory is usable from a device only with access
+ *     (cudaMemPoolSetAccess; the pool's own device always), an imported pool
+ *     from no device until access is set, and an imported pool cannot
+ *     allocate (cuda.h cuMemPoolImportFromShareableHandle). A pool may
+ *     allocate on a stream of another device (cudaMallocFromPoolAsync: "The
+ *     specified memory pool may be from a device different than that of the
+ *     specified hStream"). test_pool_memory_needs_access (host),
+ *     test_stream_of_another_device.
+ * 16. Contexts: calls that allocate or run work create their device's
+ *     primary context, device queries none, and a thread that never chose a
+ *     device gets device 0's (see the contexts section). test_contexts.
+ * 17. CUDA_VISIBLE_DEVICES filters and renumbers the devices, and MIG slices
+ *     have MIG- UUIDs and no peer access (see the configuration section).
+ *     test_cuda_visible_devices_on_host, test_mig_no_peer_access (host).
+ *
+ * Where CUDA would fault later, the host is stricter and says so at once: a
+ * copy into a range without access is an error, not a crash; work that finds
+ * its memory unmapped when it runs is a sticky error of the device.
+ *
+ * Not emulated: kernels (host functions stand in), memory bandwidth and
+ * timing (a stream item costs microseconds of thread hand-off here), graphs
+ * beyond capture begin/end (a captured stream's work is discarded), managed
+ * memory, and the driver's own placement choices (the pool is first fit).
  *
  * The emulated node can be a MIG one (GPUMEM_HOST_MIG): GPUs of real models
  * in MIG mode, each GPU instance a device with a "MIG-" UUID, its profile's
@@ -38,7 +120,9 @@
  * open with NO_DEVICE when none is left, as cudaGetDeviceCount then answers
  * cudaErrorNoDevice.
  *
- * Threading: one mutex guards the backend's state; copies run outside it.
+ * Threading: one mutex guards the backend's state; stream work runs on the
+ * streams' workers, outside it (host_stream.c has its own lock, taken after
+ * this one when both are needed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -60,8 +144,6 @@
 #include "options.h"
 #include "uuid.h"
 
-#define HOST_STREAM_MAGIC 0x67736d53u /* "gsmS" */
-#define HOST_EVENT_MAGIC  0x67736d45u /* "gsmE" */
 #define HOST_FABRIC_MAGIC "GMHOSTFB"
 #define HOST_MEMFD_PREFIX "gpumem-host-dev"
 

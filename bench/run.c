@@ -41,7 +41,10 @@ double gb_run_plan(const gpumem_allocator *a, const gb_plan *plan, gpumem_stream
         st = gpumem_memset(ptrs[op->slot], 0, op->size < TOUCH_BYTES ? op->size : TOUCH_BYTES, s);
       }
     } else {
-      st = a->free(a->ctx, ptrs[op->slot], op->size, s);
+      /* The memset may still be running: an allocator that reuses memory at
+       * once needs it done first (its real cost, so it is timed). */
+      if (touch && !(a->flags & GPUMEM_ALLOCATOR_STREAM_ORDERED)) st = gpumem_stream_synchronize(s);
+      if (st == GPUMEM_OK) st = a->free(a->ctx, ptrs[op->slot], op->size, s);
       ptrs[op->slot] = NULL;
     }
     if (st != GPUMEM_OK) break;

@@ -170,8 +170,10 @@ static gpumem_status create(const char *name, int device, gpumem_allocator *out)
     return st;
   }
   b->tracing = gm_trace_enabled();
-  *out = (gpumem_allocator){impl->name, device,     b,         base_alloc,
-                            base_free,  base_stats, base_trim, base_destroy};
+  *out = (gpumem_allocator){
+      impl->name, device,       b,
+      base_alloc, base_free,    base_stats,
+      base_trim,  base_destroy, impl->stream_ordered ? GPUMEM_ALLOCATOR_STREAM_ORDERED : 0u};
   return GPUMEM_OK;
 }
 

@@ -22,6 +22,9 @@ typedef struct gm_allocator_impl {
   gpumem_status (*reserved)(void *state, size_t *current, size_t *peak);
   /* Give cached memory back; NULL: nothing is cached. */
   gpumem_status (*trim)(void *state);
+  /* free(ptr, stream) may be called while work queued on stream still uses
+   * ptr (GPUMEM_ALLOCATOR_STREAM_ORDERED). */
+  bool stream_ordered;
 } gm_allocator_impl;
 
 /* The CUDA baselines (allocators/cuda_baselines.c). */

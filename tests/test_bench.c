@@ -316,6 +316,9 @@ static void test_allocator_registry(void **state) {
   for (size_t k = 0; k < n; k++) {
     assert_gpumem_ok(gpumem_allocator_create(kinds[k].name, 0, &a));
     assert_string_equal(a.name, kinds[k].name);
+    /* Only the arena makes memory reusable at free. */
+    assert_int_equal(a.flags & GPUMEM_ALLOCATOR_STREAM_ORDERED,
+                     strcmp(a.name, "gpumem-arena") == 0 ? 0 : GPUMEM_ALLOCATOR_STREAM_ORDERED);
     void *p = NULL;
     assert_gpumem_status(a.alloc(a.ctx, 0, NULL, &p), GPUMEM_ERR_INVALID_ARGUMENT);
     assert_gpumem_status(a.alloc(a.ctx, 16, NULL, NULL), GPUMEM_ERR_INVALID_ARGUMENT);

@@ -20,8 +20,10 @@
  *
  * Thread safety: alloc, free and stats of one allocator may be called from
  * many threads at once; create and destroy may not overlap other calls on the
- * same allocator. Stream-ordered allocators follow CUDA's rules: memory freed
- * on a stream may be reused by later work on that stream.
+ * same allocator. Stream-ordered allocators (flags has
+ * GPUMEM_ALLOCATOR_STREAM_ORDERED) follow CUDA's rules: memory freed on a
+ * stream may be reused by later work on that stream, and by other streams
+ * only once ordered after the free; the others make memory reusable at free.
  */
 #ifndef GPUMEM_ALLOCATOR_H
 #define GPUMEM_ALLOCATOR_H
@@ -61,7 +63,15 @@ typedef struct gpumem_allocator {
   gpumem_status (*trim)(void *ctx);
   /** Release everything; called by gpumem_allocator_destroy. */
   void (*destroy)(void *ctx);
+  /** GPUMEM_ALLOCATOR_* bits. */
+  unsigned flags;
 } gpumem_allocator;
+
+/** free(ptr, stream) may be called while work queued on `stream` still uses
+ * ptr: the memory is reused only after that work (cudaFreeAsync's rule; also
+ * cudaFree, which waits for the device). Without it, free makes the memory
+ * reusable at once by any stream: synchronize the stream first. */
+#define GPUMEM_ALLOCATOR_STREAM_ORDERED 1u
 
 /** A registered allocator's name and a one-line description. */
 typedef struct gpumem_allocator_kind {

@@ -3,11 +3,12 @@
  *   gpumem-arena   a LOCAL arena with the one device the allocator is made
  *                  for as its member, default chunk and shards
  *
- * The arena is not stream-ordered: free makes the block reusable at once.
- * gpumem-bench synchronizes its streams at the end of every repetition, and
- * its `streams` workload frees a block only on the stream that wrote it, so
- * reuse there is ordered by that stream; an application that frees on one
- * stream and reuses on another must synchronize between the two.
+ * The arena is not stream-ordered: free makes the block reusable at once, by
+ * any thread and stream, so the allocator does not carry
+ * GPUMEM_ALLOCATOR_STREAM_ORDERED and a caller with work still queued on a
+ * block synchronizes its stream before freeing it (gpumem-bench does, in the
+ * workloads that write their blocks; the faithful host backend showed the
+ * race when it did not).
  */
 #include <stdlib.h>
 
@@ -66,4 +67,5 @@ const gm_allocator_impl gm_allocator_gpumem_arena = {
     open_arena,     close_arena,
     arena_alloc,    arena_free,
     arena_reserved, NULL,
+    false,
 };

@@ -64,6 +64,7 @@ const gm_allocator_impl gm_allocator_cuda_malloc = {
     malloc_create, free_state,
     malloc_alloc,  malloc_free,
     NULL,          NULL,
+    true, /* cudaFree waits for the device */
 };
 
 /* ---- cuda-async and cuda-pool: stream-ordered pools ---- */
@@ -162,6 +163,7 @@ const gm_allocator_impl gm_allocator_cuda_async = {
     pool_free,
     pool_reserved,
     pool_trim,
+    true,
 };
 
 const gm_allocator_impl gm_allocator_cuda_pool = {
@@ -173,4 +175,5 @@ const gm_allocator_impl gm_allocator_cuda_pool = {
     pool_free,
     pool_reserved,
     pool_trim,
+    true,
 };

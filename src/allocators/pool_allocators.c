@@ -57,6 +57,7 @@ const gm_allocator_impl gm_allocator_gpumem_pool = {
     open_cached,   close_pool,
     pool_alloc,    pool_free,
     pool_reserved, pool_trim,
+    true,
 };
 
 const gm_allocator_impl gm_allocator_gpumem_pool_nocache = {
@@ -68,4 +69,5 @@ const gm_allocator_impl gm_allocator_gpumem_pool_nocache = {
     pool_free,
     pool_reserved,
     pool_trim,
+    true,
 };

@@ -44,10 +44,18 @@
  *    but bind it only on a thread with none (RT_FOR_DEVICE), as phys_create.
  *  - A call on an existing object (a stream, event, pool or pointer) leaves
  *    a thread that has a current context alone, whatever its device: CUDA
- *    takes a stream, event or pool of another device for these calls (a
- *    pool "may be from a device different than that of the specified
- *    hStream", cudaMallocFromPoolAsync; an event "may be from a different
- *    device than stream", cudaStreamWaitEvent). On a thread with none, the
+ *    takes objects of another device for these calls ("A memory copy will
+ *    succeed even if it is issued to a stream that is not associated to the
+ *    current device", cudaEventSynchronize and cudaEventQuery too, and
+ *    cudaStreamWaitEvent "even if the input stream and input event are
+ *    associated to different devices": CUDA C++ Programming Guide,
+ *    Multi-Device System, Stream and Event Behavior, where only a kernel
+ *    launch, which this backend makes none of, needs the stream's device
+ *    current; a pool "may be from a device
+ *    different than that of the specified hStream", cudaMallocFromPoolAsync).
+ *    Memset, host functions and the pool calls are not named there:
+ *    tests/test_contexts.c (test_object_calls_keep_the_callers_device) makes
+ *    each from a thread current on another device. On a thread with none, the
  *    runtime would select device 0, create its context and leave it current
  *    ("If no CUcontext is current to the calling thread when a CUDA Runtime
  *    API call which requires an active context is made, then the primary

@@ -22,8 +22,10 @@
 #include <cudaTypedefs.h>
 #include <cuda_runtime_api.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "backend/host.h"
 #include "helpers.h"
@@ -413,6 +415,262 @@ static void test_thread_without_device_keeps_none(void **state) {
                   "a thread without a device, working on device 1");
 }
 
+/* ---- calls on existing streams, events and pools ----
+ *
+ * Each such call runs in the thread's current context, whatever its device
+ * (CUDA takes a stream, event or pool of another device), and on a thread
+ * with none it binds its own object's context and unbinds it after: no
+ * context on device 0, none left current (src/backend/cuda.c, "Contexts").
+ * The host backend does as the CUDA backend must: its stream, event and pool
+ * calls touch only their object's device, so on the host these tests
+ * describe the target; on the GPU they read the driver, and fail if a
+ * runtime call made device 0's context. */
+
+typedef struct work_result {
+  int device; /* to work on */
+  gpumem_status st;
+  const char *step; /* the call that failed */
+  char error[GM_ERROR_SENTENCE_MAX];
+  /* read back */
+  size_t wrong;          /* bytes that did not hold the pattern */
+  bool cache_hit_same;   /* the cached block came back on its stream */
+  size_t reserved_kept;  /* the CUDA pool's bytes before trim */
+  size_t reserved_trimd; /* after trim(0), nothing live */
+  gpumem_access_flags own_access;
+  int stream_device;
+  bool capturing[3]; /* before, during, after a capture */
+  uint64_t stream_ids[2];
+  gpumem_status event_query, stream_query;
+  atomic_int host_fn_ran;
+} work_result;
+
+/* Run `call` unless an earlier step failed; on failure keep which and why.
+ * (Threads other than the test's own cannot use cmocka's asserts.) */
+#define STEP(r, call)                                                      \
+  do {                                                                     \
+    if ((r)->st == GPUMEM_OK) {                                            \
+      (r)->st = (call);                                                    \
+      if ((r)->st != GPUMEM_OK) {                                          \
+        (r)->step = #call;                                                 \
+        snprintf((r)->error, sizeof(r)->error, "%s", gpumem_last_error()); \
+      }                                                                    \
+    }                                                                      \
+  } while (0)
+
+static size_t count_not(const unsigned char *p, size_t n, unsigned char value) {
+  size_t wrong = 0;
+  for (size_t i = 0; i < n; i++)
+    wrong += p[i] != value;
+  return wrong;
+}
+
+/* Every pool call of the seam but import, on r->device from the calling
+ * thread: create (with a POSIX fd handle), alloc on a stream of the device
+ * (a miss, then a cache hit, then a size past the cache), copies, export of
+ * the pool and of a pointer, attributes, access, trim, destroy; then the
+ * device's default pool, wrapped. */
+static void pool_work(work_result *r) {
+  const size_t small = 64 * KiB, large = 4 * MiB; /* the cache takes up to 1 MiB */
+  unsigned char *host = malloc(small);
+  gpumem_stream_t s = NULL;
+  gpumem_pool_t *pool = NULL, *dflt = NULL;
+  void *a = NULL, *b = NULL, *big = NULL, *d = NULL;
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  c.device = r->device;
+  c.handle_type = GPUMEM_HANDLE_POSIX_FD;
+  gpumem_pool_stats stats;
+  gpumem_shareable_handle h = {.fd = -1};
+  gpumem_pool_pointer exported;
+  if (host == NULL) STEP(r, GPUMEM_ERR_OUT_OF_MEMORY);
+  STEP(r, gpumem_stream_create(r->device, &s));
+  STEP(r, gpumem_pool_create(&c, &pool));
+  STEP(r, gpumem_pool_alloc(pool, small, s, &a)); /* a miss: the CUDA pool allocates */
+  STEP(r, gpumem_memset(a, 0x5A, small, s));
+  STEP(r, gpumem_memcpy(host, a, small, s));
+  STEP(r, gpumem_stream_synchronize(s));
+  if (r->st == GPUMEM_OK) r->wrong = count_not(host, small, 0x5A);
+  STEP(r, gpumem_pool_free(pool, a, s)); /* into this thread's cache */
+  STEP(r, gpumem_pool_alloc(pool, small, s, &b));
+  r->cache_hit_same = b != NULL && b == a;
+  a = NULL;
+  STEP(r, gpumem_pool_alloc(pool, large, s, &big)); /* past the cache */
+  STEP(r, gpumem_pool_export_pointer(pool, big, &exported));
+  STEP(r, gpumem_pool_export(pool, &h));
+  if (h.fd >= 0) close(h.fd);
+  STEP(r, gpumem_pool_set_release_threshold(pool, 64 * MiB));
+  STEP(r, gm_be_pool_get_access(gpumem_pool_native(pool), r->device, &r->own_access));
+  if (big != NULL) STEP(r, gpumem_pool_free(pool, big, s));
+  big = NULL;
+  if (b != NULL) STEP(r, gpumem_pool_free(pool, b, s));
+  b = NULL;
+  STEP(r, gpumem_stream_synchronize(s));
+  STEP(r, gpumem_pool_get_stats(pool, &stats));
+  r->reserved_kept = stats.reserved_current;
+  STEP(r, gpumem_pool_trim(pool, 0));
+  STEP(r, gpumem_pool_get_stats(pool, &stats));
+  r->reserved_trimd = stats.reserved_current;
+  gpumem_pool_config dc = GPUMEM_POOL_CONFIG_INIT;
+  dc.device = r->device;
+  dc.use_default_pool = true;
+  STEP(r, gpumem_pool_create(&dc, &dflt));
+  STEP(r, gpumem_pool_alloc(dflt, large, s, &d));
+  if (d != NULL) STEP(r, gpumem_pool_free(dflt, d, s));
+  STEP(r, gpumem_stream_synchronize(s));
+  /* Clean up after a failure too, so the leak check does not hide it. */
+  if (a != NULL) gpumem_pool_free(pool, a, s);
+  if (b != NULL) gpumem_pool_free(pool, b, s);
+  if (big != NULL) gpumem_pool_free(pool, big, s);
+  if (dflt != NULL) STEP(r, gpumem_pool_destroy(dflt));
+  if (pool != NULL) STEP(r, gpumem_pool_destroy(pool));
+  if (s != NULL) STEP(r, gpumem_stream_destroy(s));
+  free(host);
+}
+
+static void set_flag(void *arg) {
+  atomic_store((atomic_int *)arg, 1);
+}
+
+/* Copies, events, host functions, queries and capture on streams of
+ * r->device from the calling thread. */
+static void event_work(work_result *r) {
+  const size_t n = 256 * KiB;
+  unsigned char *host = malloc(n);
+  gpumem_buffer_t *buf = NULL;
+  gpumem_stream_t a = NULL, b = NULL;
+  gpumem_event_t ev = NULL;
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.device = r->device;
+  c.max_size = 64 * MiB;
+  if (host == NULL) STEP(r, GPUMEM_ERR_OUT_OF_MEMORY);
+  STEP(r, gpumem_buffer_create(&c, &buf));
+  STEP(r, gpumem_buffer_resize(buf, n));
+  void *dev = buf != NULL ? gpumem_buffer_data(buf) : NULL;
+  STEP(r, gpumem_stream_create(r->device, &a));
+  STEP(r, gpumem_stream_create(r->device, &b));
+  STEP(r, gpumem_event_create(r->device, &ev));
+  STEP(r, gpumem_memset(dev, 0x3C, n, a));
+  STEP(r, gpumem_event_record(ev, a));
+  STEP(r, gpumem_stream_wait_event(b, ev)); /* b's copy comes after a's fill */
+  STEP(r, gpumem_memcpy(host, dev, n, b));
+  STEP(r, gpumem_launch_host_func(b, set_flag, &r->host_fn_ran));
+  r->event_query = gpumem_event_query(ev); /* OK or NOT_READY: either is fine */
+  r->stream_query = gpumem_stream_query(b);
+  STEP(r, gpumem_event_synchronize(ev));
+  STEP(r, gpumem_stream_synchronize(b));
+  if (r->st == GPUMEM_OK) r->wrong = count_not(host, n, 0x3C);
+  STEP(r, gm_be_stream_id(a, &r->stream_ids[0]));
+  STEP(r, gm_be_stream_id(b, &r->stream_ids[1]));
+  STEP(r, gm_be_stream_device(a, &r->stream_device));
+  STEP(r, gm_be_stream_is_capturing(a, &r->capturing[0]));
+  STEP(r, gm_be_stream_capture(a, true));
+  STEP(r, gm_be_stream_is_capturing(a, &r->capturing[1]));
+  STEP(r, gm_be_stream_capture(a, false));
+  STEP(r, gm_be_stream_is_capturing(a, &r->capturing[2]));
+  STEP(r, gpumem_stream_synchronize(a));
+  if (ev != NULL) STEP(r, gpumem_event_destroy(ev));
+  if (a != NULL) STEP(r, gpumem_stream_destroy(a));
+  if (b != NULL) STEP(r, gpumem_stream_destroy(b));
+  if (buf != NULL) STEP(r, gpumem_buffer_destroy(buf));
+  free(host);
+}
+
+static void assert_pool_work(const work_result *r) {
+  if (r->st != GPUMEM_OK) {
+    fail_msg("%s returned %s: %s", r->step, gpumem_status_name(r->st), r->error);
+  }
+  assert_int_equal(r->wrong, 0);
+  assert_true(r->cache_hit_same);
+  assert_int_equal(r->own_access, GPUMEM_ACCESS_READWRITE);
+  assert_true(r->reserved_kept > 0);
+  assert_int_equal(r->reserved_trimd, 0);
+}
+
+static void assert_event_work(const work_result *r) {
+  if (r->st != GPUMEM_OK) {
+    fail_msg("%s returned %s: %s", r->step, gpumem_status_name(r->st), r->error);
+  }
+  assert_true(r->event_query == GPUMEM_OK || r->event_query == GPUMEM_ERR_NOT_READY);
+  assert_true(r->stream_query == GPUMEM_OK || r->stream_query == GPUMEM_ERR_NOT_READY);
+  assert_int_equal(r->wrong, 0);
+  assert_int_equal(atomic_load(&r->host_fn_ran), 1);
+  assert_int_equal(r->stream_device, r->device);
+  assert_true(r->stream_ids[0] != 0 && r->stream_ids[0] != r->stream_ids[1]);
+  assert_false(r->capturing[0]);
+  assert_true(r->capturing[1]);
+  assert_false(r->capturing[2]);
+}
+
+typedef struct cold_work {
+  void (*work)(work_result *);
+  work_result r;
+  int device_before, device_after;
+} cold_work;
+
+static void *cold_work_thread(void *arg) {
+  cold_work *w = arg;
+  w->device_before = thread_device();
+  w->work(&w->r);
+  w->device_after = thread_device();
+  return NULL;
+}
+
+/* Run `work` on device target() from a new thread, which has no current
+ * context, and check that it kept none and that only target()'s context
+ * was made. */
+static void run_cold(void (*work)(work_result *), void (*check)(const work_result *),
+                     const char *what) {
+  uint64_t before = contexts();
+  cold_work *w = calloc(1, sizeof *w);
+  assert_non_null(w);
+  w->work = work;
+  w->r.device = target();
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, cold_work_thread, w), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  check(&w->r);
+  assert_int_equal(w->device_before, -1);
+  if (w->device_after != -1) {
+    fail_msg("%s: the thread had no current device and ended with device %d current", what,
+             w->device_after);
+  }
+  assert_contexts(before, BIT(w->r.device), BIT(w->r.device), what);
+  free(w);
+}
+
+static void test_pool_from_thread_without_device(void **state) {
+  (void)state;
+  run_cold(pool_work, assert_pool_work, "a thread without a device, a pool on device 1");
+}
+
+static void test_events_from_thread_without_device(void **state) {
+  (void)state;
+  run_cold(event_work, assert_event_work,
+           "a thread without a device, streams, events and copies on device 1");
+}
+
+/* A thread whose device is the last one works on device 1's pool, streams
+ * and events: they run in its context (CUDA takes objects of another device
+ * there), which stays current; device 0 gets no context. */
+static void test_object_calls_keep_the_callers_device(void **state) {
+  (void)state;
+  int home = device_count() - 1;
+  set_device(home);
+  uint64_t before = contexts();
+  work_result *r = calloc(2, sizeof *r);
+  assert_non_null(r);
+  r[0].device = r[1].device = target();
+  pool_work(&r[0]);
+  assert_int_equal(thread_device(), home);
+  event_work(&r[1]);
+  assert_int_equal(thread_device(), home);
+  assert_pool_work(&r[0]);
+  assert_event_work(&r[1]);
+  assert_contexts(before, BIT(target()), BIT(target()),
+                  "the last device current, a pool, streams and events on device 1");
+  if (gm_test_on_host()) assert_int_equal(gm_host_current_device(), home);
+  free(r);
+}
+
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       /* The first ones run before any context exists, also on the GPU. */
@@ -424,6 +682,10 @@ int main(int argc, char **argv) {
                                       teardown_devices),
       cmocka_unit_test_setup_teardown(test_thread_without_device_keeps_none, setup_devices,
                                       teardown_devices),
+      cmocka_unit_test_setup_teardown(test_pool_from_thread_without_device, setup_devices,
+                                      teardown_devices),
+      cmocka_unit_test_setup_teardown(test_events_from_thread_without_device, setup_devices,
+                                      teardown_devices),
       cmocka_unit_test_setup_teardown(test_get_info_without_nvml_falls_back, setup_devices,
                                       teardown_devices),
       cmocka_unit_test_setup_teardown(test_buffer_creates_its_device_context_only, setup_devices,
@@ -433,6 +695,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_mem_info_creates_that_context_only, setup_devices,
                                       teardown_devices),
       cmocka_unit_test_setup_teardown(test_caller_device_unchanged, setup_devices,
+                                      teardown_devices),
+      cmocka_unit_test_setup_teardown(test_object_calls_keep_the_callers_device, setup_devices,
                                       teardown_devices),
   };
   return gm_test_run("test_contexts", tests, GM_ARRAY_SIZE(tests), argc, argv, NULL);

@@ -39,19 +39,57 @@
  *    cuCtxSetCurrent(NULL) unbinds (cuda.h), so a thread with no context
  *    keeps none. Entering binds with cuCtxSetCurrent too, not cudaSetDevice,
  *    so that the switch touches nothing but the thread's current context,
- *    which is then put back.
- *  - Every other runtime call (on a stream, event, pool or pointer) runs in
- *    the thread's current context. On a thread with none the runtime selects
- *    device 0, creates its context and leaves it current ("If no CUcontext is
- *    current to the calling thread when a CUDA Runtime API call which
- *    requires an active context is made, then the primary context for a
- *    device will be selected, made current to the calling thread, and
- *    initialized", cuda_runtime_api.h, Interactions with the CUDA Driver
- *    API); PyTorch found this on cudaEventDestroy and cudaEventRecord
- *    (pytorch#9415, #13464) and torchcomms on its watchdog's cudaEventQuery
- *    (torchcomms#777: 534 MiB on GPU 0 per rank). Such calls must switch to
- *    their object's device as well: cudaFree does (dev_free, through the
- *    pointer's device); the calls on streams, events and pools do not yet.
+ *    which is then put back. Pool creation and the default pool name their
+ *    device too: they create its primary context (the pool allocates there)
+ *    but bind it only on a thread with none (RT_FOR_DEVICE), as phys_create.
+ *  - A call on an existing object (a stream, event, pool or pointer) leaves
+ *    a thread that has a current context alone, whatever its device: CUDA
+ *    takes objects of another device for these calls ("A memory copy will
+ *    succeed even if it is issued to a stream that is not associated to the
+ *    current device", cudaEventSynchronize and cudaEventQuery too, and
+ *    cudaStreamWaitEvent "even if the input stream and input event are
+ *    associated to different devices": CUDA C++ Programming Guide,
+ *    Multi-Device System, Stream and Event Behavior, where only a kernel
+ *    launch, which this backend makes none of, needs the stream's device
+ *    current; a pool "may be from a device
+ *    different than that of the specified hStream", cudaMallocFromPoolAsync).
+ *    Memset, host functions and the pool calls are not named there:
+ *    tests/test_contexts.c (test_object_calls_keep_the_callers_device) makes
+ *    each from a thread current on another device. On a thread with none, the
+ *    runtime would select device 0, create its context and leave it current
+ *    ("If no CUcontext is current to the calling thread when a CUDA Runtime
+ *    API call which requires an active context is made, then the primary
+ *    context for a device will be selected, made current to the calling
+ *    thread, and initialized", cuda_runtime_api.h, Interactions with the
+ *    CUDA Driver API): PyTorch found this on cudaEventDestroy and
+ *    cudaEventRecord (pytorch#9415, #13464) and torchcomms on its watchdog's
+ *    cudaEventQuery (torchcomms#777: 534 MiB on GPU 0 per rank). So there,
+ *    and only there, the call binds its object's own context and then
+ *    unbinds it (RT_ON): a stream's (cuStreamGetCtx, which needs no current
+ *    context for a stream that is not special: bind_stream), the primary
+ *    context of the device an event or pool was made on (recorded at event
+ *    create, pool create and default pool, since CUDA has no query for it
+ *    without a context: bind_object), or of the device a pointer's memory is
+ *    on (cuPointerGetAttribute DEVICE_ORDINAL: bind_pointer, and dev_free).
+ *    Where the object's device is unknown (an imported pool, an event the
+ *    application made) the device whose context this backend needed last is
+ *    bound, else device 0. The special streams (NULL, cudaStreamLegacy,
+ *    cudaStreamPerThread) mean "the current device", which on a thread with
+ *    no context is device 0 to the runtime: for them nothing is bound, and
+ *    CUDA creates device 0's context and leaves it current, as in any CUDA
+ *    program (the host backend does the same, gm_host_runtime_device).
+ *    Cost: the common case, a thread with a context, pays one
+ *    cuCtxGetCurrent (it reads the thread's state), and stream_id and
+ *    stream_is_capturing, which the pool calls on every allocation and
+ *    free, cache hits included, pay nothing: on a stream that is not special
+ *    they ask the driver (cuStreamGetId, cuStreamIsCapturing), which never
+ *    creates a context and lists no CUDA_ERROR_INVALID_CONTEXT for them
+ *    (cuda.h); the stream's context is bound only should a driver answer it
+ *    (CU_ON_STREAM). The answer is not cached per thread: a thread seen with
+ *    a context may lose it behind the library's back (cuCtxPopCurrent,
+ *    cuCtxSetCurrent(NULL), as driver-API code does around its own work),
+ *    and a stale "it has one" would bring back device 0's context, the very
+ *    defect.
  *
  * Do the VMM calls need a current context? Decision: no, and the code does
  * not rely on it either way. Evidence: they name their device in the
@@ -94,6 +132,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "hashmap.h"
 #include "log.h"
 #include "mig.h"
 #include "nvml.h"
@@ -126,7 +165,10 @@
   X(cuDevicePrimaryCtxGetState, 7000)              \
   X(cuDevicePrimaryCtxRetain, 7000)                \
   X(cuDevicePrimaryCtxRelease, 11000)              \
-  X(cuPointerGetAttribute, 4000)
+  X(cuPointerGetAttribute, 4000)                   \
+  X(cuStreamGetCtx, 9020)                          \
+  X(cuStreamGetId, 12000)                          \
+  X(cuStreamIsCapturing, 10000)
 
 #define GM_CU_PFN_DECLARE_(sym, ver) static PFN_##sym##_v##ver pfn_##sym;
 GM_CU_ENTRY_POINTS(GM_CU_PFN_DECLARE_)
@@ -400,6 +442,142 @@ static int handle_device(CUmemGenericAllocationHandle h) {
                                                                               : -1;
 }
 
+/* ---- calls on an existing stream, event, pool or pointer (see the essay) ---- */
+
+/* The device each event and pool was made on, recorded at creation (event
+ * create, pool create, default pool), since CUDA cannot tell it without a
+ * context: there is no driver query for an event's context or a pool's
+ * location. Key: the handle; value: the device. Not found means unknown: an
+ * event the application made itself, an imported pool, or a record that
+ * could not be stored for want of host memory (the object works all the
+ * same; only the context bound on a thread with none may be another's). */
+static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER;
+static gm_hashmap owners = GM_HASHMAP_INIT;
+
+static void owner_set(const void *obj, int device) {
+  pthread_mutex_lock(&owners_lock);
+  if (!gm_hashmap_put(&owners, (uint64_t)(uintptr_t)obj, (uint64_t)device)) {
+    gm_log(GPUMEM_LOG_DEBUG, "no host memory to record the device (%d) of %p", device, obj);
+  }
+  pthread_mutex_unlock(&owners_lock);
+}
+
+/* The device `obj` was made on, or -1 when unknown. */
+static int owner_get(const void *obj) {
+  uint64_t v = 0;
+  pthread_mutex_lock(&owners_lock);
+  bool found = obj != NULL && gm_hashmap_get(&owners, (uint64_t)(uintptr_t)obj, &v);
+  pthread_mutex_unlock(&owners_lock);
+  return found ? (int)v : -1;
+}
+
+static void owner_forget(const void *obj) {
+  pthread_mutex_lock(&owners_lock);
+  gm_hashmap_remove(&owners, (uint64_t)(uintptr_t)obj);
+  pthread_mutex_unlock(&owners_lock);
+}
+
+/* At close: the default pools' records (never destroyed) and any left. */
+static void owners_clear(void) {
+  pthread_mutex_lock(&owners_lock);
+  gm_hashmap_free(&owners);
+  pthread_mutex_unlock(&owners_lock);
+}
+
+/* Does the calling thread have no current context? The one check the common
+ * case pays (cuCtxGetCurrent reads the thread's state). A failure counts as
+ * "it has one": nothing is bound, and the runtime call reports the problem. */
+static inline bool thread_has_no_context(void) {
+  CUcontext c = NULL;
+  return pfn_cuCtxGetCurrent(&c) == CUDA_SUCCESS && c == NULL;
+}
+
+/* NULL, cudaStreamLegacy and cudaStreamPerThread name the default streams of
+ * "the current device", not one stream (driver_types.h). */
+static inline bool special_stream(gpumem_stream_t s) {
+  return s == NULL || s == cudaStreamLegacy || s == cudaStreamPerThread;
+}
+
+static inline void guard_none(ctx_guard *g) {
+  g->switched = false;
+  g->previous = NULL;
+}
+
+/* On a thread with no current context, bind the context stream `s` belongs
+ * to: cuStreamGetCtx gives "the context that was active in the calling
+ * thread when the stream was created" (cuda.h), for a stream made here the
+ * primary context of its device, and needs no current context for a stream
+ * that is not special. Nothing is bound for the special streams: on a thread
+ * with no context "the current device" is device 0 to the runtime, which
+ * then creates its context and leaves it current, as in any CUDA program. */
+static void bind_stream(gpumem_stream_t s, ctx_guard *g) {
+  guard_none(g);
+  CUcontext own = NULL;
+  if (special_stream(s) || !thread_has_no_context()) return;
+  if (pfn_cuStreamGetCtx((CUstream)s, &own) == CUDA_SUCCESS && own != NULL)
+    g->switched = pfn_cuCtxSetCurrent(own) == CUDA_SUCCESS;
+}
+
+/* On a thread with no current context, bind the primary context of the
+ * device event or pool `obj` was made on (owners), or, when that is unknown,
+ * of the device whose context this backend needed last (else device 0's). */
+static void bind_object(const void *obj, ctx_guard *g) {
+  guard_none(g);
+  if (thread_has_no_context()) bind_if_none(owner_get(obj), g);
+}
+
+/* The device of the memory at `ptr` (cuPointerGetAttribute), or -1. The
+ * query may want a current context (cuda.h lists CUDA_ERROR_INVALID_CONTEXT):
+ * on a thread with none it is retried with one bound (bind_if_none). */
+static int pointer_device(const void *ptr) {
+  int device = -1;
+  ctx_guard g;
+  CUresult r =
+      pfn_cuPointerGetAttribute(&device, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, (CUdeviceptr)ptr);
+  if (r == CUDA_ERROR_INVALID_CONTEXT && bind_if_none(-1, &g) >= 0) {
+    r = pfn_cuPointerGetAttribute(&device, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, (CUdeviceptr)ptr);
+    ctx_exit(&g);
+  }
+  return r == CUDA_SUCCESS && device >= 0 && device < device_count ? device : -1;
+}
+
+/* On a thread with no current context, bind the primary context of the
+ * device the memory at `ptr` lives on (else as bind_object for unknown). */
+static void bind_pointer(const void *ptr, ctx_guard *g) {
+  guard_none(g);
+  if (thread_has_no_context()) bind_if_none(pointer_device(ptr), g);
+}
+
+/* A runtime call on an existing object `obj`, with bind (bind_stream,
+ * bind_object or bind_pointer) around it; on failure record and return. */
+#define RT_ON(bind, obj, call, name, ...)                         \
+  do {                                                            \
+    ctx_guard g_;                                                 \
+    bind((obj), &g_);                                             \
+    cudaError_t e_ = (call);                                      \
+    ctx_exit(&g_);                                                \
+    if (e_ != cudaSuccess) return rt_fail(e_, name, __VA_ARGS__); \
+  } while (0)
+
+/* A driver query of stream `s` (not a special one). The driver never creates
+ * a context, and cuStreamGetId and cuStreamIsCapturing do not list
+ * CUDA_ERROR_INVALID_CONTEXT (cuda.h), so no check is made first; should a
+ * driver answer it all the same on a thread with none, the stream's context
+ * is bound and the call made once more. */
+#define CU_ON_STREAM(s, sym, args, ...)                            \
+  do {                                                             \
+    CUresult r_ = pfn_##sym args;                                  \
+    if (r_ == CUDA_ERROR_INVALID_CONTEXT) {                        \
+      ctx_guard g_;                                                \
+      bind_stream((s), &g_);                                       \
+      if (g_.switched) {                                           \
+        r_ = pfn_##sym args;                                       \
+        ctx_exit(&g_);                                             \
+      }                                                            \
+    }                                                              \
+    if (r_ != CUDA_SUCCESS) return cu_fail(r_, #sym, __VA_ARGS__); \
+  } while (0)
+
 /* ---- opening ---- */
 
 /* Why cudaGetDriverEntryPointByVersion gave no usable pointer, in words. The
@@ -467,6 +645,7 @@ static void cuda_close(void) {
   /* Driver objects are owned by the library's objects, which are gone by now;
    * the runtime tears itself down at exit. The primary contexts stay for as
    * long as the runtime (or the application) holds them. */
+  owners_clear();
   primary_release_all();
 }
 
@@ -802,30 +981,37 @@ static gpumem_status cuda_stream_create(int device, unsigned flags, gpumem_strea
 }
 
 static gpumem_status cuda_stream_destroy(gpumem_stream_t s) {
-  RT(cudaStreamDestroy, (s), "%p", (void *)s);
+  RT_ON(bind_stream, s, cudaStreamDestroy(s), "cudaStreamDestroy", "%p", (void *)s);
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_stream_synchronize(gpumem_stream_t s) {
-  RT(cudaStreamSynchronize, (s), "%p", (void *)s);
+  RT_ON(bind_stream, s, cudaStreamSynchronize(s), "cudaStreamSynchronize", "%p", (void *)s);
   return GPUMEM_OK;
 }
 
-/* cudaErrorNotReady from a query is not an error: it is cleared so that the
- * application's next cudaGetLastError() does not report it (it would
- * otherwise stay the thread's last runtime error). */
+/* cudaErrorNotReady from a query is not an error: it is cleared (with the
+ * query's context still bound) so that the application's next
+ * cudaGetLastError() does not report it; it would otherwise stay the
+ * thread's last runtime error. Other failures stay, as in rt_fail. */
 static gpumem_status cuda_stream_query(gpumem_stream_t s) {
+  ctx_guard g;
+  bind_stream(s, &g);
   cudaError_t e = cudaStreamQuery(s);
+  if (e == cudaErrorNotReady) cudaGetLastError();
+  ctx_exit(&g);
   if (e == cudaErrorNotReady) {
-    cudaGetLastError();
     return gm_error(GPUMEM_ERR_NOT_READY, "stream %p still has work in flight", (void *)s);
   }
   if (e != cudaSuccess) return rt_fail(e, "cudaStreamQuery", "%p", (void *)s);
   return GPUMEM_OK;
 }
 
+/* On the stream's context: the event may be another device's (cuda_runtime_api.h,
+ * cudaStreamWaitEvent: "event may be from a different device than stream"). */
 static gpumem_status cuda_stream_wait_event(gpumem_stream_t s, gpumem_event_t ev) {
-  RT(cudaStreamWaitEvent, (s, ev, 0), "%p, %p", (void *)s, (void *)ev);
+  RT_ON(bind_stream, s, cudaStreamWaitEvent(s, ev, 0), "cudaStreamWaitEvent", "%p, %p", (void *)s,
+        (void *)ev);
   return GPUMEM_OK;
 }
 
@@ -834,24 +1020,31 @@ static gpumem_status cuda_event_create(int device, gpumem_event_t *out) {
   cudaEvent_t ev = NULL;
   RT_ON_DEVICE(device, cudaEventCreateWithFlags(&ev, cudaEventDisableTiming),
                "cudaEventCreateWithFlags", "device=%d", device);
+  owner_set(ev, device);
   *out = ev;
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_event_destroy(gpumem_event_t ev) {
-  RT(cudaEventDestroy, (ev), "%p", (void *)ev);
+  RT_ON(bind_object, ev, cudaEventDestroy(ev), "cudaEventDestroy", "%p", (void *)ev);
+  owner_forget(ev);
   return GPUMEM_OK;
 }
 
+/* On the stream's context, which is the event's ("event and stream must be
+ * on the same CUDA context", cuda_runtime_api.h, cudaEventRecord). */
 static gpumem_status cuda_event_record(gpumem_event_t ev, gpumem_stream_t s) {
-  RT(cudaEventRecord, (ev, s), "%p, %p", (void *)ev, (void *)s);
+  RT_ON(bind_stream, s, cudaEventRecord(ev, s), "cudaEventRecord", "%p, %p", (void *)ev, (void *)s);
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_event_query(gpumem_event_t ev) {
+  ctx_guard g;
+  bind_object(ev, &g);
   cudaError_t e = cudaEventQuery(ev);
+  if (e == cudaErrorNotReady) cudaGetLastError(); /* as in cuda_stream_query */
+  ctx_exit(&g);
   if (e == cudaErrorNotReady) {
-    cudaGetLastError(); /* as in cuda_stream_query */
     return gm_error(GPUMEM_ERR_NOT_READY, "the work captured by event %p is not complete",
                     (void *)ev);
   }
@@ -860,7 +1053,7 @@ static gpumem_status cuda_event_query(gpumem_event_t ev) {
 }
 
 static gpumem_status cuda_event_synchronize(gpumem_event_t ev) {
-  RT(cudaEventSynchronize, (ev), "%p", (void *)ev);
+  RT_ON(bind_object, ev, cudaEventSynchronize(ev), "cudaEventSynchronize", "%p", (void *)ev);
   return GPUMEM_OK;
 }
 
@@ -871,48 +1064,72 @@ static gpumem_status cuda_device_synchronize(int device) {
 }
 
 static gpumem_status cuda_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t s) {
-  RT(cudaMemcpyAsync, (dst, src, size, cudaMemcpyDefault, s), "%p, %p, %zu, Default, %p", dst, src,
-     size, (void *)s);
+  RT_ON(bind_stream, s, cudaMemcpyAsync(dst, src, size, cudaMemcpyDefault, s), "cudaMemcpyAsync",
+        "%p, %p, %zu, Default, %p", dst, src, size, (void *)s);
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_memset(void *dst, int value, size_t size, gpumem_stream_t s) {
-  RT(cudaMemsetAsync, (dst, value, size, s), "%p, %d, %zu, %p", dst, value, size, (void *)s);
+  RT_ON(bind_stream, s, cudaMemsetAsync(dst, value, size, s), "cudaMemsetAsync", "%p, %d, %zu, %p",
+        dst, value, size, (void *)s);
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_launch_host_func(gpumem_stream_t s, gpumem_host_fn fn, void *arg) {
-  RT(cudaLaunchHostFunc, (s, fn, arg), "%p, %p", (void *)s, arg);
+  RT_ON(bind_stream, s, cudaLaunchHostFunc(s, fn, arg), "cudaLaunchHostFunc", "%p, %p", (void *)s,
+        arg);
   return GPUMEM_OK;
 }
 
+/* stream_id and stream_is_capturing run on every pool allocation and free
+ * (src/pool.c), cache hits included: for a stream that is not special they
+ * ask the driver (CU_ON_STREAM), which creates no context and needs no check
+ * first, and costs less than the runtime call; the runtime's
+ * cudaStreamGetId and cudaStreamIsCapturing return what these return (the
+ * runtime stream is the driver's CUstream). A failure there is not left as
+ * the thread's last runtime error (pool.c probes streams that may be gone). */
 static gpumem_status cuda_stream_id(gpumem_stream_t s, uint64_t *out) {
   unsigned long long id = 0;
-  RT(cudaStreamGetId, (s, &id), "%p", (void *)s);
+  if (special_stream(s)) {
+    RT(cudaStreamGetId, (s, &id), "%p", (void *)s);
+  } else {
+    CU_ON_STREAM(s, cuStreamGetId, ((CUstream)s, &id), "%p", (void *)s);
+  }
   *out = (uint64_t)id;
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_stream_device(gpumem_stream_t s, int *out) {
-  RT(cudaStreamGetDevice, (s, out), "%p", (void *)s);
+  RT_ON(bind_stream, s, cudaStreamGetDevice(s, out), "cudaStreamGetDevice", "%p", (void *)s);
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_stream_capture(gpumem_stream_t s, bool begin) {
   if (begin) {
-    RT(cudaStreamBeginCapture, (s, cudaStreamCaptureModeGlobal), "%p, Global", (void *)s);
+    RT_ON(bind_stream, s, cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal),
+          "cudaStreamBeginCapture", "%p, Global", (void *)s);
     return GPUMEM_OK;
   }
   cudaGraph_t graph = NULL;
-  RT(cudaStreamEndCapture, (s, &graph), "%p", (void *)s);
+  ctx_guard g;
+  bind_stream(s, &g);
+  cudaError_t e = cudaStreamEndCapture(s, &graph);
   if (graph != NULL) cudaGraphDestroy(graph);
+  ctx_exit(&g);
+  if (e != cudaSuccess) return rt_fail(e, "cudaStreamEndCapture", "%p", (void *)s);
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_stream_is_capturing(gpumem_stream_t s, bool *out) {
-  enum cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-  RT(cudaStreamIsCapturing, (s, &status), "%p", (void *)s);
-  *out = status != cudaStreamCaptureStatusNone;
+  if (special_stream(s)) {
+    enum cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    RT(cudaStreamIsCapturing, (s, &status), "%p", (void *)s);
+    *out = status != cudaStreamCaptureStatusNone;
+    return GPUMEM_OK;
+  }
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  CU_ON_STREAM(s, cuStreamIsCapturing, ((CUstream)s, &status), "%p", (void *)s);
+  *out = status != CU_STREAM_CAPTURE_STATUS_NONE;
   return GPUMEM_OK;
 }
 
@@ -927,15 +1144,8 @@ static gpumem_status cuda_dev_malloc(int device, size_t size, void **out) {
 static gpumem_status cuda_dev_free(void *ptr) {
   /* cudaFree on a thread without a context would bind device 0's (creating
    * it): free on the pointer's own device. */
-  int device = -1;
-  ctx_guard g;
-  CUresult r = pfn_cuPointerGetAttribute(&device, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
-                                         (CUdeviceptr)ptr); /* may want a context (cuda.h) */
-  if (r == CUDA_ERROR_INVALID_CONTEXT && bind_if_none(-1, &g) >= 0) {
-    r = pfn_cuPointerGetAttribute(&device, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, (CUdeviceptr)ptr);
-    ctx_exit(&g);
-  }
-  if (r != CUDA_SUCCESS || device < 0 || device >= device_count) {
+  int device = pointer_device(ptr);
+  if (device < 0) {
     RT(cudaFree, (ptr), "%p", ptr);
     return GPUMEM_OK;
   }
@@ -944,6 +1154,19 @@ static gpumem_status cuda_dev_free(void *ptr) {
 }
 
 /* ---- pools ---- */
+
+/* Run a runtime call that makes or finds a pool of `device`, with that
+ * device's primary context created and, on a thread with none, bound
+ * (as phys_create does); on failure record and return. */
+#define RT_FOR_DEVICE(device, call, name, ...)                    \
+  do {                                                            \
+    ctx_guard g_;                                                 \
+    gpumem_status s_ = ctx_enter((device), true, &g_);            \
+    if (s_ != GPUMEM_OK) return s_;                               \
+    cudaError_t e_ = (call);                                      \
+    ctx_exit(&g_);                                                \
+    if (e_ != cudaSuccess) return rt_fail(e_, name, __VA_ARGS__); \
+  } while (0)
 
 static gpumem_status cuda_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out) {
   CHECK_DEVICE(props->device);
@@ -955,21 +1178,26 @@ static gpumem_status cuda_pool_create(const gm_pool_props *props, gpumem_native_
   p.location.id = props->device;
   p.maxSize = props->max_size;
   cudaMemPool_t pool = NULL;
-  RT(cudaMemPoolCreate, (&pool, &p), "device=%d, handle types=0x%x, max size=%zu", props->device,
-     props->handle_types, props->max_size);
+  RT_FOR_DEVICE(props->device, cudaMemPoolCreate(&pool, &p), "cudaMemPoolCreate",
+                "device=%d, handle types=0x%x, max size=%zu", props->device, props->handle_types,
+                props->max_size);
+  owner_set(pool, props->device);
   *out = pool;
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_pool_destroy(gpumem_native_pool_t pool) {
-  RT(cudaMemPoolDestroy, (pool), "%p", (void *)pool);
+  RT_ON(bind_object, pool, cudaMemPoolDestroy(pool), "cudaMemPoolDestroy", "%p", (void *)pool);
+  owner_forget(pool);
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_pool_default(int device, gpumem_native_pool_t *out) {
   CHECK_DEVICE(device);
   cudaMemPool_t pool = NULL;
-  RT(cudaDeviceGetDefaultMemPool, (&pool, device), "device=%d", device);
+  RT_FOR_DEVICE(device, cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool",
+                "device=%d", device);
+  owner_set(pool, device);
   *out = pool;
   return GPUMEM_OK;
 }
@@ -994,8 +1222,9 @@ static gpumem_status cuda_pool_set_attr(gpumem_native_pool_t pool, gm_pool_attr 
   int iv = (int)value;
   cuuint64_t uv = value;
   void *p = attr_is_int(a) ? (void *)&iv : (void *)&uv;
-  RT(cudaMemPoolSetAttribute, (pool, pool_attrs[a], p), "%p, attribute %d, %" PRIu64, (void *)pool,
-     (int)pool_attrs[a], value);
+  RT_ON(bind_object, pool, cudaMemPoolSetAttribute(pool, pool_attrs[a], p),
+        "cudaMemPoolSetAttribute", "%p, attribute %d, %" PRIu64, (void *)pool, (int)pool_attrs[a],
+        value);
   return GPUMEM_OK;
 }
 
@@ -1004,8 +1233,8 @@ static gpumem_status cuda_pool_get_attr(gpumem_native_pool_t pool, gm_pool_attr 
   int iv = 0;
   cuuint64_t uv = 0;
   void *p = attr_is_int(a) ? (void *)&iv : (void *)&uv;
-  RT(cudaMemPoolGetAttribute, (pool, pool_attrs[a], p), "%p, attribute %d", (void *)pool,
-     (int)pool_attrs[a]);
+  RT_ON(bind_object, pool, cudaMemPoolGetAttribute(pool, pool_attrs[a], p),
+        "cudaMemPoolGetAttribute", "%p, attribute %d", (void *)pool, (int)pool_attrs[a]);
   *value = attr_is_int(a) ? (uint64_t)iv : (uint64_t)uv;
   return GPUMEM_OK;
 }
@@ -1020,7 +1249,8 @@ static gpumem_status cuda_pool_set_access(gpumem_native_pool_t pool, const gpume
     d[i].location.id = desc[i].device;
     d[i].flags = (enum cudaMemAccessFlags)desc[i].flags;
   }
-  RT(cudaMemPoolSetAccess, (pool, d, count), "%p, %zu descriptor(s)", (void *)pool, count);
+  RT_ON(bind_object, pool, cudaMemPoolSetAccess(pool, d, count), "cudaMemPoolSetAccess",
+        "%p, %zu descriptor(s)", (void *)pool, count);
   return GPUMEM_OK;
 }
 
@@ -1029,25 +1259,30 @@ static gpumem_status cuda_pool_get_access(gpumem_native_pool_t pool, int device,
   CHECK_DEVICE(device);
   struct cudaMemLocation loc = {.type = cudaMemLocationTypeDevice, .id = device};
   enum cudaMemAccessFlags flags = cudaMemAccessFlagsProtNone;
-  RT(cudaMemPoolGetAccess, (&flags, pool, &loc), "%p, device=%d", (void *)pool, device);
+  RT_ON(bind_object, pool, cudaMemPoolGetAccess(&flags, pool, &loc), "cudaMemPoolGetAccess",
+        "%p, device=%d", (void *)pool, device);
   *out = (gpumem_access_flags)flags;
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_pool_trim(gpumem_native_pool_t pool, size_t keep) {
-  RT(cudaMemPoolTrimTo, (pool, keep), "%p, keep=%zu", (void *)pool, keep);
+  RT_ON(bind_object, pool, cudaMemPoolTrimTo(pool, keep), "cudaMemPoolTrimTo", "%p, keep=%zu",
+        (void *)pool, keep);
   return GPUMEM_OK;
 }
 
+/* On the stream's context: "the specified memory pool may be from a device
+ * different than that of the specified hStream" (cuda_runtime_api.h,
+ * cudaMallocFromPoolAsync). */
 static gpumem_status cuda_pool_alloc(gpumem_native_pool_t pool, size_t size, gpumem_stream_t s,
                                      void **out) {
-  RT(cudaMallocFromPoolAsync, (out, size, pool, s), "size=%zu, pool=%p, stream=%p", size,
-     (void *)pool, (void *)s);
+  RT_ON(bind_stream, s, cudaMallocFromPoolAsync(out, size, pool, s), "cudaMallocFromPoolAsync",
+        "size=%zu, pool=%p, stream=%p", size, (void *)pool, (void *)s);
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_pool_free(void *ptr, gpumem_stream_t s) {
-  RT(cudaFreeAsync, (ptr, s), "%p, stream=%p", ptr, (void *)s);
+  RT_ON(bind_stream, s, cudaFreeAsync(ptr, s), "cudaFreeAsync", "%p, stream=%p", ptr, (void *)s);
   return GPUMEM_OK;
 }
 
@@ -1058,28 +1293,35 @@ static gpumem_status cuda_pool_export(gpumem_native_pool_t pool, gpumem_handle_t
   }
   memset(out, 0, sizeof *out);
   int fd = -1;
-  RT(cudaMemPoolExportToShareableHandle, (&fd, pool, cudaMemHandleTypePosixFileDescriptor, 0),
-     "%p, PosixFileDescriptor", (void *)pool);
+  RT_ON(bind_object, pool,
+        cudaMemPoolExportToShareableHandle(&fd, pool, cudaMemHandleTypePosixFileDescriptor, 0),
+        "cudaMemPoolExportToShareableHandle", "%p, PosixFileDescriptor", (void *)pool);
   out->type = GPUMEM_HANDLE_POSIX_FD;
   out->fd = fd;
   return GPUMEM_OK;
 }
 
+/* The seam gives no device here and CUDA none for an imported pool: its
+ * calls bind, on a thread with none, the context this backend needed last
+ * (bind_object of an unknown object). */
 static gpumem_status cuda_pool_import(const gpumem_shareable_handle *in,
                                       gpumem_native_pool_t *out) {
   if (in->type != GPUMEM_HANDLE_POSIX_FD) {
     return gm_error(GPUMEM_ERR_NOT_SUPPORTED, "pool import: only POSIX fd handles are supported");
   }
   cudaMemPool_t pool = NULL;
-  RT(cudaMemPoolImportFromShareableHandle,
-     (&pool, (void *)(uintptr_t)in->fd, cudaMemHandleTypePosixFileDescriptor, 0), "fd=%d", in->fd);
+  RT_ON(bind_object, NULL,
+        cudaMemPoolImportFromShareableHandle(&pool, (void *)(uintptr_t)in->fd,
+                                             cudaMemHandleTypePosixFileDescriptor, 0),
+        "cudaMemPoolImportFromShareableHandle", "fd=%d", in->fd);
   *out = pool;
   return GPUMEM_OK;
 }
 
 static gpumem_status cuda_pool_export_ptr(void *ptr, gm_pool_ptr_export *out) {
   struct cudaMemPoolPtrExportData d;
-  RT(cudaMemPoolExportPointer, (&d, ptr), "%p", ptr);
+  RT_ON(bind_pointer, ptr, cudaMemPoolExportPointer(&d, ptr), "cudaMemPoolExportPointer", "%p",
+        ptr);
   _Static_assert(sizeof d == sizeof *out, "pointer export data size");
   memcpy(out, &d, sizeof d);
   return GPUMEM_OK;
@@ -1089,7 +1331,8 @@ static gpumem_status cuda_pool_import_ptr(gpumem_native_pool_t pool, const gm_po
                                           void **out) {
   struct cudaMemPoolPtrExportData d;
   memcpy(&d, data, sizeof d);
-  RT(cudaMemPoolImportPointer, (out, pool, &d), "pool=%p", (void *)pool);
+  RT_ON(bind_object, pool, cudaMemPoolImportPointer(out, pool, &d), "cudaMemPoolImportPointer",
+        "pool=%p", (void *)pool);
   return GPUMEM_OK;
 }
 

@@ -25,10 +25,12 @@
  * primary context (physical allocation, streams, events, pools, plain
  * allocations, synchronization, mem_info) and no other, and leaves the
  * calling thread's current context as it found it: a thread with none keeps
- * none. Device queries (device_count, device_props, granularity, p2p_attrs,
- * mem_probe) create none. Each MPI rank of a node selects its device with
- * these queries, so a context created there would cost every rank about
- * 0.5 GiB on every GPU, and fail on GPUs in EXCLUSIVE_PROCESS mode.
+ * none, except for work on the default streams (NULL, cudaStreamPerThread),
+ * which is the current device's by definition: there, as in CUDA, a thread
+ * with none gets device 0's context. Device queries (device_count, device_props, granularity,
+ * p2p_attrs, mem_probe) create none. Each MPI rank of a node selects its device with these queries,
+ * so a context created there would cost every rank about 0.5 GiB on every GPU, and fail on GPUs in
+ * EXCLUSIVE_PROCESS mode.
  */
 #ifndef GPUMEM_SRC_BACKEND_H
 #define GPUMEM_SRC_BACKEND_H

@@ -41,8 +41,8 @@
  * block's free, as if the cache had never held it. Blocks cached for a
  * default stream (NULL, cudaStreamPerThread) cannot be named from another
  * thread: their device is synchronized while their cache is locked (no block
- * can join it meanwhile), and they are freed on the flushing thread's legacy
- * stream. trim then synchronizes the devices of the streams it freed on
+ * can join it meanwhile), and they are freed on a stream of the pool's own
+ * on that device. trim then synchronizes the devices of the streams it freed on
  * (which also covers streams destroyed meanwhile) before cudaMemPoolTrimTo,
  * because frees "whose completion has not been observed on the host ... can
  * count as outstanding" (cuda_runtime_api.h), which would keep the memory
@@ -130,7 +130,8 @@ struct gpumem_pool {
   int device;
   gpumem_native_pool_t native;
   bool owned, imported, cache, wraps_default;
-  saved_defaults defaults; /* when wraps_default */
+  gpumem_stream_t flush_streams[GPUMEM_MAX_DEVICES]; /* see flush_stream() */
+  saved_defaults defaults;                           /* when wraps_default */
   size_t cache_max_bytes, cache_max_size;
   uint32_t nclasses;
   shard shards[SHARDS];
@@ -260,11 +261,28 @@ static shard *shard_of(gpumem_pool_t *p, const void *ptr) {
 typedef uint64_t device_set;
 _Static_assert(GPUMEM_MAX_DEVICES <= 64, "a device set is one 64-bit word");
 
+/* The pool's own stream on `device`, made on first use (caches_lock held):
+ * blocks whose stream cannot be named are freed on it once their device has
+ * been synchronized. Not the legacy stream: NULL names the flushing thread's
+ * current device, and on a thread with none it would create device 0's
+ * context. */
+static gpumem_status flush_stream(gpumem_pool_t *p, int device, gpumem_stream_t *out) {
+  if (device < 0 || device >= GPUMEM_MAX_DEVICES) {
+    return gm_error(GPUMEM_ERR_INTERNAL, "a cached block's stream has no device (%d)", device);
+  }
+  if (p->flush_streams[device] == NULL) {
+    gpumem_status st = gm_be_stream_create(device, 0, &p->flush_streams[device]);
+    if (st != GPUMEM_OK) return st;
+  }
+  *out = p->flush_streams[device];
+  return GPUMEM_OK;
+}
+
 /* Return the blocks of one bin to the CUDA pool (its cache locked). Each is
  * freed on the bin's stream, or, for a default stream or a stream that is no
- * longer the one cached for (destroyed; its handle perhaps reissued), on this
- * thread's legacy stream after synchronizing the bin's device. A block stays cached, and in the
- * table, if its free fails. */
+ * longer the one cached for (destroyed; its handle perhaps reissued), on the
+ * pool's own stream of the bin's device after synchronizing that device. A block stays cached, and
+ * in the table, if its free fails. */
 static gpumem_status flush_bin(gpumem_pool_t *p, tcache *c, bin *bn, device_set *freed_on) {
   gpumem_status st = GPUMEM_OK;
   bool synced = false;
@@ -284,15 +302,14 @@ static gpumem_status flush_bin(gpumem_pool_t *p, tcache *c, bin *bn, device_set 
       gpumem_status fs = GPUMEM_ERR_INVALID_ARGUMENT;
       if (!default_stream(on)) {
         fs = gm_be_pool_free(b->ptr, on);
-        if (fs != GPUMEM_OK) gm_error_discard(); /* retried below on the legacy stream */
+        if (fs != GPUMEM_OK) gm_error_discard(); /* retried below on the pool's own stream */
       }
       int on_device = bn->device;
       if (fs != GPUMEM_OK) {
         if (!synced) fs = gm_be_device_synchronize(bn->device);
         synced = synced || fs == GPUMEM_OK;
-        on = NULL;
-        if (synced) fs = gm_be_stream_device(NULL, &on_device);
-        if (fs == GPUMEM_OK) fs = gm_be_pool_free(b->ptr, NULL);
+        if (synced) fs = flush_stream(p, bn->device, &on);
+        if (fs == GPUMEM_OK) fs = gm_be_pool_free(b->ptr, on);
       }
       if (fs != GPUMEM_OK) {
         if (st == GPUMEM_OK) st = fs;
@@ -447,6 +464,10 @@ static gpumem_pool_t *pool_new(int device) {
 }
 
 static void pool_delete(gpumem_pool_t *p) {
+  for (int d = 0; d < GPUMEM_MAX_DEVICES; d++) { /* their frees still run */
+    if (p->flush_streams[d] != NULL && gm_be_stream_destroy(p->flush_streams[d]) != GPUMEM_OK)
+      gm_error_discard(); /* the stream is the driver's to reclaim at exit */
+  }
   for (int i = 0; i < SHARDS; i++) {
     gm_hashmap *m = &p->shards[i].map;
     for (size_t k = 0; k < m->capacity; k++) {

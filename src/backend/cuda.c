@@ -168,7 +168,9 @@
   X(cuPointerGetAttribute, 4000)                   \
   X(cuStreamGetCtx, 9020)                          \
   X(cuStreamGetId, 12000)                          \
-  X(cuStreamIsCapturing, 10000)
+  X(cuStreamIsCapturing, 10000)                    \
+  X(cuStreamQuery, 2000)                           \
+  X(cuEventQuery, 2000)
 
 #define GM_CU_PFN_DECLARE_(sym, ver) static PFN_##sym##_v##ver pfn_##sym;
 GM_CU_ENTRY_POINTS(GM_CU_PFN_DECLARE_)
@@ -990,20 +992,21 @@ static gpumem_status cuda_stream_synchronize(gpumem_stream_t s) {
   return GPUMEM_OK;
 }
 
-/* cudaErrorNotReady from a query is not an error: it is cleared (with the
- * query's context still bound) so that the application's next
- * cudaGetLastError() does not report it; it would otherwise stay the
- * thread's last runtime error. Other failures stay, as in rt_fail. */
+/* A query's "not ready" is an answer, not an error. Asked through the
+ * runtime, cudaErrorNotReady would become the thread's last runtime error
+ * (the application's next cudaGetLastError() would report it), and clearing
+ * it would also clear an earlier error the application had not read (the
+ * runtime keeps one). So queries go through the driver (cuStreamQuery,
+ * cuEventQuery), which leaves the runtime's error state alone. */
 static gpumem_status cuda_stream_query(gpumem_stream_t s) {
   ctx_guard g;
   bind_stream(s, &g);
-  cudaError_t e = cudaStreamQuery(s);
-  if (e == cudaErrorNotReady) cudaGetLastError();
+  CUresult r = pfn_cuStreamQuery((CUstream)s); /* cudaStreamLegacy/PerThread are CU_STREAM_* */
   ctx_exit(&g);
-  if (e == cudaErrorNotReady) {
+  if (r == CUDA_ERROR_NOT_READY) {
     return gm_error(GPUMEM_ERR_NOT_READY, "stream %p still has work in flight", (void *)s);
   }
-  if (e != cudaSuccess) return rt_fail(e, "cudaStreamQuery", "%p", (void *)s);
+  if (r != CUDA_SUCCESS) return cu_fail(r, "cuStreamQuery", "%p", (void *)s);
   return GPUMEM_OK;
 }
 
@@ -1041,14 +1044,13 @@ static gpumem_status cuda_event_record(gpumem_event_t ev, gpumem_stream_t s) {
 static gpumem_status cuda_event_query(gpumem_event_t ev) {
   ctx_guard g;
   bind_object(ev, &g);
-  cudaError_t e = cudaEventQuery(ev);
-  if (e == cudaErrorNotReady) cudaGetLastError(); /* as in cuda_stream_query */
+  CUresult r = pfn_cuEventQuery((CUevent)ev); /* as in cuda_stream_query */
   ctx_exit(&g);
-  if (e == cudaErrorNotReady) {
+  if (r == CUDA_ERROR_NOT_READY) {
     return gm_error(GPUMEM_ERR_NOT_READY, "the work captured by event %p is not complete",
                     (void *)ev);
   }
-  if (e != cudaSuccess) return rt_fail(e, "cudaEventQuery", "%p", (void *)ev);
+  if (r != CUDA_SUCCESS) return cu_fail(r, "cuEventQuery", "%p", (void *)ev);
   return GPUMEM_OK;
 }
 

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "backend/host.h"
 #include "helpers.h"
 
 static gpumem_pool_t *make_pool(bool cache, size_t cache_max_bytes) {
@@ -501,7 +502,7 @@ static void test_late_writer_on_another_stream(void **state) {
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }
 
-/* Issue 9 item 4: a flush that synchronized the pool's device and then freed
+/* Issue 12 item 4: a flush that synchronized the pool's device and then freed
  * the cached blocks on the legacy stream gave a block no order after the
  * work of the stream it was cached for (here a stream of another device,
  * whose work the device synchronize does not wait for; the same happens to a
@@ -567,7 +568,7 @@ static int delayed_streams(void **state) {
   return rc;
 }
 
-/* Issue 9 item 1: trim must see the flushed frees complete, or the CUDA pool
+/* Issue 12 item 1: trim must see the flushed frees complete, or the CUDA pool
  * counts them as outstanding and keeps the memory. */
 static void test_trim_returns_flushed_blocks(void **state) {
   (void)state;
@@ -590,7 +591,7 @@ static void test_trim_returns_flushed_blocks(void **state) {
   assert_gpumem_ok(gpumem_stream_destroy(s));
 }
 
-/* Issue 9 item 5b: a destroyed stream's handle value may name the next
+/* Issue 12 item 5b: a destroyed stream's handle value may name the next
  * stream created while the old one's work still runs; blocks cached for the
  * old stream must not go to the new one. */
 static void test_reissued_stream_handle_gets_no_cached_block(void **state) {
@@ -621,7 +622,33 @@ static void test_reissued_stream_handle_gets_no_cached_block(void **state) {
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }
 
-/* Issue 9 item 5c: while a stream is captured into a graph, allocations and
+/* Issue 12 item 5a: NULL names the legacy stream of the calling thread's
+ * current device, a different stream on each device: a block freed on NULL
+ * while device 0 was current is not NULL's after the thread switched to
+ * device 1. */
+static void test_null_stream_is_per_device(void **state) {
+  (void)state;
+  int count = 0;
+  assert_gpumem_ok(gpumem_device_count(&count));
+  if (!gm_test_on_host() || count < 2) skip(); /* gm_host_set_device plays cudaSetDevice */
+  gpumem_pool_t *p = make_pool(true, 0);
+  void *x = NULL, *y = NULL;
+  gm_host_set_device(0);
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, NULL, &x));
+  assert_gpumem_ok(gpumem_pool_free(p, x, NULL)); /* cached for device 0's legacy stream */
+  gm_host_set_device(1);
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, NULL, &y));
+  assert_ptr_not_equal(y, x);
+  assert_int_equal(stats_of(p).cache_hits, 0);
+  assert_gpumem_ok(gpumem_pool_free(p, y, NULL));
+  gm_host_set_device(0);
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, NULL, &y));
+  assert_ptr_equal(y, x); /* back on device 0: its block */
+  assert_gpumem_ok(gpumem_pool_free(p, y, NULL));
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+}
+
+/* Issue 12 item 5c: while a stream is captured into a graph, allocations and
  * frees must reach the CUDA pool (allocation and free nodes), never the
  * cache. */
 static void test_capture_bypasses_the_cache(void **state) {
@@ -652,7 +679,7 @@ static void test_capture_bypasses_the_cache(void **state) {
   assert_gpumem_ok(gpumem_stream_destroy(s));
 }
 
-/* Issue 9 item 8: wrapping the default pool changes process-wide settings;
+/* Issue 12 item 8: wrapping the default pool changes process-wide settings;
  * destroy puts them back. */
 static void test_default_pool_settings_restored(void **state) {
   (void)state;
@@ -704,6 +731,7 @@ int main(int argc, char **argv) {
                                       gm_test_teardown_host),
       cmocka_unit_test(test_trim_returns_flushed_blocks),
       cmocka_unit_test(test_reissued_stream_handle_gets_no_cached_block),
+      cmocka_unit_test(test_null_stream_is_per_device),
       cmocka_unit_test(test_capture_bypasses_the_cache),
       cmocka_unit_test(test_default_pool_settings_restored),
   };

@@ -72,6 +72,7 @@ static bool grower_open(grower *g, gb_grower kind, int device, size_t max, size_
     return gpumem_buffer_create(&c, &g->buffer) == GPUMEM_OK || fail_with(err, len, "buffer");
   }
   if (kind == GB_REALLOC) {
+    g->malloc_ = (gpumem_allocator)GPUMEM_ALLOCATOR_INIT;
     return gpumem_allocator_create("cuda-malloc", device, &g->malloc_) == GPUMEM_OK ||
            fail_with(err, len, "cuda-malloc");
   }

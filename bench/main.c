@@ -464,7 +464,7 @@ static void time_plan(const gpumem_allocator *a, const gb_plan *plan, bool touch
   r->ns = gb_summarize(samples, (size_t)done);
   r->ops_per_s = r->ns.median > 0 ? 1e9 / r->ns.median : 0;
   r->peak_live = gb_plan_live_curve(plan, NULL);
-  gpumem_stats st;
+  gpumem_stats st = GPUMEM_STATS_INIT;
   if (a->stats(a->ctx, &st) == GPUMEM_OK) r->peak_reserved = st.peak_bytes_reserved;
 }
 
@@ -566,7 +566,7 @@ static void run_pairs(const char *name) {
       pairs_params(opt->sizes[k], live, r->params, sizeof r->params);
       size_t n = pairs_for(opt->sizes[k]);
       gb_plan plan = {0};
-      gpumem_allocator a;
+      gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
       if (!gb_plan_pairs(&plan, opt->sizes[k], n)) {
         snprintf(r->status, sizeof r->status, "no memory");
       } else if (open_allocator(name, &a, r)) {
@@ -588,7 +588,7 @@ static void run_random(const char *name) {
   result *r = new_result(name, "random");
   random_params(r->params, sizeof r->params);
   gb_plan plan = {0};
-  gpumem_allocator a;
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
   if (!gb_plan_random(&plan, &opt->random))
     snprintf(r->status, sizeof r->status, "bad plan");
   else if (open_allocator(name, &a, r)) {
@@ -632,7 +632,7 @@ static void run_streams(const char *name) {
   result *r = new_result(name, "streams");
   streams_params(r->params, sizeof r->params);
   gb_plan plan = {0};
-  gpumem_allocator a;
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
   if (!plan_streams(&plan))
     snprintf(r->status, sizeof r->status, "no memory");
   else if (open_allocator(name, &a, r)) {
@@ -647,7 +647,7 @@ static void run_replay(const char *name, const gb_plan *plan) {
   result *r = new_result(name, "replay");
   const char *base = strrchr(opt->trace, '/');
   snprintf(r->params, sizeof r->params, "%s", base ? base + 1 : opt->trace);
-  gpumem_allocator a;
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
   if (open_allocator(name, &a, r)) {
     time_plan(&a, plan, false, plan->count, r);
     gpumem_allocator_destroy(&a);
@@ -668,7 +668,7 @@ static void run_first(const char *name) {
   void **ptrs = calloc((size_t)opt->first_count, sizeof *ptrs);
   double *rest = calloc((size_t)opt->first_count, sizeof *rest);
   for (int rep = 0; ptrs != NULL && rest != NULL && rep < opt->reps; rep++) {
-    gpumem_allocator a;
+    gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
     if (!open_allocator(name, &a, r)) break;
     int k = 0;
     bool ok = true;
@@ -688,7 +688,7 @@ static void run_first(const char *name) {
     for (int j = 0; j < k; j++)
       a.free(a.ctx, ptrs[j], opt->first_size, NULL);
     gpumem_stream_synchronize(NULL);
-    gpumem_stats stats;
+    gpumem_stats stats = GPUMEM_STATS_INIT;
     if (a.stats(a.ctx, &stats) == GPUMEM_OK && stats.peak_bytes_reserved > peak_reserved) {
       peak_reserved = stats.peak_bytes_reserved;
     }
@@ -749,7 +749,7 @@ static void run_threads(const char *name) {
     result *r = new_result(name, "threads");
     r->threads = nt;
     threads_params(nt, r->params, sizeof r->params);
-    gpumem_allocator a;
+    gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
     thread_job *jobs = calloc((size_t)nt, sizeof *jobs);
     if (jobs == NULL || !open_allocator(name, &a, r)) {
       free(jobs);
@@ -798,7 +798,7 @@ static void run_threads(const char *name) {
         size_t peak = gb_plan_live_curve(&jobs[t].plan, NULL);
         r->peak_live += peak; /* threads overlap: an upper bound */
       }
-      gpumem_stats st;
+      gpumem_stats st = GPUMEM_STATS_INIT;
       if (a.stats(a.ctx, &st) == GPUMEM_OK) r->peak_reserved = st.peak_bytes_reserved;
     }
     for (int t = 0; t < nt; t++) {

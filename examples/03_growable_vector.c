@@ -93,10 +93,10 @@ int main(void) {
   }
   CHECK(gpumem_stream_synchronize(stream));
   double total_ms = now_ms() - start;
-  gpumem_buffer_info info;
-  CHECK(gpumem_buffer_get_info(vec, &info));
+  gpumem_buffer_stats info = GPUMEM_BUFFER_STATS_INIT;
+  CHECK(gpumem_buffer_get_stats(vec, &info));
   printf("%d appends in %.2f ms: %llu growths mapped %zu segments; never a copy\n", appends,
-         total_ms, (unsigned long long)info.growths, info.segments);
+         total_ms, (unsigned long long)info.base.allocs, info.segments);
 
   /* Every record holds the value of the append that wrote it. */
   size_t n = gpumem_buffer_size(vec), bad = 0;

@@ -38,10 +38,10 @@
   } while (0)
 
 static void show(const char *when, gpumem_pool_t *pool) {
-  gpumem_pool_stats s;
+  gpumem_pool_stats s = GPUMEM_POOL_STATS_INIT;
   CHECK(gpumem_pool_get_stats(pool, &s));
   printf("  %-44s reserved %6.2f MiB, live %6.2f MiB, cached %6.2f MiB, hits %llu, misses %llu\n",
-         when, (double)s.reserved_current / (1 << 20), (double)s.live_bytes / (1 << 20),
+         when, (double)s.base.bytes_reserved / (1 << 20), (double)s.base.bytes_in_use / (1 << 20),
          (double)s.cached_bytes / (1 << 20), (unsigned long long)s.cache_hits,
          (unsigned long long)s.cache_misses);
 }

@@ -47,13 +47,13 @@
 #define BLOCK ((size_t)1 << 20)
 
 static void print_stats(gpumem_arena_t *arena) {
-  gpumem_arena_stats s;
+  gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
   CHECK(gpumem_arena_get_stats(arena, &s));
   printf("  mapped %.1f MiB of %.1f MiB, in use %.2f MiB in %zu blocks, largest free %.2f MiB, "
          "fragmentation %.2f, %llu growths\n",
-         (double)s.bytes_mapped / (1 << 20), (double)s.max_size / (1 << 20),
-         (double)s.bytes_in_use / (1 << 20), s.blocks_in_use,
-         (double)s.largest_free_block / (1 << 20), s.fragmentation, (unsigned long long)s.growths);
+         (double)s.base.bytes_reserved / (1 << 20), (double)s.max_size / (1 << 20),
+         (double)s.base.bytes_in_use / (1 << 20), s.blocks_in_use,
+         (double)s.base.largest_free / (1 << 20), s.fragmentation, (unsigned long long)s.growths);
   for (size_t m = 0; m < s.device_count; m++) {
     printf("    device %d: %.1f MiB mapped, %.2f MiB in use\n", s.devices[m].device,
            (double)s.devices[m].bytes_mapped / (1 << 20),
@@ -160,7 +160,7 @@ int main(void) {
   /* 6. Interleaved: a large array striped over the members. */
   cfg.placement = GPUMEM_PLACE_INTERLEAVE;
   CHECK(gpumem_arena_create(&cfg, &arena));
-  gpumem_arena_stats s;
+  gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
   CHECK(gpumem_arena_get_stats(arena, &s));
   void *big = NULL;
   CHECK(gpumem_arena_alloc(arena, 4 * s.stripe_size * (size_t)n, 0, GPUMEM_ARENA_ANY_DEVICE, &big));

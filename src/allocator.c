@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abi.h"
 #include "allocator.h"
 #include "api.h"
 #include "hashmap.h"
@@ -100,9 +101,10 @@ static gpumem_status base_free(void *ctx, void *ptr, size_t size, gpumem_stream_
 static gpumem_status base_stats(void *ctx, gpumem_stats *out) {
   gm_allocator_base *b = ctx;
   gm_error_discard();
-  if (out == NULL)
-    return gm_api_return(b->impl->name, gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "stats is NULL"));
+  gpumem_status st = gm_abi_check_out(out, sizeof *out, "stats (GPUMEM_STATS_INIT)");
+  if (st != GPUMEM_OK) return gm_api_return(b->impl->name, st);
   gpumem_stats s = {
+      .struct_size = sizeof s,
       .bytes_in_use = atomic_load(&b->in_use),
       .peak_bytes_in_use = atomic_load(&b->peak_in_use),
   };
@@ -114,10 +116,10 @@ static gpumem_status base_stats(void *ctx, gpumem_stats *out) {
   s.bytes_reserved = s.bytes_in_use;
   s.peak_bytes_reserved = s.peak_bytes_in_use;
   if (b->impl->reserved != NULL) {
-    gpumem_status st = b->impl->reserved(b->state, &s.bytes_reserved, &s.peak_bytes_reserved);
+    st = b->impl->reserved(b->state, &s.bytes_reserved, &s.peak_bytes_reserved);
     if (st != GPUMEM_OK) return gm_api_return(b->impl->name, st);
   }
-  *out = s;
+  gm_abi_write(out, &s, sizeof s);
   return GPUMEM_OK;
 }
 
@@ -144,9 +146,9 @@ GPUMEM_API size_t gpumem_allocator_list(gpumem_allocator_kind *kinds, size_t max
 }
 
 static gpumem_status create(const char *name, int device, gpumem_allocator *out) {
-  if (name == NULL || out == NULL) {
-    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "name or allocator is NULL");
-  }
+  if (name == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "name is NULL");
+  gpumem_status st = gm_abi_check_out(out, sizeof *out, "allocator (GPUMEM_ALLOCATOR_INIT)");
+  if (st != GPUMEM_OK) return st;
   const gm_allocator_impl *impl = NULL;
   char names[256] = "";
   for (size_t i = 0; i < GM_ARRAY_SIZE(registry); i++) {
@@ -163,17 +165,24 @@ static gpumem_status create(const char *name, int device, gpumem_allocator *out)
   b->impl = impl;
   b->trace_ids = (gm_hashmap)GM_HASHMAP_INIT;
   pthread_mutex_init(&b->trace_lock, NULL);
-  gpumem_status st = impl->create(device, &b->state);
+  st = impl->create(device, &b->state);
   if (st != GPUMEM_OK) {
     pthread_mutex_destroy(&b->trace_lock);
     free(b);
     return st;
   }
   b->tracing = gm_trace_enabled();
-  *out = (gpumem_allocator){
-      impl->name, device,       b,
-      base_alloc, base_free,    base_stats,
-      base_trim,  base_destroy, impl->stream_ordered ? GPUMEM_ALLOCATOR_STREAM_ORDERED : 0u};
+  gpumem_allocator a = {.struct_size = sizeof a,
+                        .name = impl->name,
+                        .device = device,
+                        .ctx = b,
+                        .alloc = base_alloc,
+                        .free = base_free,
+                        .stats = base_stats,
+                        .trim = base_trim,
+                        .destroy = base_destroy,
+                        .flags = impl->stream_ordered ? GPUMEM_ALLOCATOR_STREAM_ORDERED : 0u};
+  gm_abi_write(out, &a, sizeof a);
   return GPUMEM_OK;
 }
 
@@ -185,5 +194,7 @@ GPUMEM_API gpumem_status gpumem_allocator_create(const char *name, int device,
 GPUMEM_API void gpumem_allocator_destroy(gpumem_allocator *allocator) {
   if (allocator == NULL) return;
   if (allocator->destroy != NULL) allocator->destroy(allocator->ctx);
-  memset(allocator, 0, sizeof *allocator);
+  size_t n = allocator->struct_size; /* clear no more than the caller's struct */
+  if (n > sizeof *allocator) n = sizeof *allocator;
+  if (n > sizeof n) memset((char *)allocator + sizeof n, 0, n - sizeof n);
 }

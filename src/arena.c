@@ -69,6 +69,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "abi.h"
 #include "arena_internal.h"
 #include "gpumem/device.h"
 #include "log.h"
@@ -84,6 +85,7 @@ typedef struct shard {
   int member; /* index in members (LOCAL), -1 (INTERLEAVE) */
   gm_tlsf heap;
   uint64_t allocs, frees; /* under the lock */
+  size_t peak_used;       /* the most heap.bytes_used has been (under the lock) */
 } shard;
 
 typedef struct growth {
@@ -401,10 +403,14 @@ static gpumem_status release_all(gpumem_arena_t *a) {
   return a->base ? gm_be_va_free(a->base, a->max_size) : GPUMEM_OK;
 }
 
-static gpumem_status create(const gpumem_arena_config *c, gpumem_arena_t **out) {
+static gpumem_status create(const gpumem_arena_config *config, gpumem_arena_t **out) {
   gpumem_status st = GPUMEM_OK;
   gpumem_arena_t *a = NULL;
-  GM_REQUIRE(c != NULL && out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "config or arena is NULL");
+  gpumem_arena_config cfg;
+  const gpumem_arena_config *c = &cfg;
+  GM_REQUIRE(out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "arena is NULL");
+  GM_TRY(gm_abi_read(config, sizeof cfg, &(gpumem_arena_config)GPUMEM_ARENA_CONFIG_INIT, &cfg,
+                     "arena config (GPUMEM_ARENA_CONFIG_INIT)"));
   a = calloc(1, sizeof *a);
   GM_REQUIRE(a != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an arena");
   GM_TRY(set_members(a, c));
@@ -473,10 +479,16 @@ GPUMEM_API gpumem_status gpumem_arena_destroy(gpumem_arena_t *arena) {
 
 /* ---- alloc and free ---- */
 
+/* An allocation succeeded on `s` (locked). */
+static inline void count_alloc(shard *s) {
+  s->allocs++;
+  if (s->heap.bytes_used > s->peak_used) s->peak_used = s->heap.bytes_used;
+}
+
 static gm_tlsf_block *try_shard(shard *s, size_t size, size_t align, bool *no_host) {
   shard_lock(s);
   gm_tlsf_block *b = gm_tlsf_alloc(&s->heap, size, align, no_host);
-  if (b != NULL) s->allocs++;
+  if (b != NULL) count_alloc(s);
   shard_unlock(s);
   return b;
 }
@@ -517,7 +529,7 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
     st = grow(a, s, bytes + (align - GM_TLSF_ALIGN));
     if (st == GPUMEM_OK) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
   }
-  if (b != NULL) s->allocs++;
+  if (b != NULL) count_alloc(s);
   shard_unlock(s);
   for (unsigned k = 1; b == NULL && !no_host && k < a->shards_per; k++) {
     b = try_shard(&a->shards[first + (mine - first + k) % a->shards_per], bytes, align, &no_host);
@@ -624,6 +636,7 @@ static void count_stripes(const gm_tlsf_block *b, void *user) {
 
 static void collect(gpumem_arena_t *a, gpumem_arena_stats *out) {
   memset(out, 0, sizeof *out);
+  out->base.struct_size = sizeof *out;
   out->placement = a->placement;
   out->max_size = a->max_size;
   out->chunk_size = a->chunk;
@@ -631,20 +644,21 @@ static void collect(gpumem_arena_t *a, gpumem_arena_stats *out) {
   out->granularity = a->granularity;
   out->shards = a->shards_per;
   out->device_count = a->nmembers;
-  out->failed_allocs = atomic_load(&a->failed);
+  out->base.failed_allocs = atomic_load(&a->failed);
   size_t in_use[GPUMEM_MAX_DEVICES] = {0};
   interleave_use use = {a, in_use};
   for (unsigned i = 0; i < a->nshards; i++) {
     shard *s = &a->shards[i];
     shard_lock(s);
     size_t largest = (size_t)gm_tlsf_largest_free(&s->heap);
-    out->bytes_mapped += s->heap.bytes_total;
-    out->bytes_in_use += s->heap.bytes_used;
+    out->base.bytes_reserved += s->heap.bytes_total;
+    out->base.bytes_in_use += s->heap.bytes_used;
+    out->base.peak_bytes_in_use += s->peak_used;
     out->blocks_in_use += s->heap.blocks_used;
     out->free_blocks += s->heap.blocks_free;
-    out->allocs += s->allocs;
-    out->frees += s->frees;
-    if (largest > out->largest_free_block) out->largest_free_block = largest;
+    out->base.allocs += s->allocs;
+    out->base.frees += s->frees;
+    if (largest > out->base.largest_free) out->base.largest_free = largest;
     if (s->member >= 0) {
       gpumem_arena_device_stats *d = &out->devices[s->member];
       d->bytes_in_use += s->heap.bytes_used;
@@ -663,16 +677,17 @@ static void collect(gpumem_arena_t *a, gpumem_arena_stats *out) {
     if (a->placement == GPUMEM_PLACE_INTERLEAVE) out->devices[m].bytes_in_use = in_use[m];
   }
   pthread_mutex_unlock(&a->grow_lock);
-  out->bytes_free = out->bytes_mapped - out->bytes_in_use;
+  out->base.peak_bytes_reserved = out->base.bytes_reserved; /* mapped memory only grows */
+  out->bytes_free = out->base.bytes_reserved - out->base.bytes_in_use;
   out->fragmentation =
-      out->bytes_free ? 1.0 - (double)out->largest_free_block / (double)out->bytes_free : 0.0;
+      out->bytes_free ? 1.0 - (double)out->base.largest_free / (double)out->bytes_free : 0.0;
 }
 
 static void describe_members(gpumem_arena_t *a, char *buf, size_t len) {
   gpumem_arena_stats s;
   collect(a, &s);
-  size_t at =
-      (size_t)snprintf(buf, len, "arena: %zu of %zu bytes mapped", s.bytes_mapped, s.max_size);
+  size_t at = (size_t)snprintf(buf, len, "arena: %zu of %zu bytes mapped", s.base.bytes_reserved,
+                               s.max_size);
   for (size_t m = 0; m < s.device_count && at < len; m++) {
     const gpumem_arena_device_stats *d = &s.devices[m];
     at += (size_t)snprintf(buf + at, len - at, "; device %d: %zu mapped, %zu in use", d->device,
@@ -684,9 +699,14 @@ static void describe_members(gpumem_arena_t *a, char *buf, size_t len) {
 
 static gpumem_status get_stats(gpumem_arena_t *a, gpumem_arena_stats *out) {
   gpumem_status st = check_arena(a);
+  if (st == GPUMEM_OK)
+    st = gm_abi_check_out(out, sizeof *out, "arena stats (GPUMEM_ARENA_STATS_INIT)");
   if (st != GPUMEM_OK) return st;
-  if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "stats is NULL");
-  collect(a, out);
+  gpumem_arena_stats *s = malloc(sizeof *s); /* about 2.6 KiB: not on the stack */
+  if (s == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for arena stats");
+  collect(a, s);
+  gm_abi_write(out, s, sizeof *s);
+  free(s);
   return GPUMEM_OK;
 }
 

@@ -48,6 +48,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "api.h"
 #include "gpumem/buffer.h"
 #include "log.h"
@@ -85,7 +86,8 @@ struct gpumem_buffer {
   _Atomic size_t capacity;
   segment *segs;
   size_t nsegs, capsegs;
-  uint64_t growths, releases;
+  uint64_t growths, releases, failed; /* under the lock */
+  size_t peak_size, peak_capacity;    /* under the lock */
 };
 
 static gpumem_status check_buffer(const gpumem_buffer_t *b) {
@@ -140,10 +142,14 @@ static gpumem_status set_access_list(gpumem_buffer_t *b, const gpumem_buffer_con
   return GPUMEM_OK;
 }
 
-static gpumem_status create(const gpumem_buffer_config *c, gpumem_buffer_t **out) {
+static gpumem_status create(const gpumem_buffer_config *config, gpumem_buffer_t **out) {
   gpumem_status st = GPUMEM_OK;
   gpumem_buffer_t *b = NULL;
-  GM_REQUIRE(c != NULL && out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "config or buffer is NULL");
+  gpumem_buffer_config cfg;
+  const gpumem_buffer_config *c = &cfg;
+  GM_REQUIRE(out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "buffer is NULL");
+  GM_TRY(gm_abi_read(config, sizeof cfg, &(gpumem_buffer_config)GPUMEM_BUFFER_CONFIG_INIT, &cfg,
+                     "buffer config (GPUMEM_BUFFER_CONFIG_INIT)"));
   GM_REQUIRE(c->growth == GPUMEM_GROW_EXACT || c->growth == GPUMEM_GROW_GEOMETRIC,
              GPUMEM_ERR_INVALID_ARGUMENT, "growth policy %d is not valid", (int)c->growth);
   double factor = c->growth_factor == 0.0 ? DEFAULT_GROWTH_FACTOR : c->growth_factor;
@@ -221,6 +227,7 @@ static gpumem_status grow_to(gpumem_buffer_t *b, size_t new_capacity) {
   }
   b->segs[b->nsegs++] = (segment){cap, bytes, h};
   atomic_store(&b->capacity, new_capacity);
+  if (new_capacity > b->peak_capacity) b->peak_capacity = new_capacity;
   b->growths++;
   return GPUMEM_OK;
 fail : {
@@ -265,6 +272,8 @@ static gpumem_status resize(gpumem_buffer_t *b, size_t new_size) {
   pthread_mutex_lock(&b->lock);
   if (new_size > atomic_load(&b->capacity)) st = grow_to(b, target_capacity(b, new_size));
   if (st == GPUMEM_OK) atomic_store(&b->size, new_size);
+  if (st == GPUMEM_OK && new_size > b->peak_size) b->peak_size = new_size;
+  if (st != GPUMEM_OK) b->failed++;
   pthread_mutex_unlock(&b->lock);
   return st;
 }
@@ -281,6 +290,7 @@ static gpumem_status reserve(gpumem_buffer_t *b, size_t capacity) {
   gm_round_up(capacity, b->chunk, &want);
   pthread_mutex_lock(&b->lock);
   st = grow_to(b, want);
+  if (st != GPUMEM_OK) b->failed++;
   pthread_mutex_unlock(&b->lock);
   return st;
 }
@@ -380,15 +390,25 @@ GPUMEM_API size_t gpumem_buffer_max_size(const gpumem_buffer_t *b) {
   return b ? b->max_size : 0;
 }
 
-static gpumem_status get_info(gpumem_buffer_t *b, gpumem_buffer_info *info) {
+static gpumem_status get_stats(gpumem_buffer_t *b, gpumem_buffer_stats *out) {
   gpumem_status st = check_buffer(b);
+  if (st == GPUMEM_OK)
+    st = gm_abi_check_out(out, sizeof *out, "buffer stats (GPUMEM_BUFFER_STATS_INIT)");
   if (st != GPUMEM_OK) return st;
-  if (info == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "info is NULL");
+  gpumem_buffer_stats s, *info = &s;
   pthread_mutex_lock(&b->lock);
   memset(info, 0, sizeof *info);
+  size_t size = atomic_load(&b->size), capacity = atomic_load(&b->capacity);
+  info->base = (gpumem_stats){.struct_size = sizeof *info,
+                              .bytes_in_use = size,
+                              .peak_bytes_in_use = b->peak_size,
+                              .bytes_reserved = capacity,
+                              .peak_bytes_reserved = b->peak_capacity,
+                              .allocs = b->growths,
+                              .frees = b->releases,
+                              .failed_allocs = b->failed,
+                              .largest_free = capacity - size};
   info->device = b->device;
-  info->size = atomic_load(&b->size);
-  info->capacity = atomic_load(&b->capacity);
   info->max_size = b->max_size;
   info->chunk_size = b->chunk;
   info->segments = b->nsegs;
@@ -402,14 +422,14 @@ static gpumem_status get_info(gpumem_buffer_t *b, gpumem_buffer_info *info) {
   info->access_count = b->naccess;
   for (size_t i = 0; i < b->naccess; i++)
     info->access_devices[i] = b->access[i].device;
-  info->growths = b->growths;
-  info->releases = b->releases;
   pthread_mutex_unlock(&b->lock);
+  gm_abi_write(out, &s, sizeof s);
   return GPUMEM_OK;
 }
 
-GPUMEM_API gpumem_status gpumem_buffer_get_info(gpumem_buffer_t *buffer, gpumem_buffer_info *info) {
-  GM_API_FORWARD(get_info(buffer, info));
+GPUMEM_API gpumem_status gpumem_buffer_get_stats(gpumem_buffer_t *buffer,
+                                                 gpumem_buffer_stats *stats) {
+  GM_API_FORWARD(get_stats(buffer, stats));
 }
 
 /* ---- sharing with another process ---- */
@@ -597,6 +617,8 @@ static gpumem_status receive_buffer(int sock, int device, gpumem_buffer_t **out)
     atomic_store(&b->capacity, off + (size_t)sizes[i]);
   }
   atomic_store(&b->size, (size_t)h.size);
+  b->peak_size = (size_t)h.size;
+  b->peak_capacity = atomic_load(&b->capacity);
   pthread_mutex_init(&b->lock, NULL);
   b->magic = BUFFER_MAGIC;
   for (size_t i = 0; i < nfds; i++)

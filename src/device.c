@@ -28,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "abi.h"
 #include "api.h"
 #include "gpumem/device.h"
 #include "log.h"
@@ -281,10 +282,14 @@ static void place(const select_state *s, int rank, gpumem_selection *out) {
            members[k], s->dev[members[k]].uuid);
 }
 
-static gpumem_status select_device(const gpumem_select_criteria *c, gpumem_selection *out) {
-  if (c == NULL || out == NULL) {
-    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "criteria or selection is NULL");
-  }
+static gpumem_status select_device(const gpumem_select_criteria *criteria, gpumem_selection *out) {
+  if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "selection is NULL");
+  gpumem_select_criteria cfg;
+  const gpumem_select_criteria *c = &cfg;
+  gpumem_status st0 =
+      gm_abi_read(criteria, sizeof cfg, &(gpumem_select_criteria)GPUMEM_SELECT_CRITERIA_INIT, &cfg,
+                  "selection criteria (GPUMEM_SELECT_CRITERIA_INIT)");
+  if (st0 != GPUMEM_OK) return st0;
   if ((int)c->mig < GPUMEM_MIG_EITHER || c->mig > GPUMEM_MIG_REQUIRE) {
     return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "MIG policy %d is not a gpumem_mig_policy",
                     (int)c->mig);

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+#include "abi.h"
 #include "backend.h"
 #include "gpumem/init.h"
 #include "gpumem/version.h"
@@ -79,7 +80,12 @@ static gpumem_status initialise(const gpumem_init_options *options) {
     }
     options_loaded = true;
   }
-  if (options != NULL) GM_TRY(apply_options(options));
+  if (options != NULL) {
+    gpumem_init_options o;
+    GM_TRY(gm_abi_read(options, sizeof o, &(gpumem_init_options)GPUMEM_INIT_OPTIONS_INIT, &o,
+                       "init options (GPUMEM_INIT_OPTIONS_INIT)"));
+    GM_TRY(apply_options(&o));
+  }
   const gm_backend_ops *ops =
       gm_option_word(GM_OPTION_BACKEND) == GM_BACKEND_HOST ? &gm_backend_host : &gm_backend_cuda;
   GM_TRY(ops->open());

@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abi.h"
 #include "api.h"
 #include "gpumem/pool.h"
 #include "gpumem/stream.h"
@@ -143,6 +144,7 @@ struct gpumem_pool {
    * nothing there. */
   _Atomic int64_t live_bytes;
   _Atomic uint64_t allocs, frees;
+  _Atomic uint64_t failed; /* allocations that returned an error (a cold path) */
 };
 
 /* ---- size classes: 256 B, then four per power of two ---- */
@@ -549,10 +551,14 @@ static gpumem_status restore_defaults(gpumem_pool_t *p) {
   return st;
 }
 
-static gpumem_status create(const gpumem_pool_config *c, gpumem_pool_t **out) {
+static gpumem_status create(const gpumem_pool_config *config, gpumem_pool_t **out) {
   gpumem_status st = GPUMEM_OK;
   gpumem_pool_t *p = NULL;
-  GM_REQUIRE(c != NULL && out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "config or pool is NULL");
+  gpumem_pool_config cfg;
+  const gpumem_pool_config *c = &cfg;
+  GM_REQUIRE(out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "pool is NULL");
+  GM_TRY(gm_abi_read(config, sizeof cfg, &(gpumem_pool_config)GPUMEM_POOL_CONFIG_INIT, &cfg,
+                     "pool config (GPUMEM_POOL_CONFIG_INIT)"));
   GM_REQUIRE(c->handle_type == GPUMEM_HANDLE_NONE || c->handle_type == GPUMEM_HANDLE_POSIX_FD,
              GPUMEM_ERR_INVALID_ARGUMENT, "pool handle type %d is not NONE or POSIX_FD",
              (int)c->handle_type);
@@ -635,9 +641,20 @@ static gpumem_status out_of_memory(gpumem_pool_t *p, size_t size) {
                   size, p->device, (unsigned long long)reserved, (unsigned long long)used);
 }
 
+static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_t stream,
+                                   void **out);
+
 static gpumem_status alloc(gpumem_pool_t *p, size_t size, gpumem_stream_t stream, void **out) {
   gpumem_status st = check_pool(p);
   if (st != GPUMEM_OK) return st;
+  st = alloc_checked(p, size, stream, out);
+  if (st != GPUMEM_OK) atomic_fetch_add_explicit(&p->failed, 1, memory_order_relaxed);
+  return st;
+}
+
+static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_t stream,
+                                   void **out) {
+  gpumem_status st = GPUMEM_OK;
   if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
   if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes");
   if (p->imported) return gm_error(GPUMEM_ERR_NOT_SUPPORTED, "an imported pool cannot allocate");
@@ -824,8 +841,9 @@ GPUMEM_API gpumem_status gpumem_pool_forget_stream(gpumem_pool_t *pool, gpumem_s
 
 static gpumem_status get_stats(gpumem_pool_t *p, gpumem_pool_stats *out) {
   gpumem_status st = check_pool(p);
+  if (st == GPUMEM_OK)
+    st = gm_abi_check_out(out, sizeof *out, "pool stats (GPUMEM_POOL_STATS_INIT)");
   if (st != GPUMEM_OK) return st;
-  if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "stats is NULL");
   uint64_t v[4] = {0, 0, 0, 0};
   const gm_pool_attr attrs[4] = {GM_POOL_RESERVED_MEM_CURRENT, GM_POOL_RESERVED_MEM_HIGH,
                                  GM_POOL_USED_MEM_CURRENT, GM_POOL_USED_MEM_HIGH};
@@ -833,8 +851,21 @@ static gpumem_status get_stats(gpumem_pool_t *p, gpumem_pool_stats *out) {
     st = gm_be_pool_get_attr(p->native, attrs[i], &v[i]);
   if (st != GPUMEM_OK) return st;
   pool_totals t = totals(p);
-  *out = (gpumem_pool_stats){(size_t)v[0], (size_t)v[1], (size_t)v[2], (size_t)v[3], (size_t)t.live,
-                             t.cached,     t.allocs,     t.frees,      t.hits,       t.misses};
+  gpumem_pool_stats s = {.base = {.struct_size = sizeof s,
+                                  .bytes_in_use = (size_t)t.live,
+                                  .peak_bytes_in_use = (size_t)v[3],
+                                  .bytes_reserved = (size_t)v[0],
+                                  .peak_bytes_reserved = (size_t)v[1],
+                                  .allocs = t.allocs,
+                                  .frees = t.frees,
+                                  .failed_allocs = atomic_load(&p->failed),
+                                  .largest_free = 0},
+                         .used_current = (size_t)v[2],
+                         .used_high = (size_t)v[3],
+                         .cached_bytes = t.cached,
+                         .cache_hits = t.hits,
+                         .cache_misses = t.misses};
+  gm_abi_write(out, &s, sizeof s);
   return GPUMEM_OK;
 }
 

@@ -82,7 +82,7 @@ static void assert_checked(gpumem_arena_t *a) {
 }
 
 static gpumem_arena_stats stats_of(gpumem_arena_t *a) {
-  gpumem_arena_stats s;
+  gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
   assert_gpumem_ok(gpumem_arena_get_stats(a, &s));
   return s;
 }
@@ -251,7 +251,7 @@ static void test_alloc_free_bad_input(void **state) {
                        GPUMEM_ERR_INVALID_DEVICE);
   assert_last_error_contains("LOCAL arena needs the device");
   assert_gpumem_status(gpumem_arena_alloc(a, 256, 0, 4000, &p), GPUMEM_ERR_INVALID_DEVICE);
-  assert_int_equal(stats_of(a).bytes_mapped, 0); /* nothing was mapped for bad calls */
+  assert_int_equal(stats_of(a).base.bytes_reserved, 0); /* nothing was mapped for bad calls */
 
   assert_gpumem_ok(gpumem_arena_alloc(a, 1000, 0, 0, &p));
   assert_gpumem_ok(gpumem_arena_alloc(a, 300, 0, 0, &q));
@@ -270,8 +270,8 @@ static void test_alloc_free_bad_input(void **state) {
   /* Nothing was lost: p is still allocated with its 1024 bytes. */
   gpumem_arena_stats s = stats_of(a);
   assert_int_equal(s.blocks_in_use, 1);
-  assert_int_equal(s.bytes_in_use, 1024);
-  assert_int_equal(s.frees, 1);
+  assert_int_equal(s.base.bytes_in_use, 1024);
+  assert_int_equal(s.base.frees, 1);
   int owner = -1;
   assert_gpumem_status(gpumem_arena_owner(a, NULL, &owner), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gpumem_arena_owner(a, p, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
@@ -329,7 +329,7 @@ static void test_local_placement(void **state) {
     assert_int_equal(s.devices[d].blocks_in_use, 3);
     assert_int_equal(s.devices[d].largest_free, 4 * g - (10240 + 20224 + 30208));
   }
-  assert_int_equal(s.bytes_mapped, 16 * g);
+  assert_int_equal(s.base.bytes_reserved, 16 * g);
   assert_int_equal(s.growths, 4);
   /* Each growth is one physical allocation on its device. */
   assert_int_equal(gm_test_counters().phys_handles, 4);
@@ -354,7 +354,7 @@ static void test_interleave(void **state) {
   gpumem_arena_t *a = NULL;
   assert_gpumem_ok(gpumem_arena_create(&c, &a));
   gpumem_arena_stats s = stats_of(a);
-  assert_int_equal(s.bytes_mapped, 8 * g);
+  assert_int_equal(s.base.bytes_reserved, 8 * g);
   assert_int_equal(s.stripe_size, g);
   /* One allocation per stripe, each mapped from its start (cuMemMap's
    * offset "currently must be zero"): 8 stripes, 8 allocations. */
@@ -385,7 +385,7 @@ static void test_interleave(void **state) {
   assert_int_equal(gm_backend_calls(GM_OP_set_access) - grants, 1);
   assert_int_equal(gm_test_counters().phys_handles, 16);
   s = stats_of(a);
-  assert_int_equal(s.bytes_mapped, 16 * g);
+  assert_int_equal(s.base.bytes_reserved, 16 * g);
   assert_int_equal(s.growths, 2);
   size_t sum = 0;
   for (int m = 0; m < 4; m++) {
@@ -393,7 +393,7 @@ static void test_interleave(void **state) {
     sum += s.devices[m].bytes_in_use;
   }
   assert_int_equal(sum, 10 * g);
-  assert_int_equal(s.bytes_in_use, 10 * g);
+  assert_int_equal(s.base.bytes_in_use, 10 * g);
   assert_int_equal(block_mismatches(p, 6 * g, 9), 0);
   assert_checked(a);
   assert_gpumem_status(gpumem_arena_alloc(a, 256, 0, 7, &q), GPUMEM_ERR_INVALID_DEVICE);
@@ -427,13 +427,13 @@ static void test_growth_keeps_blocks(void **state) {
     write_block(small[i], chunk / 2, (unsigned)i);
   }
   gpumem_arena_stats s = stats_of(a);
-  assert_int_equal(s.bytes_mapped, 4 * chunk);
+  assert_int_equal(s.base.bytes_reserved, 4 * chunk);
   assert_int_equal(s.growths, 4);
   /* A block larger than a chunk gets one contiguous growth. */
   void *big = NULL;
   assert_gpumem_ok(gpumem_arena_alloc(a, 3 * chunk - 100, 0, devs[0], &big));
   s = stats_of(a);
-  assert_int_equal(s.bytes_mapped, 7 * chunk);
+  assert_int_equal(s.base.bytes_reserved, 7 * chunk);
   assert_int_equal(s.growths, 5);
   write_block(big, 3 * chunk - 100, 99);
   for (int i = 0; i < 8; i++)
@@ -447,12 +447,12 @@ static void test_growth_keeps_blocks(void **state) {
   assert_last_error_contains("device 0: ");
   assert_last_error_contains("largest free");
   gpumem_arena_stats after = stats_of(a);
-  assert_int_equal(after.bytes_mapped, before.bytes_mapped);
-  assert_int_equal(after.failed_allocs, 1);
+  assert_int_equal(after.base.bytes_reserved, before.base.bytes_reserved);
+  assert_int_equal(after.base.failed_allocs, 1);
   /* Freed memory is reused before growing. */
   assert_gpumem_ok(gpumem_arena_free(a, big));
   assert_gpumem_ok(gpumem_arena_alloc(a, 2 * chunk, 0, devs[0], &p));
-  assert_int_equal(stats_of(a).bytes_mapped, 7 * chunk);
+  assert_int_equal(stats_of(a).base.bytes_reserved, 7 * chunk);
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
   assert_int_equal(gm_test_counters().mapped_bytes, 0);
@@ -472,9 +472,9 @@ static void growth_fails_at(gpumem_arena_t *a, gm_op op, uint64_t nth, int devic
   assert_last_error_contains("injected");
   assert_true(same_counters(before, gm_test_counters()));
   gpumem_arena_stats sa = stats_of(a);
-  assert_int_equal(sa.bytes_mapped, sb.bytes_mapped);
+  assert_int_equal(sa.base.bytes_reserved, sb.base.bytes_reserved);
   assert_int_equal(sa.growths, sb.growths);
-  assert_int_equal(sa.bytes_in_use, sb.bytes_in_use);
+  assert_int_equal(sa.base.bytes_in_use, sb.base.bytes_in_use);
   assert_checked(a);
 }
 
@@ -513,7 +513,7 @@ static void test_growth_rolls_back(void **state) {
     growth_fails_at(a, GM_OP_set_access, 1, GPUMEM_ARENA_ANY_DEVICE, 8 * g);
     assert_gpumem_ok(gpumem_arena_alloc(a, 8 * g, 0, GPUMEM_ARENA_ANY_DEVICE, &kept[round]));
     write_block(kept[round], 8 * g, 6 + (unsigned)round);
-    assert_int_equal(stats_of(a).bytes_mapped, (size_t)(round + 1) * 8 * g);
+    assert_int_equal(stats_of(a).base.bytes_reserved, (size_t)(round + 1) * 8 * g);
     assert_int_equal(gm_test_counters().phys_handles, (round + 1) * 8);
   }
   for (int round = 0; round < 2; round++)
@@ -788,17 +788,17 @@ static void run_model(gpumem_placement place, size_t steps) {
       in_use -= b.rounded;
     }
     gpumem_arena_stats s = stats_of(a);
-    if (s.bytes_in_use != in_use || s.blocks_in_use != nlive)
+    if (s.base.bytes_in_use != in_use || s.blocks_in_use != nlive)
       fail_msg("step %zu: arena has %zu bytes in %zu blocks, the model %zu in %zu", step,
-               s.bytes_in_use, s.blocks_in_use, in_use, nlive);
+               s.base.bytes_in_use, s.blocks_in_use, in_use, nlive);
     char why[256];
     if (gpumem_arena_check(a, why, sizeof why) != GPUMEM_OK) fail_msg("step %zu: %s", step, why);
   }
   while (nlive > 0)
     assert_gpumem_ok(gpumem_arena_free(a, (void *)live[--nlive].p));
   gpumem_arena_stats s = stats_of(a);
-  assert_int_equal(s.bytes_in_use, 0);
-  assert_int_equal(s.allocs, s.frees);
+  assert_int_equal(s.base.bytes_in_use, 0);
+  assert_int_equal(s.base.allocs, s.base.frees);
   assert_checked(a);
   free(live);
   assert_gpumem_ok(gpumem_arena_destroy(a));
@@ -882,9 +882,9 @@ static void test_threads(void **state) {
     if (p != NULL) assert_gpumem_ok(gpumem_arena_free(x.arena, p));
   }
   gpumem_arena_stats s = stats_of(x.arena);
-  assert_int_equal(s.bytes_in_use, 0);
+  assert_int_equal(s.base.bytes_in_use, 0);
   assert_int_equal(s.blocks_in_use, 0);
-  assert_int_equal(s.allocs, s.frees);
+  assert_int_equal(s.base.allocs, s.base.frees);
   assert_int_equal(s.shards, 4);
   assert_checked(x.arena);
   assert_gpumem_ok(gpumem_arena_destroy(x.arena));
@@ -894,13 +894,13 @@ static void test_threads(void **state) {
 
 static void test_allocator_interface(void **state) {
   (void)state;
-  gpumem_allocator al;
+  gpumem_allocator al = GPUMEM_ALLOCATOR_INIT;
   assert_gpumem_ok(gpumem_allocator_create("gpumem-arena", 0, &al));
   void *p = NULL;
   assert_gpumem_ok(al.alloc(al.ctx, 5000, NULL, &p));
   write_block(p, 5000, 3);
   assert_int_equal(block_mismatches(p, 5000, 3), 0);
-  gpumem_stats s;
+  gpumem_stats s = GPUMEM_STATS_INIT;
   assert_gpumem_ok(al.stats(al.ctx, &s));
   assert_int_equal(s.bytes_in_use, 5000);
   assert_true(s.bytes_reserved >= 5120);

@@ -71,7 +71,7 @@ static void test_kernels_read_back_every_block(void **state) {
     assert_gpumem_ok(gpumem_arena_alloc(a, size_of(i), 0, 0, &p[i]));
   fill_all(p, 1, 2, 1000);
   assert_int_equal(wrong_words(a, p, 0, 1000), 0);
-  gpumem_arena_stats s;
+  gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
   assert_gpumem_ok(gpumem_arena_get_stats(a, &s));
   assert_true(s.growths >= 2);
   assert_int_equal(s.blocks_in_use, BLOCKS);

@@ -222,7 +222,7 @@ static void test_trace_gz_and_real_trace(void **state) {
 
 static void test_run_plan_through_an_allocator(void **state) {
   (void)state;
-  gpumem_allocator a;
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
   assert_gpumem_ok(gpumem_allocator_create("cuda-pool", 0, &a));
   gb_random_config c = config(3, GB_LOGNORMAL);
   gb_plan p = {0};
@@ -232,7 +232,7 @@ static void test_run_plan_through_an_allocator(void **state) {
   char err[200] = "";
   double t = gb_run_plan(&a, &p, &s, 0, true, err, sizeof err);
   assert_true(t > 0);
-  gpumem_stats st;
+  gpumem_stats st = GPUMEM_STATS_INIT;
   assert_gpumem_ok(a.stats(a.ctx, &st));
   size_t allocs = 0;
   for (size_t i = 0; i < p.count; i++)
@@ -258,7 +258,7 @@ static void test_recorded_trace_replays_the_same_curve(void **state) {
   setenv("GPUMEM_TRACE", path, 1);
   assert_gpumem_ok(gpumem_init(NULL));
   unsetenv("GPUMEM_TRACE");
-  gpumem_allocator a;
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
   assert_gpumem_ok(gpumem_allocator_create("cuda-async", 0, &a));
   gb_random_config c = config(11, GB_GEOMETRIC);
   gb_plan original = {0}, replayed = {0};
@@ -304,7 +304,7 @@ static void test_allocator_registry(void **state) {
   assert_string_equal(kinds[4].name, "gpumem-pool-nocache");
   assert_string_equal(kinds[5].name, "gpumem-arena");
   assert_int_equal(gpumem_allocator_list(NULL, 0), 6);
-  gpumem_allocator a;
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
   assert_gpumem_status(gpumem_allocator_create("jemalloc", 0, &a), GPUMEM_ERR_NOT_FOUND);
   assert_last_error_contains(
       "no allocator is called 'jemalloc' (there are: cuda-malloc, "
@@ -328,7 +328,7 @@ static void test_allocator_registry(void **state) {
     assert_true(st == GPUMEM_ERR_INVALID_POINTER || st == GPUMEM_ERR_INVALID_ARGUMENT);
     assert_gpumem_ok(a.alloc(a.ctx, 3 << 20, NULL, &p));
     assert_gpumem_ok(gpumem_memset(p, 7, 3 << 20, NULL));
-    gpumem_stats s;
+    gpumem_stats s = GPUMEM_STATS_INIT;
     assert_gpumem_ok(a.stats(a.ctx, &s));
     assert_int_equal(s.allocs, 1);
     assert_int_equal(s.failed_allocs, 2);

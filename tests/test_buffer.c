@@ -34,9 +34,9 @@ static gpumem_buffer_t *make(gpumem_growth growth, size_t max_size) {
   return b;
 }
 
-static gpumem_buffer_info info_of(gpumem_buffer_t *b) {
-  gpumem_buffer_info i;
-  assert_gpumem_ok(gpumem_buffer_get_info(b, &i));
+static gpumem_buffer_stats info_of(gpumem_buffer_t *b) {
+  gpumem_buffer_stats i = GPUMEM_BUFFER_STATS_INIT;
+  assert_gpumem_ok(gpumem_buffer_get_stats(b, &i));
   return i;
 }
 
@@ -65,11 +65,11 @@ static void test_create_defaults(void **state) {
   gpumem_device_info dev;
   assert_gpumem_ok(gpumem_device_get_info(0, &dev));
   gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 0);
-  gpumem_buffer_info i = info_of(b);
+  gpumem_buffer_stats i = info_of(b);
   assert_int_equal(i.chunk_size, gran());
   assert_true(i.max_size >= dev.memory_total && i.max_size - dev.memory_total < gran());
-  assert_int_equal(i.size, 0);
-  assert_int_equal(i.capacity, 0);
+  assert_int_equal(i.base.bytes_in_use, 0);
+  assert_int_equal(i.base.bytes_reserved, 0);
   assert_int_equal(i.segments, 0);
   assert_int_equal(i.handle_type, GPUMEM_HANDLE_NONE);
   assert_int_equal(i.access_count, 1);
@@ -97,8 +97,8 @@ static void test_pointer_stable_and_contents_survive(void **state) {
     written = steps[k];
   }
   check_contents(b, written, 21);
-  gpumem_buffer_info i = info_of(b);
-  assert_int_equal(i.growths, 5); /* 1 -> g, g+1 -> 2g, 3g, 3g+7 -> 4g, 10g; the rest fit */
+  gpumem_buffer_stats i = info_of(b);
+  assert_int_equal(i.base.allocs, 5); /* 1 -> g, g+1 -> 2g, 3g, 3g+7 -> 4g, 10g; the rest fit */
   assert_int_equal(i.segments, 5);
   assert_gpumem_ok(gpumem_buffer_destroy(b));
   assert_int_equal(gm_test_counters().mapped_bytes, 0);
@@ -118,7 +118,7 @@ static void test_geometric_growth(void **state) {
     if (k < GM_ARRAY_SIZE(expect) && cap == expect[k]) k++;
   }
   assert_int_equal(k, GM_ARRAY_SIZE(expect));
-  assert_int_equal(info_of(b).growths, 6); /* 128 resizes, 6 growths */
+  assert_int_equal(info_of(b).base.allocs, 6); /* 128 resizes, 6 growths */
   assert_gpumem_ok(gpumem_buffer_destroy(b));
   /* growth_max bounds one growth; max_size bounds them all. */
   gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
@@ -150,9 +150,9 @@ static void test_shrink_keeps_memory_until_shrink_to_fit(void **state) {
   assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, NULL));
   /* Segments [0,2g) [2g,4g) stay (the second holds byte 3g-1); two go. */
   assert_int_equal(gpumem_buffer_capacity(b), 4 * g);
-  gpumem_buffer_info i = info_of(b);
+  gpumem_buffer_stats i = info_of(b);
   assert_int_equal(i.segments, 2);
-  assert_int_equal(i.releases, 1);
+  assert_int_equal(i.base.frees, 1);
   size_t free_after = 0;
   assert_gpumem_ok(gpumem_device_mem_info(0, &free_after, &total));
   if (gm_test_on_host())
@@ -161,7 +161,7 @@ static void test_shrink_keeps_memory_until_shrink_to_fit(void **state) {
     assert_true(free_after >= free_before + 4 * g - g); /* other processes may allocate */
   check_contents(b, 3 * g, 33);
   assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, NULL)); /* nothing more to release */
-  assert_int_equal(info_of(b).releases, 1);
+  assert_int_equal(info_of(b).base.frees, 1);
   /* With a stream: it waits for that stream only. */
   gpumem_stream_t s = NULL;
   assert_gpumem_ok(gpumem_stream_create(0, &s));
@@ -186,7 +186,7 @@ static void test_reserve(void **state) {
   assert_int_equal(gpumem_buffer_size(b), 0);
   assert_gpumem_ok(gpumem_buffer_reserve(b, g)); /* smaller: nothing happens */
   assert_gpumem_ok(gpumem_buffer_resize(b, 5 * g));
-  assert_int_equal(info_of(b).growths, 1);
+  assert_int_equal(info_of(b).base.allocs, 1);
   assert_gpumem_ok(gpumem_buffer_reserve(b, 0));
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
@@ -248,8 +248,8 @@ static void test_bad_input(void **state) {
   assert_gpumem_status(gpumem_buffer_resize(NULL, 1), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gpumem_buffer_reserve(NULL, 1), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gpumem_buffer_shrink_to_fit(NULL, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
-  gpumem_buffer_info i;
-  assert_gpumem_status(gpumem_buffer_get_info(NULL, &i), GPUMEM_ERR_INVALID_ARGUMENT);
+  gpumem_buffer_stats i = GPUMEM_BUFFER_STATS_INIT;
+  assert_gpumem_status(gpumem_buffer_get_stats(NULL, &i), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gpumem_buffer_send(NULL, 0), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_status(gpumem_buffer_receive(-1, 0, &b), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_ok(gpumem_buffer_destroy(NULL));
@@ -261,7 +261,7 @@ static void test_bad_input(void **state) {
   /* A buffer that is not shareable cannot be sent. */
   b = make(GPUMEM_GROW_EXACT, 4 * gran());
   assert_gpumem_status(gpumem_buffer_send(b, 0), GPUMEM_ERR_NOT_SUPPORTED);
-  assert_gpumem_status(gpumem_buffer_get_info(b, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_status(gpumem_buffer_get_stats(b, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
@@ -276,17 +276,17 @@ static void test_failed_growth_rolls_back(void **state) {
   void *p = gpumem_buffer_data(b);
   for (size_t k = 0; k < GM_ARRAY_SIZE(steps); k++) {
     gm_backend_counters before = gm_test_counters();
-    gpumem_buffer_info ib = info_of(b);
+    gpumem_buffer_stats ib = info_of(b);
     gm_fault_inject(steps[k], 1, GPUMEM_ERR_OUT_OF_MEMORY);
     assert_gpumem_status(gpumem_buffer_resize(b, 9 * g), GPUMEM_ERR_OUT_OF_MEMORY);
     assert_last_error_contains("gpumem_buffer_resize: growing the capacity from");
     assert_last_error_contains(gm_op_name(steps[k]));
     gm_backend_counters after = gm_test_counters();
-    gpumem_buffer_info ia = info_of(b);
-    assert_int_equal(ia.size, ib.size);
-    assert_int_equal(ia.capacity, ib.capacity);
+    gpumem_buffer_stats ia = info_of(b);
+    assert_int_equal(ia.base.bytes_in_use, ib.base.bytes_in_use);
+    assert_int_equal(ia.base.bytes_reserved, ib.base.bytes_reserved);
     assert_int_equal(ia.segments, ib.segments);
-    assert_int_equal(ia.growths, ib.growths);
+    assert_int_equal(ia.base.allocs, ib.base.allocs);
     assert_ptr_equal(gpumem_buffer_data(b), p);
     assert_int_equal(after.phys_handles, before.phys_handles);
     assert_int_equal(after.phys_bytes, before.phys_bytes);
@@ -378,7 +378,7 @@ static void test_fabric_falls_back_to_posix_fd(void **state) {
   gpumem_log_set_callback(NULL, NULL);
   gpumem_log_set_level(level);
   assert_gpumem_ok(st);
-  gpumem_buffer_info i = info_of(b);
+  gpumem_buffer_stats i = info_of(b);
   if (gm_test_on_host()) { /* the host backend refuses fabric, like our H100 */
     assert_int_equal(i.handle_type, GPUMEM_HANDLE_POSIX_FD);
     assert_true(log.count >= 1);
@@ -610,10 +610,10 @@ static void test_concurrent_resize(void **state) {
     pthread_join(t[i], NULL);
   for (int i = 0; i < 4; i++)
     assert_int_equal(r[i].errors, 0);
-  gpumem_buffer_info i = info_of(b);
-  assert_true(i.size <= i.capacity && i.capacity <= i.max_size);
-  assert_true(i.segments > 0 || i.capacity == 0);
-  assert_int_equal(gm_test_counters().mapped_bytes - mapped_before, i.capacity);
+  gpumem_buffer_stats i = info_of(b);
+  assert_true(i.base.bytes_in_use <= i.base.bytes_reserved && i.base.bytes_reserved <= i.max_size);
+  assert_true(i.segments > 0 || i.base.bytes_reserved == 0);
+  assert_int_equal(gm_test_counters().mapped_bytes - mapped_before, i.base.bytes_reserved);
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 

@@ -303,10 +303,10 @@ static void grow_and_destroy_buffer(int device) {
   assert_gpumem_ok(gpumem_buffer_create(&c, &b));
   assert_gpumem_ok(gpumem_buffer_resize(b, 4 * MiB));
   assert_gpumem_ok(gpumem_buffer_resize(b, 12 * MiB));
-  gpumem_buffer_info bi;
-  assert_gpumem_ok(gpumem_buffer_get_info(b, &bi));
+  gpumem_buffer_stats bi = GPUMEM_BUFFER_STATS_INIT;
+  assert_gpumem_ok(gpumem_buffer_get_stats(b, &bi));
   assert_int_equal(bi.device, device);
-  assert_true(bi.capacity >= 12 * MiB);
+  assert_true(bi.base.bytes_reserved >= 12 * MiB);
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
@@ -478,7 +478,7 @@ static void pool_work(work_result *r) {
   gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
   c.device = r->device;
   c.handle_type = GPUMEM_HANDLE_POSIX_FD;
-  gpumem_pool_stats stats;
+  gpumem_pool_stats stats = GPUMEM_POOL_STATS_INIT;
   gpumem_shareable_handle h = {.fd = -1};
   gpumem_pool_pointer exported;
   if (host == NULL) STEP(r, GPUMEM_ERR_OUT_OF_MEMORY);
@@ -505,10 +505,10 @@ static void pool_work(work_result *r) {
   b = NULL;
   STEP(r, gpumem_stream_synchronize(s));
   STEP(r, gpumem_pool_get_stats(pool, &stats));
-  r->reserved_kept = stats.reserved_current;
+  r->reserved_kept = stats.base.bytes_reserved;
   STEP(r, gpumem_pool_trim(pool, 0));
   STEP(r, gpumem_pool_get_stats(pool, &stats));
-  r->reserved_trimd = stats.reserved_current;
+  r->reserved_trimd = stats.base.bytes_reserved;
   gpumem_pool_config dc = GPUMEM_POOL_CONFIG_INIT;
   dc.device = r->device;
   dc.use_default_pool = true;

@@ -721,11 +721,10 @@ static void test_cuda_visible_devices_on_host(void **state) {
   st = host_with(MIXED_NODE, "1,GPU-" HOST_UUID("00000001"));
   gpumem_log_set_level(GPUMEM_LOG_WARN);
   assert_gpumem_status(st, GPUMEM_ERR_NO_DEVICE);
-  assert_last_error_contains(
-      "CUDA_VISIBLE_DEVICES='1,GPU-" HOST_UUID("00000001") "' leaves none of the 11 emulated "
-                                                           "devices visible ('GPU-" HOST_UUID(
-                                                               "00000001") "' names the same "
-                                                                           "device as entry 0");
+  assert_last_error_contains("CUDA_VISIBLE_DEVICES='1,GPU-" HOST_UUID(
+      "00000001") "' leaves none of the 11 emulated "
+                  "devices visible ('GPU-" HOST_UUID("00000001") "' names the same "
+                                                                 "device as entry 0");
   assert_gpumem_status(host_with(NULL, ""), GPUMEM_ERR_NO_DEVICE);
   assert_last_error_contains("CUDA_VISIBLE_DEVICES='' leaves none of the 2 emulated devices");
   /* ... unless GPUMEM_HOST_VISIBLE=all says to ignore it. */

@@ -35,7 +35,7 @@ static gpumem_pool_t *make_pool(bool cache, size_t cache_max_bytes) {
 }
 
 static gpumem_pool_stats stats_of(gpumem_pool_t *p) {
-  gpumem_pool_stats s;
+  gpumem_pool_stats s = GPUMEM_POOL_STATS_INIT;
   assert_gpumem_ok(gpumem_pool_get_stats(p, &s));
   return s;
 }
@@ -52,7 +52,7 @@ static void test_same_stream_reuse_comes_from_the_cache(void **state) {
   assert_gpumem_ok(gpumem_pool_free(p, a, s1));
   gpumem_pool_stats st = stats_of(p);
   assert_int_equal(st.cached_bytes, 1024); /* 1000 B is served from the 1 KiB class */
-  assert_int_equal(st.live_bytes, 0);
+  assert_int_equal(st.base.bytes_in_use, 0);
   /* Another stream must not get the block freed on s1 from the cache. */
   assert_gpumem_ok(gpumem_pool_alloc(p, 900, s2, &b));
   assert_ptr_not_equal(b, a);
@@ -62,9 +62,9 @@ static void test_same_stream_reuse_comes_from_the_cache(void **state) {
   st = stats_of(p);
   assert_int_equal(st.cache_hits, 1);
   assert_int_equal(st.cache_misses, 2);
-  assert_int_equal(st.allocs, 3);
-  assert_int_equal(st.frees, 1);
-  assert_int_equal(st.live_bytes, 2048);
+  assert_int_equal(st.base.allocs, 3);
+  assert_int_equal(st.base.frees, 1);
+  assert_int_equal(st.base.bytes_in_use, 2048);
   assert_gpumem_ok(gpumem_pool_free(p, b, s2));
   assert_gpumem_ok(gpumem_pool_free(p, c, s1));
   assert_gpumem_ok(gpumem_stream_synchronize(s1));
@@ -90,7 +90,7 @@ static void test_large_and_uncached_requests_bypass(void **state) {
   gpumem_pool_stats st = stats_of(p);
   assert_int_equal(st.cache_hits, 0);
   assert_int_equal(st.cached_bytes, 0);
-  assert_int_equal(st.allocs, 3);
+  assert_int_equal(st.base.allocs, 3);
   assert_gpumem_ok(gpumem_stream_synchronize(NULL));
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }
@@ -210,12 +210,12 @@ static void test_trim_and_cache_bound(void **state) {
     assert_gpumem_ok(gpumem_pool_free(p, blocks[i], NULL));
   gpumem_pool_stats st = stats_of(p);
   assert_int_equal(st.cached_bytes, 64 << 10); /* 16 blocks kept, the rest returned */
-  assert_int_equal(st.frees, 100);
+  assert_int_equal(st.base.frees, 100);
   assert_gpumem_ok(gpumem_pool_trim(p, 0));
   st = stats_of(p);
   assert_int_equal(st.cached_bytes, 0);
-  assert_int_equal(st.reserved_current, 0);
-  assert_true(st.reserved_high > 0);
+  assert_int_equal(st.base.bytes_reserved, 0);
+  assert_true(st.base.peak_bytes_reserved > 0);
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }
 
@@ -327,11 +327,11 @@ static void test_sixteen_threads(void **state) {
     assert_int_equal(s[i].errors, 0);
   if (exchange != NULL) assert_gpumem_ok(gpumem_pool_free(p, exchange, NULL));
   gpumem_pool_stats st = stats_of(p);
-  assert_int_equal(st.live_bytes, 0);
-  assert_int_equal(st.allocs, st.frees);
+  assert_int_equal(st.base.bytes_in_use, 0);
+  assert_int_equal(st.base.allocs, st.base.frees);
   assert_true(st.cache_hits > 0);
   assert_gpumem_ok(gpumem_pool_trim(p, 0));
-  assert_int_equal(stats_of(p).reserved_current, 0);
+  assert_int_equal(stats_of(p).base.bytes_reserved, 0);
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }
 
@@ -581,12 +581,12 @@ static void test_trim_returns_flushed_blocks(void **state) {
   for (int i = 0; i < 8; i++)
     assert_gpumem_ok(gpumem_pool_free(p, blocks[i], s));
   assert_int_equal(stats_of(p).cached_bytes, 8 * (64 << 10));
-  assert_true(stats_of(p).reserved_current > 0);
+  assert_true(stats_of(p).base.bytes_reserved > 0);
   assert_gpumem_ok(gpumem_pool_trim(p, 0));
   gpumem_pool_stats st = stats_of(p);
   assert_int_equal(st.cached_bytes, 0);
   assert_int_equal(st.used_current, 0);
-  assert_int_equal(st.reserved_current, 0);
+  assert_int_equal(st.base.bytes_reserved, 0);
   assert_gpumem_ok(gpumem_pool_destroy(p));
   assert_gpumem_ok(gpumem_stream_destroy(s));
 }
@@ -617,7 +617,7 @@ static void test_reissued_stream_handle_gets_no_cached_block(void **state) {
   /* The flush sees that the cached handle now names another stream and
    * orders the old block's free after the device instead. */
   assert_gpumem_ok(gpumem_pool_trim(p, 0));
-  assert_int_equal(stats_of(p).reserved_current, 0);
+  assert_int_equal(stats_of(p).base.bytes_reserved, 0);
   assert_gpumem_ok(gpumem_stream_destroy(fresh));
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }

@@ -33,23 +33,15 @@
 
 #include "gpumem/error.h"
 #include "gpumem/export.h"
+#include "gpumem/stats.h"
 #include "gpumem/types.h"
 
 GPUMEM_EXTERN_C_BEGIN
 
-/** Statistics every allocator reports (bytes and calls since creation). */
-typedef struct gpumem_stats {
-  uint64_t allocs;            /**< successful allocations */
-  uint64_t frees;             /**< successful frees */
-  uint64_t failed_allocs;     /**< allocations that returned an error */
-  size_t bytes_in_use;        /**< bytes requested and not yet freed */
-  size_t peak_bytes_in_use;   /**< the most bytes_in_use has been */
-  size_t bytes_reserved;      /**< bytes the allocator holds from the device */
-  size_t peak_bytes_reserved; /**< the most bytes_reserved has been */
-} gpumem_stats;
-
 /** An allocator: functions and the context they are called with. */
 typedef struct gpumem_allocator {
+  size_t struct_size; /**< sizeof(gpumem_allocator) as compiled: set by GPUMEM_ALLOCATOR_INIT;
+                           the library fills no more than that */
   const char *name;
   int device;
   void *ctx;
@@ -66,6 +58,10 @@ typedef struct gpumem_allocator {
   /** GPUMEM_ALLOCATOR_* bits. */
   unsigned flags;
 } gpumem_allocator;
+
+/** Initialiser of a gpumem_allocator to be filled by the library. */
+#define GPUMEM_ALLOCATOR_INIT \
+  { .struct_size = sizeof(gpumem_allocator) }
 
 /** free(ptr, stream) may be called while work queued on `stream` still uses
  * ptr: the memory is reused only after that work (cudaFreeAsync's rule; also

@@ -63,6 +63,7 @@
 
 #include "gpumem/error.h"
 #include "gpumem/export.h"
+#include "gpumem/stats.h"
 #include "gpumem/types.h"
 #include "gpumem/vmm.h"
 
@@ -82,6 +83,7 @@ typedef enum gpumem_placement {
 /** Creation settings; start from GPUMEM_ARENA_CONFIG_INIT. Zero fields take
  * the default given with them. */
 typedef struct gpumem_arena_config {
+  size_t struct_size;  /**< sizeof(gpumem_arena_config) as compiled: set by the INIT macro */
   const int *devices;  /**< member devices, no duplicates (NULL: device 0 alone) */
   size_t device_count; /**< 1 .. GPUMEM_MAX_DEVICES */
   gpumem_placement placement;
@@ -105,8 +107,11 @@ typedef struct gpumem_arena_config {
                                        down to a power of two) */
 } gpumem_arena_config;
 
-#define GPUMEM_ARENA_CONFIG_INIT \
-  { NULL, 0, GPUMEM_PLACE_LOCAL, 0, 0, 0, 0, GPUMEM_HANDLE_NONE, 0 }
+#define GPUMEM_ARENA_CONFIG_INIT                                                 \
+  {                                                                              \
+    .struct_size = sizeof(gpumem_arena_config), .placement = GPUMEM_PLACE_LOCAL, \
+    .handle_type = GPUMEM_HANDLE_NONE                                            \
+  }
 
 /** One member's share of an arena. */
 typedef struct gpumem_arena_device_stats {
@@ -117,22 +122,31 @@ typedef struct gpumem_arena_device_stats {
   size_t blocks_in_use; /**< LOCAL: allocated blocks on this device */
 } gpumem_arena_device_stats;
 
-/** What an arena holds now. */
+/** What an arena holds now. In `base`: bytes_in_use, inside allocated blocks
+ * (sizes rounded to 256); peak_bytes_in_use, the sum of each shard's peak (an
+ * upper bound of the arena's; exact with one shard); bytes_reserved, the
+ * physical memory mapped over all members (never less until destroy, so its
+ * peak is itself); allocs, frees, failed_allocs; largest_free, the largest
+ * block one allocation could get without growing. */
 typedef struct gpumem_arena_stats {
+  gpumem_stats base;
   gpumem_placement placement;
   size_t max_size; /**< the virtual range */
   size_t chunk_size, stripe_size, granularity;
-  size_t bytes_mapped;       /**< physical memory mapped, all members */
-  size_t bytes_in_use;       /**< inside allocated blocks (sizes rounded to 256) */
-  size_t bytes_free;         /**< mapped and not in use */
-  size_t largest_free_block; /**< the largest block one alloc could get without growing */
+  size_t bytes_free; /**< mapped and not in use */
   size_t blocks_in_use, free_blocks;
-  double fragmentation; /**< 1 - largest_free_block / bytes_free (0 when nothing is free) */
-  uint64_t allocs, frees, failed_allocs, growths;
+  double fragmentation; /**< 1 - largest_free / bytes_free (0 when nothing is free) */
+  uint64_t growths;     /**< growths that mapped memory */
   unsigned shards;
   size_t device_count;
   gpumem_arena_device_stats devices[GPUMEM_MAX_DEVICES];
 } gpumem_arena_stats;
+
+/** Initialiser of a gpumem_arena_stats (sets struct_size). */
+#define GPUMEM_ARENA_STATS_INIT                          \
+  {                                                      \
+    .base = {.struct_size = sizeof(gpumem_arena_stats) } \
+  }
 
 /** Create an arena: reserve its range, check that every member can reach
  * every other member's memory, and map initial_size. Errors:
@@ -168,7 +182,9 @@ GPUMEM_API gpumem_status gpumem_arena_free(gpumem_arena_t *arena, void *ptr);
  * INVALID_POINTER (not in the arena's mapped memory). */
 GPUMEM_API gpumem_status gpumem_arena_owner(gpumem_arena_t *arena, const void *ptr, int *device);
 
-/** Fill `stats` (walks the free lists: not for hot paths). */
+/** Fill `stats` (start it from GPUMEM_ARENA_STATS_INIT; walks the free
+ * lists: not for hot paths). Errors: INVALID_ARGUMENT (NULL, not an arena,
+ * struct_size not set). Thread-safe. */
 GPUMEM_API gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena, gpumem_arena_stats *stats);
 
 /** Walk every invariant of the sub-allocator and the mapping (blocks tile

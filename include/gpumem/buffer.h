@@ -41,6 +41,7 @@
 
 #include "gpumem/error.h"
 #include "gpumem/export.h"
+#include "gpumem/stats.h"
 #include "gpumem/types.h"
 #include "gpumem/vmm.h"
 
@@ -58,6 +59,8 @@ typedef enum gpumem_growth {
 /** Creation settings; start from GPUMEM_BUFFER_CONFIG_INIT. A zero field means
  * the default given with it. */
 typedef struct gpumem_buffer_config {
+  size_t struct_size;        /**< sizeof(gpumem_buffer_config) as compiled: set by the INIT
+                                  macro */
   int device;                /**< where the memory lives (default 0) */
   size_t max_size;           /**< the virtual reservation: the size can never exceed it
                                   (0: the device's total memory) */
@@ -75,15 +78,21 @@ typedef struct gpumem_buffer_config {
   bool compression;               /**< ask for compressible memory (a hint: see the info) */
 } gpumem_buffer_config;
 
-#define GPUMEM_BUFFER_CONFIG_INIT \
-  { 0, 0, GPUMEM_GROW_EXACT, 0.0, 0, 0, NULL, 0, GPUMEM_HANDLE_NONE, false }
+#define GPUMEM_BUFFER_CONFIG_INIT                                             \
+  {                                                                           \
+    .struct_size = sizeof(gpumem_buffer_config), .growth = GPUMEM_GROW_EXACT, \
+    .handle_type = GPUMEM_HANDLE_NONE                                         \
+  }
 
-/** What a buffer is now. */
-typedef struct gpumem_buffer_info {
+/** What a buffer is now. In `base`: bytes_in_use, the size; bytes_reserved,
+ * the capacity (bytes mapped); their peaks; allocs, the growths that mapped
+ * memory; frees, the shrink_to_fit calls that released memory;
+ * failed_allocs, growths refused (out of memory, capacity); largest_free,
+ * capacity - size (what the size can grow by without mapping). */
+typedef struct gpumem_buffer_stats {
+  gpumem_stats base;
   int device;
-  size_t size;     /**< bytes in use */
-  size_t capacity; /**< bytes mapped */
-  size_t max_size; /**< bytes reserved: the most size and capacity can be */
+  size_t max_size; /**< the virtual reservation: the most size and capacity can be */
   size_t chunk_size;
   size_t segments; /**< physical allocations mapped */
   gpumem_growth growth;
@@ -93,9 +102,13 @@ typedef struct gpumem_buffer_info {
   bool imported;   /**< received from another process: a fixed-size view */
   size_t access_count;
   int access_devices[GPUMEM_MAX_DEVICES];
-  uint64_t growths;  /**< growths that mapped memory */
-  uint64_t releases; /**< shrink_to_fit calls that released memory */
-} gpumem_buffer_info;
+} gpumem_buffer_stats;
+
+/** Initialiser of a gpumem_buffer_stats (sets struct_size). */
+#define GPUMEM_BUFFER_STATS_INIT                          \
+  {                                                       \
+    .base = {.struct_size = sizeof(gpumem_buffer_stats) } \
+  }
 
 /** Create a buffer (size 0, nothing mapped yet). Errors: INVALID_ARGUMENT
  * (NULL, a bad factor, a chunk size that is not a multiple of the
@@ -138,8 +151,10 @@ GPUMEM_API size_t gpumem_buffer_size(const gpumem_buffer_t *buffer);
 GPUMEM_API size_t gpumem_buffer_capacity(const gpumem_buffer_t *buffer);
 /** The most the size can grow to (0 for NULL). */
 GPUMEM_API size_t gpumem_buffer_max_size(const gpumem_buffer_t *buffer);
-/** Fill `info`. */
-GPUMEM_API gpumem_status gpumem_buffer_get_info(gpumem_buffer_t *buffer, gpumem_buffer_info *info);
+/** Fill `stats` (start it from GPUMEM_BUFFER_STATS_INIT). Errors:
+ * INVALID_ARGUMENT (NULL, not a buffer, struct_size not set). Thread-safe. */
+GPUMEM_API gpumem_status gpumem_buffer_get_stats(gpumem_buffer_t *buffer,
+                                                 gpumem_buffer_stats *stats);
 
 /** Send the buffer to another process over a connected AF_UNIX socket: its
  * layout and one file descriptor per segment (SCM_RIGHTS). Needs a buffer

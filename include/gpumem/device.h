@@ -137,6 +137,8 @@ typedef enum gpumem_mig_policy {
 
 /** What gpumem_device_select looks for. Zero / NULL fields do not filter. */
 typedef struct gpumem_select_criteria {
+  size_t struct_size;     /**< sizeof(gpumem_select_criteria) as compiled: set by the INIT
+                               macro */
   const char *uuid;       /**< a full UUID or a unique prefix ("GPU-…", "MIG-…"); a slice also
                                matches the UUID of its GPU */
   size_t min_free_bytes;  /**< at least this much free memory now */
@@ -149,7 +151,7 @@ typedef struct gpumem_select_criteria {
 } gpumem_select_criteria;
 
 #define GPUMEM_SELECT_CRITERIA_INIT \
-  { NULL, 0, 0, GPUMEM_MIG_EITHER, -1 }
+  { .struct_size = sizeof(gpumem_select_criteria), .mig = GPUMEM_MIG_EITHER, .local_rank = -1 }
 
 /** The device chosen and why. */
 typedef struct gpumem_selection {

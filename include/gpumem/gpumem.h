@@ -19,6 +19,7 @@
 #include "gpumem/mig.h"
 #include "gpumem/stream.h"
 #include "gpumem/vmm.h"
+#include "gpumem/stats.h"
 #include "gpumem/allocator.h"
 #include "gpumem/buffer.h"
 #include "gpumem/pool.h"

@@ -31,6 +31,7 @@ typedef enum gpumem_backend_kind {
 /** Initialisation options; a zero field keeps the environment's value or the
  * documented default. */
 typedef struct gpumem_init_options {
+  size_t struct_size; /**< sizeof(gpumem_init_options) as compiled: set by the INIT macro */
   gpumem_backend_kind backend;
   int host_devices;        /**< host backend: number of devices, 1..64 (default 2) */
   size_t host_capacity;    /**< host backend: memory of each device (default 1 GiB) */
@@ -40,7 +41,7 @@ typedef struct gpumem_init_options {
 } gpumem_init_options;
 
 #define GPUMEM_INIT_OPTIONS_INIT \
-  { GPUMEM_BACKEND_DEFAULT, 0, 0, 0, NULL, NULL }
+  { .struct_size = sizeof(gpumem_init_options), .backend = GPUMEM_BACKEND_DEFAULT }
 
 /** Initialise with `options` (NULL: the environment only). Errors:
  * STATE (already initialised: call gpumem_finalize first), INVALID_ARGUMENT

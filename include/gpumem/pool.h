@@ -45,6 +45,7 @@
 
 #include "gpumem/error.h"
 #include "gpumem/export.h"
+#include "gpumem/stats.h"
 #include "gpumem/types.h"
 #include "gpumem/vmm.h"
 
@@ -54,6 +55,7 @@ typedef struct gpumem_pool gpumem_pool_t;
 
 /** Creation settings; start from GPUMEM_POOL_CONFIG_INIT. */
 typedef struct gpumem_pool_config {
+  size_t struct_size; /**< sizeof(gpumem_pool_config) as compiled: set by the INIT macro */
   int device;
   bool use_default_pool;      /**< wrap the device's default pool instead of creating one */
   uint64_t release_threshold; /**< bytes the CUDA pool keeps across synchronizes
@@ -70,18 +72,32 @@ typedef struct gpumem_pool_config {
   size_t cache_max_size;  /**< largest request served from the cache (0: 1 MiB) */
 } gpumem_pool_config;
 
-#define GPUMEM_POOL_CONFIG_INIT \
-  { 0, false, UINT64_MAX, 0, true, true, true, GPUMEM_HANDLE_NONE, NULL, 0, true, 0, 0 }
+#define GPUMEM_POOL_CONFIG_INIT                                                                 \
+  {                                                                                             \
+    .struct_size = sizeof(gpumem_pool_config), .release_threshold = UINT64_MAX,                 \
+    .reuse_follow_event_dependencies = true, .reuse_allow_opportunistic = true,                 \
+    .reuse_allow_internal_dependencies = true, .handle_type = GPUMEM_HANDLE_NONE, .cache = true \
+  }
 
-/** What a pool holds and has done. */
+/** What a pool holds and has done. In `base`: bytes_in_use, the bytes
+ * allocated through this pool and not freed (class-rounded); peak_bytes_in_use,
+ * the CUDA pool's high-water mark of bytes handed out (cached blocks count,
+ * so an upper bound of the true peak); bytes_reserved and its peak, the CUDA
+ * pool's (cudaMemPoolAttrReservedMem*); allocs, frees, failed_allocs through
+ * this pool; largest_free 0 (the CUDA pool does not say). */
 typedef struct gpumem_pool_stats {
-  size_t reserved_current, reserved_high; /**< bytes the CUDA pool holds from the device */
-  size_t used_current, used_high;         /**< bytes the CUDA pool has handed out (the cache's
-                                               blocks count as used) */
-  size_t live_bytes;   /**< bytes allocated through this pool and not freed (class-rounded) */
-  size_t cached_bytes; /**< bytes in the caches */
-  uint64_t allocs, frees, cache_hits, cache_misses;
+  gpumem_stats base;
+  size_t used_current, used_high;    /**< bytes the CUDA pool has handed out (the cache's
+                                          blocks count as used) */
+  size_t cached_bytes;               /**< bytes in the caches */
+  uint64_t cache_hits, cache_misses; /**< allocations served by the cache, and not */
 } gpumem_pool_stats;
+
+/** Initialiser of a gpumem_pool_stats (sets struct_size). */
+#define GPUMEM_POOL_STATS_INIT                          \
+  {                                                     \
+    .base = {.struct_size = sizeof(gpumem_pool_stats) } \
+  }
 
 /** Create a pool. Errors: INVALID_ARGUMENT, INVALID_DEVICE, NOT_SUPPORTED (no
  * memory pools on the device, or a handle type they cannot export),
@@ -122,6 +138,10 @@ GPUMEM_API gpumem_status gpumem_pool_trim(gpumem_pool_t *pool, size_t keep_bytes
  * stream), and the driver's. */
 GPUMEM_API gpumem_status gpumem_pool_forget_stream(gpumem_pool_t *pool, gpumem_stream_t stream);
 
+/** Fill `stats` (start it from GPUMEM_POOL_STATS_INIT): the caches' counters
+ * added up and the CUDA pool's attributes. Errors: INVALID_ARGUMENT (NULL,
+ * not a pool, struct_size not set), and the driver's. Thread-safe; the
+ * figures of a pool in use are a moment's. */
 GPUMEM_API gpumem_status gpumem_pool_get_stats(gpumem_pool_t *pool, gpumem_pool_stats *stats);
 
 /** The wrapped cudaMemPool_t, for interop (do not destroy it). */

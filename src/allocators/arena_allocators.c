@@ -55,10 +55,10 @@ static gpumem_status arena_free(void *state, void *ptr, size_t size, gpumem_stre
 }
 
 static gpumem_status arena_reserved(void *state, size_t *current, size_t *peak) {
-  gpumem_arena_stats s;
+  gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
   gpumem_status st = gpumem_arena_get_stats(((arena_state *)state)->arena, &s);
-  *current = s.bytes_mapped;
-  *peak = s.bytes_mapped; /* an arena maps more, never less, until destroyed */
+  *current = s.base.bytes_reserved;
+  *peak = s.base.peak_bytes_reserved;
   return st;
 }
 

@@ -41,10 +41,10 @@ static gpumem_status pool_free(void *state, void *ptr, size_t size, gpumem_strea
 }
 
 static gpumem_status pool_reserved(void *state, size_t *current, size_t *peak) {
-  gpumem_pool_stats s;
+  gpumem_pool_stats s = GPUMEM_POOL_STATS_INIT;
   gpumem_status st = gpumem_pool_get_stats(state, &s);
-  *current = s.reserved_current;
-  *peak = s.reserved_high;
+  *current = s.base.bytes_reserved;
+  *peak = s.base.peak_bytes_reserved;
   return st;
 }
 

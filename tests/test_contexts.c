@@ -207,7 +207,7 @@ static void test_select_creates_no_context(void **state) {
   assert_int_equal(thread_device(), current);
 }
 
-/* What tools/gpumem-info does, in this process, so its contexts can be read. */
+/* What apps/gpumem-info does, in this process, so its contexts can be read. */
 static void test_gpumem_info_creates_no_context(void **state) {
   (void)state;
   uint64_t before = contexts();

@@ -1,8 +1,23 @@
-/* The consumer test's program: uses the installed headers and library. */
+/* The consumer test's program: uses the installed headers and library. It
+ * prints "consumer <version> <link>", where <link> says whether the build
+ * defined GPUMEM_STATIC (as gpumem::gpumem_static and gpumem-static.pc do).
+ * No public header may need CUDA: a consumer of the shared library builds
+ * without the toolkit, so including <gpumem/gpumem.h> must not pull in a
+ * CUDA header (each one's include guard is checked below). */
 #include <stdio.h>
 #include <string.h>
 
 #include <gpumem/gpumem.h>
+
+#if defined(__CUDA_RUNTIME_API_H__) || defined(__cuda_cuda_h__) || defined(__DRIVER_TYPES_H__)
+#error "a public gpumem header includes a CUDA header"
+#endif
+
+#ifdef GPUMEM_STATIC
+#define CONSUMER_LINK "static"
+#else
+#define CONSUMER_LINK "shared"
+#endif
 
 int main(void) {
   if (gpumem_version() != GPUMEM_VERSION) {
@@ -30,6 +45,6 @@ int main(void) {
     fprintf(stderr, "vmm: %s\n", gpumem_last_error());
     return 1;
   }
-  printf("%s %s\n", out, gpumem_version_string());
+  printf("%s %s %s\n", out, gpumem_version_string(), CONSUMER_LINK);
   return strcmp(in, out) != 0;
 }

@@ -161,7 +161,8 @@ static bool gather(node *n, const args *a) {
     snprintf(n->layout_error, sizeof n->layout_error, "%s", gpumem_last_error());
   }
   if (n->ngpus > GPUMEM_MAX_DEVICES) n->ngpus = GPUMEM_MAX_DEVICES;
-  gpumem_visible_devices_read(a->visible, &n->visible);
+  if (gpumem_visible_devices_read(a->visible, &n->visible) != GPUMEM_OK)
+    memset(&n->visible, 0, sizeof n->visible); /* shown as not set */
   return true;
 }
 

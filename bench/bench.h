@@ -10,6 +10,14 @@
 
 #include <gpumem/gpumem.h>
 
+/* Cleanup whose failure changes no figure: the status is looked at
+ * (GPUMEM_NODISCARD) and a failure goes to stderr. */
+#define GB_CHECKED(call)                                                     \
+  do {                                                                       \
+    if ((call) != GPUMEM_OK)                                                 \
+      fprintf(stderr, "gpumem-bench: %s: %s\n", #call, gpumem_last_error()); \
+  } while (0)
+
 /* ---- plans: what a workload does, fixed before anything is timed ---- */
 
 typedef enum gb_op_kind { GB_ALLOC = 0, GB_FREE = 1 } gb_op_kind;

@@ -145,8 +145,9 @@ static bool grower_resize(grower *g, size_t size, char *err, size_t len) {
 }
 
 static void grower_close(grower *g) {
-  gpumem_device_synchronize(g->device);
-  if (g->buffer != NULL) gpumem_buffer_destroy(g->buffer);
+  if (gpumem_device_synchronize(g->device) != GPUMEM_OK ||
+      (g->buffer != NULL && gpumem_buffer_destroy(g->buffer) != GPUMEM_OK))
+    fprintf(stderr, "gpumem-bench: cleaning up a grower: %s\n", gpumem_last_error());
   if (g->block != NULL) g->malloc_.free(g->malloc_.ctx, g->block, g->block_size, NULL);
   if (g->malloc_.destroy != NULL) gpumem_allocator_destroy(&g->malloc_);
   if (g->va != 0) {

@@ -428,7 +428,7 @@ static bool make_streams(int n, gpumem_stream_t *s, result *r) {
     if (gpumem_stream_create(opt->device, &s[i]) != GPUMEM_OK) {
       snprintf(r->status, sizeof r->status, "stream: %s", gpumem_last_error());
       for (int k = 0; k < i; k++)
-        gpumem_stream_destroy(s[k]);
+        GB_CHECKED(gpumem_stream_destroy(s[k]));
       return false;
     }
   }
@@ -437,7 +437,7 @@ static bool make_streams(int n, gpumem_stream_t *s, result *r) {
 
 static void drop_streams(int n, gpumem_stream_t *s) {
   for (int i = 0; i < n; i++)
-    gpumem_stream_destroy(s[i]);
+    GB_CHECKED(gpumem_stream_destroy(s[i]));
 }
 
 /* Warm up, time the repetitions, fill r. `per` divides the elapsed time
@@ -687,7 +687,7 @@ static void run_first(const char *name) {
     }
     for (int j = 0; j < k; j++)
       a.free(a.ctx, ptrs[j], opt->first_size, NULL);
-    gpumem_stream_synchronize(NULL);
+    GB_CHECKED(gpumem_stream_synchronize(NULL));
     gpumem_stats stats = GPUMEM_STATS_INIT;
     if (a.stats(a.ctx, &stats) == GPUMEM_OK && stats.peak_bytes_reserved > peak_reserved) {
       peak_reserved = stats.peak_bytes_reserved;
@@ -802,7 +802,7 @@ static void run_threads(const char *name) {
       if (a.stats(a.ctx, &st) == GPUMEM_OK) r->peak_reserved = st.peak_bytes_reserved;
     }
     for (int t = 0; t < nt; t++) {
-      if (jobs[t].stream) gpumem_stream_destroy(jobs[t].stream);
+      if (jobs[t].stream) GB_CHECKED(gpumem_stream_destroy(jobs[t].stream));
       gb_plan_free(&jobs[t].plan);
     }
     free(jobs);
@@ -1221,6 +1221,6 @@ int main(int argc, char **argv) {
     if (strcmp(results[i].status, "ok") != 0) rc = 1;
   }
   free(results);
-  gpumem_finalize();
+  GB_CHECKED(gpumem_finalize());
   return rc;
 }

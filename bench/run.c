@@ -64,8 +64,10 @@ double gb_run_plan(const gpumem_allocator *a, const gb_plan *plan, gpumem_stream
         }
       }
     }
-    for (uint16_t k = 0; k < plan->streams; k++)
-      gpumem_stream_synchronize(streams[k]);
+    for (uint16_t k = 0; k < plan->streams; k++) {
+      if (gpumem_stream_synchronize(streams[k]) != GPUMEM_OK) /* the run failed already */
+        fprintf(stderr, "gpumem-bench: after a failed run: %s\n", gpumem_last_error());
+    }
     elapsed = -1;
   }
   free(ptrs);

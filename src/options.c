@@ -250,7 +250,8 @@ void gm_options_load(void) {
   }
   const char *level = getenv(option_descs[GM_OPTION_LOG].env);
   if (level != NULL && gm_option_set(GM_OPTION_LOG, level, "environment")) {
-    gpumem_log_set_level((gpumem_log_level)option_values[GM_OPTION_LOG].word);
+    if (gpumem_log_set_level((gpumem_log_level)option_values[GM_OPTION_LOG].word) != GPUMEM_OK)
+      gm_error_discard(); /* the word was checked: cannot happen */
   }
   for (int id = 0; id < GM_OPTION_COUNT; id++) {
     if (id == GM_OPTION_LOG) continue;

@@ -64,7 +64,10 @@ int gm_test_teardown(void **state) {
 }
 
 int gm_test_reinit_host(gpumem_init_options options) {
-  gpumem_finalize();
+  if (gpumem_finalize() != GPUMEM_OK) { /* objects left alive by a failed test */
+    print_error("gpumem_finalize: %s\n", gpumem_last_error());
+    return -1;
+  }
   options.backend = GPUMEM_BACKEND_HOST;
   gpumem_status st = gpumem_init(&options);
   if (st != GPUMEM_OK) print_error("gpumem_init (host): %s\n", gpumem_last_error());
@@ -79,7 +82,10 @@ int gm_test_setup_host(void **state, gpumem_init_options options) {
 
 int gm_test_teardown_host(void **state) {
   int rc = gm_test_teardown(state);
-  if (gpumem_backend() == GPUMEM_BACKEND_HOST) gpumem_finalize();
+  if (gpumem_backend() == GPUMEM_BACKEND_HOST && gpumem_finalize() != GPUMEM_OK) {
+    print_error("gpumem_finalize: %s\n", gpumem_last_error());
+    rc = -1;
+  }
   return rc;
 }
 
@@ -106,7 +112,10 @@ int gm_test_run(const char *suite, struct CMUnitTest *tests, size_t count, int a
     if (tests[i].teardown_func == NULL) tests[i].teardown_func = gm_test_teardown;
   }
   int failed = _cmocka_run_group_tests(suite, tests, count, NULL, NULL);
-  gpumem_finalize();
+  if (gpumem_finalize() != GPUMEM_OK) { /* objects left alive */
+    printf("[  FAILED  ] %s: gpumem_finalize: %s\n", suite, gpumem_last_error());
+    failed++;
+  }
   return failed == 0 ? 0 : 1;
 }
 

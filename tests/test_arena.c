@@ -571,12 +571,12 @@ static void test_handle_types_and_initial_size(void **state) {
   c.handle_type = GPUMEM_HANDLE_FABRIC;
   gm_test_log log = {0};
   gpumem_log_level level = gpumem_log_get_level();
-  gpumem_log_set_level(GPUMEM_LOG_INFO);
-  gpumem_log_set_callback(gm_test_log_capture, &log);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_INFO));
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
   gpumem_arena_t *a = NULL;
   gpumem_status st = gpumem_arena_create(&c, &a);
-  gpumem_log_set_callback(NULL, NULL);
-  gpumem_log_set_level(level);
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
+  assert_gpumem_ok(gpumem_log_set_level(level));
   assert_gpumem_ok(st);
   /* The first creation (device 1) was refused fabric and fell back; the
    * second (device 3) used POSIX_FD at once, or the last line would name it. */
@@ -601,12 +601,12 @@ static void test_handle_types_and_initial_size(void **state) {
   c.handle_type = GPUMEM_HANDLE_POSIX_FD;
   c.initial_size = 0;
   log = (gm_test_log){0};
-  gpumem_log_set_level(GPUMEM_LOG_INFO);
-  gpumem_log_set_callback(gm_test_log_capture, &log);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_INFO));
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
   st = gpumem_arena_create(&c, &a);
   if (st == GPUMEM_OK) st = gpumem_arena_alloc(a, 4096, 0, 1, &p);
-  gpumem_log_set_callback(NULL, NULL);
-  gpumem_log_set_level(level);
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
+  assert_gpumem_ok(gpumem_log_set_level(level));
   assert_gpumem_ok(st);
   assert_null(strstr(log.line, "fabric"));
   assert_gpumem_ok(gpumem_arena_destroy(a));
@@ -635,13 +635,13 @@ static void test_fabric_not_asked_where_not_advertised(void **state) {
   c.handle_type = GPUMEM_HANDLE_FABRIC;
   gm_test_log log = {0};
   gpumem_log_level level = gpumem_log_get_level();
-  gpumem_log_set_level(GPUMEM_LOG_INFO);
-  gpumem_log_set_callback(gm_test_log_capture, &log);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_INFO));
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
   uint64_t creates = gm_backend_calls(GM_OP_phys_create);
   gpumem_arena_t *a = NULL;
   gpumem_status st = gpumem_arena_create(&c, &a);
-  gpumem_log_set_callback(NULL, NULL);
-  gpumem_log_set_level(level);
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
+  assert_gpumem_ok(gpumem_log_set_level(level));
   assert_gpumem_ok(st);
   /* One creation per member, none of them with fabric. */
   assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 2);
@@ -663,7 +663,7 @@ static void test_fabric_not_asked_where_not_advertised(void **state) {
 static void test_peer_refusal(void **state) {
   (void)state;
   if (!gm_test_on_host()) skip(); /* emulated links */
-  gpumem_finalize();
+  assert_gpumem_ok(gpumem_finalize());
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
   o.backend = GPUMEM_BACKEND_HOST;
   o.host_devices = 4;
@@ -684,7 +684,7 @@ static void test_peer_refusal(void **state) {
   assert_gpumem_ok(gpumem_arena_destroy(a));
 
   /* A MIG slice cannot map a peer, whatever the links say. */
-  gpumem_finalize();
+  assert_gpumem_ok(gpumem_finalize());
   char uuids[1024];
   fake_nvml_use(&fake_mixed, NULL);
   o.host_devices = fake_cuda_count(&fake_mixed);

@@ -19,7 +19,7 @@ static void use_node(const fake_node *node, const char *peers, const char *fail_
   if (!gm_test_on_host()) skip(); /* simulated layouts run on the host backend */
   char uuids[1024];
   fake_nvml_use(node, fail_call);
-  gpumem_finalize();
+  gm_test_ignore(gpumem_finalize());
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
   o.backend = GPUMEM_BACKEND_HOST;
   o.host_devices = fake_cuda_count(node);
@@ -35,7 +35,7 @@ static int reset(void **state) {
   unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
   unsetenv("PMI_LOCAL_RANK");
   gm_nvml_reset();
-  gpumem_finalize();
+  gm_test_ignore(gpumem_finalize());
   return rc;
 }
 
@@ -118,10 +118,10 @@ static void test_nvml_error_is_a_warning(void **state) {
   (void)state;
   use_node(&fake_h100_split, "none", "nvmlDeviceGetAttributes_v2");
   gm_test_log log = {0};
-  gpumem_log_set_callback(gm_test_log_capture, &log);
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
   gpumem_device_info info;
   gpumem_status st = gpumem_device_get_info(1, &info);
-  gpumem_log_set_callback(NULL, NULL);
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_gpumem_ok(st);
   assert_int_equal(info.mig, GPUMEM_UNKNOWN);
   assert_non_null(strstr(info.mig_note, "nvmlDeviceGetAttributes_v2 failed: Unknown Error (fake)"));

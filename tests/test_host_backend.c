@@ -126,12 +126,12 @@ static void test_peer_matrix(void **state) {
 static void test_malformed_peer_list_warns(void **state) {
   (void)state;
   gm_test_log c = {0};
-  gpumem_log_set_callback(gm_test_log_capture, &c);
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &c));
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
   o.host_devices = 2;
   o.host_peers = "0-5";
   assert_int_equal(gm_test_reinit_host(o), 0);
-  gpumem_log_set_callback(NULL, NULL);
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_int_equal(c.count, 1);
   assert_non_null(strstr(c.line, "GPUMEM_HOST_PEERS='0-5' is not all, none or links"));
   bool can = false;
@@ -396,7 +396,7 @@ static int clear_mig_env(void) {
 /* Bring the host backend up on `layout` with CUDA_VISIBLE_DEVICES `visible`
  * (NULL: unset); returns gpumem_init's status. */
 static gpumem_status host_with(const char *layout, const char *visible) {
-  gpumem_finalize();
+  gm_test_ignore(gpumem_finalize());
   if (layout)
     setenv("GPUMEM_HOST_MIG", layout, 1);
   else
@@ -582,9 +582,9 @@ static void test_mig_no_peer_access(void **state) {
   /* A link to a slice is refused with a warning; the default stays. */
   gm_test_log log = {0};
   setenv("GPUMEM_HOST_PEERS", "0-2,2-3", 1);
-  gpumem_log_set_callback(gm_test_log_capture, &log);
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
   gpumem_status st = host_with("h100;h100:7g.80gb;h100;a100-80:3g.40gb,4g.40gb", NULL);
-  gpumem_log_set_callback(NULL, NULL);
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_gpumem_ok(st);
   assert_int_equal(log.count, 1);
   assert_non_null(strstr(log.line, "GPUMEM_HOST_PEERS='0-2,2-3' links device 3, a MIG slice: MIG "
@@ -624,9 +624,9 @@ static void test_mig_layout_rejected(void **state) {
   };
   for (size_t i = 0; i < GM_ARRAY_SIZE(bad); i++) {
     gm_test_log log = {0};
-    gpumem_log_set_callback(gm_test_log_capture, &log);
+    assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
     gpumem_status st = host_with(bad[i].layout, NULL);
-    gpumem_log_set_callback(NULL, NULL);
+    assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
     assert_gpumem_ok(st);
     char head[600];
     snprintf(head, sizeof head, "GPUMEM_HOST_MIG='%s' is not a layout: ", bad[i].layout);
@@ -637,14 +637,14 @@ static void test_mig_layout_rejected(void **state) {
   }
   /* The layout decides the devices: GPUMEM_HOST_DEVICES is ignored, and said so. */
   gm_test_log log = {0};
-  gpumem_finalize();
+  assert_gpumem_ok(gpumem_finalize());
   setenv("GPUMEM_HOST_MIG", "h100:7g.80gb", 1);
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
   o.backend = GPUMEM_BACKEND_HOST;
   o.host_devices = 5;
-  gpumem_log_set_callback(gm_test_log_capture, &log);
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
   assert_gpumem_ok(gpumem_init(&o));
-  gpumem_log_set_callback(NULL, NULL);
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_int_equal(count_devices(), 1);
   assert_int_equal(log.count, 1);
   assert_non_null(strstr(log.line, "GPUMEM_HOST_DEVICES is ignored: GPUMEM_HOST_MIG decides"));
@@ -707,9 +707,9 @@ static void test_cuda_visible_devices_on_host(void **state) {
 
   /* The list ends at the first invalid entry; an index is read like strtoul. */
   gm_test_log log = {0};
-  gpumem_log_set_callback(gm_test_log_capture, &log);
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
   gpumem_status st = host_with(MIXED_NODE, "1gpu, bogus, 0");
-  gpumem_log_set_callback(NULL, NULL);
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_gpumem_ok(st);
   assert_int_equal(count_devices(), 1);
   assert_string_equal(info_of(0).uuid, "GPU-" HOST_UUID("00000001"));
@@ -717,9 +717,9 @@ static void test_cuda_visible_devices_on_host(void **state) {
   assert_non_null(strstr(log.line, "entry 1: 'bogus' is not an index"));
 
   /* A device named twice hides every device; so does "". */
-  gpumem_log_set_level(GPUMEM_LOG_OFF);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_OFF));
   st = host_with(MIXED_NODE, "1,GPU-" HOST_UUID("00000001"));
-  gpumem_log_set_level(GPUMEM_LOG_WARN);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_WARN));
   assert_gpumem_status(st, GPUMEM_ERR_NO_DEVICE);
   assert_last_error_contains("CUDA_VISIBLE_DEVICES='1,GPU-" HOST_UUID(
       "00000001") "' leaves none of the 11 emulated "
@@ -735,7 +735,7 @@ static void test_cuda_visible_devices_on_host(void **state) {
 
   /* Generic devices: UUID prefixes must be unique; CUDA_DEVICE_ORDER does not
    * reorder the emulated node. */
-  gpumem_finalize();
+  assert_gpumem_ok(gpumem_finalize());
   unsetenv("GPUMEM_HOST_MIG");
   setenv("CUDA_VISIBLE_DEVICES", "GPU-bb,2", 1);
   setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 1);
@@ -749,11 +749,11 @@ static void test_cuda_visible_devices_on_host(void **state) {
   assert_string_equal(info_of(0).uuid, "GPU-bb000000-0000-4000-8000-000000000000");
   assert_string_equal(info_of(0).name, "libgpumem host device 1");
   assert_string_equal(info_of(1).uuid, "GPU-ab000000-0000-4000-8000-000000000000");
-  gpumem_finalize();
+  assert_gpumem_ok(gpumem_finalize());
   setenv("CUDA_VISIBLE_DEVICES", "GPU-a", 1);
-  gpumem_log_set_level(GPUMEM_LOG_OFF);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_OFF));
   st = gpumem_init(&o);
-  gpumem_log_set_level(GPUMEM_LOG_WARN);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_WARN));
   assert_gpumem_status(st, GPUMEM_ERR_NO_DEVICE);
   assert_last_error_contains("'GPU-a' matches 2 GPUs (ambiguous prefix)");
   /* Memory is charged to the device the process sees. */

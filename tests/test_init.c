@@ -14,7 +14,7 @@
 
 static int fresh(void **state) {
   (void)state;
-  gpumem_finalize();
+  gm_test_ignore(gpumem_finalize());
   unsetenv("GPUMEM_BACKEND");
   unsetenv("GPUMEM_LOG_FILE");
   return 0;
@@ -193,8 +193,8 @@ static void test_log_file_from_environment(void **state) {
   int count = 0;
   assert_gpumem_ok(gpumem_device_count(&count));
   unsetenv("GPUMEM_LOG");
-  gpumem_log_set_file(NULL);
-  gpumem_log_set_level(GPUMEM_LOG_WARN);
+  assert_gpumem_ok(gpumem_log_set_file(NULL));
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_WARN));
   FILE *f = fopen(path, "r");
   assert_non_null(f);
   char text[4096] = {0};

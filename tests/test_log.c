@@ -11,9 +11,9 @@
 
 static int reset(void **state) {
   (void)state;
-  gpumem_log_set_callback(NULL, NULL);
-  gpumem_log_set_file(NULL);
-  gpumem_log_set_level(GPUMEM_LOG_WARN);
+  gm_test_ignore(gpumem_log_set_callback(NULL, NULL));
+  gm_test_ignore(gpumem_log_set_file(NULL));
+  gm_test_ignore(gpumem_log_set_level(GPUMEM_LOG_WARN));
   return 0;
 }
 
@@ -68,7 +68,7 @@ static void test_invalid_level_rejected(void **state) {
 static void test_long_lines_are_cut(void **state) {
   (void)state;
   gm_test_log c = {0};
-  gpumem_log_set_callback(gm_test_log_capture, &c);
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &c));
   char big[4000];
   memset(big, 'y', sizeof big - 1);
   big[sizeof big - 1] = '\0';
@@ -104,7 +104,7 @@ static void test_file_sink_error_keeps_sink(void **state) {
   assert_gpumem_status(gpumem_log_set_file("/nonexistent-dir/x.log"), GPUMEM_ERR_OS);
   assert_last_error_contains("cannot open log file '/nonexistent-dir/x.log'");
   gm_test_log c = {0};
-  gpumem_log_set_callback(gm_test_log_capture, &c);
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &c));
   gm_log(GPUMEM_LOG_WARN, "still works");
   assert_int_equal(c.count, 1);
 }
@@ -122,11 +122,11 @@ static void test_never_writes_stdout(void **state) {
   int devnull = open("/dev/null", O_WRONLY);
   dup2(fd, STDOUT_FILENO);
   dup2(devnull, STDERR_FILENO);
-  gpumem_log_set_level(GPUMEM_LOG_TRACE);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_TRACE));
   for (int l = GPUMEM_LOG_ERROR; l <= GPUMEM_LOG_TRACE; l++)
     gm_log((gpumem_log_level)l, "x");
   void *va = NULL;
-  gpumem_vmm_reserve(0, 0, &va); /* a failing call logs at debug */
+  assert_int_not_equal(gpumem_vmm_reserve(0, 0, &va), GPUMEM_OK); /* a failure logs at debug */
   fflush(stdout);
   dup2(saved, STDOUT_FILENO);
   dup2(saved_err, STDERR_FILENO);

@@ -18,8 +18,8 @@ static int clean_env(void **state) {
   (void)state;
   for (size_t i = 0; i < GM_ARRAY_SIZE(option_vars); i++)
     unsetenv(option_vars[i]);
-  gpumem_log_set_callback(NULL, NULL);
-  gpumem_log_set_level(GPUMEM_LOG_WARN);
+  gm_test_ignore(gpumem_log_set_callback(NULL, NULL));
+  gm_test_ignore(gpumem_log_set_level(GPUMEM_LOG_WARN));
   gm_options_load();
   return 0;
 }
@@ -132,7 +132,7 @@ static void test_environment_values(void **state) {
 static void test_invalid_value_warns_and_keeps_default(void **state) {
   (void)state;
   gm_test_log c = {0};
-  gpumem_log_set_callback(gm_test_log_capture, &c);
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &c));
   setenv("GPUMEM_HOST_CAPACITY", "12X", 1);
   gm_options_load();
   assert_int_equal(c.count, 1);
@@ -163,12 +163,12 @@ static void test_invalid_value_warns_and_keeps_default(void **state) {
 static void test_log_level_from_environment(void **state) {
   (void)state;
   gm_test_log c = {0};
-  gpumem_log_set_callback(gm_test_log_capture, &c);
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &c));
   setenv("GPUMEM_LOG", "debug", 1);
   gm_options_load();
   assert_int_equal(gpumem_log_get_level(), GPUMEM_LOG_DEBUG);
   setenv("GPUMEM_LOG", "chatty", 1);
-  gpumem_log_set_level(GPUMEM_LOG_WARN);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_WARN));
   gm_options_load();
   assert_int_equal(gpumem_log_get_level(), GPUMEM_LOG_WARN);
   assert_non_null(
@@ -178,8 +178,8 @@ static void test_log_level_from_environment(void **state) {
 static void test_override_logged_at_info(void **state) {
   (void)state;
   gm_test_log c = {0};
-  gpumem_log_set_callback(gm_test_log_capture, &c);
-  gpumem_log_set_level(GPUMEM_LOG_INFO);
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &c));
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_INFO));
   assert_true(gm_option_set(GM_OPTION_HOST_PEERS, "0-1", "test"));
   assert_string_equal(c.line, "gpumem: info: GPUMEM_HOST_PEERS=0-1 (from test)");
   char longtext[2000];

@@ -34,7 +34,7 @@ static void random_text(char *buf, size_t cap) {
 static void test_visible_devices(void **state) {
   (void)state;
   gm_nvml_install(NULL, "fuzz");
-  gpumem_log_set_level(GPUMEM_LOG_OFF);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_OFF));
   static const char *const seeds[] = {"0,1", "GPU-8b2f", "MIG-a1000007-0000-4000-8000-000000000007",
                                       "MIG-GPU-a1000000-0000-4000-8000-000000000000/7/0", ""};
   char text[160];
@@ -53,7 +53,7 @@ static void test_visible_devices(void **state) {
     for (size_t k = 0; k < v.count; k++)
       assert_true(strlen(v.entries[k].text) > 0);
   }
-  gpumem_log_set_level(GPUMEM_LOG_WARN);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_WARN));
   gm_nvml_reset();
 }
 

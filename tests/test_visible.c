@@ -22,7 +22,7 @@ static gpumem_visible_devices v;
 static int no_nvml(void **state) {
   (void)state;
   gm_nvml_install(NULL, "no NVML in this test");
-  gpumem_log_set_level(GPUMEM_LOG_OFF);
+  gm_test_ignore(gpumem_log_set_level(GPUMEM_LOG_OFF));
   return 0;
 }
 
@@ -30,7 +30,7 @@ static int reset(void **state) {
   (void)state;
   gm_nvml_reset();
   gm_backend_install(NULL);
-  gpumem_log_set_level(GPUMEM_LOG_WARN);
+  gm_test_ignore(gpumem_log_set_level(GPUMEM_LOG_WARN));
   unsetenv("CUDA_VISIBLE_DEVICES");
   unsetenv("CUDA_DEVICE_ORDER");
   return 0;
@@ -106,10 +106,10 @@ static void test_list_stops_at_first_invalid(void **state) {
 static void test_invalid_entry_is_warned(void **state) {
   (void)state;
   gm_test_log log = {0};
-  gpumem_log_set_level(GPUMEM_LOG_WARN);
-  gpumem_log_set_callback(gm_test_log_capture, &log);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_WARN));
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
   read_ok("0,bogus");
-  gpumem_log_set_callback(NULL, NULL);
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_int_equal(log.count, 1);
   assert_non_null(strstr(log.line, "CUDA_VISIBLE_DEVICES='0,bogus': entry 1:"));
   assert_non_null(strstr(log.line, "CUDA ignores it and every entry after it"));
@@ -168,10 +168,10 @@ static void test_device_named_twice_hides_all(void **state) {
   assert_true(v.hides_all);
   assert_int_equal(v.device_count, 0);
   gm_test_log log = {0};
-  gpumem_log_set_level(GPUMEM_LOG_WARN);
-  gpumem_log_set_callback(gm_test_log_capture, &log);
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_WARN));
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
   read_ok("4,4");
-  gpumem_log_set_callback(NULL, NULL);
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_int_equal(log.count, 1);
   assert_non_null(strstr(log.line, "a device named twice makes CUDA show no device at all"));
 }

@@ -83,8 +83,8 @@ GPUMEM_API size_t gpumem_allocator_list(gpumem_allocator_kind *kinds, size_t max
  * `device`. Errors: INVALID_ARGUMENT (NULL), NOT_FOUND (no such name; the
  * message lists the names), INVALID_DEVICE, NOT_SUPPORTED (the device lacks
  * what it needs), NO_DEVICE, OUT_OF_MEMORY. */
-GPUMEM_API gpumem_status gpumem_allocator_create(const char *name, int device,
-                                                 gpumem_allocator *allocator);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_allocator_create(const char *name, int device,
+                                                                  gpumem_allocator *allocator);
 
 /** Destroy an allocator made by gpumem_allocator_create (or one whose destroy
  * function is set) and clear the struct. Memory still allocated from it is

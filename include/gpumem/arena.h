@@ -155,12 +155,12 @@ typedef struct gpumem_arena_stats {
  * NOT_SUPPORTED (a member without VMM), PEER_UNSUPPORTED (two members that
  * cannot map each other's memory: the message names both and why, e.g. a
  * MIG slice or no P2P path), OUT_OF_MEMORY, NO_DEVICE. */
-GPUMEM_API gpumem_status gpumem_arena_create(const gpumem_arena_config *config,
-                                             gpumem_arena_t **arena);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_create(const gpumem_arena_config *config,
+                                                              gpumem_arena_t **arena);
 
 /** Wait for every member to finish its work, then unmap and release all of
  * the arena's memory, live blocks included. NULL is a no-op. */
-GPUMEM_API gpumem_status gpumem_arena_destroy(gpumem_arena_t *arena);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_destroy(gpumem_arena_t *arena);
 
 /** Allocate `size` bytes aligned to `alignment` (0: 256; else a power of two
  * up to the granularity) on `device` (LOCAL: a member; INTERLEAVE: a member
@@ -169,23 +169,26 @@ GPUMEM_API gpumem_status gpumem_arena_destroy(gpumem_arena_t *arena);
  * (not a member), CAPACITY (larger than the arena could ever map),
  * OUT_OF_MEMORY (the arena is at max_size or the device is full: the message
  * has the request and each member's mapped, used and largest free bytes). */
-GPUMEM_API gpumem_status gpumem_arena_alloc(gpumem_arena_t *arena, size_t size, size_t alignment,
-                                            int device, void **ptr);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_alloc(gpumem_arena_t *arena, size_t size,
+                                                             size_t alignment, int device,
+                                                             void **ptr);
 
 /** Free a block. Errors: INVALID_ARGUMENT (NULL), INVALID_POINTER (not the
  * start of a block of this arena: outside it, or inside a block),
  * DOUBLE_FREE (the block is free already). Nothing changes on error. */
-GPUMEM_API gpumem_status gpumem_arena_free(gpumem_arena_t *arena, void *ptr);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_free(gpumem_arena_t *arena, void *ptr);
 
 /** The device whose memory holds the byte at `ptr` (any address in the
  * mapped part of the arena). Errors: INVALID_ARGUMENT (NULL),
  * INVALID_POINTER (not in the arena's mapped memory). */
-GPUMEM_API gpumem_status gpumem_arena_owner(gpumem_arena_t *arena, const void *ptr, int *device);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_owner(gpumem_arena_t *arena, const void *ptr,
+                                                             int *device);
 
 /** Fill `stats` (start it from GPUMEM_ARENA_STATS_INIT; walks the free
  * lists: not for hot paths). Errors: INVALID_ARGUMENT (NULL, not an arena,
  * struct_size not set). Thread-safe. */
-GPUMEM_API gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena, gpumem_arena_stats *stats);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena,
+                                                                 gpumem_arena_stats *stats);
 
 /** Walk every invariant of the sub-allocator and the mapping (blocks tile
  * the mapped memory, free neighbours are coalesced, free lists and bitmaps
@@ -193,7 +196,8 @@ GPUMEM_API gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena, gpumem_ar
  * member). GPUMEM_OK, or GPUMEM_ERR_INTERNAL with the first violation in
  * gpumem_last_error() and in `why` (may be NULL). O(blocks): for tests and
  * debugging. */
-GPUMEM_API gpumem_status gpumem_arena_check(gpumem_arena_t *arena, char *why, size_t len);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_check(gpumem_arena_t *arena, char *why,
+                                                             size_t len);
 
 GPUMEM_EXTERN_C_END
 

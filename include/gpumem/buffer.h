@@ -115,33 +115,35 @@ typedef struct gpumem_buffer_stats {
  * granularity, a bad handle type), INVALID_DEVICE, NOT_SUPPORTED (no VMM on
  * the device), PEER_UNSUPPORTED (an access device cannot reach the memory),
  * OUT_OF_MEMORY (no address space for max_size), NO_DEVICE. */
-GPUMEM_API gpumem_status gpumem_buffer_create(const gpumem_buffer_config *config,
-                                              gpumem_buffer_t **buffer);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_create(const gpumem_buffer_config *config,
+                                                               gpumem_buffer_t **buffer);
 
 /** Wait for every device with access to the buffer (its own and the access
  * devices) to finish all work, then unmap and release everything. NULL is a
  * no-op. On failure the buffer is still valid (perhaps smaller) and destroy
  * may be retried. */
-GPUMEM_API gpumem_status gpumem_buffer_destroy(gpumem_buffer_t *buffer);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_destroy(gpumem_buffer_t *buffer);
 
 /** Set the size, growing the capacity by the growth policy when needed.
  * Bytes below the old size are kept. Shrinking keeps the memory mapped.
  * Errors: INVALID_ARGUMENT (NULL), CAPACITY (past max_size; the message has
  * both sizes), OUT_OF_MEMORY, NOT_SUPPORTED (an imported buffer); on error
  * nothing changed. */
-GPUMEM_API gpumem_status gpumem_buffer_resize(gpumem_buffer_t *buffer, size_t new_size);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_resize(gpumem_buffer_t *buffer,
+                                                               size_t new_size);
 
 /** Map at least `capacity` bytes without changing the size (exact growth).
  * Errors as for resize. */
-GPUMEM_API gpumem_status gpumem_buffer_reserve(gpumem_buffer_t *buffer, size_t capacity);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_reserve(gpumem_buffer_t *buffer,
+                                                                size_t capacity);
 
 /** Unmap and release the segments wholly above the size (rounded up to the
  * chunk size) and return their memory to the device. It first waits for the
  * work that may still touch that memory: all work on `stream` when one is
  * given (the caller promises no other stream uses that memory), else all work
  * on every device with access to the buffer. */
-GPUMEM_API gpumem_status gpumem_buffer_shrink_to_fit(gpumem_buffer_t *buffer,
-                                                     gpumem_stream_t stream);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_shrink_to_fit(gpumem_buffer_t *buffer,
+                                                                      gpumem_stream_t stream);
 
 /** The device pointer: the same for the buffer's whole life (NULL for NULL). */
 GPUMEM_API void *gpumem_buffer_data(const gpumem_buffer_t *buffer);
@@ -153,21 +155,22 @@ GPUMEM_API size_t gpumem_buffer_capacity(const gpumem_buffer_t *buffer);
 GPUMEM_API size_t gpumem_buffer_max_size(const gpumem_buffer_t *buffer);
 /** Fill `stats` (start it from GPUMEM_BUFFER_STATS_INIT). Errors:
  * INVALID_ARGUMENT (NULL, not a buffer, struct_size not set). Thread-safe. */
-GPUMEM_API gpumem_status gpumem_buffer_get_stats(gpumem_buffer_t *buffer,
-                                                 gpumem_buffer_stats *stats);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_get_stats(gpumem_buffer_t *buffer,
+                                                                  gpumem_buffer_stats *stats);
 
 /** Send the buffer to another process over a connected AF_UNIX socket: its
  * layout and one file descriptor per segment (SCM_RIGHTS). Needs a buffer
  * created with handle type POSIX_FD or FABRIC. Errors: INVALID_ARGUMENT,
  * NOT_SUPPORTED (no shareable handles), OS (the socket). */
-GPUMEM_API gpumem_status gpumem_buffer_send(gpumem_buffer_t *buffer, int socket);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_send(gpumem_buffer_t *buffer, int socket);
 
 /** Receive a buffer sent with gpumem_buffer_send and map the same memory in
  * this process with read-write access for `device`. The result is a view of
  * fixed size: resize, reserve and shrink_to_fit return NOT_SUPPORTED; destroy
  * unmaps it (the sender's memory lives on). Errors: INVALID_ARGUMENT (not a
  * buffer message), OS, and those of mapping. */
-GPUMEM_API gpumem_status gpumem_buffer_receive(int socket, int device, gpumem_buffer_t **buffer);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_receive(int socket, int device,
+                                                                gpumem_buffer_t **buffer);
 
 GPUMEM_EXTERN_C_END
 

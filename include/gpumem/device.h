@@ -74,11 +74,12 @@ typedef struct gpumem_device_info {
 
 /** Number of devices; creates no context. Errors: INVALID_ARGUMENT (NULL),
  * NO_DEVICE. */
-GPUMEM_API gpumem_status gpumem_device_count(int *count);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_device_count(int *count);
 
 /** Fill `info` for device `ordinal`. Creates no context (but see the note on
  * NVML above). Errors: INVALID_ARGUMENT (NULL), INVALID_DEVICE, NO_DEVICE. */
-GPUMEM_API gpumem_status gpumem_device_get_info(int ordinal, gpumem_device_info *info);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_device_get_info(int ordinal,
+                                                                 gpumem_device_info *info);
 
 /** Free and total memory of a device, in bytes, as its CUDA context counts
  * them (cudaMemGetInfo): this creates the device's primary context when the
@@ -86,12 +87,13 @@ GPUMEM_API gpumem_status gpumem_device_get_info(int ordinal, gpumem_device_info 
  * it was. For a figure that creates no context, read memory_free from
  * gpumem_device_get_info. Errors: INVALID_ARGUMENT (NULL), INVALID_DEVICE,
  * NO_DEVICE, DRIVER. */
-GPUMEM_API gpumem_status gpumem_device_mem_info(int ordinal, size_t *free_bytes,
-                                                size_t *total_bytes);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_device_mem_info(int ordinal, size_t *free_bytes,
+                                                                 size_t *total_bytes);
 
 /** Whether `device` can be given access to memory that lives on `peer`.
  * Creates no context. */
-GPUMEM_API gpumem_status gpumem_device_can_access_peer(int device, int peer, bool *can_access);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_device_can_access_peer(int device, int peer,
+                                                                        bool *can_access);
 
 /** Why a device can or cannot map a peer's memory. */
 typedef enum gpumem_peer_reason {
@@ -112,7 +114,8 @@ typedef struct gpumem_peer_info {
 
 /** Can `device` map memory that lives on `peer`, and why (not). Creates no
  * context. Errors: INVALID_ARGUMENT (NULL), INVALID_DEVICE, NO_DEVICE. */
-GPUMEM_API gpumem_status gpumem_device_peer_info(int device, int peer, gpumem_peer_info *info);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_device_peer_info(int device, int peer,
+                                                                  gpumem_peer_info *info);
 
 /** Allocation capabilities a selection may require (bits). */
 typedef enum gpumem_capability {
@@ -171,14 +174,14 @@ typedef struct gpumem_selection {
  * Errors: INVALID_ARGUMENT (NULL, a malformed rank variable, a
  * UUID prefix matching two devices), NOT_FOUND (no device qualifies; the
  * message says which criterion removed the last ones), NO_DEVICE. */
-GPUMEM_API gpumem_status gpumem_device_select(const gpumem_select_criteria *criteria,
-                                              gpumem_selection *selection);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status
+gpumem_device_select(const gpumem_select_criteria *criteria, gpumem_selection *selection);
 
 /** The node-local rank from the launcher's environment (see local_rank
  * above): *rank is -1 and *variable NULL when none is set. Errors:
  * INVALID_ARGUMENT when the first variable set is not a non-negative integer
  * (the message names it and its value). */
-GPUMEM_API gpumem_status gpumem_local_rank(int *rank, const char **variable);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_local_rank(int *rank, const char **variable);
 
 GPUMEM_EXTERN_C_END
 

@@ -50,8 +50,10 @@ typedef enum gpumem_status {
 #undef GPUMEM_STATUS_ENUM_
 } gpumem_status;
 
-/** Number of status codes (one past the largest value). */
-#define GPUMEM_STATUS_COUNT 21
+/** Number of status codes (one past the largest value), counted from the
+ * table (values are 0, 1, 2, ... in order). */
+#define GPUMEM_STATUS_ONE_(name, value, msg) +1
+#define GPUMEM_STATUS_COUNT                  (0 GPUMEM_STATUS_MAP(GPUMEM_STATUS_ONE_))
 
 /** The code's message, e.g. "out of device memory"; "unknown status" for a
  * value outside the table. Never NULL; thread-safe; needs no initialisation. */
@@ -68,7 +70,7 @@ GPUMEM_API const char *gpumem_last_error(void);
 
 /** The status of the most recent failure on the calling thread (GPUMEM_OK if
  * none yet). */
-GPUMEM_API gpumem_status gpumem_last_status(void);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_last_status(void);
 
 /** Forget the calling thread's last error. */
 GPUMEM_API void gpumem_clear_last_error(void);

@@ -15,8 +15,11 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define GPUMEM_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+/* A status that must not be ignored: the compiler warns when it is. */
+#define GPUMEM_NODISCARD __attribute__((warn_unused_result))
 #else
 #define GPUMEM_PRINTF(fmt, args)
+#define GPUMEM_NODISCARD
 #endif
 
 #ifdef __cplusplus

@@ -48,13 +48,13 @@ typedef struct gpumem_init_options {
  * (an option out of range; nothing changes), NO_DEVICE (the CUDA backend
  * cannot work here; the library stays uninitialised and a later call may
  * try again). Not to be called concurrently with other libgpumem calls. */
-GPUMEM_API gpumem_status gpumem_init(const gpumem_init_options *options);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_init(const gpumem_init_options *options);
 
 /** Shut the backend down so that gpumem_init can choose again. Errors: BUSY
  * when objects made through the library (reservations, allocations, streams,
  * events, pools) are still alive; the message counts them and nothing is torn
  * down. A no-op when not initialised. Not concurrent with other calls. */
-GPUMEM_API gpumem_status gpumem_finalize(void);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_finalize(void);
 
 /** The active backend (DEFAULT when not initialised). */
 GPUMEM_API gpumem_backend_kind gpumem_backend(void);
@@ -65,6 +65,8 @@ GPUMEM_API const char *gpumem_backend_name(void);
 /** The library's version, GPUMEM_VERSION of the build (may differ from the
  * headers an application compiled against). */
 GPUMEM_API int gpumem_version(void);
+/** The library's version as text, "major.minor.patch" (GPUMEM_VERSION_STRING
+ * of the build). Never NULL; thread-safe; needs no initialisation. */
 GPUMEM_API const char *gpumem_version_string(void);
 
 /** CUDA driver and runtime versions (1000 * major + 10 * minor); 0 where there

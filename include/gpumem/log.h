@@ -36,7 +36,7 @@ typedef void (*gpumem_log_fn)(gpumem_log_level level, const char *line, void *us
 
 /** Set the level (overrides GPUMEM_LOG). GPUMEM_ERR_INVALID_ARGUMENT for a
  * value outside the enum. Thread-safe. */
-GPUMEM_API gpumem_status gpumem_log_set_level(gpumem_log_level level);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_log_set_level(gpumem_log_level level);
 
 /** The current level. Thread-safe. */
 GPUMEM_API gpumem_log_level gpumem_log_get_level(void);
@@ -44,12 +44,12 @@ GPUMEM_API gpumem_log_level gpumem_log_get_level(void);
 /** Send lines to `fn` instead of stderr or the log file; NULL restores the
  * default sink. Thread-safe; a line being written by another thread during the
  * call may still reach the previous sink. */
-GPUMEM_API gpumem_status gpumem_log_set_callback(gpumem_log_fn fn, void *user);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_log_set_callback(gpumem_log_fn fn, void *user);
 
 /** Append lines to the file at `path` (created if missing), as
  * GPUMEM_LOG_FILE does; NULL returns to stderr. GPUMEM_ERR_OS with the
  * reason when the file cannot be opened (the sink is then unchanged). */
-GPUMEM_API gpumem_status gpumem_log_set_file(const char *path);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_log_set_file(const char *path);
 
 /** "off", "error", "warn", "info", "debug" or "trace"; "?" otherwise. */
 GPUMEM_API const char *gpumem_log_level_name(gpumem_log_level level);

@@ -82,7 +82,8 @@ typedef struct gpumem_mig_gpu {
  * the emulated GPUs, in layout order. Errors: INVALID_ARGUMENT (NULL),
  * NOT_SUPPORTED (NVML unavailable; the message says why). Needs no CUDA
  * device. */
-GPUMEM_API gpumem_status gpumem_mig_layout(gpumem_mig_gpu *gpus, size_t max, size_t *count);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_mig_layout(gpumem_mig_gpu *gpus, size_t max,
+                                                            size_t *count);
 
 typedef enum gpumem_visible_kind {
   GPUMEM_VISIBLE_INDEX,      /**< "2" */
@@ -136,7 +137,8 @@ typedef struct gpumem_visible_devices {
  * process then sees are listed. An invalid entry is not an error of this
  * call: `stopped` and `why` report it, and a warning is logged. Errors:
  * INVALID_ARGUMENT (NULL out). */
-GPUMEM_API gpumem_status gpumem_visible_devices_read(const char *text, gpumem_visible_devices *out);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_visible_devices_read(const char *text,
+                                                                      gpumem_visible_devices *out);
 
 GPUMEM_EXTERN_C_END
 

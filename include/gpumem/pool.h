@@ -102,57 +102,63 @@ typedef struct gpumem_pool_stats {
 /** Create a pool. Errors: INVALID_ARGUMENT, INVALID_DEVICE, NOT_SUPPORTED (no
  * memory pools on the device, or a handle type they cannot export),
  * PEER_UNSUPPORTED, NO_DEVICE. */
-GPUMEM_API gpumem_status gpumem_pool_create(const gpumem_pool_config *config, gpumem_pool_t **pool);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_create(const gpumem_pool_config *config,
+                                                             gpumem_pool_t **pool);
 
 /** Flush the caches (each block freed on its own stream), then destroy the
  * CUDA pool if this pool created it, or put back the default pool's release
  * threshold, reuse policies and peer access if it wrapped that one. BUSY,
  * with nothing destroyed, while allocations made through it are still live.
  * NULL is a no-op. */
-GPUMEM_API gpumem_status gpumem_pool_destroy(gpumem_pool_t *pool);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_destroy(gpumem_pool_t *pool);
 
 /** Allocate `size` bytes ordered on `stream` (a stream of any device: the
  * memory is the pool's device's, as with cudaMallocFromPoolAsync). Errors:
  * INVALID_ARGUMENT (NULL, size 0, not a stream), OUT_OF_MEMORY (after
  * flushing the caches and retrying; the message has the size and the bytes
  * reserved and in use). */
-GPUMEM_API gpumem_status gpumem_pool_alloc(gpumem_pool_t *pool, size_t size, gpumem_stream_t stream,
-                                           void **ptr);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_alloc(gpumem_pool_t *pool, size_t size,
+                                                            gpumem_stream_t stream, void **ptr);
 
 /** Free `ptr` ordered on `stream` (any stream; work queued on `stream` before
  * the free may still use the block; work on other streams that used it must
  * be ordered before the free by the caller, as with cudaFreeAsync). Errors:
  * INVALID_POINTER (not from this pool), DOUBLE_FREE, INVALID_ARGUMENT (not
  * a stream). */
-GPUMEM_API gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr, gpumem_stream_t stream);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr,
+                                                           gpumem_stream_t stream);
 
 /** Flush every thread's cache to the CUDA pool (each block freed on its own
  * stream), wait until those frees have run (the streams are synchronized),
  * then trim the CUDA pool to `keep_bytes` (cudaMemPoolTrimTo): memory not
  * in use beyond that goes back to the device. */
-GPUMEM_API gpumem_status gpumem_pool_trim(gpumem_pool_t *pool, size_t keep_bytes);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_trim(gpumem_pool_t *pool, size_t keep_bytes);
 /** Return to the CUDA pool every block that any thread cached for `stream`
  * (freed on it, so still ordered after its work) and forget the stream. Call
  * it before destroying a stream that was used with the pool: the cache names
  * streams by handle when it flushes. Errors: INVALID_ARGUMENT (not a pool or
  * stream), and the driver's. */
-GPUMEM_API gpumem_status gpumem_pool_forget_stream(gpumem_pool_t *pool, gpumem_stream_t stream);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_forget_stream(gpumem_pool_t *pool,
+                                                                    gpumem_stream_t stream);
 
 /** Fill `stats` (start it from GPUMEM_POOL_STATS_INIT): the caches' counters
  * added up and the CUDA pool's attributes. Errors: INVALID_ARGUMENT (NULL,
  * not a pool, struct_size not set), and the driver's. Thread-safe; the
  * figures of a pool in use are a moment's. */
-GPUMEM_API gpumem_status gpumem_pool_get_stats(gpumem_pool_t *pool, gpumem_pool_stats *stats);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_get_stats(gpumem_pool_t *pool,
+                                                                gpumem_pool_stats *stats);
 
 /** The wrapped cudaMemPool_t, for interop (do not destroy it). */
 GPUMEM_API gpumem_native_pool_t gpumem_pool_native(const gpumem_pool_t *pool);
 
 /** Set the CUDA pool's release threshold. */
-GPUMEM_API gpumem_status gpumem_pool_set_release_threshold(gpumem_pool_t *pool, uint64_t bytes);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_set_release_threshold(gpumem_pool_t *pool,
+                                                                            uint64_t bytes);
 
 /** Export the pool for another process (handle type POSIX_FD at creation);
  * the caller owns and closes handle->fd after passing it on. */
-GPUMEM_API gpumem_status gpumem_pool_export(gpumem_pool_t *pool, gpumem_shareable_handle *handle);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_export(gpumem_pool_t *pool,
+                                                             gpumem_shareable_handle *handle);
 
 /** Import a pool exported by another process: it can import pointers and
  * free them, not allocate. `device` is given read-write access to the pool's
@@ -160,20 +166,26 @@ GPUMEM_API gpumem_status gpumem_pool_export(gpumem_pool_t *pool, gpumem_shareabl
  * until cudaMemPoolSetAccess says so). Errors: INVALID_ARGUMENT (not a pool
  * handle), INVALID_DEVICE, PEER_UNSUPPORTED (`device` cannot reach the
  * pool's device), NO_DEVICE. */
-GPUMEM_API gpumem_status gpumem_pool_import(const gpumem_shareable_handle *handle, int device,
-                                            gpumem_pool_t **pool);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_import(const gpumem_shareable_handle *handle,
+                                                             int device, gpumem_pool_t **pool);
 
 /** 64 bytes that name one allocation for another process. */
 typedef struct gpumem_pool_pointer {
   unsigned char data[64];
 } gpumem_pool_pointer;
 
-GPUMEM_API gpumem_status gpumem_pool_export_pointer(gpumem_pool_t *pool, void *ptr,
-                                                    gpumem_pool_pointer *out);
+/** Describe the live allocation `ptr` of this pool for another process,
+ * which maps it with gpumem_pool_import_pointer on the pool it imported
+ * (cudaMemPoolExportPointer). The pool needs handle type POSIX_FD. Errors:
+ * INVALID_ARGUMENT (NULL, not a pool), INVALID_POINTER (not a live
+ * allocation of this pool), and the driver's. */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_export_pointer(gpumem_pool_t *pool, void *ptr,
+                                                                     gpumem_pool_pointer *out);
 /** Map an exported allocation in an imported pool; free it with
  * gpumem_pool_free before the exporter frees it. */
-GPUMEM_API gpumem_status gpumem_pool_import_pointer(gpumem_pool_t *pool,
-                                                    const gpumem_pool_pointer *in, void **ptr);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_import_pointer(gpumem_pool_t *pool,
+                                                                     const gpumem_pool_pointer *in,
+                                                                     void **ptr);
 
 GPUMEM_EXTERN_C_END
 

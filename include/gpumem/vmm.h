@@ -80,19 +80,21 @@ typedef struct gpumem_shareable_handle {
 /** Granularity for `props`: the minimum (every size, offset and address must
  * be a multiple of it) or, with `recommended`, the one that performs best.
  * Errors: INVALID_ARGUMENT (NULL), INVALID_DEVICE, NO_DEVICE. */
-GPUMEM_API gpumem_status gpumem_vmm_granularity(const gpumem_phys_props *props, bool recommended,
-                                                size_t *granularity);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_granularity(const gpumem_phys_props *props,
+                                                                 bool recommended,
+                                                                 size_t *granularity);
 
 /** Reserve `size` bytes of virtual address space (no memory behind it).
  * `alignment` is 0 (the largest minimum granularity of the devices for a
  * plain allocation, so that any of them can map there) or a power of two.
  * Errors: INVALID_ARGUMENT (NULL out, size 0 or not a multiple of the
  * granularity, bad alignment), OUT_OF_MEMORY (no address space). */
-GPUMEM_API gpumem_status gpumem_vmm_reserve(size_t size, size_t alignment, void **va);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_reserve(size_t size, size_t alignment,
+                                                             void **va);
 
 /** Return a reservation made by gpumem_vmm_reserve (exact base and size).
  * Errors: INVALID_ARGUMENT (not a reservation), BUSY (still mapped). */
-GPUMEM_API gpumem_status gpumem_vmm_free(void *va, size_t size);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_free(void *va, size_t size);
 
 /** Create `size` bytes of physical memory on `props->device`. Errors:
  * INVALID_ARGUMENT (also FABRIC on a device whose info says no fabric: the
@@ -100,17 +102,18 @@ GPUMEM_API gpumem_status gpumem_vmm_free(void *va, size_t size);
  * INVALID_DEVICE, OUT_OF_MEMORY, NOT_SUPPORTED (a handle type or compression
  * the device lacks), NOT_PERMITTED (fabric advertised but refused by the
  * system, e.g. no IMEX channel). */
-GPUMEM_API gpumem_status gpumem_vmm_create(const gpumem_phys_props *props, size_t size,
-                                           gpumem_phys_t *phys);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_create(const gpumem_phys_props *props,
+                                                            size_t size, gpumem_phys_t *phys);
 
 /** Release a physical allocation; its memory is freed once no mapping uses
  * it. Errors: INVALID_POINTER (not a live handle), DOUBLE_FREE (released
  * already). */
-GPUMEM_API gpumem_status gpumem_vmm_release(gpumem_phys_t phys);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_release(gpumem_phys_t phys);
 
 /** The properties a physical allocation really has (compression included:
  * the driver may ignore the hint). */
-GPUMEM_API gpumem_status gpumem_vmm_get_props(gpumem_phys_t phys, gpumem_phys_props *props);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_get_props(gpumem_phys_t phys,
+                                                               gpumem_phys_props *props);
 
 /** Map `size` bytes of `phys`, from `offset`, at `va` inside a reservation.
  * `offset` must be 0 for now (cuda.h, cuMemMap: "currently must be zero"):
@@ -118,32 +121,35 @@ GPUMEM_API gpumem_status gpumem_vmm_get_props(gpumem_phys_t phys, gpumem_phys_pr
  * mapping starts with no access. Errors: INVALID_ARGUMENT (a non-zero
  * offset, alignment, bounds, not in a reservation), ALREADY_MAPPED,
  * INVALID_POINTER. */
-GPUMEM_API gpumem_status gpumem_vmm_map(void *va, size_t size, size_t offset, gpumem_phys_t phys);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_map(void *va, size_t size, size_t offset,
+                                                         gpumem_phys_t phys);
 
 /** Unmap whole mappings covering exactly [va, va+size). Errors: NOT_MAPPED
  * (some byte is not mapped), INVALID_ARGUMENT (the range splits a mapping). */
-GPUMEM_API gpumem_status gpumem_vmm_unmap(void *va, size_t size);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_unmap(void *va, size_t size);
 
 /** Grant each listed device its access to the mapped range. Errors:
  * NOT_MAPPED, INVALID_DEVICE, PEER_UNSUPPORTED (a device that cannot reach
  * the memory's device). */
-GPUMEM_API gpumem_status gpumem_vmm_set_access(void *va, size_t size,
-                                               const gpumem_access_desc *desc, size_t count);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_set_access(void *va, size_t size,
+                                                                const gpumem_access_desc *desc,
+                                                                size_t count);
 
 /** The access `device` has at `va`. Errors: NOT_MAPPED, INVALID_DEVICE. */
-GPUMEM_API gpumem_status gpumem_vmm_get_access(const void *va, int device,
-                                               gpumem_access_flags *flags);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_get_access(const void *va, int device,
+                                                                gpumem_access_flags *flags);
 
 /** Export `phys` as a shareable handle of one type it was created with.
  * Errors: INVALID_ARGUMENT (type not requested at creation), NOT_SUPPORTED. */
-GPUMEM_API gpumem_status gpumem_vmm_export(gpumem_phys_t phys, gpumem_handle_type type,
-                                           gpumem_shareable_handle *handle);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_export(gpumem_phys_t phys,
+                                                            gpumem_handle_type type,
+                                                            gpumem_shareable_handle *handle);
 
 /** Import a handle exported by this or another process. The caller still
  * owns (and closes) a POSIX fd it passed in. Release the result with
  * gpumem_vmm_release. */
-GPUMEM_API gpumem_status gpumem_vmm_import(const gpumem_shareable_handle *handle,
-                                           gpumem_phys_t *phys);
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_import(const gpumem_shareable_handle *handle,
+                                                            gpumem_phys_t *phys);
 
 GPUMEM_EXTERN_C_END
 

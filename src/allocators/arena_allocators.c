@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "allocator.h"
+#include "log.h"
 #include "arena_internal.h"
 
 typedef struct arena_state {
@@ -38,7 +39,8 @@ static gpumem_status open_arena(int device, void **state) {
 
 static void close_arena(void *state) {
   arena_state *s = state;
-  gpumem_arena_destroy(s->arena);
+  if (gpumem_arena_destroy(s->arena) != GPUMEM_OK) /* issue 15: reported, not only logged */
+    gm_log(GPUMEM_LOG_ERROR, "destroying an arena allocator: %s", gpumem_last_error());
   free(s);
 }
 

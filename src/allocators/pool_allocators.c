@@ -6,6 +6,7 @@
  *                        over cudaMallocFromPoolAsync, for comparison
  */
 #include "allocator.h"
+#include "log.h"
 #include "backend.h"
 #include "gpumem/pool.h"
 
@@ -27,8 +28,10 @@ static gpumem_status open_uncached(int device, void **state) {
   return open_pool(device, false, state);
 }
 
+/* Issue 15 makes allocator destroy report this; until then it is logged. */
 static void close_pool(void *state) {
-  gpumem_pool_destroy(state);
+  if (gpumem_pool_destroy(state) != GPUMEM_OK)
+    gm_log(GPUMEM_LOG_ERROR, "destroying a pool allocator: %s", gpumem_last_error());
 }
 
 static gpumem_status pool_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {

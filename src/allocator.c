@@ -160,17 +160,23 @@ static gpumem_status create(const char *name, int device, gpumem_allocator *out)
     return gm_error(GPUMEM_ERR_NOT_FOUND, "no allocator is called '%s' (there are: %s)", name,
                     names);
   }
+  void *state = NULL;
+  st = impl->create(device, &state);
+  if (st == GPUMEM_OK) st = gm_allocator_make(impl, state, device, out);
+  if (st != GPUMEM_OK && state != NULL) impl->destroy(state);
+  return st;
+}
+
+gpumem_status gm_allocator_make(const gm_allocator_impl *impl, void *state, int device,
+                                gpumem_allocator *out) {
+  gpumem_status st = gm_abi_check_out(out, sizeof *out, "allocator (GPUMEM_ALLOCATOR_INIT)");
+  if (st != GPUMEM_OK) return st;
   gm_allocator_base *b = gm_aligned_zalloc(sizeof *b); /* the stripes are cache-line aligned */
   if (b == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an allocator");
   b->impl = impl;
+  b->state = state;
   b->trace_ids = (gm_hashmap)GM_HASHMAP_INIT;
   pthread_mutex_init(&b->trace_lock, NULL);
-  st = impl->create(device, &b->state);
-  if (st != GPUMEM_OK) {
-    pthread_mutex_destroy(&b->trace_lock);
-    free(b);
-    return st;
-  }
   b->tracing = gm_trace_enabled();
   gpumem_allocator a = {.struct_size = sizeof a,
                         .name = impl->name,
@@ -197,4 +203,67 @@ GPUMEM_API void gpumem_allocator_destroy(gpumem_allocator *allocator) {
   size_t n = allocator->struct_size; /* clear no more than the caller's struct */
   if (n > sizeof *allocator) n = sizeof *allocator;
   if (n > sizeof n) memset((char *)allocator + sizeof n, 0, n - sizeof n);
+}
+
+/* ---- the process-wide default allocator ---- */
+
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+static gpumem_allocator default_allocator;
+static bool default_set, default_owned; /* owned: made here, destroyed at finalize */
+
+static gpumem_status set_default(const gpumem_allocator *a) {
+  gpumem_allocator copy = GPUMEM_ALLOCATOR_INIT;
+  if (a != NULL) {
+    gpumem_status st =
+        gm_abi_read(a, sizeof copy, &copy, &copy, "allocator (GPUMEM_ALLOCATOR_INIT)");
+    if (st != GPUMEM_OK) return st;
+    if (copy.alloc == NULL || copy.free == NULL) {
+      return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "the allocator has no alloc or free function");
+    }
+  }
+  pthread_mutex_lock(&default_lock);
+  gpumem_allocator old = default_allocator;
+  bool destroy_old = default_set && default_owned;
+  default_allocator = copy;
+  default_set = a != NULL;
+  default_owned = false;
+  pthread_mutex_unlock(&default_lock);
+  if (destroy_old) gpumem_allocator_destroy(&old);
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_set_default_allocator(const gpumem_allocator *allocator) {
+  GM_API_FORWARD(set_default(allocator));
+}
+
+static gpumem_status get_default(gpumem_allocator *out) {
+  gpumem_status st = gm_abi_check_out(out, sizeof *out, "allocator (GPUMEM_ALLOCATOR_INIT)");
+  if (st != GPUMEM_OK) return st;
+  pthread_mutex_lock(&default_lock);
+  if (!default_set) { /* none chosen: libgpumem's pool on device 0, made once */
+    gpumem_allocator made = GPUMEM_ALLOCATOR_INIT;
+    st = create("gpumem-pool", 0, &made);
+    if (st == GPUMEM_OK) {
+      default_allocator = made;
+      default_set = default_owned = true;
+    }
+  }
+  if (st == GPUMEM_OK) gm_abi_write(out, &default_allocator, sizeof default_allocator);
+  pthread_mutex_unlock(&default_lock);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_default_allocator(gpumem_allocator *allocator) {
+  GM_API_FORWARD(get_default(allocator));
+}
+
+gpumem_status gm_allocator_release_default(void) {
+  pthread_mutex_lock(&default_lock);
+  gpumem_allocator old = default_allocator;
+  bool destroy = default_set && default_owned;
+  memset(&default_allocator, 0, sizeof default_allocator);
+  default_set = default_owned = false;
+  pthread_mutex_unlock(&default_lock);
+  if (destroy) gpumem_allocator_destroy(&old);
+  return GPUMEM_OK;
 }

@@ -27,6 +27,14 @@ typedef struct gm_allocator_impl {
   bool stream_ordered;
 } gm_allocator_impl;
 
+/* Wrap `state` (owned by the allocator: impl->destroy(state) at its destroy)
+ * in the base every libgpumem allocator shares, and fill `out`. */
+gpumem_status gm_allocator_make(const gm_allocator_impl *impl, void *state, int device,
+                                gpumem_allocator *out);
+/* Forget the default allocator, destroying it if libgpumem made it (at
+ * finalize). */
+gpumem_status gm_allocator_release_default(void);
+
 /* The CUDA baselines (allocators/cuda_baselines.c). */
 extern const gm_allocator_impl gm_allocator_cuda_malloc;
 extern const gm_allocator_impl gm_allocator_cuda_async;
@@ -36,5 +44,9 @@ extern const gm_allocator_impl gm_allocator_gpumem_pool;
 extern const gm_allocator_impl gm_allocator_gpumem_pool_nocache;
 /* libgpumem's arena (allocators/arena_allocators.c). */
 extern const gm_allocator_impl gm_allocator_gpumem_arena;
+/* Objects the caller made and configured (allocators/wrapped_allocators.c). */
+extern const gm_allocator_impl gm_allocator_wrapped_pool;
+extern const gm_allocator_impl gm_allocator_wrapped_arena;
+extern const gm_allocator_impl gm_allocator_wrapped_buffer;
 
 #endif

@@ -153,6 +153,24 @@ static gpumem_status check_arena(const gpumem_arena_t *a) {
   return GPUMEM_OK;
 }
 
+/* The member index of `device` (-1 for GPUMEM_ARENA_ANY_DEVICE on an
+ * interleaved arena), or INVALID_DEVICE. */
+static gpumem_status member_for(const gpumem_arena_t *a, int device, int *member) {
+  *member = device >= 0 && device < GPUMEM_MAX_DEVICES ? a->member_of[device] : -1;
+  bool local = a->placement == GPUMEM_PLACE_LOCAL;
+  if (*member < 0 && !(device == GPUMEM_ARENA_ANY_DEVICE && !local)) {
+    return gm_error(GPUMEM_ERR_INVALID_DEVICE, "device %d is not a member of the arena%s", device,
+                    local ? " (a LOCAL arena needs the device the memory goes on)" : "");
+  }
+  return GPUMEM_OK;
+}
+
+gpumem_status gm_arena_check_member(const gpumem_arena_t *a, int device) {
+  gpumem_status st = check_arena(a);
+  int member = -1;
+  return st != GPUMEM_OK ? st : member_for(a, device, &member);
+}
+
 /* ---- creation ---- */
 
 /* Members, their VMM support, the largest granularity, and every pair. */
@@ -512,12 +530,8 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
                     a->max_size);
   }
   int member = -1;
-  if (device >= 0 && device < GPUMEM_MAX_DEVICES) member = a->member_of[device];
+  if ((st = member_for(a, device, &member)) != GPUMEM_OK) return st;
   bool local = a->placement == GPUMEM_PLACE_LOCAL;
-  if (member < 0 && !(device == GPUMEM_ARENA_ANY_DEVICE && !local)) {
-    return gm_error(GPUMEM_ERR_INVALID_DEVICE, "device %d is not a member of the arena%s", device,
-                    local ? " (a LOCAL arena needs the device the memory goes on)" : "");
-  }
   unsigned first = local ? (unsigned)member * a->shards_per : 0;
   unsigned slot = gm_thread_slot();
   unsigned mine = first + (a->shard_mask ? slot & a->shard_mask : slot % a->shards_per);

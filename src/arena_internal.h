@@ -11,5 +11,8 @@
 gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, int device,
                              void **ptr);
 gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr);
+/* OK if `a` is a live arena that can allocate for `device` (a member, or
+ * GPUMEM_ARENA_ANY_DEVICE for an interleaved arena). */
+gpumem_status gm_arena_check_member(const gpumem_arena_t *a, int device);
 
 #endif

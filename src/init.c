@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "abi.h"
+#include "allocator.h"
 #include "backend.h"
 #include "gpumem/init.h"
 #include "gpumem/version.h"
@@ -135,6 +136,7 @@ GPUMEM_API gpumem_status gpumem_init(const gpumem_init_options *options) {
 
 GPUMEM_API gpumem_status gpumem_finalize(void) {
   gpumem_status st = GPUMEM_OK;
+  if (atomic_load(&ready)) gm_allocator_release_default(); /* the one libgpumem made, if any */
   pthread_mutex_lock(&init_lock);
   if (atomic_load(&ready)) {
     gm_backend_counters c;

@@ -67,6 +67,7 @@
 #include "hashmap.h"
 #include "log.h"
 #include "options.h"
+#include "pool_internal.h"
 
 #define POOL_MAGIC             0x67706f6fu /* "gpoo" */
 #define SHARDS                 64
@@ -871,6 +872,10 @@ static gpumem_status get_stats(gpumem_pool_t *p, gpumem_pool_stats *out) {
 
 GPUMEM_API gpumem_status gpumem_pool_get_stats(gpumem_pool_t *pool, gpumem_pool_stats *stats) {
   GM_API_FORWARD(get_stats(pool, stats));
+}
+
+int gm_pool_device(const gpumem_pool_t *pool) {
+  return pool->device;
 }
 
 GPUMEM_API gpumem_native_pool_t gpumem_pool_native(const gpumem_pool_t *pool) {

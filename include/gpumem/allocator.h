@@ -86,6 +86,47 @@ GPUMEM_API size_t gpumem_allocator_list(gpumem_allocator_kind *kinds, size_t max
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_allocator_create(const char *name, int device,
                                                                   gpumem_allocator *allocator);
 
+/** Wrap a pool the caller created and configured as an allocator (its
+ * alloc/free are gpumem_pool_alloc/free; stream-ordered). The allocator does
+ * not own the pool: destroy the allocator first, then the pool. Errors:
+ * INVALID_ARGUMENT (not a pool; allocator struct_size not set). */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_allocator_from_pool(gpumem_pool_t *pool,
+                                                                     gpumem_allocator *allocator);
+
+/** Wrap an arena the caller created as an allocator that allocates on
+ * `device` (a member; GPUMEM_ARENA_ANY_DEVICE for an interleaved arena).
+ * Not stream-ordered: free makes memory reusable at once. Not owned, as for
+ * a pool. Errors: INVALID_ARGUMENT, INVALID_DEVICE (not a member). */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_allocator_from_arena(gpumem_arena_t *arena,
+                                                                      int device,
+                                                                      gpumem_allocator *allocator);
+
+/** A stack allocator on a buffer the caller created: blocks are carved from
+ * its end in allocation order (256-byte aligned), the buffer growing as
+ * needed while its address never moves; frees may come in any order, and a
+ * block's memory is reused once every block above it is freed (the buffer's
+ * size shrinks then). For scratch space of a solver phase. Not
+ * stream-ordered; the buffer is not owned and must not be resized by others
+ * meanwhile. Errors: INVALID_ARGUMENT, NOT_SUPPORTED (a received buffer). */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_allocator_from_buffer(gpumem_buffer_t *buffer,
+                                                                       gpumem_allocator *allocator);
+
+/** Make `allocator` the process-wide default (copied; NULL: none, and the
+ * next gpumem_default_allocator makes libgpumem's own again). A library
+ * inside an application allocates through gpumem_default_allocator, so it
+ * uses whatever the application chose. The allocator stays the caller's:
+ * keep it alive while it is the default. Thread-safe. Errors:
+ * INVALID_ARGUMENT (struct_size not set, no alloc or free function). */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status
+gpumem_set_default_allocator(const gpumem_allocator *allocator);
+
+/** The process-wide default allocator (a copy of the struct: its functions
+ * and context are shared). If the application chose none, libgpumem makes
+ * its stream-ordered pool ("gpumem-pool") on device 0 the first time, and
+ * destroys it at gpumem_finalize. Thread-safe. Errors: INVALID_ARGUMENT
+ * (struct_size not set), and those of creating the pool. */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_default_allocator(gpumem_allocator *allocator);
+
 /** Destroy an allocator made by gpumem_allocator_create (or one whose destroy
  * function is set) and clear the struct. Memory still allocated from it is
  * returned with it where the allocator allows. NULL is a no-op. */

@@ -69,8 +69,6 @@
 
 GPUMEM_EXTERN_C_BEGIN
 
-typedef struct gpumem_arena gpumem_arena_t;
-
 /** Where an arena's memory lives. */
 typedef enum gpumem_placement {
   GPUMEM_PLACE_LOCAL = 0,      /**< on the device each allocation names */

@@ -47,8 +47,6 @@
 
 GPUMEM_EXTERN_C_BEGIN
 
-typedef struct gpumem_buffer gpumem_buffer_t;
-
 /** How much capacity a growth adds. */
 typedef enum gpumem_growth {
   GPUMEM_GROW_EXACT = 0,     /**< the request rounded up to the chunk size */

@@ -51,8 +51,6 @@
 
 GPUMEM_EXTERN_C_BEGIN
 
-typedef struct gpumem_pool gpumem_pool_t;
-
 /** Creation settings; start from GPUMEM_POOL_CONFIG_INIT. */
 typedef struct gpumem_pool_config {
   size_t struct_size; /**< sizeof(gpumem_pool_config) as compiled: set by the INIT macro */

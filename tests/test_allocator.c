@@ -1,0 +1,144 @@
+/* test_allocator.c: the allocator interface over objects the caller
+ * configured (gpumem_allocator_from_pool/arena/buffer) and the process-wide
+ * default allocator. The registry's allocators are covered by test_bench. */
+#include "helpers.h"
+
+static void test_wrapped_pool_keeps_its_configuration(void **state) {
+  (void)state;
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  c.cache_max_size = 4096; /* the caller's tuning: 8 KiB requests bypass the cache */
+  gpumem_pool_t *pool = NULL;
+  assert_gpumem_ok(gpumem_pool_create(&c, &pool));
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_ok(gpumem_allocator_from_pool(pool, &a));
+  assert_string_equal(a.name, "pool");
+  assert_int_equal(a.flags & GPUMEM_ALLOCATOR_STREAM_ORDERED, GPUMEM_ALLOCATOR_STREAM_ORDERED);
+  void *x = NULL, *y = NULL;
+  assert_gpumem_ok(a.alloc(a.ctx, 8192, NULL, &x));
+  assert_gpumem_ok(a.free(a.ctx, x, 8192, NULL));
+  assert_gpumem_ok(a.alloc(a.ctx, 1000, NULL, &y));
+  assert_gpumem_ok(a.free(a.ctx, y, 1000, NULL));
+  gpumem_pool_stats ps = GPUMEM_POOL_STATS_INIT;
+  assert_gpumem_ok(gpumem_pool_get_stats(pool, &ps));
+  assert_int_equal(ps.cached_bytes, 1024); /* only the small block was cached */
+  gpumem_stats s = GPUMEM_STATS_INIT;
+  assert_gpumem_ok(a.stats(a.ctx, &s));
+  assert_int_equal(s.allocs, 2);
+  assert_int_equal(s.frees, 2);
+  assert_int_equal(s.peak_bytes_in_use, 8192);
+  assert_true(s.bytes_reserved > 0);
+  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_pool_get_stats(pool, &ps)); /* still alive: the caller's */
+  assert_gpumem_ok(gpumem_pool_destroy(pool));
+  gpumem_allocator bad = GPUMEM_ALLOCATOR_INIT;
+  int local = 0;
+  assert_gpumem_status(gpumem_allocator_from_pool((gpumem_pool_t *)(void *)&local, &bad),
+                       GPUMEM_ERR_INVALID_ARGUMENT);
+}
+
+static void test_wrapped_arena_allocates_on_its_device(void **state) {
+  (void)state;
+  int count = 0;
+  assert_gpumem_ok(gpumem_device_count(&count));
+  int members[2] = {0, count > 1 ? 1 : 0};
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = members;
+  c.device_count = count > 1 ? 2 : 1;
+  gpumem_arena_t *arena = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &arena));
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_status(gpumem_allocator_from_arena(arena, 7, &a), GPUMEM_ERR_INVALID_DEVICE);
+  assert_gpumem_ok(gpumem_allocator_from_arena(arena, members[1], &a));
+  assert_int_equal(a.flags & GPUMEM_ALLOCATOR_STREAM_ORDERED, 0);
+  void *p = NULL;
+  assert_gpumem_ok(a.alloc(a.ctx, 5000, NULL, &p));
+  int owner = -1;
+  assert_gpumem_ok(gpumem_arena_owner(arena, p, &owner));
+  assert_int_equal(owner, members[1]);
+  assert_gpumem_ok(a.free(a.ctx, p, 5000, NULL));
+  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_arena_destroy(arena));
+}
+
+static void test_buffer_stack(void **state) {
+  (void)state;
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  gpumem_buffer_t *b = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_ok(gpumem_allocator_from_buffer(b, &a));
+  char *base = gpumem_buffer_data(b);
+  void *x = NULL, *y = NULL, *z = NULL;
+  assert_gpumem_ok(a.alloc(a.ctx, 1000, NULL, &x));
+  assert_gpumem_ok(a.alloc(a.ctx, 3 << 20, NULL, &y)); /* grows the buffer in place */
+  assert_gpumem_ok(a.alloc(a.ctx, 100, NULL, &z));
+  assert_ptr_equal(gpumem_buffer_data(b), base); /* never moves */
+  assert_ptr_equal(x, base);
+  assert_ptr_equal(y, base + 1024); /* 256-byte aligned */
+  assert_ptr_equal(z, base + 1024 + (3 << 20));
+  assert_int_equal(gpumem_buffer_size(b), 1024 + (3 << 20) + 100);
+  assert_gpumem_status(a.free(a.ctx, y, 999, NULL), GPUMEM_ERR_INVALID_ARGUMENT); /* size */
+  assert_gpumem_status(a.free(a.ctx, base + 8, 8, NULL), GPUMEM_ERR_INVALID_POINTER);
+  /* Out of order: y's memory comes back only when z, above it, is freed. */
+  assert_gpumem_ok(a.free(a.ctx, y, 3 << 20, NULL));
+  assert_gpumem_status(a.free(a.ctx, y, 3 << 20, NULL), GPUMEM_ERR_DOUBLE_FREE);
+  assert_int_equal(gpumem_buffer_size(b), 1024 + (3 << 20) + 100);
+  assert_gpumem_ok(a.free(a.ctx, z, 100, NULL));
+  assert_int_equal(gpumem_buffer_size(b), 1000);
+  void *w = NULL;
+  assert_gpumem_ok(a.alloc(a.ctx, 10, NULL, &w));
+  assert_ptr_equal(w, base + 1024); /* reused */
+  assert_gpumem_ok(a.free(a.ctx, w, 10, NULL));
+  assert_gpumem_ok(a.free(a.ctx, x, 1000, NULL));
+  assert_int_equal(gpumem_buffer_size(b), 0);
+  gpumem_stats s = GPUMEM_STATS_INIT;
+  assert_gpumem_ok(a.stats(a.ctx, &s));
+  assert_int_equal(s.allocs, 4);
+  assert_int_equal(s.bytes_in_use, 0);
+  assert_true(s.peak_bytes_reserved >= (3u << 20));
+  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+static void test_default_allocator(void **state) {
+  (void)state;
+  /* None chosen: libgpumem's pool, made once. */
+  gpumem_allocator d1 = GPUMEM_ALLOCATOR_INIT, d2 = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_ok(gpumem_default_allocator(&d1));
+  assert_gpumem_ok(gpumem_default_allocator(&d2));
+  assert_string_equal(d1.name, "gpumem-pool");
+  assert_ptr_equal(d1.ctx, d2.ctx);
+  void *p = NULL;
+  assert_gpumem_ok(d1.alloc(d1.ctx, 100, NULL, &p));
+  assert_gpumem_ok(d2.free(d2.ctx, p, 100, NULL));
+  /* The application chooses: a pool of its own. */
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  gpumem_pool_t *pool = NULL;
+  assert_gpumem_ok(gpumem_pool_create(&c, &pool));
+  gpumem_allocator mine = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_ok(gpumem_allocator_from_pool(pool, &mine));
+  assert_gpumem_ok(gpumem_set_default_allocator(&mine)); /* the library's own goes away */
+  gpumem_allocator d3 = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_ok(gpumem_default_allocator(&d3));
+  assert_ptr_equal(d3.ctx, mine.ctx);
+  gpumem_allocator broken = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_status(gpumem_set_default_allocator(&broken), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_ok(gpumem_set_default_allocator(NULL));
+  gpumem_allocator_destroy(&mine);
+  assert_gpumem_ok(gpumem_pool_destroy(pool));
+  /* Made again on demand; choosing none destroys the one libgpumem made
+   * (the teardown checks that no pool is left alive), as finalize does. */
+  assert_gpumem_ok(gpumem_default_allocator(&d1));
+  assert_string_equal(d1.name, "gpumem-pool");
+  assert_gpumem_ok(gpumem_set_default_allocator(NULL));
+}
+
+int main(int argc, char **argv) {
+  struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_wrapped_pool_keeps_its_configuration),
+      cmocka_unit_test(test_wrapped_arena_allocates_on_its_device),
+      cmocka_unit_test(test_buffer_stack),
+      cmocka_unit_test(test_default_allocator),
+  };
+  return gm_test_run("allocator", tests, GM_ARRAY_SIZE(tests), argc, argv, NULL);
+}

@@ -56,7 +56,7 @@
  *
  * Locks: a shard's lock may be held while taking the growth mutex, never the
  * other way round. Alloc and free hold one shard lock at a time (a shard
- * that borrows from its neighbours lets go of its own first); only check()
+ * that borrows from its neighbours lets go of its own first); only gm_arena_check()
  * holds them all, taken in ascending order.
  */
 #include <inttypes.h>
@@ -70,7 +70,7 @@
 
 #include "api.h"
 #include "abi.h"
-#include "arena_internal.h"
+#include "arena.h"
 #include "gpumem/device.h"
 #include "log.h"
 #include "tlsf.h"
@@ -421,7 +421,7 @@ static gpumem_status release_all(gpumem_arena_t *a) {
   return a->base ? gm_be_va_free(a->base, a->max_size) : GPUMEM_OK;
 }
 
-static gpumem_status create(const gpumem_arena_config *config, gpumem_arena_t **out) {
+gpumem_status gm_arena_create(const gpumem_arena_config *config, gpumem_arena_t **out) {
   gpumem_status st = GPUMEM_OK;
   gpumem_arena_t *a = NULL;
   gpumem_arena_config cfg;
@@ -473,10 +473,10 @@ fail:
 
 GPUMEM_API gpumem_status gpumem_arena_create(const gpumem_arena_config *config,
                                              gpumem_arena_t **arena) {
-  GM_API_FORWARD(create(config, arena));
+  GM_API_FORWARD(gm_arena_create(config, arena));
 }
 
-static gpumem_status destroy(gpumem_arena_t *a) {
+gpumem_status gm_arena_destroy(gpumem_arena_t *a) {
   if (a == NULL) return GPUMEM_OK;
   gpumem_status st = check_arena(a);
   if (st != GPUMEM_OK) return st;
@@ -492,7 +492,7 @@ static gpumem_status destroy(gpumem_arena_t *a) {
 }
 
 GPUMEM_API gpumem_status gpumem_arena_destroy(gpumem_arena_t *arena) {
-  GM_API_FORWARD(destroy(arena));
+  GM_API_FORWARD(gm_arena_destroy(arena));
 }
 
 /* ---- alloc and free ---- */
@@ -609,7 +609,7 @@ GPUMEM_API gpumem_status gpumem_arena_free(gpumem_arena_t *arena, void *ptr) {
   GM_API_FORWARD(gm_arena_free(arena, ptr));
 }
 
-static gpumem_status owner(gpumem_arena_t *a, const void *ptr, int *device) {
+gpumem_status gm_arena_owner(gpumem_arena_t *a, const void *ptr, int *device) {
   gpumem_status st = check_arena(a);
   if (st != GPUMEM_OK) return st;
   if (ptr == NULL || device == NULL)
@@ -625,7 +625,7 @@ static gpumem_status owner(gpumem_arena_t *a, const void *ptr, int *device) {
 }
 
 GPUMEM_API gpumem_status gpumem_arena_owner(gpumem_arena_t *arena, const void *ptr, int *device) {
-  GM_API_FORWARD(owner(arena, ptr, device));
+  GM_API_FORWARD(gm_arena_owner(arena, ptr, device));
 }
 
 /* ---- statistics ---- */
@@ -711,7 +711,7 @@ static void describe_members(gpumem_arena_t *a, char *buf, size_t len) {
   }
 }
 
-static gpumem_status get_stats(gpumem_arena_t *a, gpumem_arena_stats *out) {
+gpumem_status gm_arena_get_stats(gpumem_arena_t *a, gpumem_arena_stats *out) {
   gpumem_status st = check_arena(a);
   if (st == GPUMEM_OK)
     st = gm_abi_check_out(out, sizeof *out, "arena stats (GPUMEM_ARENA_STATS_INIT)");
@@ -725,7 +725,7 @@ static gpumem_status get_stats(gpumem_arena_t *a, gpumem_arena_stats *out) {
 }
 
 GPUMEM_API gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena, gpumem_arena_stats *stats) {
-  GM_API_FORWARD(get_stats(arena, stats));
+  GM_API_FORWARD(gm_arena_get_stats(arena, stats));
 }
 
 /* ---- the checker ---- */
@@ -813,7 +813,7 @@ static bool check_shard(gpumem_arena_t *a, unsigned i, size_t *total, char *why,
   return true;
 }
 
-static gpumem_status check(gpumem_arena_t *a, char *why_out, size_t why_len) {
+gpumem_status gm_arena_check(gpumem_arena_t *a, char *why_out, size_t why_len) {
   gpumem_status st = check_arena(a);
   if (st != GPUMEM_OK) return st;
   char why[GM_ERROR_DETAIL_MAX] = "";
@@ -837,5 +837,5 @@ static gpumem_status check(gpumem_arena_t *a, char *why_out, size_t why_len) {
 }
 
 GPUMEM_API gpumem_status gpumem_arena_check(gpumem_arena_t *arena, char *why, size_t len) {
-  GM_API_FORWARD(check(arena, why, len));
+  GM_API_FORWARD(gm_arena_check(arena, why, len));
 }

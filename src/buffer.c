@@ -50,6 +50,7 @@
 
 #include "abi.h"
 #include "api.h"
+#include "buffer.h"
 #include "gpumem/buffer.h"
 #include "log.h"
 #include "options.h"
@@ -142,7 +143,7 @@ static gpumem_status set_access_list(gpumem_buffer_t *b, const gpumem_buffer_con
   return GPUMEM_OK;
 }
 
-static gpumem_status create(const gpumem_buffer_config *config, gpumem_buffer_t **out) {
+gpumem_status gm_buffer_create(const gpumem_buffer_config *config, gpumem_buffer_t **out) {
   gpumem_status st = GPUMEM_OK;
   gpumem_buffer_t *b = NULL;
   gpumem_buffer_config cfg;
@@ -191,7 +192,7 @@ fail:
 
 GPUMEM_API gpumem_status gpumem_buffer_create(const gpumem_buffer_config *config,
                                               gpumem_buffer_t **buffer) {
-  GM_API_FORWARD(create(config, buffer));
+  GM_API_FORWARD(gm_buffer_create(config, buffer));
 }
 
 /* ---- growth ---- */
@@ -265,7 +266,7 @@ static gpumem_status check_limit(const gpumem_buffer_t *b, size_t bytes, const c
                   what, bytes, b->max_size);
 }
 
-static gpumem_status resize(gpumem_buffer_t *b, size_t new_size) {
+gpumem_status gm_buffer_resize(gpumem_buffer_t *b, size_t new_size) {
   gpumem_status st = check_mutable(b);
   if (st == GPUMEM_OK) st = check_limit(b, new_size, "resize to");
   if (st != GPUMEM_OK) return st;
@@ -279,10 +280,10 @@ static gpumem_status resize(gpumem_buffer_t *b, size_t new_size) {
 }
 
 GPUMEM_API gpumem_status gpumem_buffer_resize(gpumem_buffer_t *buffer, size_t new_size) {
-  GM_API_FORWARD(resize(buffer, new_size));
+  GM_API_FORWARD(gm_buffer_resize(buffer, new_size));
 }
 
-static gpumem_status reserve(gpumem_buffer_t *b, size_t capacity) {
+gpumem_status gm_buffer_reserve(gpumem_buffer_t *b, size_t capacity) {
   gpumem_status st = check_mutable(b);
   if (st == GPUMEM_OK) st = check_limit(b, capacity, "reserve");
   if (st != GPUMEM_OK) return st;
@@ -296,7 +297,7 @@ static gpumem_status reserve(gpumem_buffer_t *b, size_t capacity) {
 }
 
 GPUMEM_API gpumem_status gpumem_buffer_reserve(gpumem_buffer_t *buffer, size_t capacity) {
-  GM_API_FORWARD(reserve(buffer, capacity));
+  GM_API_FORWARD(gm_buffer_reserve(buffer, capacity));
 }
 
 /* ---- releasing ---- */
@@ -327,7 +328,7 @@ static gpumem_status synchronize_access_devices(const gpumem_buffer_t *b) {
   return GPUMEM_OK;
 }
 
-static gpumem_status shrink_to_fit(gpumem_buffer_t *b, gpumem_stream_t stream) {
+gpumem_status gm_buffer_shrink_to_fit(gpumem_buffer_t *b, gpumem_stream_t stream) {
   gpumem_status st = check_mutable(b);
   if (st != GPUMEM_OK) return st;
   pthread_mutex_lock(&b->lock);
@@ -348,10 +349,10 @@ static gpumem_status shrink_to_fit(gpumem_buffer_t *b, gpumem_stream_t stream) {
 
 GPUMEM_API gpumem_status gpumem_buffer_shrink_to_fit(gpumem_buffer_t *buffer,
                                                      gpumem_stream_t stream) {
-  GM_API_FORWARD(shrink_to_fit(buffer, stream));
+  GM_API_FORWARD(gm_buffer_shrink_to_fit(buffer, stream));
 }
 
-static gpumem_status destroy(gpumem_buffer_t *b) {
+gpumem_status gm_buffer_destroy(gpumem_buffer_t *b) {
   if (b == NULL) return GPUMEM_OK;
   gpumem_status st = check_buffer(b);
   if (st != GPUMEM_OK) return st;
@@ -369,7 +370,7 @@ static gpumem_status destroy(gpumem_buffer_t *b) {
 }
 
 GPUMEM_API gpumem_status gpumem_buffer_destroy(gpumem_buffer_t *buffer) {
-  GM_API_FORWARD(destroy(buffer));
+  GM_API_FORWARD(gm_buffer_destroy(buffer));
 }
 
 /* ---- queries ---- */
@@ -390,7 +391,7 @@ GPUMEM_API size_t gpumem_buffer_max_size(const gpumem_buffer_t *b) {
   return b ? b->max_size : 0;
 }
 
-static gpumem_status get_stats(gpumem_buffer_t *b, gpumem_buffer_stats *out) {
+gpumem_status gm_buffer_get_stats(gpumem_buffer_t *b, gpumem_buffer_stats *out) {
   gpumem_status st = check_buffer(b);
   if (st == GPUMEM_OK)
     st = gm_abi_check_out(out, sizeof *out, "buffer stats (GPUMEM_BUFFER_STATS_INIT)");
@@ -429,7 +430,7 @@ static gpumem_status get_stats(gpumem_buffer_t *b, gpumem_buffer_stats *out) {
 
 GPUMEM_API gpumem_status gpumem_buffer_get_stats(gpumem_buffer_t *buffer,
                                                  gpumem_buffer_stats *stats) {
-  GM_API_FORWARD(get_stats(buffer, stats));
+  GM_API_FORWARD(gm_buffer_get_stats(buffer, stats));
 }
 
 /* ---- sharing with another process ---- */
@@ -502,7 +503,7 @@ static gpumem_status recv_all(int sock, void *data, size_t len, int *fds, size_t
   return GPUMEM_OK;
 }
 
-static gpumem_status send_buffer(gpumem_buffer_t *b, int sock) {
+gpumem_status gm_buffer_send(gpumem_buffer_t *b, int sock) {
   gpumem_status st = check_buffer(b);
   if (st != GPUMEM_OK) return st;
   if (sock < 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "socket %d is not valid", sock);
@@ -541,10 +542,10 @@ static gpumem_status send_buffer(gpumem_buffer_t *b, int sock) {
 }
 
 GPUMEM_API gpumem_status gpumem_buffer_send(gpumem_buffer_t *buffer, int socket) {
-  GM_API_FORWARD(send_buffer(buffer, socket));
+  GM_API_FORWARD(gm_buffer_send(buffer, socket));
 }
 
-static gpumem_status receive_buffer(int sock, int device, gpumem_buffer_t **out) {
+gpumem_status gm_buffer_receive(int sock, int device, gpumem_buffer_t **out) {
   gpumem_status st = GPUMEM_OK;
   gpumem_buffer_t *b = NULL;
   uint64_t *sizes = NULL;
@@ -645,5 +646,5 @@ fail : {
 }
 
 GPUMEM_API gpumem_status gpumem_buffer_receive(int socket, int device, gpumem_buffer_t **buffer) {
-  GM_API_FORWARD(receive_buffer(socket, device, buffer));
+  GM_API_FORWARD(gm_buffer_receive(socket, device, buffer));
 }

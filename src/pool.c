@@ -67,7 +67,7 @@
 #include "hashmap.h"
 #include "log.h"
 #include "options.h"
-#include "pool_internal.h"
+#include "pool.h"
 
 #define POOL_MAGIC             0x67706f6fu /* "gpoo" */
 #define SHARDS                 64
@@ -552,7 +552,7 @@ static gpumem_status restore_defaults(gpumem_pool_t *p) {
   return st;
 }
 
-static gpumem_status create(const gpumem_pool_config *config, gpumem_pool_t **out) {
+gpumem_status gm_pool_create(const gpumem_pool_config *config, gpumem_pool_t **out) {
   gpumem_status st = GPUMEM_OK;
   gpumem_pool_t *p = NULL;
   gpumem_pool_config cfg;
@@ -605,10 +605,10 @@ fail:
 
 GPUMEM_API gpumem_status gpumem_pool_create(const gpumem_pool_config *config,
                                             gpumem_pool_t **pool) {
-  GM_API_FORWARD(create(config, pool));
+  GM_API_FORWARD(gm_pool_create(config, pool));
 }
 
-static gpumem_status destroy(gpumem_pool_t *p) {
+gpumem_status gm_pool_destroy(gpumem_pool_t *p) {
   if (p == NULL) return GPUMEM_OK;
   gpumem_status st = check_pool(p);
   if (st != GPUMEM_OK) return st;
@@ -627,7 +627,7 @@ static gpumem_status destroy(gpumem_pool_t *p) {
 }
 
 GPUMEM_API gpumem_status gpumem_pool_destroy(gpumem_pool_t *pool) {
-  GM_API_FORWARD(destroy(pool));
+  GM_API_FORWARD(gm_pool_destroy(pool));
 }
 
 /* ---- alloc and free ---- */
@@ -645,7 +645,7 @@ static gpumem_status out_of_memory(gpumem_pool_t *p, size_t size) {
 static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_t stream,
                                    void **out);
 
-static gpumem_status alloc(gpumem_pool_t *p, size_t size, gpumem_stream_t stream, void **out) {
+gpumem_status gm_pool_alloc(gpumem_pool_t *p, size_t size, gpumem_stream_t stream, void **out) {
   gpumem_status st = check_pool(p);
   if (st != GPUMEM_OK) return st;
   st = alloc_checked(p, size, stream, out);
@@ -736,10 +736,10 @@ static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_
 
 GPUMEM_API gpumem_status gpumem_pool_alloc(gpumem_pool_t *pool, size_t size, gpumem_stream_t stream,
                                            void **ptr) {
-  GM_API_FORWARD(alloc(pool, size, stream, ptr));
+  GM_API_FORWARD(gm_pool_alloc(pool, size, stream, ptr));
 }
 
-static gpumem_status pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) {
+gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) {
   gpumem_status st = check_pool(p);
   if (st != GPUMEM_OK) return st;
   if (ptr == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
@@ -807,14 +807,14 @@ static gpumem_status pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stre
 }
 
 GPUMEM_API gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr, gpumem_stream_t stream) {
-  GM_API_FORWARD(pool_free(pool, ptr, stream));
+  GM_API_FORWARD(gm_pool_free(pool, ptr, stream));
 }
 
 /* ---- the rest of the interface ---- */
 
 /* Flush, wait for the flushed frees to run, then trim: a free the host has
  * not seen complete still counts as outstanding for cudaMemPoolTrimTo. */
-static gpumem_status trim(gpumem_pool_t *p, size_t keep) {
+gpumem_status gm_pool_trim(gpumem_pool_t *p, size_t keep) {
   gpumem_status st = check_pool(p);
   device_set freed_on = 0;
   if (st == GPUMEM_OK && !p->imported) st = flush_caches(p, &freed_on);
@@ -824,10 +824,10 @@ static gpumem_status trim(gpumem_pool_t *p, size_t keep) {
 }
 
 GPUMEM_API gpumem_status gpumem_pool_trim(gpumem_pool_t *pool, size_t keep_bytes) {
-  GM_API_FORWARD(trim(pool, keep_bytes));
+  GM_API_FORWARD(gm_pool_trim(pool, keep_bytes));
 }
 
-static gpumem_status forget_stream(gpumem_pool_t *p, gpumem_stream_t stream) {
+gpumem_status gm_pool_forget_stream(gpumem_pool_t *p, gpumem_stream_t stream) {
   gpumem_status st = check_pool(p);
   uint64_t sid = 0;
   if (st == GPUMEM_OK) st = gm_be_stream_id(stream, &sid);
@@ -837,10 +837,10 @@ static gpumem_status forget_stream(gpumem_pool_t *p, gpumem_stream_t stream) {
 }
 
 GPUMEM_API gpumem_status gpumem_pool_forget_stream(gpumem_pool_t *pool, gpumem_stream_t stream) {
-  GM_API_FORWARD(forget_stream(pool, stream));
+  GM_API_FORWARD(gm_pool_forget_stream(pool, stream));
 }
 
-static gpumem_status get_stats(gpumem_pool_t *p, gpumem_pool_stats *out) {
+gpumem_status gm_pool_get_stats(gpumem_pool_t *p, gpumem_pool_stats *out) {
   gpumem_status st = check_pool(p);
   if (st == GPUMEM_OK)
     st = gm_abi_check_out(out, sizeof *out, "pool stats (GPUMEM_POOL_STATS_INIT)");
@@ -871,7 +871,7 @@ static gpumem_status get_stats(gpumem_pool_t *p, gpumem_pool_stats *out) {
 }
 
 GPUMEM_API gpumem_status gpumem_pool_get_stats(gpumem_pool_t *pool, gpumem_pool_stats *stats) {
-  GM_API_FORWARD(get_stats(pool, stats));
+  GM_API_FORWARD(gm_pool_get_stats(pool, stats));
 }
 
 int gm_pool_device(const gpumem_pool_t *pool) {
@@ -882,26 +882,25 @@ GPUMEM_API gpumem_native_pool_t gpumem_pool_native(const gpumem_pool_t *pool) {
   return pool != NULL && pool->magic == POOL_MAGIC ? pool->native : NULL;
 }
 
-static gpumem_status set_threshold(gpumem_pool_t *p, uint64_t bytes) {
+gpumem_status gm_pool_set_release_threshold(gpumem_pool_t *p, uint64_t bytes) {
   gpumem_status st = check_pool(p);
   return st != GPUMEM_OK ? st : gm_be_pool_set_attr(p->native, GM_POOL_RELEASE_THRESHOLD, bytes);
 }
 
 GPUMEM_API gpumem_status gpumem_pool_set_release_threshold(gpumem_pool_t *pool, uint64_t bytes) {
-  GM_API_FORWARD(set_threshold(pool, bytes));
+  GM_API_FORWARD(gm_pool_set_release_threshold(pool, bytes));
 }
 
-static gpumem_status export_pool(gpumem_pool_t *p, gpumem_shareable_handle *h) {
+gpumem_status gm_pool_export(gpumem_pool_t *p, gpumem_shareable_handle *h) {
   gpumem_status st = check_pool(p);
   return st != GPUMEM_OK ? st : gm_be_pool_export(p->native, GPUMEM_HANDLE_POSIX_FD, h);
 }
 
 GPUMEM_API gpumem_status gpumem_pool_export(gpumem_pool_t *pool, gpumem_shareable_handle *handle) {
-  GM_API_FORWARD(export_pool(pool, handle));
+  GM_API_FORWARD(gm_pool_export(pool, handle));
 }
 
-static gpumem_status import_pool(const gpumem_shareable_handle *h, int device,
-                                 gpumem_pool_t **out) {
+gpumem_status gm_pool_import(const gpumem_shareable_handle *h, int device, gpumem_pool_t **out) {
   if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "pool is NULL");
   gpumem_pool_t *p = pool_new(device);
   if (p == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a pool");
@@ -923,10 +922,10 @@ static gpumem_status import_pool(const gpumem_shareable_handle *h, int device,
 
 GPUMEM_API gpumem_status gpumem_pool_import(const gpumem_shareable_handle *handle, int device,
                                             gpumem_pool_t **pool) {
-  GM_API_FORWARD(import_pool(handle, device, pool));
+  GM_API_FORWARD(gm_pool_import(handle, device, pool));
 }
 
-static gpumem_status export_pointer(gpumem_pool_t *p, void *ptr, gpumem_pool_pointer *out) {
+gpumem_status gm_pool_export_pointer(gpumem_pool_t *p, void *ptr, gpumem_pool_pointer *out) {
   gpumem_status st = check_pool(p);
   if (st != GPUMEM_OK) return st;
   if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "out is NULL");
@@ -936,10 +935,10 @@ static gpumem_status export_pointer(gpumem_pool_t *p, void *ptr, gpumem_pool_poi
 
 GPUMEM_API gpumem_status gpumem_pool_export_pointer(gpumem_pool_t *pool, void *ptr,
                                                     gpumem_pool_pointer *out) {
-  GM_API_FORWARD(export_pointer(pool, ptr, out));
+  GM_API_FORWARD(gm_pool_export_pointer(pool, ptr, out));
 }
 
-static gpumem_status import_pointer(gpumem_pool_t *p, const gpumem_pool_pointer *in, void **out) {
+gpumem_status gm_pool_import_pointer(gpumem_pool_t *p, const gpumem_pool_pointer *in, void **out) {
   gpumem_status st = check_pool(p);
   if (st != GPUMEM_OK) return st;
   if (in == NULL || out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "in or ptr is NULL");
@@ -970,5 +969,5 @@ static gpumem_status import_pointer(gpumem_pool_t *p, const gpumem_pool_pointer 
 
 GPUMEM_API gpumem_status gpumem_pool_import_pointer(gpumem_pool_t *pool,
                                                     const gpumem_pool_pointer *in, void **ptr) {
-  GM_API_FORWARD(import_pointer(pool, in, ptr));
+  GM_API_FORWARD(gm_pool_import_pointer(pool, in, ptr));
 }

@@ -133,12 +133,42 @@ static void test_default_allocator(void **state) {
   assert_gpumem_ok(gpumem_set_default_allocator(NULL));
 }
 
+/* One emulated device of 16 MiB (host runs only). */
+static int small_device(void **state) {
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  o.host_devices = 1;
+  o.host_capacity = 16 << 20;
+  return gm_test_setup_host(state, o);
+}
+
+/* Through the interface, a failure says as much as the object's own call:
+ * the adapters call the modules' internal operations, whose detail the
+ * interface composes with its name (issue 14 point 6). */
+static void test_failures_keep_their_detail(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* needs the 16 MiB device */
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_ok(gpumem_allocator_create("gpumem-pool", 0, &a));
+  void *p = NULL;
+  assert_gpumem_status(a.alloc(a.ctx, 64 << 20, NULL, &p), GPUMEM_ERR_OUT_OF_MEMORY);
+  assert_last_error_contains("gpumem-pool: cannot allocate 67108864 bytes on device 0");
+  assert_last_error_contains("the caches were flushed");
+  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_create("gpumem-arena", 0, &a));
+  assert_gpumem_status(a.alloc(a.ctx, 64 << 20, NULL, &p), GPUMEM_ERR_CAPACITY);
+  assert_last_error_contains("gpumem-arena: cannot allocate 67108864 bytes: the arena's maximum "
+                             "size is 16777216 bytes");
+  gpumem_allocator_destroy(&a);
+}
+
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wrapped_pool_keeps_its_configuration),
       cmocka_unit_test(test_wrapped_arena_allocates_on_its_device),
       cmocka_unit_test(test_buffer_stack),
       cmocka_unit_test(test_default_allocator),
+      cmocka_unit_test_setup_teardown(test_failures_keep_their_detail, small_device,
+                                      gm_test_teardown_host),
   };
   return gm_test_run("allocator", tests, GM_ARRAY_SIZE(tests), argc, argv, NULL);
 }

@@ -14,7 +14,7 @@
 
 #include "allocator.h"
 #include "log.h"
-#include "arena_internal.h"
+#include "arena.h"
 
 typedef struct arena_state {
   gpumem_arena_t *arena;
@@ -28,7 +28,7 @@ static gpumem_status open_arena(int device, void **state) {
   c.devices = &device;
   c.device_count = 1;
   s->device = device;
-  gpumem_status st = gpumem_arena_create(&c, &s->arena);
+  gpumem_status st = gm_arena_create(&c, &s->arena);
   if (st != GPUMEM_OK) {
     free(s);
     return st;
@@ -39,8 +39,8 @@ static gpumem_status open_arena(int device, void **state) {
 
 static void close_arena(void *state) {
   arena_state *s = state;
-  if (gpumem_arena_destroy(s->arena) != GPUMEM_OK) /* issue 15: reported, not only logged */
-    gm_log(GPUMEM_LOG_ERROR, "destroying an arena allocator: %s", gpumem_last_error());
+  if (gm_arena_destroy(s->arena) != GPUMEM_OK) /* issue 15: reported, not only logged */
+    gm_log(GPUMEM_LOG_ERROR, "destroying an arena allocator: %s", gm_error_detail());
   free(s);
 }
 
@@ -58,7 +58,7 @@ static gpumem_status arena_free(void *state, void *ptr, size_t size, gpumem_stre
 
 static gpumem_status arena_reserved(void *state, size_t *current, size_t *peak) {
   gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
-  gpumem_status st = gpumem_arena_get_stats(((arena_state *)state)->arena, &s);
+  gpumem_status st = gm_arena_get_stats(((arena_state *)state)->arena, &s);
   *current = s.base.bytes_reserved;
   *peak = s.base.peak_bytes_reserved;
   return st;

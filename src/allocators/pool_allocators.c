@@ -8,14 +8,14 @@
 #include "allocator.h"
 #include "log.h"
 #include "backend.h"
-#include "gpumem/pool.h"
+#include "pool.h"
 
 static gpumem_status open_pool(int device, bool cache, void **state) {
   gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
   c.device = device;
   c.cache = cache;
   gpumem_pool_t *p = NULL;
-  gpumem_status st = gpumem_pool_create(&c, &p);
+  gpumem_status st = gm_pool_create(&c, &p);
   if (st == GPUMEM_OK) *state = p;
   return st;
 }
@@ -30,29 +30,29 @@ static gpumem_status open_uncached(int device, void **state) {
 
 /* Issue 15 makes allocator destroy report this; until then it is logged. */
 static void close_pool(void *state) {
-  if (gpumem_pool_destroy(state) != GPUMEM_OK)
-    gm_log(GPUMEM_LOG_ERROR, "destroying a pool allocator: %s", gpumem_last_error());
+  if (gm_pool_destroy(state) != GPUMEM_OK)
+    gm_log(GPUMEM_LOG_ERROR, "destroying a pool allocator: %s", gm_error_detail());
 }
 
 static gpumem_status pool_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
-  return gpumem_pool_alloc(state, size, stream, ptr);
+  return gm_pool_alloc(state, size, stream, ptr);
 }
 
 static gpumem_status pool_free(void *state, void *ptr, size_t size, gpumem_stream_t stream) {
   GM_UNUSED(size);
-  return gpumem_pool_free(state, ptr, stream);
+  return gm_pool_free(state, ptr, stream);
 }
 
 static gpumem_status pool_reserved(void *state, size_t *current, size_t *peak) {
   gpumem_pool_stats s = GPUMEM_POOL_STATS_INIT;
-  gpumem_status st = gpumem_pool_get_stats(state, &s);
+  gpumem_status st = gm_pool_get_stats(state, &s);
   *current = s.base.bytes_reserved;
   *peak = s.base.peak_bytes_reserved;
   return st;
 }
 
 static gpumem_status pool_trim(void *state) {
-  return gpumem_pool_trim(state, 0);
+  return gm_pool_trim(state, 0);
 }
 
 const gm_allocator_impl gm_allocator_gpumem_pool = {

@@ -26,10 +26,10 @@
 
 #include "allocator.h"
 #include "api.h"
-#include "arena_internal.h"
-#include "gpumem/buffer.h"
-#include "gpumem/pool.h"
-#include "pool_internal.h"
+#include "arena.h"
+#include "buffer.h"
+#include "pool.h"
+#include "pool.h"
 
 #define STACK_ALIGN 256
 
@@ -40,24 +40,24 @@ static void no_destroy(void *state) {
 }
 
 static gpumem_status pool_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
-  return gpumem_pool_alloc(state, size, stream, ptr);
+  return gm_pool_alloc(state, size, stream, ptr);
 }
 
 static gpumem_status pool_free(void *state, void *ptr, size_t size, gpumem_stream_t stream) {
   GM_UNUSED(size);
-  return gpumem_pool_free(state, ptr, stream);
+  return gm_pool_free(state, ptr, stream);
 }
 
 static gpumem_status pool_reserved(void *state, size_t *current, size_t *peak) {
   gpumem_pool_stats s = GPUMEM_POOL_STATS_INIT;
-  gpumem_status st = gpumem_pool_get_stats(state, &s);
+  gpumem_status st = gm_pool_get_stats(state, &s);
   *current = s.base.bytes_reserved;
   *peak = s.base.peak_bytes_reserved;
   return st;
 }
 
 static gpumem_status pool_trim(void *state) {
-  return gpumem_pool_trim(state, 0);
+  return gm_pool_trim(state, 0);
 }
 
 const gm_allocator_impl gm_allocator_wrapped_pool = {
@@ -93,7 +93,7 @@ static gpumem_status arena_free(void *state, void *ptr, size_t size, gpumem_stre
 
 static gpumem_status arena_reserved(void *state, size_t *current, size_t *peak) {
   gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
-  gpumem_status st = gpumem_arena_get_stats(((arena_wrap *)state)->arena, &s);
+  gpumem_status st = gm_arena_get_stats(((arena_wrap *)state)->arena, &s);
   *current = s.base.bytes_reserved;
   *peak = s.base.peak_bytes_reserved;
   return st;
@@ -140,7 +140,7 @@ static gpumem_status stack_alloc(void *state, size_t size, gpumem_stream_t strea
                                  16)) {
     st = gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a stack entry");
   } else {
-    st = gpumem_buffer_resize(s->buffer, end); /* rolls back on failure */
+    st = gm_buffer_resize(s->buffer, end); /* rolls back on failure */
   }
   if (st == GPUMEM_OK) {
     s->blocks[s->count++] = (stack_block){offset, size, false};
@@ -172,7 +172,7 @@ static gpumem_status stack_free(void *state, void *ptr, size_t size, gpumem_stre
     while (keep > 0 && s->blocks[keep - 1].freed) /* pop what is free on top */
       keep--;
     size_t new_size = keep ? s->blocks[keep - 1].offset + s->blocks[keep - 1].size : 0;
-    st = gpumem_buffer_resize(s->buffer, new_size); /* shrinking maps nothing: cannot fail */
+    st = gm_buffer_resize(s->buffer, new_size); /* shrinking maps nothing: cannot fail */
     if (st == GPUMEM_OK)
       s->count = keep;
     else
@@ -184,7 +184,7 @@ static gpumem_status stack_free(void *state, void *ptr, size_t size, gpumem_stre
 
 static gpumem_status stack_reserved(void *state, size_t *current, size_t *peak) {
   gpumem_buffer_stats s = GPUMEM_BUFFER_STATS_INIT;
-  gpumem_status st = gpumem_buffer_get_stats(((stack *)state)->buffer, &s);
+  gpumem_status st = gm_buffer_get_stats(((stack *)state)->buffer, &s);
   *current = s.base.bytes_reserved;
   *peak = s.base.peak_bytes_reserved;
   return st;
@@ -229,7 +229,7 @@ GPUMEM_API gpumem_status gpumem_allocator_from_arena(gpumem_arena_t *arena, int 
 
 static gpumem_status wrap_buffer(gpumem_buffer_t *buffer, gpumem_allocator *out) {
   gpumem_buffer_stats bs = GPUMEM_BUFFER_STATS_INIT;
-  gpumem_status st = gpumem_buffer_get_stats(buffer, &bs);
+  gpumem_status st = gm_buffer_get_stats(buffer, &bs);
   if (st != GPUMEM_OK) return st;
   if (bs.imported)
     return gm_error(GPUMEM_ERR_NOT_SUPPORTED, "a received buffer has a fixed size: no stack on it");

@@ -73,6 +73,7 @@
 #include "arena.h"
 #include "gpumem/device.h"
 #include "log.h"
+#include "shareable.h"
 #include "tlsf.h"
 
 #define ARENA_MAGIC   0x67617265u /* "gare" */

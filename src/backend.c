@@ -251,6 +251,13 @@ static void phys_unregister(gpumem_phys_t h) {
   GM_BE_ENTER(op);             \
   return be->op(__VA_ARGS__)
 
+/* Optional operations: a backend (a test's fake one) may leave them NULL. */
+#define GM_BE_FORWARD_OPTIONAL(op, ...)                                                   \
+  GM_BE_ENTER(op);                                                                        \
+  if (be->op == NULL)                                                                     \
+    return gm_error(GPUMEM_ERR_NOT_SUPPORTED, "the %s backend has no %s", be->name, #op); \
+  return be->op(__VA_ARGS__)
+
 /* Operations that create or destroy a counted object: enter, forward, and on
  * success move `field` by `delta`. */
 #define GM_BE_COUNTED(op, field, delta, ...)                  \
@@ -278,6 +285,17 @@ gpumem_status gm_be_mem_info(int device, size_t *free_bytes, size_t *total_bytes
   GM_NULL_ARG(free_bytes);
   GM_NULL_ARG(total_bytes);
   GM_BE_FORWARD(mem_info, device, free_bytes, total_bytes);
+}
+
+gpumem_status gm_be_mig_describe(int device, gpumem_device_info *info) {
+  GM_NULL_ARG(info);
+  GM_BE_FORWARD_OPTIONAL(mig_describe, device, info);
+}
+
+gpumem_status gm_be_mig_node(gpumem_mig_gpu *gpus, size_t max, size_t *count, bool *from_layout) {
+  GM_NULL_ARG(count);
+  GM_NULL_ARG(from_layout);
+  GM_BE_FORWARD_OPTIONAL(mig_node, gpus, max, count, from_layout);
 }
 
 gpumem_status gm_be_mem_probe(int device, size_t *free_bytes, size_t *total_bytes) {

@@ -39,6 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gpumem/device.h"
+#include "gpumem/mig.h"
 #include "gpumem/types.h"
 #include "gpumem/vmm.h"
 #include "internal.h"
@@ -109,6 +111,8 @@ typedef enum gm_backend_kind { GM_BACKEND_CUDA = 0, GM_BACKEND_HOST = 1 } gm_bac
   X(device_props)             \
   X(mem_info)                 \
   X(mem_probe)                \
+  X(mig_describe)             \
+  X(mig_node)                 \
   X(granularity)              \
   X(p2p_attrs)                \
   X(va_reserve)               \
@@ -186,6 +190,16 @@ typedef struct gm_backend_ops {
    * device's primary context when it is already active, else from NVML.
    * GPUMEM_ERR_NOT_SUPPORTED, with the reason, where neither can answer. */
   gpumem_status (*mem_probe)(int device, size_t *free_bytes, size_t *total_bytes);
+  /* MIG facts the backend itself knows (the host backend's GPUMEM_HOST_MIG
+   * layout): fill the MIG fields and UUID of `info` for `device`. NOT_SUPPORTED
+   * when the backend has none of its own: mig.c then asks NVML (the CUDA
+   * backend's answer). Creates no context. */
+  gpumem_status (*mig_describe)(int device, gpumem_device_info *info);
+  /* The node's GPUs, unfiltered, as NVML would list them (the host backend's
+   * emulated node): at most `max` written, *count how many there are,
+   * *from_layout whether GPUMEM_HOST_MIG described them. NOT_SUPPORTED where
+   * NVML is the source (CUDA backend). */
+  gpumem_status (*mig_node)(gpumem_mig_gpu *gpus, size_t max, size_t *count, bool *from_layout);
   gpumem_status (*granularity)(const gpumem_phys_props *props, bool recommended, size_t *out);
   gpumem_status (*p2p_attrs)(int src, int dst, gm_p2p_attrs *out);
 
@@ -305,6 +319,8 @@ gpumem_status gm_be_device_count(int *count);
 gpumem_status gm_be_device_props(int device, gm_device_props *out);
 gpumem_status gm_be_mem_info(int device, size_t *free_bytes, size_t *total_bytes);
 gpumem_status gm_be_mem_probe(int device, size_t *free_bytes, size_t *total_bytes);
+gpumem_status gm_be_mig_describe(int device, gpumem_device_info *info);
+gpumem_status gm_be_mig_node(gpumem_mig_gpu *gpus, size_t max, size_t *count, bool *from_layout);
 gpumem_status gm_be_granularity(const gpumem_phys_props *props, bool recommended, size_t *out);
 gpumem_status gm_be_p2p_attrs(int src, int dst, gm_p2p_attrs *out);
 gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va);
@@ -359,20 +375,5 @@ gpumem_status gm_be_pool_import(const gpumem_shareable_handle *in, gpumem_native
 gpumem_status gm_be_pool_export_ptr(void *ptr, gm_pool_ptr_export *out);
 gpumem_status gm_be_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_ptr_export *data,
                                     void **out);
-
-/* Built on the seam (vmm.c). The handle types to create memory with for a
- * buffer's or arena's `requested` type: NONE and POSIX_FD as they are, FABRIC
- * together with POSIX_FD (the fallback). INVALID_ARGUMENT for any other
- * value. */
-gpumem_status gm_shareable_types(gpumem_handle_type requested, unsigned *handle_types);
-
-/* Create `bytes` of physical memory on `device` with the handle types in
- * *handle_types. With FABRIC, the device's fabric attribute is read first:
- * where it is 0 fabric is not asked for; where the creation with it fails with
- * NOT_PERMITTED, NOT_SUPPORTED or INVALID_ARGUMENT it is retried once without.
- * When a creation without fabric succeeds, *handle_types becomes POSIX_FD (the
- * caller keeps it for later creations) and an info line names `who`. */
-gpumem_status gm_phys_create_shareable(int device, size_t bytes, bool compression,
-                                       unsigned *handle_types, const char *who, gpumem_phys_t *out);
 
 #endif

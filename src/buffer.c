@@ -53,6 +53,7 @@
 #include "buffer.h"
 #include "gpumem/buffer.h"
 #include "log.h"
+#include "shareable.h"
 #include "options.h"
 
 #define BUFFER_MAGIC          0x67627566u /* "gbuf" */

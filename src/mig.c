@@ -12,7 +12,9 @@
  * unknown GPU rather than as "unknown".
  *
  * The host backend can emulate a node with MIG (GPUMEM_HOST_MIG). It then
- * stands in for NVML: both functions above ask it instead (host.h), and the
+ * stands in for NVML: both functions above ask the backend first (the seam's
+ * mig_describe and mig_node operations, which the CUDA backend leaves to
+ * NVML), and the
  * layout is written with the profiles of real GPUs, kept here in one table
  * (NVIDIA's MIG user guide, "Supported MIG Profiles"). Without such a layout
  * the host backend knows nothing of MIG and NVML is asked, as on a GPU; tests
@@ -37,18 +39,22 @@
 #include <strings.h>
 
 #include "api.h"
-#include "backend/host.h"
 #include "log.h"
 #include "mig.h"
-#include "nvml.h"
+#include "backend/nvml.h"
 #include "uuid.h"
 
 #define NVML_UUID_MAX 96
 #define NVML_NAME_MAX 96
 
-static bool host_layout_active(void) {
-  const gm_backend_ops *be = gm_backend();
-  return be != NULL && be->kind == GM_BACKEND_HOST && gm_host_has_mig_layout();
+/* The backend's own node (the host backend's emulated GPUs), when it has
+ * one: *from_layout says whether GPUMEM_HOST_MIG described it. False where
+ * NVML is the source. */
+static bool backend_node(gpumem_mig_gpu *gpus, size_t max, size_t *count, bool *from_layout) {
+  if (gm_backend() == NULL) return false;
+  if (gm_be_mig_node(gpus, max, count, from_layout) == GPUMEM_OK) return true;
+  gm_error_discard();
+  return false;
 }
 
 /* ---- a MIG device's name ---- */
@@ -132,9 +138,9 @@ static gpumem_tristate mig_mode_of(const gm_nvml_ops *nv, gm_nvml_device gpu) {
 }
 
 void gm_mig_describe(const unsigned char uuid[16], gpumem_device_info *info) {
-  const gm_backend_ops *be = gm_backend();
-  if (be != NULL && be->kind == GM_BACKEND_HOST && gm_host_mig_describe(info->ordinal, info)) {
-    return;
+  if (gm_backend() != NULL) { /* the backend's own facts first (an emulated MIG layout) */
+    if (gm_be_mig_describe(info->ordinal, info) == GPUMEM_OK) return;
+    gm_error_discard();
   }
   const char *why = NULL;
   const gm_nvml_ops *nv = gm_nvml(&why);
@@ -272,8 +278,10 @@ static gpumem_status layout(gpumem_mig_gpu *gpus, size_t max, size_t *count) {
   if (count == NULL || (gpus == NULL && max > 0)) {
     return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "gpus or count is NULL");
   }
-  if (host_layout_active()) {
-    *count = gm_host_node(gpus, max);
+  bool from_layout = false;
+  size_t n = 0;
+  if (backend_node(gpus, max, &n, &from_layout) && from_layout) {
+    *count = n;
     return GPUMEM_OK;
   }
   return nvml_layout(gpus, max, count);
@@ -878,10 +886,9 @@ static gpumem_status visible_read(const char *text, gpumem_visible_devices *out)
   int order[GPUMEM_MAX_DEVICES];
   size_t ngpus = 0;
   bool known = false;
-  const gm_backend_ops *be = gm_backend();
-  if (be != NULL && be->kind == GM_BACKEND_HOST) {
+  bool from_layout = false;
+  if (backend_node(gpus, GPUMEM_MAX_DEVICES, &ngpus, &from_layout)) {
     /* What the host backend applies: its emulated devices, in layout order. */
-    ngpus = gm_host_node(gpus, GPUMEM_MAX_DEVICES);
     known = true;
     out->index_order = pci_bus_order() ? GPUMEM_INDEX_ORDER_PCI_BUS_ID : GPUMEM_INDEX_ORDER_CUDA;
     for (size_t i = 0; i < GPUMEM_MAX_DEVICES; i++)

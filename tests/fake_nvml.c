@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "nvml.h"
+#include "backend/nvml.h"
 
 #define UNKNOWN_ERROR              999
 #define NVML_NO_PERMISSION_OR_SIZE 7

@@ -18,7 +18,7 @@
 
 #include "fake_nvml.h"
 #include "helpers.h"
-#include "nvml.h"
+#include "backend/nvml.h"
 #include "tlsf.h"
 
 #define KiB ((size_t)1 << 10)

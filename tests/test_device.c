@@ -10,7 +10,7 @@
 
 #include "fake_nvml.h"
 #include "helpers.h"
-#include "nvml.h"
+#include "backend/nvml.h"
 
 #define GiB ((size_t)1 << 30)
 

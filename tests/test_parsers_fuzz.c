@@ -8,7 +8,7 @@
 
 #include "bench.h"
 #include "helpers.h"
-#include "nvml.h"
+#include "backend/nvml.h"
 #include "options.h"
 
 #define ROUNDS 20000

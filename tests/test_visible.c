@@ -14,7 +14,7 @@
 #include "fake_nvml.h"
 #include "helpers.h"
 #include "mig.h"
-#include "nvml.h"
+#include "backend/nvml.h"
 #include "uuid.h"
 
 static gpumem_visible_devices v;

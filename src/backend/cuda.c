@@ -135,7 +135,7 @@
 #include "hashmap.h"
 #include "log.h"
 #include "mig.h"
-#include "nvml.h"
+#include "backend/nvml.h"
 #include "uuid.h"
 
 /* X(symbol, version that introduced the ABI we use) */
@@ -1338,6 +1338,22 @@ static gpumem_status cuda_pool_import_ptr(gpumem_native_pool_t pool, const gm_po
   return GPUMEM_OK;
 }
 
+/* MIG facts come from NVML (mig.c), not from the CUDA driver. */
+static gpumem_status cuda_mig_describe(int device, gpumem_device_info *info) {
+  GM_UNUSED(device);
+  GM_UNUSED(info);
+  return gm_error(GPUMEM_ERR_NOT_SUPPORTED, "the CUDA backend's MIG facts come from NVML");
+}
+
+static gpumem_status cuda_mig_node(gpumem_mig_gpu *gpus, size_t max, size_t *count,
+                                   bool *from_layout) {
+  GM_UNUSED(gpus);
+  GM_UNUSED(max);
+  GM_UNUSED(count);
+  GM_UNUSED(from_layout);
+  return gm_error(GPUMEM_ERR_NOT_SUPPORTED, "the CUDA backend's GPU list comes from NVML");
+}
+
 const gm_backend_ops gm_backend_cuda = {
     .name = "cuda",
     .kind = GM_BACKEND_CUDA,
@@ -1347,6 +1363,8 @@ const gm_backend_ops gm_backend_cuda = {
     .device_count = cuda_device_count,
     .device_props = cuda_device_props,
     .mem_info = cuda_mem_info,
+    .mig_describe = cuda_mig_describe,
+    .mig_node = cuda_mig_node,
     .mem_probe = cuda_mem_probe,
     .granularity = cuda_granularity,
     .p2p_attrs = cuda_p2p_attrs,

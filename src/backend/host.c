@@ -613,14 +613,7 @@ fail:
   return st;
 }
 
-bool gm_host_has_mig_layout(void) {
-  gm_host_lock();
-  bool layout = H.mig_layout && H.ndev > 0;
-  gm_host_unlock();
-  return layout;
-}
-
-bool gm_host_mig_describe(int device, gpumem_device_info *info) {
+static gpumem_status host_mig_describe(int device, gpumem_device_info *info) {
   gm_host_lock();
   bool known = H.mig_layout && gm_host_device_valid(device);
   if (known) {
@@ -637,14 +630,18 @@ bool gm_host_mig_describe(int device, gpumem_device_info *info) {
     info->mig_note[0] = '\0';
   }
   gm_host_unlock();
-  return known;
+  return known ? GPUMEM_OK
+               : gm_error(GPUMEM_ERR_NOT_SUPPORTED,
+                          "no GPUMEM_HOST_MIG layout: the host backend has no MIG facts");
 }
 
-size_t gm_host_node(gpumem_mig_gpu *gpus, size_t max) {
+static gpumem_status host_mig_node(gpumem_mig_gpu *gpus, size_t max, size_t *count,
+                                   bool *from_layout) {
   gm_host_lock();
-  size_t n = node_gpus(gpus, max);
+  *count = node_gpus(gpus, max);
+  *from_layout = H.mig_layout && H.ndev > 0;
   gm_host_unlock();
-  return n;
+  return GPUMEM_OK;
 }
 
 static void phys_destroy(host_phys *p) {
@@ -1323,6 +1320,8 @@ const gm_backend_ops gm_backend_host = {
     .device_count = host_device_count,
     .device_props = host_device_props,
     .mem_info = host_mem_info,
+    .mig_describe = host_mig_describe,
+    .mig_node = host_mig_node,
     .mem_probe = host_mem_probe,
     .granularity = host_granularity,
     .p2p_attrs = host_p2p_attrs,

@@ -19,20 +19,6 @@ bool gm_host_can_access(int device, int owner);
 gpumem_status gm_host_charge(int device, size_t bytes, const char *what);
 void gm_host_uncharge(int device, size_t bytes);
 
-/* The emulated node, for the MIG-aware code (mig.c). Each takes the lock
- * itself. The node is the unfiltered list of emulated GPUs; the devices the
- * process sees are those CUDA_VISIBLE_DEVICES leaves, renumbered. */
-/* Whether GPUMEM_HOST_MIG gave a layout: then the host backend, not NVML,
- * is the source of MIG facts. */
-bool gm_host_has_mig_layout(void);
-/* Fill the MIG fields of `info` for emulated device `device` from the
- * layout, and its UUID; false (nothing written) without a layout. */
-bool gm_host_mig_describe(int device, gpumem_device_info *info);
-/* The node's GPUs, unfiltered, as NVML would list them (a generic emulated
- * device is a GPU that cannot do MIG): at most `max` written; returns how
- * many there are. */
-size_t gm_host_node(gpumem_mig_gpu *gpus, size_t max);
-
 /* The device in the name of a memfd the host backend made with `prefix`
  * (names are "<prefix><device>"), or -1 if `fd` is not such a memfd. Works on
  * descriptors received from another process. No lock needed. */

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "nvml.h"
+#include "backend/nvml.h"
 
 static pthread_mutex_t nvml_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool nvml_tried;

@@ -31,7 +31,7 @@ static const gm_allocator_impl *const registry[] = {
 #define COUNTER_STRIPES 16
 
 typedef struct counter_stripe {
-  _Alignas(64) _Atomic uint64_t allocs;
+  _Alignas(GM_CACHE_LINE) _Atomic uint64_t allocs;
   _Atomic uint64_t frees, failed;
 } counter_stripe;
 
@@ -39,7 +39,7 @@ typedef struct gm_allocator_base {
   counter_stripe counters[COUNTER_STRIPES];
   const gm_allocator_impl *impl;
   void *state;
-  _Alignas(64) _Atomic size_t in_use; /* exact, and so is the peak: one line, shared */
+  _Alignas(GM_CACHE_LINE) _Atomic size_t in_use; /* exact, and so is the peak: one line, shared */
   _Atomic size_t peak_in_use;
   bool tracing;
   pthread_mutex_t trace_lock;

@@ -61,7 +61,6 @@
  */
 #include <inttypes.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,16 +73,16 @@
 #include "gpumem/device.h"
 #include "log.h"
 #include "shareable.h"
+#include "spinlock.h"
 #include "tlsf.h"
 
 #define ARENA_MAGIC   0x67617265u /* "gare" */
 #define DEFAULT_CHUNK ((size_t)8 << 20)
 #define MAX_SHARDS    64
-#define CACHE_LINE    64
 
 typedef struct shard {
-  _Alignas(CACHE_LINE) atomic_int lock;
-  int member; /* index in members (LOCAL), -1 (INTERLEAVE) */
+  gm_spinlock lock; /* on a cache line of its own */
+  int member;       /* index in members (LOCAL), -1 (INTERLEAVE) */
   gm_tlsf heap;
   uint64_t allocs, frees; /* under the lock */
   size_t peak_used;       /* the most heap.bytes_used has been (under the lock) */
@@ -123,28 +122,12 @@ struct gpumem_arena {
 
 /* ---- shard locks ---- */
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
-
 static inline void shard_lock(shard *s) {
-  unsigned spins = 0;
-  while (atomic_exchange_explicit(&s->lock, 1, memory_order_acquire)) {
-    while (atomic_load_explicit(&s->lock, memory_order_relaxed)) {
-      if (++spins < 128)
-        cpu_relax();
-      else
-        sched_yield(); /* the holder may be growing: driver calls take microseconds */
-    }
-  }
+  gm_spin_lock(&s->lock);
 }
 
 static inline void shard_unlock(shard *s) {
-  atomic_store_explicit(&s->lock, 0, memory_order_release);
+  gm_spin_unlock(&s->lock);
 }
 
 static gpumem_status check_arena(const gpumem_arena_t *a) {
@@ -443,7 +426,7 @@ gpumem_status gm_arena_create(const gpumem_arena_config *config, gpumem_arena_t 
   GM_REQUIRE(a->shards != NULL && a->unit_owner != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
              "no host memory for %u heaps and %zu chunk entries", a->nshards, a->nunits);
   for (unsigned i = 0; i < a->nshards; i++) {
-    atomic_init(&a->shards[i].lock, 0);
+    atomic_init(&a->shards[i].lock.held, 0);
     a->shards[i].member = a->placement == GPUMEM_PLACE_LOCAL ? (int)(i / a->shards_per) : -1;
     gm_tlsf_init(&a->shards[i].heap);
   }

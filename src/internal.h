@@ -110,11 +110,22 @@ static inline bool gm_array_make_room(void **items, size_t *capacity, size_t cou
  * their number of parts, so consecutive threads land on different parts. */
 unsigned gm_thread_slot(void);
 
+/* The cache line: parts of a structure that different threads write are
+ * _Alignas(GM_CACHE_LINE), so that they never share one. */
+#define GM_CACHE_LINE 64
+
+/* Fibonacci hashing (Knuth): the top `bits` bits of key * 2^64 / phi spread
+ * consecutive keys evenly. */
+#define GM_FIB_MULTIPLIER 0x9e3779b97f4a7c15ULL
+static inline uint64_t gm_fib_hash(uint64_t key, unsigned bits) {
+  return bits == 0 ? 0 : (key * GM_FIB_MULTIPLIER) >> (64u - bits);
+}
+
 /* Zeroed memory aligned to a cache line, for structures whose parts are
- * _Alignas(64) so that threads do not share lines (`size` is then a multiple
- * of 64). Free with free(). */
+ * _Alignas(GM_CACHE_LINE) (`size` is then a multiple of GM_CACHE_LINE). Free
+ * with free(). */
 static inline void *gm_aligned_zalloc(size_t size) {
-  void *p = aligned_alloc(64, size);
+  void *p = aligned_alloc(GM_CACHE_LINE, size);
   if (p != NULL) memset(p, 0, size);
   return p;
 }

@@ -70,7 +70,8 @@
 #include "pool.h"
 
 #define POOL_MAGIC             0x67706f6fu /* "gpoo" */
-#define SHARDS                 64
+#define SHARD_BITS             6
+#define SHARDS                 (1 << SHARD_BITS)
 #define CACHE_STREAMS          8
 #define THREAD_POOLS           8   /* pools a thread caches for at once */
 #define MIN_CLASS_SIZE         256 /* smallest size class (and the pool's alignment) */
@@ -92,8 +93,8 @@ typedef struct block {
 } block;
 
 typedef struct shard {
-  _Alignas(64) pthread_mutex_t lock; /* a cache line of its own: no false sharing */
-  gm_hashmap map;                    /* ptr -> block* */
+  _Alignas(GM_CACHE_LINE) pthread_mutex_t lock; /* a line of its own: no false sharing */
+  gm_hashmap map;                               /* ptr -> block* */
 } shard;
 
 typedef struct bin {
@@ -251,10 +252,8 @@ static bool default_stream(gpumem_stream_t s) {
 /* ---- the pointer table ---- */
 
 static shard *shard_of(gpumem_pool_t *p, const void *ptr) {
-  uint64_t h = (uint64_t)(uintptr_t)ptr >> 8;
-  h ^= h >> 17;
-  h *= 0x9e3779b97f4a7c15ULL;
-  return &p->shards[h >> 58];
+  uint64_t h = (uint64_t)(uintptr_t)ptr / MIN_CLASS_SIZE; /* blocks are that far apart */
+  return &p->shards[gm_fib_hash(h ^ (h >> 17), SHARD_BITS)];
 }
 
 /* ---- flushing ---- */

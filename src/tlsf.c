@@ -20,7 +20,12 @@
  * with its offset, size, physical neighbours and free-list links, and the
  * allocated blocks are found from their offset through a hash table of
  * block pointers (Fibonacci hashing of offset / 256, linear probing,
- * backward-shift deletion, at most half full). Block
+ * backward-shift deletion, at most half full). It is not hashmap.c's map on
+ * purpose: that one maps a key to a value, so a free would look the offset
+ * up there and then reach the block through a second pointer; storing the
+ * block pointers themselves, keyed by the offset each block holds, makes a
+ * free one probe, and the arena's profile showed the general map at 23% of
+ * an alloc+free pair (about 90 ns -> 55 ns host-side when replaced). Block
  * descriptors come from slabs and are recycled, so the steady state makes no
  * malloc call. Every operation that can need a descriptor or a map slot gets
  * it before changing anything, so a shortage of host memory leaves the heap
@@ -71,11 +76,11 @@ static void mapping_search(uint64_t units, int *fl, int *sl) {
 /* ---- the table of allocated blocks ---- */
 
 static inline size_t slot_of(const gm_tlsf *t, uint64_t offset) {
-  return (size_t)(((offset >> GM_TLSF_ALIGN_LOG2) * 0x9E3779B97F4A7C15ULL) >> t->used_shift);
+  return (size_t)(((offset >> GM_TLSF_ALIGN_LOG2) * GM_FIB_MULTIPLIER) >> t->used_shift);
 }
 
 static void table_put(gm_tlsf_block **table, size_t cap, int shift, gm_tlsf_block *b) {
-  size_t i = (size_t)(((b->offset >> GM_TLSF_ALIGN_LOG2) * 0x9E3779B97F4A7C15ULL) >> shift);
+  size_t i = (size_t)(((b->offset >> GM_TLSF_ALIGN_LOG2) * GM_FIB_MULTIPLIER) >> shift);
   while (table[i] != NULL)
     i = (i + 1) & (cap - 1);
   table[i] = b;

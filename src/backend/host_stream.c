@@ -197,7 +197,7 @@ static struct host_stream *stream_new(int device, stream_kind kind) {
   s->kind = kind;
   s->id = ++S.next_id;
   s->refs = 1;
-  s->rng = (S.seed ^ (s->id * 0x9e3779b97f4a7c15ULL)) | 1u;
+  s->rng = (S.seed ^ (s->id * GM_FIB_MULTIPLIER)) | 1u;
   pthread_cond_init(&s->wake, NULL);
   s->next = S.streams;
   S.streams = s;

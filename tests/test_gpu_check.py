@@ -364,6 +364,39 @@ def check_report(path, host):
     return problems, dict(stages), rows
 
 
+class ReportCheck(unittest.TestCase):
+    """The check tools/test makes of a --host report finds what is missing."""
+
+    def write(self, tmp, stages, targets):
+        lines = [f"**{gc.HOST_HEAD}.** ...", "", "| stage | result | time | limit | summary |", "|---|---|---|---|---|"]
+        lines += [f"| {n} | PASS | 1 s | 9 s | fine |" for n in stages]
+        lines += ["", "| id | target | measured | pass when | verdict | from |", "|---|---|---|---|---|---|"]
+        lines += [f"| `{t}` | a target | 1.0 | <= 2 | MET | rows |" for t in targets]
+        lines += ["", "## Bench table", ""]
+        for name in ("report.md", "bench.csv", "environment.json", "logs.txt"):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write("\n".join(lines) + "\n" if name == "report.md" else "x\n")
+        return os.path.join(tmp, "report.md")
+
+    def test_complete_and_incomplete(self):
+        ids = [t["id"] for t in gc.read_readme_targets()]
+        with tempfile.TemporaryDirectory() as tmp:
+            problems, _, rows = check_report(self.write(tmp, gc.STAGE_NAMES, ids), host=True)
+            self.assertEqual(problems, [])
+            self.assertEqual(len(rows), len(ids))
+            problems, _, _ = check_report(self.write(tmp, [n for n in gc.STAGE_NAMES if n != "sanitizer"], ids[1:]),
+                                          host=True)
+            self.assertEqual(len(problems), 2, problems)
+            self.assertIn("stages in the report", problems[0])
+            self.assertIn(f"README target {ids[0]} has no row", problems[1])
+            os.remove(os.path.join(tmp, "bench.csv"))
+            problems, _, _ = check_report(self.write(tmp, gc.STAGE_NAMES, ids), host=True)
+            self.assertEqual(problems, [])  # write() made it again
+            os.remove(os.path.join(tmp, "logs.txt"))
+            problems, _, _ = check_report(os.path.join(tmp, "report.md"), host=True)
+            self.assertEqual(problems, ["no logs.txt beside the report"])
+
+
 def main():
     global BUILD_DIR
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -53,6 +53,11 @@ def main(argv=None):
     allocators = list(dict.fromkeys(r["allocator"] for r in rows))
     fig, axes = plt.subplots(len(workloads), 1, figsize=(11, 3.2 * len(workloads)), squeeze=False)
     width = 0.8 / max(1, len(allocators))
+    # One colour per allocator in every panel (a panel's own colour cycle
+    # would shift when an allocator has no rows there), and a legend in each
+    # panel naming the allocators it shows.
+    palette = plt.get_cmap("tab20" if len(allocators) > 10 else "tab10")
+    colour = {a: palette(k % palette.N) for k, a in enumerate(allocators)}
     for ax, workload in zip(axes[:, 0], workloads):
         params = list(dict.fromkeys(r["params"] for r in rows if r["workload"] == workload))
         for k, alloc in enumerate(allocators):
@@ -67,14 +72,14 @@ def main(argv=None):
                 lo.append(max(0.0, r["median_ns"] - r["min_ns"]))
                 hi.append(max(0.0, r["max_ns"] - r["median_ns"]))
             if xs:
-                ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=alloc)
+                ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=alloc, color=colour[alloc])
         ax.set_xticks(range(len(params)))
         ax.set_xticklabels(params, rotation=15, fontsize=8)
         ax.set_yscale("log")
         ax.set_ylabel("ns per op (median)")
         ax.set_title(workload, loc="left", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8, ncol=min(4, len(allocators)))
+        ax.legend(fontsize=7, ncol=4)
     first = rows[0]
     fig.suptitle(args.title or f"gpumem-bench: {first.get('device', '?')} ({first.get('backend', '?')}), {first.get('date', '')}", fontsize=10)
     fig.tight_layout()

@@ -1,8 +1,14 @@
 # FindCMocka: locate CMocka (the Debian 1.1 API) by header and library, so that
-# a prefix of unpacked .deb files (CMAKE_PREFIX_PATH) works as well as /usr.
+# a prefix of unpacked .deb files works as well as /usr. CMOCKA_ROOT (a CMake
+# or an environment variable) is searched first: the usr/ of unpacked
+# libcmocka-dev and libcmocka0 packages (dpkg -x PKG.deb DIR; CMOCKA_ROOT=DIR/usr),
+# or DIR itself; CMAKE_PREFIX_PATH works too.
 # Defines CMocka_FOUND and the imported target CMocka::cmocka.
-find_path(CMOCKA_INCLUDE_DIR NAMES cmocka.h)
-find_library(CMOCKA_LIBRARY NAMES cmocka)
+set(_cmocka_roots ${CMOCKA_ROOT} $ENV{CMOCKA_ROOT})
+find_path(CMOCKA_INCLUDE_DIR NAMES cmocka.h HINTS ${_cmocka_roots} PATH_SUFFIXES include usr/include)
+find_library(CMOCKA_LIBRARY NAMES cmocka HINTS ${_cmocka_roots}
+             PATH_SUFFIXES lib/${CMAKE_LIBRARY_ARCHITECTURE} lib64 lib
+                           usr/lib/${CMAKE_LIBRARY_ARCHITECTURE} usr/lib)
 include(FindPackageHandleStandardArgs)
 find_package_handle_standard_args(CMocka REQUIRED_VARS CMOCKA_LIBRARY CMOCKA_INCLUDE_DIR)
 if(CMocka_FOUND AND NOT TARGET CMocka::cmocka)

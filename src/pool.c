@@ -618,6 +618,10 @@ gpumem_status gm_pool_destroy(gpumem_pool_t *p) {
   }
   device_set freed_on = 0;
   if (!p->imported) st = flush_caches(p, &freed_on);
+  /* The flushed frees run before the pool goes, so its memory is back on the
+   * device when destroy returns (cudaMemPoolDestroy would release it only
+   * once they have run, later). */
+  if (st == GPUMEM_OK && p->owned) st = observe_frees(freed_on);
   if (st == GPUMEM_OK && p->owned) st = gm_be_pool_destroy(p->native);
   if (st == GPUMEM_OK && p->wraps_default) st = restore_defaults(p);
   if (st != GPUMEM_OK) return st;

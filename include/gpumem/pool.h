@@ -103,8 +103,10 @@ typedef struct gpumem_pool_stats {
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_create(const gpumem_pool_config *config,
                                                              gpumem_pool_t **pool);
 
-/** Flush the caches (each block freed on its own stream), then destroy the
- * CUDA pool if this pool created it, or put back the default pool's release
+/** Flush the caches (each block freed on its own stream), wait until those
+ * frees have run (the devices of their streams are synchronized), then
+ * destroy the CUDA pool if this pool created it, so its memory is back on
+ * the device when the call returns, or put back the default pool's release
  * threshold, reuse policies and peer access if it wrapped that one. BUSY,
  * with nothing destroyed, while allocations made through it are still live.
  * NULL is a no-op. */

@@ -250,6 +250,9 @@ bool gm_host_can_access(int device, int owner) {
 
 gpumem_status gm_host_charge(int device, size_t bytes, const char *what) {
   size_t capacity = H.dev[device].capacity;
+  /* Short: memory of destroyed pools whose frees have run goes back first,
+   * as the driver releases it by itself. */
+  if (bytes > capacity - H.used[device] && gm_host_pools_reap()) capacity = H.dev[device].capacity;
   if (bytes > capacity - H.used[device]) {
     char cap[32], used[32], want[32];
     return gm_error(GPUMEM_ERR_OUT_OF_MEMORY,

@@ -165,6 +165,10 @@ gpumem_status gm_host_pool_import_ptr(gpumem_native_pool_t pool, const gm_pool_p
 /* Release cached pool memory above each pool's release threshold, as CUDA
  * does when a stream, event or device is synchronized (lock held). */
 void gm_host_pools_synchronized(void);
+/* Free the memory of destroyed pools whose last frees have run (the driver
+ * does so by itself, without a synchronize); true if any was freed (lock
+ * held). */
+bool gm_host_pools_reap(void);
 /* Destroy every pool, default pools included (lock held; at close). */
 void gm_host_pools_close(void);
 

@@ -660,6 +660,11 @@ void gm_host_pools_synchronized(void) {
     sweep(p);
     release_to(p, p->release_threshold);
   }
+  gm_host_pools_reap();
+}
+
+bool gm_host_pools_reap(void) {
+  bool freed = false;
   for (gpumem_native_pool_t *link = &dead_pools; *link != NULL;) {
     gpumem_native_pool_t p = *link;
     if (frees_pending(p)) {
@@ -668,7 +673,9 @@ void gm_host_pools_synchronized(void) {
     }
     *link = p->next;
     pool_free_memory(p);
+    freed = true;
   }
+  return freed;
 }
 
 void gm_host_pools_close(void) {

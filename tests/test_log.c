@@ -1,8 +1,13 @@
-/* test_log.c: levels, sinks (callback, file, stderr), the line format, and
- * that nothing reaches stdout. Runs without a backend. */
+/* test_log.c: levels, sinks (callback, file, stderr), the line formats
+ * (time, host and pid in file lines; none in callback lines), %h and %p in
+ * the log file's name, and that nothing reaches stdout. Runs without a
+ * backend. */
 #include <fcntl.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -78,7 +83,52 @@ static void test_long_lines_are_cut(void **state) {
   assert_int_equal(strncmp(c.line, "gpumem: error: yyy", 18), 0);
 }
 
-static void test_file_sink_appends_lines(void **state) {
+/* Read a whole small file into `text`. */
+static void read_file(const char *path, char *text, size_t len) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) fail_msg("cannot open %s", path);
+  size_t n = fread(text, 1, len - 1, f);
+  text[n] = '\0';
+  fclose(f);
+}
+
+/* The short host name, as the library writes it. */
+static void short_host(char *host, size_t len) {
+  assert_int_equal(gethostname(host, len), 0);
+  host[len - 1] = '\0';
+  char *dot = strchr(host, '.');
+  if (dot != NULL && dot != host) *dot = '\0';
+}
+
+/* A file line: "gpumem: <UTC time with microseconds> <host>:<pid> <rest>",
+ * the time within a minute of now. */
+static void check_stamped(const char *line, const char *rest) {
+  char host[256], re_text[512];
+  short_host(host, sizeof host);
+  snprintf(re_text, sizeof re_text,
+           "^gpumem: ([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\\.[0-9]{6}Z "
+           "%s:%ld %s$",
+           host, (long)getpid(), rest);
+  regex_t re;
+  regmatch_t m[7];
+  assert_int_equal(regcomp(&re, re_text, REG_EXTENDED), 0);
+  int rc = regexec(&re, line, 7, m, 0);
+  regfree(&re);
+  if (rc != 0) fail_msg("'%s' does not match '%s'", line, re_text);
+  int f[6];
+  for (int i = 0; i < 6; i++)
+    f[i] = atoi(line + m[i + 1].rm_so);
+  struct tm tm = {.tm_year = f[0] - 1900,
+                  .tm_mon = f[1] - 1,
+                  .tm_mday = f[2],
+                  .tm_hour = f[3],
+                  .tm_min = f[4],
+                  .tm_sec = f[5]};
+  double age = difftime(time(NULL), timegm(&tm));
+  if (age < -1 || age > 60) fail_msg("'%s': the time is %.0f s from now (UTC)", line, age);
+}
+
+static void test_file_sink_appends_stamped_lines(void **state) {
   (void)state;
   char path[] = "/tmp/gpumem-log-XXXXXX";
   int fd = mkstemp(path);
@@ -89,14 +139,66 @@ static void test_file_sink_appends_lines(void **state) {
   gm_log(GPUMEM_LOG_ERROR, "second %s", "line");
   gm_log(GPUMEM_LOG_INFO, "filtered");
   assert_gpumem_ok(gpumem_log_set_file(NULL));
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  char text[256] = {0};
-  size_t n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
+  char text[1024];
+  read_file(path, text, sizeof text);
   unlink(path);
-  assert_true(n > 0);
-  assert_string_equal(text, "gpumem: warn: first\ngpumem: error: second line\n");
+  char *second = strchr(text, '\n');
+  assert_non_null(second);
+  *second++ = '\0';
+  char *end = strchr(second, '\n');
+  assert_non_null(end);
+  *end = '\0';
+  assert_string_equal(end + 1, ""); /* two lines, nothing else */
+  check_stamped(text, "warn: first");
+  check_stamped(second, "error: second line");
+}
+
+/* The same line to a callback has no time, host or pid: the application's
+ * logger adds its own. */
+static void test_callback_lines_are_not_stamped(void **state) {
+  (void)state;
+  gm_test_log c = {0};
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &c));
+  gm_log(GPUMEM_LOG_ERROR, "plain %d", 7);
+  assert_string_equal(c.line, "gpumem: error: plain 7");
+}
+
+/* %h and %p in the file name, as in NCCL_DEBUG_FILE; %% is one %, anything
+ * else stays as written. */
+static void test_file_name_expands_host_and_pid(void **state) {
+  (void)state;
+  char dir[] = "/tmp/gpumem-logdir-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char pattern[256], expected[512], host[256];
+  short_host(host, sizeof host);
+  snprintf(pattern, sizeof pattern, "%s/gm.%%h.%%p.%%%%p.%%x.log%%", dir);
+  snprintf(expected, sizeof expected, "%s/gm.%s.%ld.%%p.%%x.log%%", dir, host, (long)getpid());
+  assert_gpumem_ok(gpumem_log_set_file(pattern));
+  gm_log(GPUMEM_LOG_WARN, "to the expanded name");
+  assert_gpumem_ok(gpumem_log_set_file(NULL));
+  struct stat sb;
+  if (stat(expected, &sb) != 0) fail_msg("%s was not created (from %s)", expected, pattern);
+  char text[512];
+  read_file(expected, text, sizeof text);
+  assert_non_null(strstr(text, " warn: to the expanded name\n"));
+  unlink(expected);
+  rmdir(dir);
+  /* The error names the file the pattern became. */
+  assert_gpumem_status(gpumem_log_set_file("/nonexistent-dir/%p.log"), GPUMEM_ERR_OS);
+  snprintf(expected, sizeof expected, "cannot open log file '/nonexistent-dir/%ld.log'",
+           (long)getpid());
+  assert_last_error_contains(expected);
+  /* A name that %h and %p make too long is refused. */
+  char pid[24];
+  snprintf(pid, sizeof pid, "%ld", (long)getpid());
+  size_t n = 4096 / (strlen(host) + strlen(pid)) + 1, len = 8 + 4 * n;
+  char *longer = malloc(len);
+  snprintf(longer, len, "/tmp/");
+  for (size_t i = 0; i < n; i++)
+    strcat(longer, "%h%p");
+  assert_gpumem_status(gpumem_log_set_file(longer), GPUMEM_ERR_INVALID_ARGUMENT);
+  free(longer);
+  assert_last_error_contains("4096 bytes or longer once %h and %p are expanded");
 }
 
 static void test_file_sink_error_keeps_sink(void **state) {
@@ -145,7 +247,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_default_level_is_warn_and_filters, reset, reset),
       cmocka_unit_test_setup_teardown(test_invalid_level_rejected, reset, reset),
       cmocka_unit_test_setup_teardown(test_long_lines_are_cut, reset, reset),
-      cmocka_unit_test_setup_teardown(test_file_sink_appends_lines, reset, reset),
+      cmocka_unit_test_setup_teardown(test_file_sink_appends_stamped_lines, reset, reset),
+      cmocka_unit_test_setup_teardown(test_callback_lines_are_not_stamped, reset, reset),
+      cmocka_unit_test_setup_teardown(test_file_name_expands_host_and_pid, reset, reset),
       cmocka_unit_test_setup_teardown(test_file_sink_error_keeps_sink, reset, reset),
       cmocka_unit_test_setup_teardown(test_never_writes_stdout, reset, reset),
   };

@@ -3,13 +3,13 @@
  * gpumem_allocator_create() finds an implementation by name and wraps it in
  * a base that every libgpumem allocator shares: statistics kept with atomics
  * (so alloc and free from many threads need no lock here; the peak is a
- * compare-and-swap maximum) and, when GPUMEM_TRACE is set, a line per alloc
- * and free. Tracing needs the id of a pointer at free time, so it keeps a
- * pointer -> id map under a mutex, only while tracing.
+ * compare-and-swap maximum) and the allocation events of trace.c (GPUMEM_TRACE
+ * lines, GPUMEM_LOG=trace lines), reported here with the caller's stream
+ * while the pool's or arena's own events are muted, so that a call is one
+ * event. With no one listening that costs one untaken branch per call.
  *
  * Adding an allocator is one gm_allocator_impl and one line in `registry`.
  */
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +17,6 @@
 
 #include "allocator.h"
 #include "api.h"
-#include "hashmap.h"
 #include "trace.h"
 
 static const gm_allocator_impl *const registry[] = {
@@ -38,11 +37,9 @@ typedef struct gm_allocator_base {
   counter_stripe counters[COUNTER_STRIPES];
   const gm_allocator_impl *impl;
   void *state;
+  int device;
   _Alignas(64) _Atomic size_t in_use; /* exact, and so is the peak: one line, shared */
   _Atomic size_t peak_in_use;
-  bool tracing;
-  pthread_mutex_t trace_lock;
-  gm_hashmap trace_ids; /* pointer -> id + 1 */
 } gm_allocator_base;
 
 static void raise_peak(_Atomic size_t *peak, size_t value) {
@@ -52,12 +49,38 @@ static void raise_peak(_Atomic size_t *peak, size_t value) {
   }
 }
 
+/* An alloc while someone listens for allocation events (trace.h). */
+static gpumem_status traced_alloc(gm_allocator_base *b, size_t size, gpumem_stream_t stream,
+                                  void **ptr) {
+  gm_trace_mute(true);
+  gpumem_status st = b->impl->alloc(b->state, size, stream, ptr);
+  gm_trace_mute(false);
+  if (st == GPUMEM_OK) gm_trace_alloc(b->impl->name, b, *ptr, size, stream, b->device);
+  return st;
+}
+
+/* A free while someone listens: the record is taken before the memory can be
+ * reused, and put back if the free fails. */
+static gpumem_status traced_free(gm_allocator_base *b, void *ptr, size_t size,
+                                 gpumem_stream_t stream) {
+  gm_trace_entry e = gm_trace_take(ptr);
+  gm_trace_mute(true);
+  gpumem_status st = b->impl->free(b->state, ptr, size, stream);
+  gm_trace_mute(false);
+  if (st == GPUMEM_OK)
+    gm_trace_freed(b->impl->name, b, ptr, e, size, stream, b->device);
+  else
+    gm_trace_put_back(ptr, e);
+  return st;
+}
+
 static gpumem_status base_alloc(void *ctx, size_t size, gpumem_stream_t stream, void **ptr) {
   gm_allocator_base *b = ctx;
   gm_error_discard();
   gpumem_status st = ptr == NULL ? gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL")
                      : size == 0 ? gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes")
-                                 : b->impl->alloc(b->state, size, stream, ptr);
+                     : GM_TRACE_HOOKED() ? traced_alloc(b, size, stream, ptr)
+                                         : b->impl->alloc(b->state, size, stream, ptr);
   counter_stripe *c = &b->counters[gm_thread_slot() % COUNTER_STRIPES];
   if (st != GPUMEM_OK) {
     atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
@@ -66,13 +89,6 @@ static gpumem_status base_alloc(void *ctx, size_t size, gpumem_stream_t stream, 
   atomic_fetch_add_explicit(&c->allocs, 1, memory_order_relaxed);
   raise_peak(&b->peak_in_use,
              atomic_fetch_add_explicit(&b->in_use, size, memory_order_relaxed) + size);
-  if (b->tracing) {
-    uint64_t id = gm_trace_next_id();
-    pthread_mutex_lock(&b->trace_lock);
-    gm_hashmap_put(&b->trace_ids, (uint64_t)(uintptr_t)*ptr, id + 1);
-    pthread_mutex_unlock(&b->trace_lock);
-    gm_trace_record('a', id, size, stream);
-  }
   return GPUMEM_OK;
 }
 
@@ -81,19 +97,12 @@ static gpumem_status base_free(void *ctx, void *ptr, size_t size, gpumem_stream_
   gm_error_discard();
   if (ptr == NULL)
     return gm_api_return(b->impl->name, gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL"));
-  gpumem_status st = b->impl->free(b->state, ptr, size, stream);
+  gpumem_status st = GM_TRACE_HOOKED() ? traced_free(b, ptr, size, stream)
+                                       : b->impl->free(b->state, ptr, size, stream);
   if (st != GPUMEM_OK) return gm_api_return(b->impl->name, st);
   atomic_fetch_add_explicit(&b->counters[gm_thread_slot() % COUNTER_STRIPES].frees, 1,
                             memory_order_relaxed);
   atomic_fetch_sub_explicit(&b->in_use, size, memory_order_relaxed);
-  if (b->tracing) {
-    uint64_t id = 0;
-    pthread_mutex_lock(&b->trace_lock);
-    bool known = gm_hashmap_get(&b->trace_ids, (uint64_t)(uintptr_t)ptr, &id);
-    gm_hashmap_remove(&b->trace_ids, (uint64_t)(uintptr_t)ptr);
-    pthread_mutex_unlock(&b->trace_lock);
-    if (known) gm_trace_record('f', id - 1, size, stream);
-  }
   return GPUMEM_OK;
 }
 
@@ -131,8 +140,6 @@ static gpumem_status base_trim(void *ctx) {
 static void base_destroy(void *ctx) {
   gm_allocator_base *b = ctx;
   b->impl->destroy(b->state);
-  gm_hashmap_free(&b->trace_ids);
-  pthread_mutex_destroy(&b->trace_lock);
   free(b);
 }
 
@@ -161,15 +168,12 @@ static gpumem_status create(const char *name, int device, gpumem_allocator *out)
   gm_allocator_base *b = gm_aligned_zalloc(sizeof *b); /* the stripes are cache-line aligned */
   if (b == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an allocator");
   b->impl = impl;
-  b->trace_ids = (gm_hashmap)GM_HASHMAP_INIT;
-  pthread_mutex_init(&b->trace_lock, NULL);
+  b->device = device;
   gpumem_status st = impl->create(device, &b->state);
   if (st != GPUMEM_OK) {
-    pthread_mutex_destroy(&b->trace_lock);
     free(b);
     return st;
   }
-  b->tracing = gm_trace_enabled();
   *out = (gpumem_allocator){
       impl->name, device,       b,
       base_alloc, base_free,    base_stats,

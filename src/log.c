@@ -16,7 +16,8 @@
  * application's, which stamps them its own way.
  *
  * The level is an atomic read on every call, so a disabled level costs one
- * load. The sink (file descriptor or callback) is
+ * load; setting it also tells trace.c whether allocation events are to be
+ * logged (GPUMEM_LOG=trace). The sink (file descriptor or callback) is
  * changed under a mutex and copied out of it before use; the callback runs
  * outside the lock. A log file's name may contain %h (host name) and %p
  * (pid), expanded when it is opened, as NCCL_DEBUG_FILE's may, so that the
@@ -34,6 +35,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "trace.h"
 
 #define LOG_PREFIX    "gpumem: "
 #define HOST_NAME_LEN 256 /* POSIX HOST_NAME_MAX is at least 255 */
@@ -84,6 +86,7 @@ GPUMEM_API gpumem_status gpumem_log_set_level(gpumem_log_level level) {
                        (int)level));
   }
   atomic_store(&log_level, (int)level);
+  gm_trace_log_events(level == GPUMEM_LOG_TRACE);
   return GPUMEM_OK;
 }
 

@@ -16,8 +16,8 @@ bool gm_log_enabled(gpumem_log_level level);
 void gm_log(gpumem_log_level level, const char *fmt, ...) GPUMEM_PRINTF(2, 3);
 void gm_vlog(gpumem_log_level level, const char *fmt, va_list ap);
 
-/* Longest file name (terminating NUL included) that GPUMEM_LOG_FILE may
- * expand to (Linux's PATH_MAX). */
+/* Longest file name (terminating NUL included) that GPUMEM_LOG_FILE and
+ * GPUMEM_TRACE may expand to (Linux's PATH_MAX). */
 #define GM_LOG_PATH_MAX 4096
 
 /* Copy `pattern` to `out`, replacing %h by the host name (up to its first

@@ -51,7 +51,8 @@ typedef enum gm_option_type {
     "emulated devices the process sees: cuda applies CUDA_VISIBLE_DEVICES as the driver does; "    \
     "all ignores it (runs that hide a real GPU with CUDA_VISIBLE_DEVICES= yet emulate devices)")   \
   X(TRACE, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
-    "append every alloc and free of libgpumem's allocators to this file (op,id,size,stream)")      \
+    "append every alloc and free of libgpumem's pools, arenas, buffers and allocators to this "    \
+    "file (op,id,size,stream; %h: host name, %p: pid)")                                            \
   X(FAULT, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
     "inject failures: op:N[,op:N...] makes the Nth call of a backend operation fail")
 

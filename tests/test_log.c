@@ -1,7 +1,8 @@
 /* test_log.c: levels, sinks (callback, file, stderr), the line formats
  * (time, host and pid in file lines; none in callback lines), %h and %p in
- * the log file's name, and that nothing reaches stdout. Runs without a
- * backend. */
+ * the log file's name, that nothing reaches stdout, and the trace level's
+ * lines for real pool, arena, buffer and allocator calls. Only the last
+ * needs a backend: it initialises the host backend itself. */
 #include <fcntl.h>
 #include <regex.h>
 #include <stdio.h>
@@ -241,6 +242,177 @@ static void test_never_writes_stdout(void **state) {
   assert_int_equal(size, 0);
 }
 
+/* ---- GPUMEM_LOG=trace: allocation events ---- */
+
+#define MAX_LINES 64
+
+typedef struct captured {
+  int count;
+  char lines[MAX_LINES][GPUMEM_LOG_LINE_MAX];
+} captured;
+
+static captured cap;
+
+static void capture(gpumem_log_level level, const char *line, void *user) {
+  captured *c = user;
+  assert_int_equal(level, GPUMEM_LOG_TRACE);
+  if (c->count < MAX_LINES) snprintf(c->lines[c->count], sizeof c->lines[0], "%s", line);
+  c->count++;
+}
+
+/* Line i is `prefix` followed by a trace id; returns the id. */
+static unsigned long line_with_id(int i, const char *prefix) {
+  if (i >= cap.count) fail_msg("line %d missing: expected '%s'", i, prefix);
+  const char *l = cap.lines[i];
+  size_t n = strlen(prefix);
+  if (strncmp(l, prefix, n) != 0 || strncmp(l + n, " (id ", 5) != 0 || l[strlen(l) - 1] != ')') {
+    fail_msg("line %d is '%s', expected '%s (id N)'", i, l, prefix);
+  }
+  return strtoul(l + n + 5, NULL, 10);
+}
+
+static void expect_line(int i, const char *text) {
+  if (i >= cap.count) fail_msg("line %d missing: expected '%s'", i, text);
+  assert_string_equal(cap.lines[i], text);
+}
+
+static int init_host(void **state) {
+  reset(state);
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  o.backend = GPUMEM_BACKEND_HOST;
+  gpumem_finalize();
+  return gpumem_init(&o) == GPUMEM_OK ? 0 : -1;
+}
+
+static int finalize_host(void **state) {
+  reset(state);
+  return gpumem_finalize() == GPUMEM_OK ? 0 : -1;
+}
+
+/* Pool, arena and buffer calls, each one line at trace level, with size,
+ * pointer, stream or device and the trace id that pairs an alloc with its
+ * free; growths and shrinks of mapped memory one line each. */
+static void test_trace_level_logs_allocations(void **state) {
+  (void)state;
+  char want[GPUMEM_LOG_LINE_MAX];
+  gpumem_pool_config pc = GPUMEM_POOL_CONFIG_INIT;
+  gpumem_pool_t *pool = NULL;
+  assert_gpumem_ok(gpumem_pool_create(&pc, &pool));
+  gpumem_stream_t s = NULL;
+  assert_gpumem_ok(gpumem_stream_create(0, &s));
+  gpumem_arena_config ac = GPUMEM_ARENA_CONFIG_INIT;
+  gpumem_arena_t *arena = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&ac, &arena));
+  gpumem_buffer_config bc = GPUMEM_BUFFER_CONFIG_INIT;
+  gpumem_buffer_t *buf = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&bc, &buf));
+  void *base = gpumem_buffer_data(buf);
+  char *bp = base;
+
+  memset(&cap, 0, sizeof cap);
+  assert_gpumem_ok(gpumem_log_set_callback(capture, &cap));
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_TRACE));
+
+  void *p1 = NULL, *p2 = NULL, *a1 = NULL;
+  assert_gpumem_ok(gpumem_pool_alloc(pool, 4096, s, &p1));
+  assert_gpumem_ok(gpumem_pool_free(pool, p1, s));
+  assert_gpumem_ok(gpumem_pool_alloc(pool, 4000, s, &p2)); /* a hit in the thread's cache */
+  assert_ptr_equal(p2, p1);
+  assert_gpumem_ok(gpumem_pool_free(pool, p2, NULL));
+  int l = 0;
+  snprintf(want, sizeof want, "gpumem: trace: pool %p: alloc 4096 B at %p on stream %p, device 0",
+           (void *)pool, p1, (void *)s);
+  unsigned long id = line_with_id(l++, want);
+  snprintf(want, sizeof want, "gpumem: trace: pool %p: free 4096 B at %p on stream %p, device 0",
+           (void *)pool, p1, (void *)s);
+  assert_int_equal(line_with_id(l++, want), id);
+  snprintf(want, sizeof want, "gpumem: trace: pool %p: alloc 4000 B at %p on stream %p, device 0",
+           (void *)pool, p2, (void *)s);
+  unsigned long id2 = line_with_id(l++, want);
+  assert_true(id2 > id);
+  snprintf(want, sizeof want, "gpumem: trace: pool %p: free 4000 B at %p on stream %p, device 0",
+           (void *)pool, p2, (void *)NULL);
+  assert_int_equal(line_with_id(l++, want), id2);
+
+  /* The arena: its first allocation maps a chunk (8 MiB). */
+  assert_gpumem_ok(gpumem_arena_alloc(arena, 300, 0, 0, &a1));
+  assert_gpumem_ok(gpumem_arena_free(arena, a1));
+  snprintf(want, sizeof want,
+           "gpumem: trace: arena %p: mapped 8388608 B at %p, 8388608 B mapped now on device 0",
+           (void *)arena, a1);
+  expect_line(l++, want);
+  snprintf(want, sizeof want, "gpumem: trace: arena %p: alloc 300 B at %p on device 0",
+           (void *)arena, a1);
+  id = line_with_id(l++, want);
+  snprintf(want, sizeof want, "gpumem: trace: arena %p: free 300 B at %p on device 0",
+           (void *)arena, a1);
+  assert_int_equal(line_with_id(l++, want), id);
+
+  /* The buffer: growth (a 2 MiB segment), resizes, shrink_to_fit, destroy. */
+  assert_gpumem_ok(gpumem_buffer_resize(buf, 4096));
+  assert_gpumem_ok(gpumem_buffer_resize(buf, 4096)); /* no change: no line */
+  assert_gpumem_ok(gpumem_buffer_resize(buf, 3 << 20));
+  assert_gpumem_ok(gpumem_buffer_resize(buf, 100));
+  assert_gpumem_ok(gpumem_buffer_shrink_to_fit(buf, NULL));
+  assert_gpumem_ok(gpumem_buffer_destroy(buf));
+  snprintf(want, sizeof want,
+           "gpumem: trace: buffer %p: mapped 2097152 B at %p, 2097152 B mapped now on device 0",
+           (void *)buf, base);
+  expect_line(l++, want);
+  snprintf(want, sizeof want, "gpumem: trace: buffer %p: resize 0 -> 4096 B at %p on device 0",
+           (void *)buf, base);
+  line_with_id(l++, want);
+  snprintf(want, sizeof want,
+           "gpumem: trace: buffer %p: mapped 2097152 B at %p, 4194304 B mapped now on device 0",
+           (void *)buf, (void *)(bp + (2 << 20)));
+  expect_line(l++, want);
+  snprintf(want, sizeof want,
+           "gpumem: trace: buffer %p: resize 4096 -> 3145728 B at %p on device 0", (void *)buf,
+           base);
+  line_with_id(l++, want);
+  snprintf(want, sizeof want, "gpumem: trace: buffer %p: resize 3145728 -> 100 B at %p on device 0",
+           (void *)buf, base);
+  line_with_id(l++, want);
+  snprintf(want, sizeof want,
+           "gpumem: trace: buffer %p: unmapped 2097152 B at %p, 2097152 B mapped now on device 0",
+           (void *)buf, (void *)(bp + (2 << 20)));
+  expect_line(l++, want);
+  snprintf(want, sizeof want,
+           "gpumem: trace: buffer %p: unmapped 2097152 B at %p, 0 B mapped now on device 0",
+           (void *)buf, base);
+  expect_line(l++, want);
+  snprintf(want, sizeof want, "gpumem: trace: buffer %p: resize 100 -> 0 B at %p on device 0",
+           (void *)buf, base);
+  expect_line(l++, want);
+  assert_int_equal(cap.count, l);
+
+  /* Through the allocator interface a call is one line, with the caller's
+   * stream, not one from the interface and one from the pool under it. */
+  gpumem_allocator a;
+  assert_gpumem_ok(gpumem_allocator_create("gpumem-pool", 0, &a));
+  void *q = NULL;
+  assert_gpumem_ok(a.alloc(a.ctx, 1000, s, &q));
+  assert_gpumem_ok(a.free(a.ctx, q, 1000, s));
+  assert_int_equal(cap.count, l + 2);
+  assert_non_null(strstr(cap.lines[l], ": alloc 1000 B at "));
+  assert_non_null(strstr(cap.lines[l + 1], ": free 1000 B at "));
+  assert_int_equal(strncmp(cap.lines[l], "gpumem: trace: gpumem-pool ", 27), 0);
+
+  /* Below trace: no event lines at all. */
+  assert_gpumem_ok(gpumem_log_set_level(GPUMEM_LOG_DEBUG));
+  assert_gpumem_ok(gpumem_pool_alloc(pool, 4096, s, &p1));
+  assert_gpumem_ok(gpumem_pool_free(pool, p1, s));
+  assert_gpumem_ok(a.alloc(a.ctx, 1000, s, &q));
+  assert_gpumem_ok(a.free(a.ctx, q, 1000, s));
+  assert_int_equal(cap.count, l + 2);
+
+  gpumem_log_set_callback(NULL, NULL);
+  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_arena_destroy(arena));
+  assert_gpumem_ok(gpumem_stream_destroy(s));
+  assert_gpumem_ok(gpumem_pool_destroy(pool));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_level_names_and_parsing, reset, reset),
@@ -252,6 +424,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_file_name_expands_host_and_pid, reset, reset),
       cmocka_unit_test_setup_teardown(test_file_sink_error_keeps_sink, reset, reset),
       cmocka_unit_test_setup_teardown(test_never_writes_stdout, reset, reset),
+      cmocka_unit_test_setup_teardown(test_trace_level_logs_allocations, init_host, finalize_host),
   };
   return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }

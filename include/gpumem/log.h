@@ -9,8 +9,13 @@
  *
  * A callback gets "gpumem: warn: <message>" (its logger adds its own time).
  * The level comes from GPUMEM_LOG=off|error|warn|info|debug|trace (default
- * warn) or gpumem_log_set_level(). Formatting uses a fixed buffer on the
- * stack: logging never allocates, so it is safe when memory is short.
+ * warn) or gpumem_log_set_level(). At trace, every allocation, free and
+ * buffer resize of the pool, arena, buffer and allocator interface is a line
+ * (size, pointer, stream or device, and the id GPUMEM_TRACE gives it), and so
+ * is every growth or shrink of mapped memory. Formatting uses a fixed buffer
+ * on the stack: logging never allocates, so it is safe when memory is short
+ * (the trace level keeps a table of live pointers, in host memory, to name
+ * the size and id of each free; without room in it a free is logged bare).
  * Lines longer than GPUMEM_LOG_LINE_MAX are cut.
  */
 #ifndef GPUMEM_LOG_H

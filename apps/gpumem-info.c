@@ -187,7 +187,11 @@ static void print_text(const node *n, int ranks) {
          runtime / 1000, runtime % 1000 / 10);
 
   printf("Devices this process sees\n");
-  if (n->device_status != GPUMEM_OK) printf("  none: %s\n", n->device_error);
+  if (n->device_status != GPUMEM_OK)
+    printf("  none: %s\n%s", n->device_error,
+           n->device_status == GPUMEM_ERR_NO_DEVICE
+               ? "  (run with GPUMEM_BACKEND=host to use emulated devices)\n"
+               : "");
   for (int d = 0; d < n->count; d++) {
     const gpumem_device_info *i = &n->devices[d];
     char caps[96];

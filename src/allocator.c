@@ -3,9 +3,10 @@
  * gpumem_allocator_create() finds an implementation by name and wraps it in
  * a base that every libgpumem allocator shares: statistics kept with atomics
  * (so alloc and free from many threads need no lock here; the peak is a
- * compare-and-swap maximum) and, when GPUMEM_TRACE is set, a line per alloc
- * and free. Tracing needs the id of a pointer at free time, so it keeps a
- * pointer -> id map under a mutex, only while tracing.
+ * compare-and-swap maximum) and the allocation events of trace.c (GPUMEM_TRACE
+ * lines, GPUMEM_LOG=trace lines), reported here with the caller's stream
+ * while the pool's or arena's own events are muted, so that a call is one
+ * event. With no one listening that costs one untaken branch per call.
  *
  * Adding an allocator is one gm_allocator_impl and one line in `registry`.
  */
@@ -18,7 +19,6 @@
 #include "abi.h"
 #include "allocator.h"
 #include "api.h"
-#include "hashmap.h"
 #include "trace.h"
 
 static const gm_allocator_impl *const registry[] = {
@@ -39,11 +39,9 @@ typedef struct gm_allocator_base {
   counter_stripe counters[COUNTER_STRIPES];
   const gm_allocator_impl *impl;
   void *state;
+  int device;
   _Alignas(GM_CACHE_LINE) _Atomic size_t in_use; /* exact, and so is the peak: one line, shared */
   _Atomic size_t peak_in_use;
-  bool tracing;
-  pthread_mutex_t trace_lock;
-  gm_hashmap trace_ids; /* pointer -> id + 1 */
 } gm_allocator_base;
 
 static void raise_peak(_Atomic size_t *peak, size_t value) {
@@ -53,12 +51,38 @@ static void raise_peak(_Atomic size_t *peak, size_t value) {
   }
 }
 
+/* An alloc while someone listens for allocation events (trace.h). */
+static gpumem_status traced_alloc(gm_allocator_base *b, size_t size, gpumem_stream_t stream,
+                                  void **ptr) {
+  gm_trace_mute(true);
+  gpumem_status st = b->impl->alloc(b->state, size, stream, ptr);
+  gm_trace_mute(false);
+  if (st == GPUMEM_OK) gm_trace_alloc(b->impl->name, b, *ptr, size, stream, b->device);
+  return st;
+}
+
+/* A free while someone listens: the record is taken before the memory can be
+ * reused, and put back if the free fails. */
+static gpumem_status traced_free(gm_allocator_base *b, void *ptr, size_t size,
+                                 gpumem_stream_t stream) {
+  gm_trace_entry e = gm_trace_take(ptr);
+  gm_trace_mute(true);
+  gpumem_status st = b->impl->free(b->state, ptr, size, stream);
+  gm_trace_mute(false);
+  if (st == GPUMEM_OK)
+    gm_trace_freed(b->impl->name, b, ptr, e, size, stream, b->device);
+  else
+    gm_trace_put_back(ptr, e);
+  return st;
+}
+
 static gpumem_status base_alloc(void *ctx, size_t size, gpumem_stream_t stream, void **ptr) {
   gm_allocator_base *b = ctx;
   gm_error_discard();
   gpumem_status st = ptr == NULL ? gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL")
                      : size == 0 ? gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes")
-                                 : b->impl->alloc(b->state, size, stream, ptr);
+                     : GM_TRACE_HOOKED() ? traced_alloc(b, size, stream, ptr)
+                                         : b->impl->alloc(b->state, size, stream, ptr);
   counter_stripe *c = &b->counters[gm_thread_slot() % COUNTER_STRIPES];
   if (st != GPUMEM_OK) {
     atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
@@ -67,13 +91,6 @@ static gpumem_status base_alloc(void *ctx, size_t size, gpumem_stream_t stream, 
   atomic_fetch_add_explicit(&c->allocs, 1, memory_order_relaxed);
   raise_peak(&b->peak_in_use,
              atomic_fetch_add_explicit(&b->in_use, size, memory_order_relaxed) + size);
-  if (b->tracing) {
-    uint64_t id = gm_trace_next_id();
-    pthread_mutex_lock(&b->trace_lock);
-    gm_hashmap_put(&b->trace_ids, (uint64_t)(uintptr_t)*ptr, id + 1);
-    pthread_mutex_unlock(&b->trace_lock);
-    gm_trace_record('a', id, size, stream);
-  }
   return GPUMEM_OK;
 }
 
@@ -82,19 +99,12 @@ static gpumem_status base_free(void *ctx, void *ptr, size_t size, gpumem_stream_
   gm_error_discard();
   if (ptr == NULL)
     return gm_api_return(b->impl->name, gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL"));
-  gpumem_status st = b->impl->free(b->state, ptr, size, stream);
+  gpumem_status st = GM_TRACE_HOOKED() ? traced_free(b, ptr, size, stream)
+                                       : b->impl->free(b->state, ptr, size, stream);
   if (st != GPUMEM_OK) return gm_api_return(b->impl->name, st);
   atomic_fetch_add_explicit(&b->counters[gm_thread_slot() % COUNTER_STRIPES].frees, 1,
                             memory_order_relaxed);
   atomic_fetch_sub_explicit(&b->in_use, size, memory_order_relaxed);
-  if (b->tracing) {
-    uint64_t id = 0;
-    pthread_mutex_lock(&b->trace_lock);
-    bool known = gm_hashmap_get(&b->trace_ids, (uint64_t)(uintptr_t)ptr, &id);
-    gm_hashmap_remove(&b->trace_ids, (uint64_t)(uintptr_t)ptr);
-    pthread_mutex_unlock(&b->trace_lock);
-    if (known) gm_trace_record('f', id - 1, size, stream);
-  }
   return GPUMEM_OK;
 }
 
@@ -133,8 +143,6 @@ static gpumem_status base_trim(void *ctx) {
 static void base_destroy(void *ctx) {
   gm_allocator_base *b = ctx;
   b->impl->destroy(b->state);
-  gm_hashmap_free(&b->trace_ids);
-  pthread_mutex_destroy(&b->trace_lock);
   free(b);
 }
 
@@ -175,9 +183,7 @@ gpumem_status gm_allocator_make(const gm_allocator_impl *impl, void *state, int 
   if (b == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an allocator");
   b->impl = impl;
   b->state = state;
-  b->trace_ids = (gm_hashmap)GM_HASHMAP_INIT;
-  pthread_mutex_init(&b->trace_lock, NULL);
-  b->tracing = gm_trace_enabled();
+  b->device = device;
   gpumem_allocator a = {.struct_size = sizeof a,
                         .name = impl->name,
                         .device = device,

@@ -75,6 +75,7 @@
 #include "shareable.h"
 #include "spinlock.h"
 #include "tlsf.h"
+#include "trace.h"
 
 #define ARENA_MAGIC   0x67617265u /* "gare" */
 #define DEFAULT_CHUNK ((size_t)8 << 20)
@@ -376,6 +377,8 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
       a->member_mapped[i] += want / a->nmembers;
   }
   a->top += want;
+  GM_TRACE_MAPPING("arena", a, true, (void *)(a->base + a->top - want), want, a->top,
+                   s->member >= 0 ? a->members[s->member] : -1);
 fail:
   pthread_mutex_unlock(&a->grow_lock);
   return st;
@@ -535,6 +538,7 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
   if (b != NULL) {
     gm_error_discard(); /* a growth that failed before a neighbour shard served the request */
     *ptr = (void *)(a->base + b->offset);
+    GM_TRACE_ALLOC("arena", a, *ptr, size, GM_TRACE_NO_STREAM, local ? device : -1);
     return GPUMEM_OK;
   }
   atomic_fetch_add_explicit(&a->failed, 1, memory_order_relaxed);
@@ -576,6 +580,7 @@ gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr) {
   shard_lock(s);
   if (gm_tlsf_free_at(&s->heap, off)) {
     s->frees++;
+    GM_TRACE_FREE("arena", a, ptr, GM_TRACE_NO_STREAM, s->member >= 0 ? a->members[s->member] : -1);
     shard_unlock(s);
     return GPUMEM_OK;
   }

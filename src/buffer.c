@@ -55,6 +55,7 @@
 #include "log.h"
 #include "shareable.h"
 #include "options.h"
+#include "trace.h"
 
 #define BUFFER_MAGIC          0x67627566u /* "gbuf" */
 #define DEFAULT_GROWTH_FACTOR 2.0
@@ -231,6 +232,7 @@ static gpumem_status grow_to(gpumem_buffer_t *b, size_t new_capacity) {
   atomic_store(&b->capacity, new_capacity);
   if (new_capacity > b->peak_capacity) b->peak_capacity = new_capacity;
   b->growths++;
+  GM_TRACE_MAPPING("buffer", b, true, (void *)at, bytes, new_capacity, b->device);
   return GPUMEM_OK;
 fail : {
   char detail[GM_ERROR_DETAIL_MAX];
@@ -273,6 +275,7 @@ gpumem_status gm_buffer_resize(gpumem_buffer_t *b, size_t new_size) {
   if (st != GPUMEM_OK) return st;
   pthread_mutex_lock(&b->lock);
   if (new_size > atomic_load(&b->capacity)) st = grow_to(b, target_capacity(b, new_size));
+  if (st == GPUMEM_OK) GM_TRACE_RESIZE("buffer", b, (void *)b->base, b->size, new_size, b->device);
   if (st == GPUMEM_OK) atomic_store(&b->size, new_size);
   if (st == GPUMEM_OK && new_size > b->peak_size) b->peak_size = new_size;
   if (st != GPUMEM_OK) b->failed++;
@@ -312,6 +315,8 @@ static gpumem_status release_from(gpumem_buffer_t *b, size_t keep) {
     if (st != GPUMEM_OK) return st;
     b->nsegs--;
     atomic_store(&b->capacity, s->offset);
+    GM_TRACE_MAPPING("buffer", b, false, (void *)(b->base + s->offset), s->size, s->offset,
+                     b->device);
     st = gm_be_phys_release(s->handle);
     if (st != GPUMEM_OK) return st; /* unmapped: the memory goes when the handle does */
   }
@@ -363,6 +368,7 @@ gpumem_status gm_buffer_destroy(gpumem_buffer_t *b) {
   if (st == GPUMEM_OK) st = gm_be_va_free(b->base, b->max_size);
   pthread_mutex_unlock(&b->lock);
   if (st != GPUMEM_OK) return st; /* still a valid (smaller) buffer: destroy may be retried */
+  GM_TRACE_RESIZE("buffer", b, (void *)b->base, b->size, 0, b->device);
   b->magic = 0;
   pthread_mutex_destroy(&b->lock);
   free(b->segs);

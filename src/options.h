@@ -23,7 +23,8 @@ typedef enum gm_option_type {
 /* X(id, type, default, min, max, words, help) */
 #define GM_OPTION_TABLE(X)                                                                         \
   X(LOG, GM_OPT_WORD, "warn", 0, 0, "off|error|warn|info|debug|trace", "log level")                \
-  X(LOG_FILE, GM_OPT_STRING, "", 0, 0, NULL, "append log lines to this file instead of stderr")    \
+  X(LOG_FILE, GM_OPT_STRING, "", 0, 0, NULL,                                                       \
+    "append log lines to this file instead of stderr (%h: host name, %p: pid)")                    \
   X(BACKEND, GM_OPT_WORD, "cuda", 0, 0, "cuda|host",                                               \
     "cuda: the GPU (default); host: emulated devices on POSIX memory, for CPU-only machines")      \
   X(HOST_DEVICES, GM_OPT_INT, "2", 1, 64, NULL, "number of devices the host backend emulates")     \
@@ -50,7 +51,8 @@ typedef enum gm_option_type {
     "emulated devices the process sees: cuda applies CUDA_VISIBLE_DEVICES as the driver does; "    \
     "all ignores it (runs that hide a real GPU with CUDA_VISIBLE_DEVICES= yet emulate devices)")   \
   X(TRACE, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
-    "append every alloc and free of libgpumem's allocators to this file (op,id,size,stream)")      \
+    "append every alloc and free of libgpumem's pools, arenas, buffers and allocators to this "    \
+    "file (op,id,size,stream; %h: host name, %p: pid)")                                            \
   X(FAULT, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
     "inject failures: op:N[,op:N...] makes the Nth call of a backend operation fail")
 

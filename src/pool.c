@@ -68,6 +68,7 @@
 #include "log.h"
 #include "options.h"
 #include "pool.h"
+#include "trace.h"
 
 #define POOL_MAGIC             0x67706f6fu /* "gpoo" */
 #define SHARD_BITS             6
@@ -691,6 +692,7 @@ static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_
       /* Only this thread holds a cached block: no one else writes its state. */
       atomic_store_explicit(&blk->state, BLOCK_LIVE, memory_order_release);
       *out = blk->ptr;
+      GM_TRACE_ALLOC("pool", p, blk->ptr, size, stream, p->device);
       return GPUMEM_OK;
     }
   }
@@ -734,6 +736,7 @@ static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_
   atomic_fetch_add_explicit(&p->live_bytes, (int64_t)bytes, memory_order_relaxed);
   atomic_fetch_add_explicit(&p->allocs, 1, memory_order_relaxed);
   *out = ptr;
+  GM_TRACE_ALLOC("pool", p, ptr, size, stream, p->device);
   return GPUMEM_OK;
 }
 
@@ -776,6 +779,7 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
   if (state != BLOCK_LIVE) {
     return gm_error(GPUMEM_ERR_DOUBLE_FREE, "%p was already freed", ptr);
   }
+  GM_TRACE_FREE("pool", p, ptr, stream, p->device); /* before any other thread can reuse ptr */
   if (cache_it && (c = thread_cache(p)) != NULL) {
     pthread_mutex_lock(&c->lock);
     bool credit = take_credit(p, c, blk->size);

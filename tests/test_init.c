@@ -201,8 +201,10 @@ static void test_log_file_from_environment(void **state) {
   assert_true(fread(text, 1, sizeof text - 1, f) > 0);
   fclose(f);
   unlink(path);
-  assert_non_null(strstr(text, "gpumem: info: host backend: 2 emulated devices of 1 GiB"));
-  assert_non_null(strstr(text, "gpumem: info: libgpumem 0.1.0 initialised with the host backend"));
+  /* file lines: "gpumem: <time> <host>:<pid> info: ..." (test_log checks the stamp) */
+  assert_int_equal(strncmp(text, "gpumem: ", 8), 0);
+  assert_non_null(strstr(text, " info: host backend: 2 emulated devices of 1 GiB"));
+  assert_non_null(strstr(text, " info: libgpumem 0.1.0 initialised with the host backend"));
 }
 
 static void *count_devices(void *arg) {

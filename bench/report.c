@@ -128,12 +128,17 @@ void gb_report_begin(gb_report *r, const gb_header *h, int width, size_t total_r
   printf("method: %zu warm-up + %zu timed repetitions, median [min, max] ns per operation "
          "(pairs: per alloc+free pair), each repetition ending in a synchronize\n",
          r->o->warmup, r->o->reps);
-  bool host_rows = false;
-  for (size_t i = 0; i < r->o->nallocators; i++)
-    host_rows |= gb_host_allocator_known(r->o->allocators[i]);
-  if (host_rows && (r->o->workloads & (1u << gb_workload_find("pairs")))) {
-    printf("memory host: the malloc and mimalloc rows allocate host memory, the yardstick for the "
-           "host-side cost of a pair\n");
+  char host[64] = "";
+  size_t nhost = 0;
+  for (size_t i = 0; i < r->o->nallocators; i++) {
+    if (!gb_host_allocator_known(r->o->allocators[i])) continue;
+    size_t used = strlen(host);
+    snprintf(host + used, sizeof host - used, "%s%s", nhost++ ? " and " : "", r->o->allocators[i]);
+  }
+  if (nhost > 0 && (r->o->workloads & (1u << gb_workload_find("pairs")))) {
+    printf("memory host: the %s rows allocate host memory, the yardstick for the host-side cost "
+           "of a pair\n",
+           host);
   }
   printf("\n%-*s %-8s %-32s %9s %12s %12s %12s %12s %9s %10s %10s %6s %7s %s\n", width, "allocator",
          "workload", "params", "ops/rep", "median ns", "min ns", "max ns", "ops/s", "scaling",
@@ -286,9 +291,9 @@ int gb_report_end(gb_report *r) {
   if (!r->begun) {
     /* nothing ran: the caller has said why */
   } else if (failed == 0) {
-    gb_note(r, "%zu rows, none failed", r->count);
+    gb_note(r, "%zu row%s, none failed", r->count, r->count == 1 ? "" : "s");
   } else {
-    gb_note(r, "%zu rows, %zu failed:", r->count, failed);
+    gb_note(r, "%zu row%s, %zu failed:", r->count, r->count == 1 ? "" : "s", failed);
     for (size_t i = 0; i < r->count; i++) {
       const gb_result *row = &r->rows[i];
       if (!row_ok(row))

@@ -698,10 +698,26 @@ int gb_allocator_width(const gb_options *o) {
   return (int)width;
 }
 
+/* An allocator named on the command line that some chosen workload does
+ * not run (a host yardstick outside pairs) is said to be left out. */
+static void note_left_out(gb_bench *b, const char *name) {
+  char skipped[256] = "";
+  for (size_t w = 0; w < gb_workload_count; w++) {
+    const gb_workload *wl = &gb_workloads[w];
+    if (!selected(b, w) || (wl->flags & GB_WL_ONCE) || runs(name, wl)) continue;
+    size_t used = strlen(skipped);
+    snprintf(skipped + used, sizeof skipped - used, "%s%s", used ? ", " : "", wl->name);
+  }
+  if (skipped[0] != '\0')
+    gb_note(b->report, "%s (host memory) runs in pairs only: left out of %s", name, skipped);
+}
+
 void gb_run(gb_bench *b) {
   const gb_options *o = b->o;
   for (size_t i = 0; i < o->nallocators; i++) {
     const char *name = o->allocators[i];
+    if ((o->given & GB_BIT(GB_OPT_ALLOCATORS)) && gb_host_allocator_known(name))
+      note_left_out(b, name);
     for (size_t w = 0; w < gb_workload_count; w++) {
       const gb_workload *wl = &gb_workloads[w];
       if (!selected(b, w) || !runs(name, wl)) continue;

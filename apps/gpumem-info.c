@@ -13,15 +13,22 @@
  *
  *   gpumem-info [--json] [--ranks N] [--visible LIST]
  *
- * Uses only libgpumem's public API. Exit status: 0, 1 on a failed query or
- * bad arguments, 2 when there is no usable device (what needs no device, the
- * MIG layout and the CUDA_VISIBLE_DEVICES reading, is still printed).
+ * Uses only libgpumem's public API (and the JSON writer it shares with
+ * gpumem-bench, src/json.h). Exit status, as in gpumem-bench: 0, 1 on a
+ * failed query, 2 on bad arguments or when there is no usable device (what
+ * needs no device, the MIG layout and the CUDA_VISIBLE_DEVICES reading, is
+ * still printed).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <gpumem/gpumem.h>
+
+#include "json.h" /* the JSON writer shared with gpumem-bench (not library API) */
+
+/* Exit status for bad arguments: 2, as in gpumem-bench. */
+#define EXIT_BAD_ARGUMENTS 2
 
 typedef struct args {
   bool json;
@@ -35,7 +42,8 @@ static void usage(FILE *f) {
              "  --ranks N       show the device for node-local ranks 0..N-1 (default: one per "
              "device)\n"
              "  --visible LIST  read LIST as CUDA_VISIBLE_DEVICES instead of the environment's\n"
-             "Backend and logging come from GPUMEM_BACKEND, GPUMEM_LOG, ... (see README).\n");
+             "Backend and logging come from GPUMEM_BACKEND, GPUMEM_LOG, ... (see README).\n"
+             "Exit status: 0; 1 a query failed; 2 bad arguments or no usable device.\n");
 }
 
 static bool parse_args(int argc, char **argv, args *a) {
@@ -73,23 +81,12 @@ static void caps_text(const gpumem_device_info *d, char *buf, size_t len) {
   if (n > 0) buf[n - 1] = '\0';
 }
 
-/* A JSON string (quotes and escapes). */
-static void jstr(const char *s) {
-  putchar('"');
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      printf("\\%c", c);
-    else if (c < 0x20)
-      printf("\\u%04x", c);
-    else
-      putchar(c);
-  }
-  putchar('"');
-}
-
-static void jtri(gpumem_tristate t) {
-  printf("%s", t == GPUMEM_YES ? "true" : t == GPUMEM_NO ? "false" : "null");
+/* A tristate as JSON: true, false or null (unknown). */
+static void jtri(gm_json *j, const char *key, gpumem_tristate t) {
+  if (t == GPUMEM_YES || t == GPUMEM_NO)
+    gm_json_bool(j, key, t == GPUMEM_YES);
+  else
+    gm_json_null(j, key);
 }
 
 static const char *order_name(gpumem_index_order o) {
@@ -292,142 +289,151 @@ static void print_text(const node *n, int ranks) {
   }
 }
 
-static void print_json(const node *n, int ranks) {
+/* The same as print_text, as one JSON object (through the JSON writer that
+ * gpumem-bench uses too). False if it could not be written whole. */
+static bool print_json(const node *n, int ranks) {
   int driver = 0, runtime = 0;
   gpumem_cuda_versions(&driver, &runtime);
-  printf("{\"library\":");
-  jstr(gpumem_version_string());
-  printf(",\"backend\":");
-  jstr(gpumem_backend_name());
-  printf(",\"cuda_driver\":%d,\"cuda_runtime\":%d,\"device_error\":", driver, runtime);
-  if (n->device_status != GPUMEM_OK)
-    jstr(n->device_error);
-  else
-    printf("null");
-  printf(",\"devices\":[");
+  gm_json j;
+  gm_json_start(&j, stdout);
+  gm_json_object(&j, NULL);
+  gm_json_string(&j, "library", gpumem_version_string());
+  gm_json_string(&j, "backend", gpumem_backend_name());
+  gm_json_int(&j, "cuda_driver", driver);
+  gm_json_int(&j, "cuda_runtime", runtime);
+  gm_json_string(&j, "device_error", n->device_status != GPUMEM_OK ? n->device_error : NULL);
+  gm_json_array(&j, "devices");
   for (int d = 0; d < n->count; d++) {
     const gpumem_device_info *i = &n->devices[d];
-    char caps[96];
+    char caps[96], cc[16];
     caps_text(i, caps, sizeof caps);
-    printf("%s{\"ordinal\":%d,\"name\":", d ? "," : "", d);
-    jstr(i->name);
-    printf(",\"uuid\":");
-    jstr(i->uuid);
-    printf(",\"cc\":\"%d.%d\",\"sm_count\":%d,\"memory_total\":%zu,\"memory_free\":%zu,"
-           "\"granularity_min\":%zu,\"granularity_recommended\":%zu,\"capabilities\":",
-           i->cc_major, i->cc_minor, i->sm_count, i->memory_total, i->memory_free,
-           i->granularity_min, i->granularity_recommended);
-    jstr(caps);
-    printf(",\"mig\":");
-    jtri(i->mig);
-    printf(",\"parent_mig_mode\":");
-    jtri(i->parent_mig_mode);
-    printf(",\"parent_uuid\":");
-    jstr(i->parent_uuid);
-    printf(",\"gpu_instance_id\":%d,\"compute_instance_id\":%d,\"gpu_instance_slices\":%d,"
-           "\"compute_instance_slices\":%d,\"mig_note\":",
-           i->gpu_instance_id, i->compute_instance_id, i->gpu_instance_slices,
-           i->compute_instance_slices);
-    jstr(i->mig_note);
-    printf("}");
+    snprintf(cc, sizeof cc, "%d.%d", i->cc_major, i->cc_minor);
+    gm_json_object(&j, NULL);
+    gm_json_int(&j, "ordinal", d);
+    gm_json_string(&j, "name", i->name);
+    gm_json_string(&j, "uuid", i->uuid);
+    gm_json_string(&j, "cc", cc);
+    gm_json_int(&j, "sm_count", i->sm_count);
+    gm_json_uint(&j, "memory_total", i->memory_total);
+    gm_json_uint(&j, "memory_free", i->memory_free);
+    gm_json_uint(&j, "granularity_min", i->granularity_min);
+    gm_json_uint(&j, "granularity_recommended", i->granularity_recommended);
+    gm_json_string(&j, "capabilities", caps);
+    jtri(&j, "mig", i->mig);
+    jtri(&j, "parent_mig_mode", i->parent_mig_mode);
+    gm_json_string(&j, "parent_uuid", i->parent_uuid);
+    gm_json_int(&j, "gpu_instance_id", i->gpu_instance_id);
+    gm_json_int(&j, "compute_instance_id", i->compute_instance_id);
+    gm_json_int(&j, "gpu_instance_slices", i->gpu_instance_slices);
+    gm_json_int(&j, "compute_instance_slices", i->compute_instance_slices);
+    gm_json_string(&j, "mig_note", i->mig_note);
+    gm_json_end(&j);
   }
-  printf("],\"mig_layout\":");
+  gm_json_end(&j);
   if (n->layout_status != GPUMEM_OK) {
-    printf("null,\"mig_layout_error\":");
-    jstr(n->layout_error);
+    gm_json_null(&j, "mig_layout");
+    gm_json_string(&j, "mig_layout_error", n->layout_error);
   } else {
-    printf("[");
+    gm_json_array(&j, "mig_layout");
     for (size_t g = 0; g < n->ngpus; g++) {
       const gpumem_mig_gpu *gpu = &n->gpus[g];
-      printf("%s{\"nvml_index\":%d,\"uuid\":", g ? "," : "", gpu->nvml_index);
-      jstr(gpu->uuid);
-      printf(",\"name\":");
-      jstr(gpu->name);
-      printf(",\"mig_mode\":");
-      jtri(gpu->mig_mode);
-      printf(",\"slices\":[");
+      gm_json_object(&j, NULL);
+      gm_json_int(&j, "nvml_index", gpu->nvml_index);
+      gm_json_string(&j, "uuid", gpu->uuid);
+      gm_json_string(&j, "name", gpu->name);
+      jtri(&j, "mig_mode", gpu->mig_mode);
+      gm_json_array(&j, "slices");
       for (size_t s = 0; s < gpu->slice_count; s++) {
         const gpumem_mig_slice *sl = &gpu->slices[s];
-        printf("%s{\"uuid\":", s ? "," : "");
-        jstr(sl->uuid);
-        printf(",\"profile\":");
-        jstr(sl->profile);
-        printf(",\"gpu_instance_id\":%d,\"compute_instance_id\":%d,\"gpu_instance_slices\":%d,"
-               "\"compute_instance_slices\":%d,\"sm_count\":%d,\"memory_bytes\":%zu}",
-               sl->gpu_instance_id, sl->compute_instance_id, sl->gpu_instance_slices,
-               sl->compute_instance_slices, sl->sm_count, sl->memory_bytes);
+        gm_json_object(&j, NULL);
+        gm_json_string(&j, "uuid", sl->uuid);
+        gm_json_string(&j, "profile", sl->profile);
+        gm_json_int(&j, "gpu_instance_id", sl->gpu_instance_id);
+        gm_json_int(&j, "compute_instance_id", sl->compute_instance_id);
+        gm_json_int(&j, "gpu_instance_slices", sl->gpu_instance_slices);
+        gm_json_int(&j, "compute_instance_slices", sl->compute_instance_slices);
+        gm_json_int(&j, "sm_count", sl->sm_count);
+        gm_json_uint(&j, "memory_bytes", sl->memory_bytes);
+        gm_json_end(&j);
       }
-      printf("]}");
+      gm_json_end(&j);
+      gm_json_end(&j);
     }
-    printf("]");
+    gm_json_end(&j);
   }
   const gpumem_visible_devices *v = &n->visible;
-  printf(",\"cuda_visible_devices\":{\"set\":%s,\"checked\":%s,\"entries\":[",
-         v->set ? "true" : "false", v->resolved ? "true" : "false");
+  gm_json_object(&j, "cuda_visible_devices");
+  gm_json_bool(&j, "set", v->set);
+  gm_json_bool(&j, "checked", v->resolved);
+  gm_json_array(&j, "entries");
   for (size_t e = 0; e < v->count; e++) {
-    printf("%s{\"text\":", e ? "," : "");
-    jstr(v->entries[e].text);
-    printf(",\"device\":");
-    jstr(v->entries[e].resolved);
-    printf("}");
+    gm_json_object(&j, NULL);
+    gm_json_string(&j, "text", v->entries[e].text);
+    gm_json_string(&j, "device", v->entries[e].resolved);
+    gm_json_end(&j);
   }
-  printf("],\"stopped\":");
+  gm_json_end(&j);
   if (v->stopped) {
-    printf("{\"position\":%zu,\"text\":", v->stopped_at);
-    jstr(v->stopped_text);
-    printf(",\"why\":");
-    jstr(v->why);
-    printf(",\"hides_all\":%s}", v->hides_all ? "true" : "false");
+    gm_json_object(&j, "stopped");
+    gm_json_uint(&j, "position", v->stopped_at);
+    gm_json_string(&j, "text", v->stopped_text);
+    gm_json_string(&j, "why", v->why);
+    gm_json_bool(&j, "hides_all", v->hides_all);
+    gm_json_end(&j);
   } else {
-    printf("null");
+    gm_json_null(&j, "stopped");
   }
-  printf(",\"index_order\":");
-  jstr(order_name(v->index_order));
-  printf(",\"visible\":");
+  gm_json_string(&j, "index_order", order_name(v->index_order));
   if (v->set && v->resolved) {
-    printf("[");
-    for (size_t d = 0; d < v->device_count; d++) {
-      printf("%s", d ? "," : "");
-      jstr(v->devices[d]);
-    }
-    printf("]");
+    gm_json_array(&j, "visible");
+    for (size_t d = 0; d < v->device_count; d++)
+      gm_json_string(&j, NULL, v->devices[d]);
+    gm_json_end(&j);
   } else {
-    printf("null");
+    gm_json_null(&j, "visible");
   }
-  printf("},\"peers\":[");
+  gm_json_end(&j);
+  gm_json_array(&j, "peers");
   for (int r = 0; r < n->count; r++) {
-    printf("%s[", r ? "," : "");
+    gm_json_array(&j, NULL);
     for (int c = 0; c < n->count; c++) {
       gpumem_peer_info p;
       bool ok = gpumem_device_peer_info(r, c, &p) == GPUMEM_OK;
-      printf("%s{\"can_map\":%s,\"why\":", c ? "," : "", ok && p.can_map ? "true" : "false");
-      jstr(ok ? p.why : gpumem_last_error());
-      printf("}");
+      gm_json_object(&j, NULL);
+      gm_json_bool(&j, "can_map", ok && p.can_map);
+      gm_json_string(&j, "why", ok ? p.why : gpumem_last_error());
+      gm_json_end(&j);
     }
-    printf("]");
+    gm_json_end(&j);
   }
-  printf("],\"placement\":[");
+  gm_json_end(&j);
+  gm_json_array(&j, "placement");
   for (int r = 0; n->count > 0 && r < ranks; r++) {
     gpumem_select_criteria c = GPUMEM_SELECT_CRITERIA_INIT;
     c.local_rank = r;
     gpumem_selection s;
     bool ok = gpumem_device_select(&c, &s) == GPUMEM_OK;
-    printf("%s{\"rank\":%d,\"device\":%d,\"reason\":", r ? "," : "", r, ok ? s.ordinal : -1);
-    jstr(ok ? s.reason : gpumem_last_error());
-    printf("}");
+    gm_json_object(&j, NULL);
+    gm_json_int(&j, "rank", r);
+    gm_json_int(&j, "device", ok ? s.ordinal : -1);
+    gm_json_string(&j, "reason", ok ? s.reason : gpumem_last_error());
+    gm_json_end(&j);
   }
-  printf("]}\n");
+  gm_json_end(&j);
+  gm_json_end(&j);
+  return gm_json_finish(&j);
 }
 
 int main(int argc, char **argv) {
   args a;
-  if (!parse_args(argc, argv, &a)) return 1;
+  if (!parse_args(argc, argv, &a)) return EXIT_BAD_ARGUMENTS;
   static node n;
   if (!gather(&n, &a)) return 1;
   int ranks = a.ranks >= 0 ? a.ranks : n.count;
-  if (a.json)
-    print_json(&n, ranks);
-  else
-    print_text(&n, ranks);
+  if (a.json && !print_json(&n, ranks)) {
+    fprintf(stderr, "gpumem-info: the JSON output could not be written whole\n");
+    return 1;
+  }
+  if (!a.json) print_text(&n, ranks);
   return n.device_status == GPUMEM_ERR_NO_DEVICE ? 2 : n.device_status == GPUMEM_OK ? 0 : 1;
 }

@@ -1,5 +1,8 @@
-/* bench.h: the parts of gpumem-bench that tests reach: operation plans and
- * their generators, the trace reader, statistics, and the runner. */
+/* bench.h: the core of gpumem-bench: operation plans and their generators,
+ * the trace reader, statistics, the runner and the grow workload's growers.
+ * The program around it (command line, workload table, report) is in
+ * harness.h. Everything here uses only the public API, but for
+ * gb_driver_calls (driver_calls.c). */
 #ifndef GPUMEM_BENCH_H
 #define GPUMEM_BENCH_H
 
@@ -61,9 +64,11 @@ typedef struct gb_random_config {
 
 bool gb_plan_random(gb_plan *plan, const gb_random_config *config);
 
-/* Read a trace ("op,id,size,stream" lines after a header; .gz read through
- * gzip) into a plan. On failure returns false and writes the reason, with
- * the line number and text for a malformed line, into `why`. */
+/* Read a trace ("op,id,size,stream" lines after a header; plain or gzip,
+ * read with zlib; a name ending in .gz must be gzip) into a plan. On failure
+ * returns false and writes the reason into `why`, naming the file: with the
+ * line number and text for a malformed line, "truncated" or "corrupt" for
+ * damaged gzip data. */
 bool gb_plan_read_trace(gb_plan *plan, const char *path, char *why, size_t why_len);
 /* The same from text already in memory (`name` is used in messages). */
 bool gb_plan_parse_trace(gb_plan *plan, FILE *in, const char *name, char *why, size_t why_len);
@@ -107,6 +112,12 @@ typedef enum gb_grower {
 } gb_grower;
 
 const char *gb_grower_name(gb_grower g);
+/* One line saying what the grower does (for --help and --list). */
+const char *gb_grower_description(gb_grower g);
+
+/* The driver calls made so far through the backend seam: VMM steps and plain
+ * allocations (driver_calls.c, the bench's one use of an internal header). */
+uint64_t gb_driver_calls(void);
 
 /* Grow an array from 0 to `target` bytes in `step` increments. Returns the
  * elapsed ns (negative after writing `err`), the driver calls made, and the

@@ -31,8 +31,8 @@ static void test_wrapped_pool_keeps_its_configuration(void **state) {
   assert_gpumem_ok(gpumem_pool_get_stats(pool, &ps)); /* still alive: the caller's */
   assert_gpumem_ok(gpumem_pool_destroy(pool));
   gpumem_allocator bad = GPUMEM_ALLOCATOR_INIT;
-  int local = 0;
-  assert_gpumem_status(gpumem_allocator_from_pool((gpumem_pool_t *)(void *)&local, &bad),
+  static _Alignas(64) char not_a_pool[4096]; /* zeroes: no pool's magic */
+  assert_gpumem_status(gpumem_allocator_from_pool((gpumem_pool_t *)(void *)not_a_pool, &bad),
                        GPUMEM_ERR_INVALID_ARGUMENT);
 }
 

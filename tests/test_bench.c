@@ -1,15 +1,25 @@
 /* test_bench.c: gpumem-bench's parts that figures depend on: the workload
  * plans (seeded determinism, every alloc freed, the cap honoured, sizes in
- * range), the trace reader (good and malformed lines, .gz, the real trace in
- * ../shared), the statistics, running a plan through an allocator, and trace
- * recording: a run recorded with GPUMEM_TRACE replays with the same
- * live-bytes curve. */
+ * range), the trace reader (good and malformed lines, .gz, truncated and
+ * corrupt .gz, the real trace in ../shared), the statistics, running a plan
+ * through an allocator, trace recording (a run recorded with GPUMEM_TRACE
+ * replays with the same live-bytes curve), and the program around them: the
+ * command line, the workload table, the host yardsticks, the report (rows
+ * written as they finish, output paths checked first) and the JSON writer
+ * it shares with gpumem-info. The program end to end is tested by the
+ * bench.* ctests (bench/CMakeLists.txt). */
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "bench.h"
+#include "harness.h"
 #include "helpers.h"
+#include "json.h"
 
 #ifndef GPUMEM_TEST_DATA
 #error "GPUMEM_TEST_DATA must name tests/data"
@@ -347,6 +357,460 @@ static void test_allocator_registry(void **state) {
   gpumem_allocator_destroy(NULL);
 }
 
+/* ---- gzip traces through zlib ---- */
+
+/* Write `text` gzip-compressed to `path`; returns the file's size. */
+static long write_gz(const char *path, const char *text) {
+  gzFile f = gzopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(gzwrite(f, text, (unsigned)strlen(text)), (int)strlen(text));
+  assert_int_equal(gzclose(f), Z_OK);
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  return (long)st.st_size;
+}
+
+static void flip_byte(const char *path, long at) {
+  FILE *f = fopen(path, "r+b");
+  assert_non_null(f);
+  assert_int_equal(fseek(f, at, SEEK_SET), 0);
+  int c = fgetc(f);
+  assert_true(c != EOF);
+  assert_int_equal(fseek(f, at, SEEK_SET), 0);
+  fputc(c ^ 0x5a, f);
+  assert_int_equal(fclose(f), 0);
+}
+
+static void expect_trace_error(const char *path, const char *message) {
+  gb_plan p = {0};
+  char why[512] = "";
+  bool ok = gb_plan_read_trace(&p, path, why, sizeof why);
+  gb_plan_free(&p);
+  if (ok) fail_msg("%s: read, should fail with '%s'", path, message);
+  if (strstr(why, path) == NULL || strstr(why, message) == NULL)
+    fail_msg("%s: should say '%s' and name the file, says '%s'", path, message, why);
+}
+
+static void test_trace_gz_truncated_and_corrupt(void **state) {
+  (void)state;
+  enum { PAIRS = 3000 };
+  size_t cap = 64 * 2 * PAIRS + 32, used = 0;
+  char *text = malloc(cap);
+  assert_non_null(text);
+  used += (size_t)snprintf(text, cap, "op,id,size,stream\n");
+  for (int i = 0; i < PAIRS; i++) /* varied sizes: the deflate stream has real content */
+    used += (size_t)snprintf(text + used, cap - used, "a,%d,%d,0\nf,%d,%d,0\n", i,
+                             (i * 7919) % 100000 + 1, i, (i * 7919) % 100000 + 1);
+  char gz[] = "/tmp/gpumem-trace-XXXXXX.csv.gz";
+  int fd = mkstemps(gz, 7);
+  assert_true(fd >= 0);
+  close(fd);
+  long size = write_gz(gz, text);
+  gb_plan p = {0};
+  char why[512] = "";
+  assert_true(gb_plan_read_trace(&p, gz, why, sizeof why));
+  assert_int_equal(p.count, 2 * PAIRS);
+  gb_plan_free(&p);
+  /* Cut in the middle of the deflate data, then just before the trailer:
+   * zlib finds the end missing (gzip -dc's subprocess said only "failed"). */
+  assert_int_equal(truncate(gz, size / 2), 0);
+  expect_trace_error(gz, "the gzip file is truncated (zlib: unexpected end of file)");
+  write_gz(gz, text);
+  assert_int_equal(truncate(gz, size - 4), 0);
+  expect_trace_error(gz, "the gzip file is truncated");
+  /* The CRC in the trailer damaged: every line parses, the check fails. */
+  write_gz(gz, text);
+  flip_byte(gz, size - 8);
+  expect_trace_error(gz, "the gzip data is corrupt (zlib: incorrect data check)");
+  /* A byte in the middle of the compressed data: whatever text it inflates
+   * to, zlib's verdict is what is reported. */
+  write_gz(gz, text);
+  flip_byte(gz, size / 2);
+  expect_trace_error(gz, "the gzip data is corrupt");
+  /* Plain text under a .gz name. */
+  FILE *f = fopen(gz, "w");
+  assert_non_null(f);
+  fputs("op,id,size,stream\na,1,10,0\n", f);
+  fclose(f);
+  expect_trace_error(gz, "not gzip data, though the name ends in .gz");
+  /* A .csv name holding gzip data is read (zlib reads either). */
+  char csv[] = "/tmp/gpumem-trace-XXXXXX.csv";
+  fd = mkstemps(csv, 4);
+  assert_true(fd >= 0);
+  close(fd);
+  write_gz(csv, text);
+  assert_true(gb_plan_read_trace(&p, csv, why, sizeof why));
+  assert_int_equal(p.count, 2 * PAIRS);
+  gb_plan_free(&p);
+  unlink(csv);
+  unlink(gz);
+  free(text);
+}
+
+/* ---- the JSON writer shared with gpumem-info ---- */
+
+static void test_json_writer(void **state) {
+  (void)state;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  gm_json j;
+  gm_json_start(&j, f);
+  gm_json_object(&j, NULL);
+  gm_json_string(&j, "s", "q\"b\\s\nt\tc\x01 \xc3\xa9");
+  gm_json_array(&j, "a");
+  gm_json_int(&j, NULL, -3);
+  gm_json_uint(&j, NULL, 18446744073709551615ULL);
+  gm_json_number(&j, NULL, 1.25, 2);
+  gm_json_number(&j, NULL, NAN, 1);
+  gm_json_number(&j, NULL, INFINITY, 1);
+  gm_json_bool(&j, NULL, true);
+  gm_json_null(&j, NULL);
+  gm_json_string(&j, NULL, NULL);
+  gm_json_end(&j);
+  gm_json_object(&j, "empty");
+  gm_json_end(&j);
+  gm_json_end(&j);
+  assert_true(gm_json_finish(&j));
+  fclose(f);
+  assert_string_equal(buf, "{\"s\":\"q\\\"b\\\\s\\nt\\tc\\u0001 \xc3\xa9\",\"a\":[-3,"
+                           "18446744073709551615,1.25,null,null,true,null,null],\"empty\":{}}\n");
+  free(buf);
+  /* Misuse is caught, not written: a key in an array, no key in an object,
+   * a container left open, two values at the top, too deep a nesting. */
+  for (int k = 0; k < 5; k++) {
+    f = open_memstream(&buf, &len);
+    gm_json_start(&j, f);
+    if (k == 0) {
+      gm_json_array(&j, NULL);
+      gm_json_int(&j, "key", 1);
+      gm_json_end(&j);
+    } else if (k == 1) {
+      gm_json_object(&j, NULL);
+      gm_json_int(&j, NULL, 1);
+      gm_json_end(&j);
+    } else if (k == 2) {
+      gm_json_object(&j, NULL);
+    } else if (k == 3) {
+      gm_json_int(&j, NULL, 1);
+      gm_json_int(&j, NULL, 2);
+    } else {
+      for (int d = 0; d <= GM_JSON_MAX_DEPTH; d++)
+        gm_json_array(&j, NULL);
+    }
+    assert_false(gm_json_finish(&j));
+    fclose(f);
+    free(buf);
+  }
+}
+
+/* ---- the command line ---- */
+
+/* Parse a command line given as NULL-terminated arguments. */
+static gb_parse_result parse(gb_options *o, ...) {
+  char *argv[32] = {"gpumem-bench"};
+  int argc = 1;
+  va_list ap;
+  va_start(ap, o);
+  for (char *a; argc < 31 && (a = va_arg(ap, char *)) != NULL;)
+    argv[argc++] = a;
+  va_end(ap);
+  return gb_parse_args(argc, argv, o);
+}
+
+static uint32_t workload_bits(const char *names) {
+  char buf[128];
+  snprintf(buf, sizeof buf, "%s", names);
+  uint32_t bits = 0;
+  char *save = NULL;
+  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    int w = gb_workload_find(t);
+    assert_true(w >= 0);
+    bits |= 1u << w;
+  }
+  return bits;
+}
+
+static bool has_allocator(const gb_options *o, const char *name) {
+  for (size_t i = 0; i < o->nallocators; i++)
+    if (strcmp(o->allocators[i], name) == 0) return true;
+  return false;
+}
+
+static void test_command_line(void **state) {
+  (void)state;
+  static gb_options o;
+  assert_int_equal(parse(&o, NULL), GB_PARSE_RUN);
+  assert_int_equal(o.reps, 5);
+  assert_int_equal(o.nsizes, 7);
+  assert_int_equal(o.sizes[6], (size_t)1 << 30);
+  assert_int_equal(o.workloads, workload_bits("pairs,random,threads,streams,first,grow"));
+  /* Every registered allocator and the malloc yardstick run by default. */
+  assert_true(has_allocator(&o, "cuda-malloc") && has_allocator(&o, "gpumem-arena"));
+  assert_true(has_allocator(&o, "malloc"));
+  char why[160];
+  assert_int_equal(has_allocator(&o, "mimalloc"),
+                   gb_host_allocator_available("mimalloc", why, sizeof why));
+
+  /* Options and workloads in any order, --opt=value, --quick for the rest. */
+  assert_int_equal(parse(&o, "--reps=7", "pairs", "--sizes", "4K,1MiB", "random", "--quick",
+                         "--allocators", "gpumem-pool,malloc", NULL),
+                   GB_PARSE_RUN);
+  assert_int_equal(o.reps, 7);    /* given: --quick leaves it */
+  assert_int_equal(o.pairs, 200); /* not given: --quick's */
+  assert_int_equal(o.ops, 4000);
+  assert_int_equal(o.nthreads, 3);
+  assert_int_equal(o.nsizes, 2);
+  assert_int_equal(o.sizes[1], (size_t)1 << 20);
+  assert_int_equal(o.workloads, workload_bits("pairs,random"));
+  assert_int_equal(o.nallocators, 2);
+  assert_string_equal(o.allocators[1], "malloc");
+  assert_true(o.given & GB_BIT(GB_OPT_REPS));
+  assert_false(o.given & GB_BIT(GB_OPT_PAIRS));
+  assert_int_equal(parse(&o, "--trace", "t.csv", "pairs", NULL), GB_PARSE_RUN);
+  assert_int_equal(o.workloads, workload_bits("pairs,replay"));
+  assert_int_equal(
+      parse(&o, "--dist", "LogNormal", "--thread-workload", "random", "--p-alloc", "1", NULL),
+      GB_PARSE_RUN);
+  assert_int_equal(o.dist, GB_LOGNORMAL);
+  assert_int_equal(o.thread_workload, 1);
+
+  /* Bad arguments: GB_PARSE_BAD (main's exit status 2). */
+  const char *bad[][3] = {
+      {"--reps", "0", NULL},         {"--reps", "1001", NULL},     {"--sizes", "4K,99999999999T"},
+      {"--live", "10,-1", NULL},     {"--fast", NULL, NULL},       {"--reps", NULL, NULL},
+      {"defrag", NULL, NULL},        {"--allocators", "jemalloc"}, {"replay", NULL, NULL},
+      {"--p-alloc", "0", NULL},      {"--dist", "zipf", NULL},     {"--threads", "1,257"},
+      {"--streams", "65", NULL},     {"--batch", "1", NULL},       {"-x", NULL, NULL},
+      {"--sizes", "4K,,1M,x", NULL}, {"--device", "-1", NULL},     {"--seed", "1e3", NULL},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (parse(&o, bad[i][0], bad[i][1], NULL) != GB_PARSE_BAD)
+      fail_msg("'%s %s' should be refused", bad[i][0], bad[i][1] ? bad[i][1] : "");
+  }
+  assert_int_equal(parse(&o, "--list", NULL), GB_PARSE_DONE);
+  assert_int_equal(parse(&o, "-h", NULL), GB_PARSE_DONE);
+}
+
+static void test_parse_size(void **state) {
+  (void)state;
+  const struct {
+    const char *text;
+    size_t value;
+  } good[] = {{"4096", 4096},
+              {"64K", 64 << 10},
+              {"64k", 64 << 10},
+              {"1MiB", 1 << 20},
+              {"2g", (size_t)2 << 30},
+              {"1T", (size_t)1 << 40},
+              {"512B", 512},
+              {"0", 0},
+              {"18446744073709551615", SIZE_MAX}};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    size_t v = 1;
+    if (!gb_parse_size(good[i].text, &v) || v != good[i].value)
+      fail_msg("'%s' should be %zu", good[i].text, good[i].value);
+  }
+  const char *bad[] = {"", "K", "-1", " 4K", "4K ", "1Ki", "4X", "17179869184G", "1.5M", NULL};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    size_t v = 0;
+    if (gb_parse_size(bad[i], &v)) fail_msg("'%s' should be refused", bad[i] ? bad[i] : "NULL");
+  }
+}
+
+/* ---- the workload table ---- */
+
+static void test_workload_table(void **state) {
+  (void)state;
+  assert_int_equal(gb_workload_count, 7);
+  for (size_t w = 0; w < gb_workload_count; w++) {
+    const gb_workload *wl = &gb_workloads[w];
+    assert_int_equal(gb_workload_find(wl->name), (int)w);
+    assert_true(strlen(wl->help) > 10);
+    assert_non_null(wl->rows);
+    assert_true(wl->reads != 0 && wl->reads < GB_BIT(GB_OPT_COUNT));
+    /* A runner of its own, or a plan builder for the generic one. */
+    assert_true(wl->run != NULL || (wl->describe != NULL && wl->plan != NULL));
+    if (wl->flags & GB_WL_ONCE) assert_non_null(wl->run);
+  }
+  assert_int_equal(gb_workload_find("defrag"), -1);
+  /* Only pairs runs the host yardsticks. */
+  assert_int_equal(gb_workloads[gb_workload_find("pairs")].flags & GB_WL_HOST, GB_WL_HOST);
+  assert_int_equal(gb_workloads[gb_workload_find("threads")].flags & GB_WL_HOST, 0);
+
+  /* The rows the run will make, from the table. */
+  static gb_options o;
+  assert_int_equal(parse(&o, "--quick", "--sizes", "4K,1M", "--live", "0,10", "--threads", "1,2",
+                         "--allocators", "cuda-pool,malloc", "pairs", "threads", "first", NULL),
+                   GB_PARSE_RUN);
+  gb_bench b = {.o = &o, .cap_limit = SIZE_MAX};
+  /* pairs 4 rows x 2 allocators, threads 2 x 1 (not malloc), first 2 x 1 */
+  assert_int_equal(gb_rows_total(&b), 4 * 2 + 2 + 2);
+  assert_int_equal(gb_allocator_width(&o), (int)strlen("allocator"));
+  assert_int_equal(parse(&o, "--allocators", "gpumem-pool-nocache,malloc", "grow", NULL),
+                   GB_PARSE_RUN);
+  assert_int_equal(gb_allocator_width(&o), (int)strlen("gpumem-pool-nocache"));
+  assert_int_equal(parse(&o, "--allocators", "malloc", "pairs", "grow", NULL), GB_PARSE_RUN);
+  assert_int_equal(gb_allocator_width(&o), (int)strlen("buffer-geometric"));
+}
+
+/* --export-plans writes each planned row's plans and indexes them. */
+static void test_export_plans(void **state) {
+  (void)state;
+  char dir[] = "/tmp/gpumem-plans-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  static gb_options o;
+  assert_int_equal(parse(&o, "--quick", "--sizes", "4K", "--live", "0,10", "--threads", "2",
+                         "--pairs", "7", "pairs", "threads", "streams", "first", NULL),
+                   GB_PARSE_RUN);
+  gb_bench b = {.o = &o, .cap_limit = SIZE_MAX};
+  assert_int_equal(gb_export_plans(&b, dir), GB_EXIT_OK);
+  char path[256], line[512];
+  snprintf(path, sizeof path, "%s/plans.tsv", dir);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  const char *expect[] = {
+      "workload\tparams\tthreads\tper\ttouch\tfiles\n", "pairs\tsize=4K\t1\t7\t0\tpairs-0.csv\n",
+      "threads\tT=2 pairs size=64K\t2\t2000\t0\tthreads-0-0.csv,threads-0-1.csv\n",
+      "streams\tstreams=4 size=1M writes\t1\t1600\t1\tstreams-0.csv\n"};
+  for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, expect[i]); /* live=10 and first have no plan a peer can replay */
+  }
+  assert_null(fgets(line, sizeof line, f));
+  fclose(f);
+  gb_plan p = {0};
+  char why[256];
+  snprintf(path, sizeof path, "%s/threads-0-1.csv", dir);
+  assert_true(gb_plan_read_trace(&p, path, why, sizeof why));
+  assert_int_equal(p.count, 1000); /* --quick: 500 pairs per thread */
+  gb_plan_free(&p);
+  const char *files[] = {"plans.tsv", "pairs-0.csv", "threads-0-0.csv", "threads-0-1.csv",
+                         "streams-0.csv"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+    assert_int_equal(unlink(path), 0);
+  }
+  assert_int_equal(rmdir(dir), 0);
+}
+
+/* ---- host yardsticks ---- */
+
+static void check_host_allocator(const char *name) {
+  gpumem_allocator a;
+  char why[160] = "";
+  assert_true(gb_host_allocator_create(name, &a, why, sizeof why));
+  assert_string_equal(a.name, name);
+  void *p = NULL;
+  assert_gpumem_ok(a.alloc(a.ctx, 4096, NULL, &p));
+  memset(p, 0x5a, 4096); /* host memory: the CPU writes it */
+  gpumem_stats s;
+  assert_gpumem_ok(a.stats(a.ctx, &s));
+  assert_int_equal(s.allocs, 1);
+  assert_int_equal(s.bytes_in_use, 4096);
+  assert_gpumem_status(a.alloc(a.ctx, 0, NULL, &p), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_ok(a.free(a.ctx, p, 4096, NULL));
+  assert_gpumem_ok(a.stats(a.ctx, &s));
+  assert_int_equal(s.frees, 1);
+  assert_int_equal(s.failed_allocs, 1);
+  assert_int_equal(s.bytes_in_use, 0);
+  assert_int_equal(s.peak_bytes_in_use, 4096);
+  assert_int_equal(s.peak_bytes_reserved, 0); /* not known for host memory */
+  gpumem_allocator_destroy(&a);
+  assert_null(a.ctx);
+}
+
+static void test_host_yardsticks(void **state) {
+  (void)state;
+  gpumem_allocator_kind kinds[4];
+  assert_int_equal(gb_host_allocator_list(kinds, 4), 2);
+  assert_string_equal(kinds[0].name, "malloc");
+  assert_string_equal(kinds[1].name, "mimalloc");
+  assert_non_null(strstr(kinds[0].description, "host memory"));
+  check_host_allocator("malloc");
+  char why[160] = "";
+  if (gb_host_allocator_available("mimalloc", why, sizeof why)) {
+    check_host_allocator("mimalloc");
+  } else {
+    gpumem_allocator a;
+    assert_false(gb_host_allocator_create("mimalloc", &a, why, sizeof why));
+    assert_non_null(strstr(why, "libmimalloc.so.2 is not installed"));
+  }
+  gpumem_allocator a;
+  assert_false(gb_host_allocator_create("jemalloc", &a, why, sizeof why));
+  assert_string_equal(why, "no host allocator is called 'jemalloc'");
+  assert_false(gb_host_allocator_known("cuda-malloc"));
+}
+
+/* ---- the report ---- */
+
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  static char text[8192];
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  text[n] = '\0';
+  fclose(f);
+  return text;
+}
+
+static void test_report(void **state) {
+  (void)state;
+  static gb_options o;
+  static gb_report r;
+  char why[256];
+  /* A path that cannot be written is found before anything runs. */
+  assert_int_equal(parse(&o, "--csv", "/nonexistent-dir/x.csv", NULL), GB_PARSE_RUN);
+  assert_false(gb_report_open(&r, &o, why, sizeof why));
+  assert_string_equal(why, "cannot write /nonexistent-dir/x.csv: No such file or directory");
+  char csv[] = "/tmp/gpumem-report-XXXXXX.csv", json[] = "/tmp/gpumem-report-XXXXXX.json";
+  int fd = mkstemps(csv, 4);
+  assert_true(fd >= 0);
+  close(fd);
+  fd = mkstemps(json, 5);
+  assert_true(fd >= 0);
+  close(fd);
+  assert_int_equal(parse(&o, "--json", json, "--csv", "/", NULL), GB_PARSE_RUN);
+  assert_false(gb_report_open(&r, &o, why, sizeof why));
+  assert_string_equal(why, "cannot write /: Is a directory");
+
+  assert_int_equal(parse(&o, "--csv", csv, "--json", json, NULL), GB_PARSE_RUN);
+  assert_true(gb_report_open(&r, &o, why, sizeof why));
+  gb_header h = {.device = "dev \"0\"", .backend = "host", .date = "today"};
+  gb_report_begin(&r, &h, 12, 2);
+  gb_result row;
+  gb_result_init(&row, "malloc", "pairs");
+  snprintf(row.params, sizeof row.params, "size=4K");
+  row.host_memory = true;
+  row.ops = 10;
+  row.reps = 1;
+  row.peak_live = 4096;
+  gb_report_row(&r, &row);
+  /* The row is in the CSV before the run ends. */
+  char *text = read_file(csv);
+  assert_string_equal(
+      text, "backend,device,date,allocator,workload,params,threads,ops,reps,median_ns,"
+            "min_ns,max_ns,ops_per_s,scaling,peak_live_bytes,peak_reserved_bytes,"
+            "driver_calls,status,memory\n"
+            "host,\"dev \"\"0\"\"\",today,malloc,pairs,\"size=4K\",1,10,1,0.0,0.0,0.0,0.0,"
+            "0.000,4096,0,,\"ok\",host\n");
+  gb_result_init(&row, "cuda-pool", "replay");
+  snprintf(row.status, sizeof row.status, "operation 3 of 9: out of memory");
+  gb_report_row(&r, &row);
+  assert_int_equal(gb_report_end(&r), GB_EXIT_FAILED); /* a row failed */
+  text = read_file(csv);
+  assert_non_null(strstr(text, ",cuda-pool,replay,\"\",1,0,0,"));
+  assert_non_null(strstr(text, ",\"operation 3 of 9: out of memory\",device\n"));
+  text = read_file(json);
+  assert_non_null(strstr(text, "{\"header\":{\"library\":"));
+  assert_non_null(strstr(text, "\"device\":\"dev \\\"0\\\"\",\"backend\":\"host\""));
+  assert_non_null(strstr(text, "\"status\":\"ok\",\"memory\":\"host\"}"));
+  assert_non_null(strstr(text, "\"driver_calls\":-1,\"status\":\"operation 3 of 9: out of "
+                               "memory\",\"memory\":\"device\"}]}\n"));
+  unlink(csv);
+  unlink(json);
+}
+
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pairs_plan),
@@ -356,6 +820,14 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_trace_good),
       cmocka_unit_test(test_trace_bad_lines),
       cmocka_unit_test(test_trace_gz_and_real_trace),
+      cmocka_unit_test(test_trace_gz_truncated_and_corrupt),
+      cmocka_unit_test(test_json_writer),
+      cmocka_unit_test(test_command_line),
+      cmocka_unit_test(test_parse_size),
+      cmocka_unit_test(test_workload_table),
+      cmocka_unit_test(test_export_plans),
+      cmocka_unit_test(test_host_yardsticks),
+      cmocka_unit_test(test_report),
       cmocka_unit_test(test_allocator_registry),
       cmocka_unit_test(test_run_plan_through_an_allocator),
       cmocka_unit_test(test_recorded_trace_replays_the_same_curve),

@@ -8,7 +8,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 # command:package pairs that the build and the tests use
 GPUMEM_DEPS=(cmake:cmake cc:gcc make:make pkg-config:pkg-config readelf:binutils
-  gzip:gzip python3:python3)
+  gzip:gzip python3:python3 doxygen:doxygen)
 
 need_packages() {
   local missing=() pair cmd pkg

@@ -8,7 +8,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 # command:package pairs that the build and the tests use
 GPUMEM_DEPS=(cmake:cmake cc:gcc make:make pkg-config:pkg-config readelf:binutils
-  gzip:gzip python3:python3)
+  gzip:gzip python3:python3 doxygen:doxygen)
 # and, checked by file: libcmocka-dev (the tests), zlib1g-dev (gpumem-bench's
 # gzip traces); libmimalloc2.0 is optional (want_packages)
 

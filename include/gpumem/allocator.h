@@ -42,9 +42,13 @@ GPUMEM_EXTERN_C_BEGIN
 typedef struct gpumem_allocator {
   size_t struct_size; /**< sizeof(gpumem_allocator) as compiled: set by GPUMEM_ALLOCATOR_INIT;
                            the library fills no more than that */
-  const char *name;
-  int device;
-  void *ctx;
+  const char *name;   /**< for messages and listings: libgpumem's allocators set their
+                           gpumem_allocator_list name, or "pool", "arena" or "buffer" when made
+                           by gpumem_allocator_from_* (static text, never freed) */
+  int device;         /**< the device it allocates on (a wrapped arena: the device given,
+                           perhaps GPUMEM_ARENA_ANY_DEVICE) */
+  void *ctx;          /**< the allocator's state, passed as the first argument of every
+                           function below */
   /** Allocate `size` bytes ordered on `stream`. */
   gpumem_status (*alloc)(void *ctx, size_t size, gpumem_stream_t stream, void **ptr);
   /** Free a pointer this allocator returned, with the size it was asked for. */
@@ -71,8 +75,8 @@ typedef struct gpumem_allocator {
 
 /** A registered allocator's name and a one-line description. */
 typedef struct gpumem_allocator_kind {
-  const char *name;
-  const char *description;
+  const char *name;        /**< what gpumem_allocator_create takes, such as "cuda-async" */
+  const char *description; /**< what it is, in one line */
 } gpumem_allocator_kind;
 
 /** The allocators libgpumem provides: writes up to `max` entries and returns

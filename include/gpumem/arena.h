@@ -83,7 +83,8 @@ typedef enum gpumem_placement {
 typedef struct gpumem_arena_config {
   size_t struct_size;  /**< sizeof(gpumem_arena_config) as compiled: set by the INIT macro */
   const int *devices;  /**< member devices, no duplicates (NULL: device 0 alone) */
-  size_t device_count; /**< 1 .. GPUMEM_MAX_DEVICES */
+  size_t device_count; /**< 1 to GPUMEM_MAX_DEVICES */
+  /** LOCAL (INIT) or INTERLEAVE */
   gpumem_placement placement;
   size_t stripe_size;  /**< INTERLEAVE: bytes per device per stripe, a multiple of the
                             granularity (0: the granularity); each stripe is one
@@ -101,10 +102,12 @@ typedef struct gpumem_arena_config {
   gpumem_handle_type handle_type; /**< NONE, POSIX_FD, or FABRIC (falls back to POSIX_FD
                                        where the system refuses it) */
   unsigned shards;                /**< heaps per member (LOCAL) or in all (INTERLEAVE),
-                                       1 .. 64 (0: the CPUs online, at most 16, rounded
+                                       1 to 64 (0: the CPUs online, at most 16, rounded
                                        down to a power of two) */
 } gpumem_arena_config;
 
+/** Initialiser of a gpumem_arena_config: struct_size set, LOCAL, no shareable handles,
+ * every other field 0 (its default). */
 #define GPUMEM_ARENA_CONFIG_INIT                                                 \
   {                                                                              \
     .struct_size = sizeof(gpumem_arena_config), .placement = GPUMEM_PLACE_LOCAL, \
@@ -113,7 +116,7 @@ typedef struct gpumem_arena_config {
 
 /** One member's share of an arena. */
 typedef struct gpumem_arena_device_stats {
-  int device;
+  int device;           /**< the member's ordinal */
   size_t bytes_mapped;  /**< this device's memory mapped into the arena */
   size_t bytes_in_use;  /**< of it, inside allocated blocks */
   size_t largest_free;  /**< LOCAL: the largest free block on this device */
@@ -127,17 +130,22 @@ typedef struct gpumem_arena_device_stats {
  * peak is itself); allocs, frees, failed_allocs; largest_free, the largest
  * block one allocation could get without growing. */
 typedef struct gpumem_arena_stats {
-  gpumem_stats base;
-  gpumem_placement placement;
-  size_t max_size; /**< the virtual range */
-  size_t chunk_size, stripe_size, granularity;
-  size_t bytes_free; /**< mapped and not in use */
-  size_t blocks_in_use, free_blocks;
-  double fragmentation; /**< 1 - largest_free / bytes_free (0 when nothing is free) */
-  uint64_t growths;     /**< growths that mapped memory */
-  unsigned shards;
-  size_t device_count;
-  gpumem_arena_device_stats devices[GPUMEM_MAX_DEVICES];
+  gpumem_stats base;          /**< the figures every allocator reports (see above) */
+  gpumem_placement placement; /**< as configured */
+  size_t max_size;            /**< the virtual range, in bytes */
+  /** @var gpumem_arena_stats::stripe_size
+   * INTERLEAVE: bytes per member per stripe; 0 for LOCAL */
+  /** bytes mapped by one growth at least (the configured chunk_size or its default) */
+  size_t chunk_size, stripe_size, granularity; /**< the members' largest minimum granularity */
+  size_t bytes_free;                           /**< mapped and not in use */
+  /** allocated blocks */
+  size_t blocks_in_use, free_blocks; /**< free blocks (each one coalesced range) */
+  double fragmentation;              /**< 1 - largest_free / bytes_free (0 when nothing is free) */
+  uint64_t growths;                  /**< growths that mapped memory */
+  unsigned shards;                   /**< heaps per member (LOCAL) or in all (INTERLEAVE) */
+  size_t device_count; /**< members: the first device_count entries of `devices` are filled */
+  gpumem_arena_device_stats devices[GPUMEM_MAX_DEVICES]; /**< each member's share, in the
+                                                              order of the config's devices */
 } gpumem_arena_stats;
 
 /** Initialiser of a gpumem_arena_stats (sets struct_size). */

@@ -69,6 +69,7 @@ typedef struct gpumem_buffer_config {
                                   minimum granularity (0: the granularity) */
   const int *access_devices; /**< devices given read-write access to all of the buffer, now
                                   and after every growth (NULL: only `device`) */
+  /** entries in access_devices, at most GPUMEM_MAX_DEVICES */
   size_t access_count;
   gpumem_handle_type handle_type; /**< NONE, POSIX_FD (shareable), or FABRIC (falls back
                                        to POSIX_FD where the device lacks fabric handles
@@ -76,6 +77,8 @@ typedef struct gpumem_buffer_config {
   bool compression;               /**< ask for compressible memory (a hint: see the info) */
 } gpumem_buffer_config;
 
+/** Initialiser of a gpumem_buffer_config: struct_size set, EXACT growth, no shareable
+ * handles, every other field 0 (its default: device 0). */
 #define GPUMEM_BUFFER_CONFIG_INIT                                             \
   {                                                                           \
     .struct_size = sizeof(gpumem_buffer_config), .growth = GPUMEM_GROW_EXACT, \
@@ -88,18 +91,19 @@ typedef struct gpumem_buffer_config {
  * failed_allocs, growths refused (out of memory, capacity); largest_free,
  * capacity - size (what the size can grow by without mapping). */
 typedef struct gpumem_buffer_stats {
-  gpumem_stats base;
-  int device;
-  size_t max_size; /**< the virtual reservation: the most size and capacity can be */
-  size_t chunk_size;
-  size_t segments; /**< physical allocations mapped */
-  gpumem_growth growth;
+  gpumem_stats base;    /**< the figures every allocator reports (see above) */
+  int device;           /**< where the memory lives (received: the device it was mapped for) */
+  size_t max_size;      /**< the virtual reservation: the most size and capacity can be */
+  size_t chunk_size;    /**< capacity is a multiple of it (received: the first segment's size) */
+  size_t segments;      /**< physical allocations mapped */
+  gpumem_growth growth; /**< the growth policy */
   gpumem_handle_type handle_type; /**< what it really has (FABRIC may have fallen back) */
-  bool compression_requested;
-  bool compressed; /**< the driver's answer for the memory actually created */
-  bool imported;   /**< received from another process: a fixed-size view */
-  size_t access_count;
-  int access_devices[GPUMEM_MAX_DEVICES];
+  bool compression_requested;     /**< the config asked for compressible memory */
+  bool compressed;                /**< the driver's answer for the memory actually created */
+  bool imported;                  /**< received from another process: a fixed-size view */
+  size_t access_count;            /**< entries in access_devices */
+  int access_devices[GPUMEM_MAX_DEVICES]; /**< devices with read-write access, each once,
+                                               `device` first */
 } gpumem_buffer_stats;
 
 /** Initialiser of a gpumem_buffer_stats (sets struct_size). */

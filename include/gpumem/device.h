@@ -34,18 +34,26 @@ GPUMEM_EXTERN_C_BEGIN
 /** Yes, no, or unknown (MIG facts come from NVML, which may be missing, or
  * from the host backend's emulated layout). */
 typedef enum gpumem_tristate {
-  GPUMEM_UNKNOWN = -1,
-  GPUMEM_NO = 0,
-  GPUMEM_YES = 1,
+  GPUMEM_UNKNOWN = -1, /**< not known (each field says when) */
+  GPUMEM_NO = 0,       /**< no */
+  GPUMEM_YES = 1,      /**< yes */
 } gpumem_tristate;
 
 /** A device and its allocation capabilities. */
 typedef struct gpumem_device_info {
+  /** its ordinal under the active backend */
   int ordinal;
+  /** the driver's name for it (cuDeviceGetName); the emulated name under the host backend */
   char name[256];
   char uuid[48]; /**< "GPU-xxxxxxxx-…" or, for a MIG slice, "MIG-xxxxxxxx-…" */
-  int cc_major, cc_minor;
-  int sm_count;
+  /** compute capability, major version */
+  int cc_major, cc_minor; /**< compute capability, minor version */
+  int sm_count;           /**< streaming multiprocessors */
+  /** @var gpumem_device_info::pci_bus
+   * PCI bus id (CU_DEVICE_ATTRIBUTE_PCI_BUS_ID) */
+  /** @var gpumem_device_info::pci_device
+   * PCI device id (CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID) */
+  /** PCI domain id (CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID) */
   int pci_domain, pci_bus, pci_device;
   size_t memory_total;            /**< bytes */
   size_t memory_free;             /**< bytes, when the info was read (NVML's figure where the
@@ -106,6 +114,7 @@ typedef enum gpumem_peer_reason {
 /** Peer-to-peer facts for one ordered pair of devices. */
 typedef struct gpumem_peer_info {
   bool can_map; /**< `device` may be granted access to memory of `peer` */
+  /** why it can or cannot */
   gpumem_peer_reason reason;
   bool native_atomics;  /**< atomics on peer memory are native */
   int performance_rank; /**< the driver's relative rank of the link (lower is better) */
@@ -119,12 +128,12 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_device_peer_info(int device, in
 
 /** Allocation capabilities a selection may require (bits). */
 typedef enum gpumem_capability {
-  GPUMEM_CAP_VMM = 1 << 0,
-  GPUMEM_CAP_POOLS = 1 << 1,
-  GPUMEM_CAP_POSIX_FD = 1 << 2,
-  GPUMEM_CAP_FABRIC = 1 << 3,
-  GPUMEM_CAP_COMPRESSION = 1 << 4,
-  GPUMEM_CAP_MULTICAST = 1 << 5,
+  GPUMEM_CAP_VMM = 1 << 0,         /**< gpumem_device_info.vmm */
+  GPUMEM_CAP_POOLS = 1 << 1,       /**< gpumem_device_info.pools */
+  GPUMEM_CAP_POSIX_FD = 1 << 2,    /**< gpumem_device_info.posix_fd */
+  GPUMEM_CAP_FABRIC = 1 << 3,      /**< gpumem_device_info.fabric */
+  GPUMEM_CAP_COMPRESSION = 1 << 4, /**< gpumem_device_info.compression */
+  GPUMEM_CAP_MULTICAST = 1 << 5,   /**< gpumem_device_info.multicast */
 } gpumem_capability;
 
 /** What a selection does with MIG slices. */
@@ -146,6 +155,7 @@ typedef struct gpumem_select_criteria {
                                matches the UUID of its GPU */
   size_t min_free_bytes;  /**< at least this much free memory now */
   unsigned required_caps; /**< gpumem_capability bits that must all be present */
+  /** what to do with MIG slices (INIT: EITHER) */
   gpumem_mig_policy mig;
   int local_rank; /**< -1: no rank (first qualifying device); >= 0: this node-local rank;
                        GPUMEM_RANK_FROM_ENV: from SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK,
@@ -153,12 +163,14 @@ typedef struct gpumem_select_criteria {
                        PALS_LOCAL_RANKID, LOCAL_RANK (the first one set) */
 } gpumem_select_criteria;
 
+/** Initialiser of a gpumem_select_criteria: struct_size set, MIG_EITHER, no rank (-1),
+ * no other criterion. */
 #define GPUMEM_SELECT_CRITERIA_INIT \
   { .struct_size = sizeof(gpumem_select_criteria), .mig = GPUMEM_MIG_EITHER, .local_rank = -1 }
 
 /** The device chosen and why. */
 typedef struct gpumem_selection {
-  int ordinal;
+  int ordinal;               /**< the chosen device's ordinal */
   int local_rank;            /**< the rank used, or -1 */
   const char *rank_variable; /**< the environment variable it came from, or NULL */
   int candidates;            /**< devices that met the criteria */

@@ -19,7 +19,9 @@
 
 GPUMEM_EXTERN_C_BEGIN
 
-/* X(name, value, message). Values are stable: new codes are appended. */
+/** The status table: one X(name, value, message) per code, which is GPUMEM_<name> = value in
+ * gpumem_status, named "GPUMEM_<name>" by gpumem_status_name and described by `message`
+ * (gpumem_status_string). Values are stable: new codes are appended. */
 #define GPUMEM_STATUS_MAP(X)                                                  \
   X(OK, 0, "success")                                                         \
   X(ERR_INVALID_ARGUMENT, 1, "invalid argument")                              \
@@ -43,23 +45,25 @@ GPUMEM_EXTERN_C_BEGIN
   X(ERR_INTERNAL, 19, "internal error in libgpumem")                          \
   X(ERR_NOT_FOUND, 20, "nothing matches the request")
 
-/** Result of every public call. */
+/** Result of every public call: GPUMEM_OK (0) or a GPUMEM_ERR_ code, one per row of
+ * GPUMEM_STATUS_MAP. */
 typedef enum gpumem_status {
 #define GPUMEM_STATUS_ENUM_(name, value, msg) GPUMEM_##name = value,
   GPUMEM_STATUS_MAP(GPUMEM_STATUS_ENUM_)
 #undef GPUMEM_STATUS_ENUM_
 } gpumem_status;
 
-/** Number of status codes (one past the largest value), counted from the
+/** @def GPUMEM_STATUS_COUNT
+ * Number of status codes (one past the largest value), counted from the
  * table (values are 0, 1, 2, ... in order). */
 #define GPUMEM_STATUS_ONE_(name, value, msg) +1
 #define GPUMEM_STATUS_COUNT                  (0 GPUMEM_STATUS_MAP(GPUMEM_STATUS_ONE_))
 
-/** The code's message, e.g. "out of device memory"; "unknown status" for a
+/** The code's message, such as "out of device memory"; "unknown status" for a
  * value outside the table. Never NULL; thread-safe; needs no initialisation. */
 GPUMEM_API const char *gpumem_status_string(gpumem_status status);
 
-/** The code's name, e.g. "GPUMEM_ERR_OUT_OF_MEMORY"; "GPUMEM_UNKNOWN_STATUS"
+/** The code's name, such as "GPUMEM_ERR_OUT_OF_MEMORY"; "GPUMEM_UNKNOWN_STATUS"
  * for a value outside the table. Never NULL; thread-safe. */
 GPUMEM_API const char *gpumem_status_name(gpumem_status status);
 

@@ -22,6 +22,7 @@
 
 GPUMEM_EXTERN_C_BEGIN
 
+/** The backends libgpumem can run on (gpumem_init_options.backend, gpumem_backend). */
 typedef enum gpumem_backend_kind {
   GPUMEM_BACKEND_DEFAULT = 0, /**< GPUMEM_BACKEND from the environment, else CUDA */
   GPUMEM_BACKEND_CUDA = 1,    /**< the GPU through the CUDA driver and runtime */
@@ -32,6 +33,7 @@ typedef enum gpumem_backend_kind {
  * documented default. */
 typedef struct gpumem_init_options {
   size_t struct_size; /**< sizeof(gpumem_init_options) as compiled: set by the INIT macro */
+  /** which backend (INIT: DEFAULT) */
   gpumem_backend_kind backend;
   int host_devices;        /**< host backend: number of devices, 1..64 (default 2) */
   size_t host_capacity;    /**< host backend: memory of each device (default 1 GiB) */
@@ -40,6 +42,8 @@ typedef struct gpumem_init_options {
   const char *host_uuids;  /**< host backend: device UUIDs, comma-separated (GPUMEM_HOST_UUIDS) */
 } gpumem_init_options;
 
+/** Initialiser of a gpumem_init_options: struct_size set, the DEFAULT backend, every other
+ * field 0 (the environment's value or the default). */
 #define GPUMEM_INIT_OPTIONS_INIT \
   { .struct_size = sizeof(gpumem_init_options), .backend = GPUMEM_BACKEND_DEFAULT }
 

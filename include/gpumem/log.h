@@ -31,12 +31,12 @@ GPUMEM_EXTERN_C_BEGIN
 
 /** Severity; a message is emitted when its level <= the configured level. */
 typedef enum gpumem_log_level {
-  GPUMEM_LOG_OFF = 0,
-  GPUMEM_LOG_ERROR = 1,
-  GPUMEM_LOG_WARN = 2,
-  GPUMEM_LOG_INFO = 3,
-  GPUMEM_LOG_DEBUG = 4,
-  GPUMEM_LOG_TRACE = 5,
+  GPUMEM_LOG_OFF = 0,   /**< nothing */
+  GPUMEM_LOG_ERROR = 1, /**< failures no status reports, such as a clean-up step that failed */
+  GPUMEM_LOG_WARN = 2,  /**< problems worked around, such as an unusable option (the default) */
+  GPUMEM_LOG_INFO = 3,  /**< what was chosen: the backend at initialisation, fallbacks taken */
+  GPUMEM_LOG_DEBUG = 4, /**< detail for debugging, such as every error sentence as it is set */
+  GPUMEM_LOG_TRACE = 5, /**< everything, the most detailed level */
 } gpumem_log_level;
 
 /** A log sink. `line` is the line with its "gpumem: <level>: " prefix, without

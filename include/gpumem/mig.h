@@ -54,26 +54,29 @@
 
 GPUMEM_EXTERN_C_BEGIN
 
+/** Most slices listed per GPU in gpumem_mig_gpu (further ones are left out). */
 #define GPUMEM_MAX_MIG_SLICES 16
 
 /** One MIG device (a compute instance of a GPU instance). */
 typedef struct gpumem_mig_slice {
   char uuid[48]; /**< "MIG-…" */
-  int gpu_instance_id, compute_instance_id;
-  int gpu_instance_slices, compute_instance_slices;
-  int sm_count;
-  size_t memory_bytes;
+  /** its GPU instance on the GPU */
+  int gpu_instance_id, compute_instance_id; /**< its compute instance in that GPU instance */
+  /** memory/SM slices of its GPU instance (1g: 1) */
+  int gpu_instance_slices, compute_instance_slices; /**< SM slices of its compute instance */
+  int sm_count;                                     /**< streaming multiprocessors */
+  size_t memory_bytes;                              /**< its memory, in bytes */
   char profile[16]; /**< "3g.40gb", from the device's name; "" when the name does not say */
 } gpumem_mig_slice;
 
 /** One physical GPU of the node, with its slices when MIG is enabled. */
 typedef struct gpumem_mig_gpu {
-  int nvml_index;
-  char uuid[48]; /**< "GPU-…" */
-  char name[96];
+  int nvml_index; /**< NVML's index (PCI bus order); under the host backend, the layout's */
+  char uuid[48];  /**< "GPU-…" */
+  char name[96];  /**< its name, as NVML gives it */
   gpumem_tristate mig_mode; /**< current MIG mode; UNKNOWN when the GPU cannot do MIG */
-  size_t slice_count;
-  gpumem_mig_slice slices[GPUMEM_MAX_MIG_SLICES];
+  size_t slice_count;       /**< entries in `slices`: 0 unless mig_mode is YES */
+  gpumem_mig_slice slices[GPUMEM_MAX_MIG_SLICES]; /**< its MIG devices */
 } gpumem_mig_gpu;
 
 /** The node's physical GPUs as NVML lists them (whatever CUDA_VISIBLE_DEVICES
@@ -85,6 +88,7 @@ typedef struct gpumem_mig_gpu {
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_mig_layout(gpumem_mig_gpu *gpus, size_t max,
                                                             size_t *count);
 
+/** What an entry of CUDA_VISIBLE_DEVICES is written as. */
 typedef enum gpumem_visible_kind {
   GPUMEM_VISIBLE_INDEX,      /**< "2" */
   GPUMEM_VISIBLE_GPU_UUID,   /**< "GPU-8b2f…", a full UUID or a unique prefix */
@@ -92,7 +96,9 @@ typedef enum gpumem_visible_kind {
   GPUMEM_VISIBLE_MIG_LEGACY, /**< "MIG-GPU-<uuid>/<gi>/<ci>" (drivers before R470) */
 } gpumem_visible_kind;
 
+/** One entry of CUDA_VISIBLE_DEVICES, as read. */
 typedef struct gpumem_visible_entry {
+  /** how it is written */
   gpumem_visible_kind kind;
   char text[64];           /**< the entry as written, spaces trimmed */
   int index;               /**< INDEX: the index; otherwise -1 */
@@ -118,14 +124,14 @@ typedef struct gpumem_visible_devices {
   bool set;      /**< the variable is set (unset: every device is visible) */
   bool resolved; /**< entries were checked against the node (NVML, or the host backend) */
   size_t count;  /**< valid entries before the end of the list, in `entries` */
-  gpumem_visible_entry entries[GPUMEM_MAX_DEVICES];
+  gpumem_visible_entry entries[GPUMEM_MAX_DEVICES]; /**< the valid entries, in the order written */
   bool stopped;          /**< an invalid entry ended the list: it and all after it are ignored */
   size_t stopped_at;     /**< its position, from 0 (== count) */
   char stopped_text[64]; /**< the invalid entry as written */
   char why[160];         /**< why it is invalid */
   bool hides_all;        /**< the stopping entry names a device already named: CUDA then shows no
                               device at all, not even those of `entries` */
-  gpumem_index_order index_order;
+  gpumem_index_order index_order;       /**< how index entries were matched to GPUs */
   size_t device_count;                  /**< resolved: how many devices the process sees */
   char devices[GPUMEM_MAX_DEVICES][48]; /**< resolved: their UUIDs, ordinal 0 first */
 } gpumem_visible_devices;

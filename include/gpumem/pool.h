@@ -54,22 +54,36 @@ GPUMEM_EXTERN_C_BEGIN
 /** Creation settings; start from GPUMEM_POOL_CONFIG_INIT. */
 typedef struct gpumem_pool_config {
   size_t struct_size; /**< sizeof(gpumem_pool_config) as compiled: set by the INIT macro */
+  /** whose memory the pool holds (INIT: 0) */
   int device;
   bool use_default_pool;      /**< wrap the device's default pool instead of creating one */
   uint64_t release_threshold; /**< bytes the CUDA pool keeps across synchronizes
                                    (INIT: UINT64_MAX, keep all; CUDA's own default is 0) */
   size_t max_size;            /**< most the CUDA pool may reserve (0: the driver's default) */
-  bool reuse_follow_event_dependencies; /**< CUDA reuse policies (INIT: all true) */
-  bool reuse_allow_opportunistic;
-  bool reuse_allow_internal_dependencies;
+  bool reuse_follow_event_dependencies;   /**< reuse memory freed on another stream when the
+                                               allocating stream is already ordered after the
+                                               free, by an event or the legacy default stream
+                                               (cudaMemPoolReuseFollowEventDependencies; INIT:
+                                               true, as in CUDA) */
+  bool reuse_allow_opportunistic;         /**< reuse frees that have completed, with no order
+                                               between them and the allocation
+                                               (cudaMemPoolReuseAllowOpportunistic; INIT: true) */
+  bool reuse_allow_internal_dependencies; /**< let an allocation make its stream wait for a
+                                               free on another stream, to reuse that memory
+                                               (cudaMemPoolReuseAllowInternalDependencies;
+                                               INIT: true) */
   gpumem_handle_type handle_type; /**< NONE, or POSIX_FD to share the pool with other processes */
   const int *access_devices;      /**< peers given read-write access to the pool's memory */
+  /** entries in access_devices */
   size_t access_count;
   bool cache;             /**< the per-thread cache in front (INIT: true) */
   size_t cache_max_bytes; /**< most bytes all threads' caches hold (0: 256 MiB) */
   size_t cache_max_size;  /**< largest request served from the cache (0: 1 MiB) */
 } gpumem_pool_config;
 
+/** Initialiser of a gpumem_pool_config: struct_size set, device 0, keep all memory
+ * (release_threshold UINT64_MAX), CUDA's three reuse policies on, no shareable handles, the
+ * cache on; every other field 0 (its default). */
 #define GPUMEM_POOL_CONFIG_INIT                                                                 \
   {                                                                                             \
     .struct_size = sizeof(gpumem_pool_config), .release_threshold = UINT64_MAX,                 \
@@ -84,11 +98,15 @@ typedef struct gpumem_pool_config {
  * pool's (cudaMemPoolAttrReservedMem*); allocs, frees, failed_allocs through
  * this pool; largest_free 0 (the CUDA pool does not say). */
 typedef struct gpumem_pool_stats {
-  gpumem_stats base;
-  size_t used_current, used_high;    /**< bytes the CUDA pool has handed out (the cache's
-                                          blocks count as used) */
-  size_t cached_bytes;               /**< bytes in the caches */
-  uint64_t cache_hits, cache_misses; /**< allocations served by the cache, and not */
+  gpumem_stats base; /**< the figures every allocator reports (see above) */
+  /** bytes the CUDA pool has handed out (cudaMemPoolAttrUsedMemCurrent; the cache's blocks
+   * count as used) */
+  size_t used_current, used_high; /**< the most used_current has been
+                                       (cudaMemPoolAttrUsedMemHigh) */
+  size_t cached_bytes;            /**< bytes in the caches */
+  /** allocations served by the cache */
+  uint64_t cache_hits, cache_misses; /**< allocations that looked in the cache and found no
+                                          block (those that bypass it count in neither) */
 } gpumem_pool_stats;
 
 /** Initialiser of a gpumem_pool_stats (sets struct_size). */
@@ -171,7 +189,7 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_import(const gpumem_sharea
 
 /** 64 bytes that name one allocation for another process. */
 typedef struct gpumem_pool_pointer {
-  unsigned char data[64];
+  unsigned char data[64]; /**< opaque: CUDA's cudaMemPoolPtrExportData, copied as it is */
 } gpumem_pool_pointer;
 
 /** Describe the live allocation `ptr` of this pool for another process,

@@ -21,9 +21,11 @@ typedef void (*gpumem_host_fn)(void *arg);
 /** A CUDA memory pool: cudaMemPool_t / CUmemoryPool. */
 typedef struct CUmemPoolHandle_st *gpumem_native_pool_t;
 
-/** libgpumem's objects (pool.h, arena.h, buffer.h), opaque. */
+/** A stream-ordered pool (pool.h), opaque. */
 typedef struct gpumem_pool gpumem_pool_t;
+/** A multi-GPU arena (arena.h), opaque. */
 typedef struct gpumem_arena gpumem_arena_t;
+/** A growable buffer (buffer.h), opaque. */
 typedef struct gpumem_buffer gpumem_buffer_t;
 
 /** Most devices the library addresses (ordinals 0..GPUMEM_MAX_DEVICES-1). */

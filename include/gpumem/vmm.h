@@ -40,22 +40,22 @@ typedef uint64_t gpumem_phys_t;
 /** Shareable handle kinds; a bit mask where several may be requested. The
  * values are CUDA's CUmemAllocationHandleType. */
 typedef enum gpumem_handle_type {
-  GPUMEM_HANDLE_NONE = 0,
+  GPUMEM_HANDLE_NONE = 0,     /**< none: not shareable */
   GPUMEM_HANDLE_POSIX_FD = 1, /**< a file descriptor, passed with SCM_RIGHTS */
   GPUMEM_HANDLE_FABRIC = 8,   /**< 64 bytes, valid across a NVLink fabric (IMEX) */
 } gpumem_handle_type;
 
 /** Access a device has to a mapped range (CUDA's CUmemAccess_flags). */
 typedef enum gpumem_access_flags {
-  GPUMEM_ACCESS_NONE = 0,
-  GPUMEM_ACCESS_READ = 1,
-  GPUMEM_ACCESS_READWRITE = 3,
+  GPUMEM_ACCESS_NONE = 0,      /**< no access (what a fresh mapping grants) */
+  GPUMEM_ACCESS_READ = 1,      /**< read only */
+  GPUMEM_ACCESS_READWRITE = 3, /**< read and write */
 } gpumem_access_flags;
 
 /** One device's access, for gpumem_vmm_set_access. */
 typedef struct gpumem_access_desc {
-  int device;
-  gpumem_access_flags flags;
+  int device;                /**< the device given access */
+  gpumem_access_flags flags; /**< the access it gets */
 } gpumem_access_desc;
 
 /** What a physical allocation is (the parts of CUmemAllocationProp we use). */
@@ -65,6 +65,7 @@ typedef struct gpumem_phys_props {
   bool compression;      /**< ask for compressible memory (a hint; see get_props) */
 } gpumem_phys_props;
 
+/** Initialiser of a gpumem_phys_props: device 0, not shareable, no compression. */
 #define GPUMEM_PHYS_PROPS_INIT \
   { 0, GPUMEM_HANDLE_NONE, false }
 
@@ -72,9 +73,9 @@ typedef struct gpumem_phys_props {
  * `fd` and closes it after passing it on; for FABRIC the 64 bytes are copied
  * as they are. */
 typedef struct gpumem_shareable_handle {
-  gpumem_handle_type type;
-  int fd;
-  unsigned char fabric[64];
+  gpumem_handle_type type;  /**< POSIX_FD or FABRIC: which of the two below holds the handle */
+  int fd;                   /**< POSIX_FD: the file descriptor; -1 for FABRIC */
+  unsigned char fabric[64]; /**< FABRIC: CUDA's CUmemFabricHandle */
 } gpumem_shareable_handle;
 
 /** Granularity for `props`: the minimum (every size, offset and address must

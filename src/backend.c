@@ -650,6 +650,12 @@ gpumem_status gm_be_stream_capture(gpumem_stream_t stream, bool begin) {
   GM_BE_FORWARD(stream_capture, stream, begin);
 }
 
+gpumem_status gm_be_stream_state(gpumem_stream_t stream, uint64_t *id, bool *capturing) {
+  GM_NULL_ARG(id);
+  GM_NULL_ARG(capturing);
+  GM_BE_FORWARD(stream_state, stream, id, capturing);
+}
+
 gpumem_status gm_be_stream_is_capturing(gpumem_stream_t stream, bool *out) {
   GM_NULL_ARG(out);
   GM_BE_FORWARD(stream_is_capturing, stream, out);

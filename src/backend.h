@@ -144,6 +144,7 @@ typedef enum gm_backend_kind { GM_BACKEND_CUDA = 0, GM_BACKEND_HOST = 1 } gm_bac
   X(stream_device)            \
   X(stream_capture)           \
   X(stream_is_capturing)      \
+  X(stream_state)             \
   X(dev_malloc)               \
   X(dev_free)                 \
   X(pool_create)              \
@@ -250,6 +251,9 @@ typedef struct gm_backend_ops {
   gpumem_status (*stream_capture)(gpumem_stream_t stream, bool begin);
   /* Is `stream` being captured (cudaStreamIsCapturing)? */
   gpumem_status (*stream_is_capturing)(gpumem_stream_t stream, bool *out);
+  /* stream_id and stream_is_capturing in one call: what the pool asks on
+   * every allocation and free, so backends make it cheap. */
+  gpumem_status (*stream_state)(gpumem_stream_t stream, uint64_t *id, bool *capturing);
 
   /* Plain device allocation: cudaMalloc / cudaFree (a baseline for the bench). */
   gpumem_status (*dev_malloc)(int device, size_t size, void **out);
@@ -354,6 +358,7 @@ gpumem_status gm_be_stream_id(gpumem_stream_t stream, uint64_t *out);
 gpumem_status gm_be_stream_device(gpumem_stream_t stream, int *out);
 gpumem_status gm_be_stream_capture(gpumem_stream_t stream, bool begin);
 gpumem_status gm_be_stream_is_capturing(gpumem_stream_t stream, bool *out);
+gpumem_status gm_be_stream_state(gpumem_stream_t stream, uint64_t *id, bool *capturing);
 gpumem_status gm_be_dev_malloc(int device, size_t size, void **out);
 gpumem_status gm_be_dev_free(void *ptr);
 gpumem_status gm_be_pool_create(const gm_pool_props *props, gpumem_native_pool_t *out);

@@ -44,14 +44,17 @@ typedef struct gm_error_tls {
   char detail[GM_ERROR_DETAIL_MAX];
   char sentence[GM_ERROR_SENTENCE_MAX];
   gpumem_status status;
-  bool pending; /* detail recorded and not yet consumed by a public return */
 } gm_error_tls;
 
+/* The sentence buffers: touched only on failure (general-dynamic TLS). */
 static _Thread_local gm_error_tls tls_error;
+/* Whether a detail was recorded and not yet consumed by a public return:
+ * cleared at every public entry, so it is on the hot path (initial-exec). */
+static GM_TLS_FAST bool tls_pending;
 
 gpumem_status gm_verror(gpumem_status status, const char *fmt, va_list ap) {
   vsnprintf(tls_error.detail, sizeof tls_error.detail, fmt, ap);
-  tls_error.pending = true;
+  tls_pending = true;
   return status;
 }
 
@@ -64,26 +67,22 @@ gpumem_status gm_error(gpumem_status status, const char *fmt, ...) {
 }
 
 void gm_error_discard(void) {
-  tls_error.pending = false;
-  tls_error.detail[0] = '\0';
+  tls_pending = false; /* the detail is read only while pending */
 }
 
 const char *gm_error_detail(void) {
-  return tls_error.pending ? tls_error.detail : "";
+  return tls_pending ? tls_error.detail : "";
 }
 
 gpumem_status gm_api_return(const char *func, gpumem_status status) {
-  if (status == GPUMEM_OK) {
-    tls_error.pending = false;
-    return status;
-  }
-  if (tls_error.pending && tls_error.detail[0] != '\0') {
+  if (status == GPUMEM_OK) return status; /* a recovered detail is dropped at the next entry */
+  if (tls_pending && tls_error.detail[0] != '\0') {
     snprintf(tls_error.sentence, sizeof tls_error.sentence, "%s: %s", func, tls_error.detail);
   } else {
     snprintf(tls_error.sentence, sizeof tls_error.sentence, "%s: %s", func,
              gpumem_status_string(status));
   }
-  tls_error.pending = false;
+  tls_pending = false;
   tls_error.status = status;
   gm_log(GPUMEM_LOG_DEBUG, "%s (%s)", tls_error.sentence, gpumem_status_name(status));
   return status;

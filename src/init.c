@@ -191,7 +191,7 @@ GPUMEM_API void gpumem_cuda_versions(int *driver, int *runtime) {
 }
 
 static atomic_uint next_thread_slot;
-static _Thread_local unsigned thread_slot_plus_one;
+static GM_TLS_FAST unsigned thread_slot_plus_one;
 
 unsigned gm_thread_slot(void) {
   if (thread_slot_plus_one == 0)

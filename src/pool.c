@@ -174,7 +174,7 @@ typedef struct tls_entry {
   tcache *cache;
 } tls_entry;
 
-static _Thread_local tls_entry tls_caches[THREAD_POOLS];
+static GM_TLS_FAST tls_entry tls_caches[THREAD_POOLS];
 static _Atomic uint64_t next_pool_id = 1;
 
 /* Ids of live pools, so that a thread can reuse the slot of a pool that was
@@ -191,7 +191,7 @@ static bool pool_id_live(uint64_t id) {
 
 /* The calling thread's cache for `p`, made on first use; NULL when the thread
  * already caches for THREAD_POOLS other live pools. */
-static _Thread_local tls_entry tls_last; /* the pool this thread used last */
+static GM_TLS_FAST tls_entry tls_last; /* the pool this thread used last */
 
 static tcache *thread_cache(gpumem_pool_t *p) {
   if (tls_last.pool_id == p->id) return tls_last.cache;
@@ -667,8 +667,7 @@ static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_
   uint64_t sid = 0;
   if (small) {
     bool capturing = false;
-    st = gm_be_stream_is_capturing(stream, &capturing);
-    if (st == GPUMEM_OK && !capturing) st = gm_be_stream_id(stream, &sid);
+    st = gm_be_stream_state(stream, &sid, &capturing);
     if (st != GPUMEM_OK) return st;
     small = !capturing; /* a graph's allocation must reach the CUDA pool, and never be cached */
   }
@@ -752,8 +751,7 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
   uint64_t sid = 0;
   bool capturing = false;
   if (p->cache) { /* which stream, and may a block freed on it be cached? */
-    st = gm_be_stream_is_capturing(stream, &capturing);
-    if (st == GPUMEM_OK && !capturing) st = gm_be_stream_id(stream, &sid);
+    st = gm_be_stream_state(stream, &sid, &capturing);
     if (st != GPUMEM_OK) return st;
   }
   shard *s = shard_of(p, ptr);

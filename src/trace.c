@@ -64,6 +64,7 @@
 #include <unistd.h>
 
 #include "hashmap.h"
+#include "internal.h"
 #include "log.h"
 #include "options.h"
 #include "trace.h"
@@ -82,7 +83,7 @@ static gpumem_stream_t streams[MAX_TRACED_STREAMS];
 static size_t nstreams;
 static gm_hashmap live_ids = GM_HASHMAP_INIT;   /* pointer -> id + 1 */
 static gm_hashmap live_sizes = GM_HASHMAP_INIT; /* pointer -> size */
-static _Thread_local int muted;
+static GM_TLS_FAST int muted;
 
 /* Forget the live table once no one listens (lock held): a later listener
  * must not match its frees against allocations it did not see. */

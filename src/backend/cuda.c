@@ -1135,6 +1135,11 @@ static gpumem_status cuda_stream_is_capturing(gpumem_stream_t s, bool *out) {
   return GPUMEM_OK;
 }
 
+static gpumem_status cuda_stream_state(gpumem_stream_t s, uint64_t *id, bool *capturing) {
+  gpumem_status st = cuda_stream_is_capturing(s, capturing);
+  return st != GPUMEM_OK ? st : cuda_stream_id(s, id);
+}
+
 /* ---- plain device allocations ---- */
 
 static gpumem_status cuda_dev_malloc(int device, size_t size, void **out) {
@@ -1397,6 +1402,7 @@ const gm_backend_ops gm_backend_cuda = {
     .stream_device = cuda_stream_device,
     .stream_capture = cuda_stream_capture,
     .stream_is_capturing = cuda_stream_is_capturing,
+    .stream_state = cuda_stream_state,
     .dev_malloc = cuda_dev_malloc,
     .dev_free = cuda_dev_free,
     .pool_create = cuda_pool_create,

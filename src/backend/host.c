@@ -302,7 +302,7 @@ static struct {
 } C;
 
 /* The calling thread's current device + 1 (0: none) in generation `gen`. */
-static _Thread_local struct {
+static GM_TLS_FAST struct {
   unsigned gen;
   int device_plus_one;
 } T;
@@ -1357,6 +1357,7 @@ const gm_backend_ops gm_backend_host = {
     .stream_device = gm_host_stream_device,
     .stream_capture = gm_host_stream_capture,
     .stream_is_capturing = gm_host_stream_is_capturing,
+    .stream_state = gm_host_stream_state,
     .dev_malloc = host_dev_malloc,
     .dev_free = host_dev_free,
     .pool_create = gm_host_pool_create,

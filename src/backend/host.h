@@ -122,6 +122,9 @@ gpumem_status gm_host_stream_device(gpumem_stream_t stream, int *out);
 /* Begin (begin true) or end the capture of a stream into a graph. */
 gpumem_status gm_host_stream_capture(gpumem_stream_t stream, bool begin);
 gpumem_status gm_host_stream_is_capturing(gpumem_stream_t stream, bool *out);
+/* The stream's id and whether it is being captured, in one call, without the
+ * lock when it can (the pool asks on every allocation and free). */
+gpumem_status gm_host_stream_state(gpumem_stream_t stream, uint64_t *id, bool *capturing);
 
 /* Queue a mark on `stream` (an item that does nothing, as a cudaFreeAsync
  * does nothing the host sees) and return the point where it runs (a new

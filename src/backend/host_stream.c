@@ -66,6 +66,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,7 +130,7 @@ typedef struct known_point {
  * reissue a handle value) while the stream itself lives until its work has
  * run. */
 struct CUstream_st {
-  uint32_t magic;
+  _Atomic uint32_t magic;     /* read without the lock by gm_host_stream_state */
   struct host_stream *stream; /* NULL while on the free list */
   struct CUstream_st *next_free;
 };
@@ -139,7 +140,8 @@ struct host_stream {
   stream_kind kind;
   uint64_t id; /* never reused in a process (cudaStreamGetId) */
   int refs;    /* owner (until destroyed), worker, points held by events, waits, pools */
-  bool destroyed, capturing, worker;
+  bool destroyed, worker;
+  _Atomic bool capturing; /* read without the lock by gm_host_stream_state */
   uint64_t issued, completed, observed;
   work *head, *tail;
   pthread_cond_t wake; /* work queued or stream destroyed */
@@ -160,9 +162,10 @@ static struct {
   pthread_cond_t progress;     /* some stream completed work, or a worker stopped */
   struct host_stream *streams; /* every stream not yet freed */
   gm_hashmap live;             /* handle -> 1: streams and events the caller may name */
-  struct host_stream *legacy[GPUMEM_MAX_DEVICES];
+  struct host_stream *_Atomic legacy[GPUMEM_MAX_DEVICES]; /* read without the lock too */
   struct CUstream_st *free_handles; /* the next stream created gets the last handle freed */
-  uint64_t next_id, generation;     /* generation: bumped at close (per-thread streams) */
+  uint64_t next_id;
+  _Atomic uint64_t generation; /* bumped at close (per-thread streams) */
   int workers;
   unsigned delay_us;
   uint64_t seed;
@@ -259,7 +262,7 @@ static gpumem_status resolve(gpumem_stream_t handle, struct host_stream **out) {
       }
       slot = &per_thread.stream[device];
     } else {
-      slot = &S.legacy[device];
+      slot = (struct host_stream **)&S.legacy[device]; /* written under the lock only */
     }
     if (*slot == NULL) {
       *slot =
@@ -507,7 +510,9 @@ gpumem_status gm_host_stream_create(int device, unsigned flags, gpumem_stream_t 
     stream_unref(s);
     st = no_memory("a stream record");
   } else {
-    *h = (struct CUstream_st){HOST_STREAM_MAGIC, s, NULL};
+    h->stream = s;
+    h->next_free = NULL;
+    atomic_store_explicit(&h->magic, HOST_STREAM_MAGIC, memory_order_release);
     gm_host_context_touch(device);
     *out = h;
     h = NULL;
@@ -529,7 +534,8 @@ gpumem_status gm_host_stream_destroy(gpumem_stream_t handle) {
   }
   if (st == GPUMEM_OK) { /* the handle dies now; queued work still runs */
     gm_hashmap_remove(&S.live, (uint64_t)(uintptr_t)handle);
-    *handle = (struct CUstream_st){0, NULL, S.free_handles};
+    atomic_store_explicit(&handle->magic, 0, memory_order_release);
+    handle->next_free = S.free_handles; /* handle->stream stays: read only with the magic */
     S.free_handles = handle;
     stream_retire(s);
   }
@@ -824,7 +830,7 @@ gpumem_status gm_host_stream_capture(gpumem_stream_t handle, bool begin) {
                   "stream %" PRIu64 " is %s being captured (cudaErrorIllegalState)", s->id,
                   begin ? "already" : "not");
   }
-  if (st == GPUMEM_OK) s->capturing = begin;
+  if (st == GPUMEM_OK) atomic_store(&s->capturing, begin);
   pthread_mutex_unlock(&S.lock);
   return st;
 }
@@ -834,6 +840,41 @@ gpumem_status gm_host_stream_is_capturing(gpumem_stream_t handle, bool *out) {
   struct host_stream *s = NULL;
   gpumem_status st = resolve(handle, &s);
   if (st == GPUMEM_OK) *out = s->capturing;
+  pthread_mutex_unlock(&S.lock);
+  return st;
+}
+
+/* The stream a handle names, without the lock, when that is safe: the
+ * default streams once made for this thread and device, and a caller's live
+ * handle (handles are recycled, never freed, until close, so reading one is
+ * safe even for a dead handle, which the magic then refuses). NULL: take the
+ * slow path under the lock. */
+static struct host_stream *resolve_fast(gpumem_stream_t handle) {
+  if (handle == NULL || handle == GM_HOST_STREAM_LEGACY || handle == GM_HOST_STREAM_PER_THREAD) {
+    int device = gm_host_thread_device();
+    if (device < 0 || device >= GPUMEM_MAX_DEVICES) return NULL; /* the runtime picks one */
+    if (handle != GM_HOST_STREAM_PER_THREAD) return atomic_load(&S.legacy[device]);
+    if (per_thread.generation != atomic_load_explicit(&S.generation, memory_order_relaxed))
+      return NULL;
+    return per_thread.stream[device];
+  }
+  if (atomic_load_explicit(&handle->magic, memory_order_acquire) != HOST_STREAM_MAGIC) return NULL;
+  return handle->stream;
+}
+
+gpumem_status gm_host_stream_state(gpumem_stream_t handle, uint64_t *id, bool *capturing) {
+  struct host_stream *s = resolve_fast(handle);
+  if (s != NULL) {
+    *id = s->id; /* set once, at creation */
+    *capturing = atomic_load_explicit(&s->capturing, memory_order_relaxed);
+    return GPUMEM_OK;
+  }
+  pthread_mutex_lock(&S.lock);
+  gpumem_status st = resolve(handle, &s);
+  if (st == GPUMEM_OK) {
+    *id = s->id;
+    *capturing = s->capturing;
+  }
   pthread_mutex_unlock(&S.lock);
   return st;
 }
@@ -975,7 +1016,8 @@ void gm_host_streams_close(void) {
     S.free_handles = h->next_free;
     free(h);
   }
-  memset(S.legacy, 0, sizeof S.legacy);
+  for (int d = 0; d < GPUMEM_MAX_DEVICES; d++)
+    atomic_store(&S.legacy[d], NULL);
   S.generation++;
   pthread_mutex_unlock(&S.lock);
 }

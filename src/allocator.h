@@ -48,5 +48,8 @@ extern const gm_allocator_impl gm_allocator_gpumem_arena;
 extern const gm_allocator_impl gm_allocator_wrapped_pool;
 extern const gm_allocator_impl gm_allocator_wrapped_arena;
 extern const gm_allocator_impl gm_allocator_wrapped_buffer;
+/* The state gm_allocator_wrapped_arena works on: `arena`, allocating on
+ * `device` (arena_allocators.c). */
+gpumem_status gm_arena_allocator_state(gpumem_arena_t *arena, int device, void **state);
 
 #endif

@@ -226,3 +226,17 @@ gm_backend_counters gm_test_counters(void) {
   gm_backend_get_counters(&c);
   return c;
 }
+
+void gm_test_gate_open(gm_test_gate *g) {
+  pthread_mutex_lock(&g->lock);
+  g->open = true;
+  pthread_cond_broadcast(&g->cond);
+  pthread_mutex_unlock(&g->lock);
+}
+
+void gm_test_gate_wait(gm_test_gate *g) {
+  pthread_mutex_lock(&g->lock);
+  while (!g->open)
+    pthread_cond_wait(&g->cond, &g->lock);
+  pthread_mutex_unlock(&g->lock);
+}

@@ -16,6 +16,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -122,5 +123,20 @@ uint64_t gm_test_pool_attr(gpumem_native_pool_t pool, gm_pool_attr attr);
 /* Fill / check a position-dependent byte pattern. */
 void gm_test_fill(void *p, size_t n, unsigned seed);
 size_t gm_test_mismatches(const void *p, size_t n, unsigned seed);
+
+/* A gate: host functions queued on a stream (gpumem_launch_host_func) wait
+ * at it until the test opens it, so that work stays in flight as long as the
+ * test needs (a kernel whose timing it controls). */
+typedef struct gm_test_gate {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool open;
+} gm_test_gate;
+
+#define GM_TEST_GATE_INIT \
+  { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false }
+
+void gm_test_gate_open(gm_test_gate *g);
+void gm_test_gate_wait(gm_test_gate *g);
 
 #endif

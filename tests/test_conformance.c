@@ -18,35 +18,12 @@
 #include "backend/host.h"
 #include "helpers.h"
 
-/* ---- a gate: host functions that wait until the test opens it ---- */
-
-typedef struct gate {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  bool open;
-} gate;
-
-#define GATE_INIT \
-  { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false }
-
-static void open_gate(gate *g) {
-  pthread_mutex_lock(&g->lock);
-  g->open = true;
-  pthread_cond_broadcast(&g->cond);
-  pthread_mutex_unlock(&g->lock);
-}
-
-static void wait_gate(gate *g) {
-  pthread_mutex_lock(&g->lock);
-  while (!g->open)
-    pthread_cond_wait(&g->cond, &g->lock);
-  pthread_mutex_unlock(&g->lock);
-}
+/* ---- a job run on a stream (helpers.h has the gate it may wait at) ---- */
 
 /* A job: wait for the gate (if any), fill memory (if any), then take a
  * ticket from a shared counter (so tests see the order jobs ran in). */
 typedef struct job {
-  gate *gate;
+  gm_test_gate *gate;
   unsigned char *ptr;
   size_t size;
   int value;
@@ -56,7 +33,7 @@ typedef struct job {
 
 static void job_fn(void *arg) {
   job *j = arg;
-  if (j->gate != NULL) wait_gate(j->gate);
+  if (j->gate != NULL) gm_test_gate_wait(j->gate);
   if (j->ptr != NULL) memset(j->ptr, j->value, j->size);
   if (j->counter != NULL) j->ticket = atomic_fetch_add(j->counter, 1) + 1;
 }
@@ -171,7 +148,7 @@ static void test_work_runs_later_and_queries_say_so(void **state) {
   assert_gpumem_ok(gpumem_stream_create(0, &s));
   assert_gpumem_ok(gpumem_event_create(0, &e));
   assert_gpumem_ok(gpumem_event_query(e)); /* never recorded: complete */
-  gate g = GATE_INIT;
+  gm_test_gate g = GM_TEST_GATE_INIT;
   _Atomic int counter = 0;
   job j = {&g, NULL, 0, 0, &counter, 0};
   assert_gpumem_ok(gpumem_launch_host_func(s, job_fn, &j));
@@ -183,7 +160,7 @@ static void test_work_runs_later_and_queries_say_so(void **state) {
   assert_gpumem_ok(gpumem_stream_create(0, &other));
   assert_gpumem_ok(gpumem_stream_query(other));
   assert_int_equal(j.ticket, 0);
-  open_gate(&g);
+  gm_test_gate_open(&g);
   assert_gpumem_ok(gpumem_event_synchronize(e));
   assert_int_equal(j.ticket, 1);
   assert_gpumem_ok(gpumem_stream_query(s));
@@ -202,7 +179,7 @@ static void test_wait_event_orders_two_streams(void **state) {
   assert_gpumem_ok(gpumem_stream_create(0, &a));
   assert_gpumem_ok(gpumem_stream_create(0, &b));
   assert_gpumem_ok(gpumem_event_create(0, &e));
-  gate g = GATE_INIT;
+  gm_test_gate g = GM_TEST_GATE_INIT;
   _Atomic int counter = 0;
   job first = {&g, NULL, 0, 0, &counter, 0}, second = {NULL, NULL, 0, 0, &counter, 0};
   assert_gpumem_ok(gpumem_launch_host_func(a, job_fn, &first));
@@ -211,7 +188,7 @@ static void test_wait_event_orders_two_streams(void **state) {
   assert_gpumem_ok(gpumem_launch_host_func(b, job_fn, &second));
   usleep(20000);
   assert_int_equal(gpumem_stream_query(b), GPUMEM_ERR_NOT_READY); /* held by A's gate */
-  open_gate(&g);
+  gm_test_gate_open(&g);
   assert_gpumem_ok(gpumem_stream_synchronize(b));
   assert_int_equal(first.ticket, 1);
   assert_int_equal(second.ticket, 2);
@@ -227,13 +204,13 @@ static void test_destroy_returns_at_once_and_work_still_runs(void **state) {
   (void)state;
   gpumem_stream_t s = NULL;
   assert_gpumem_ok(gpumem_stream_create(0, &s));
-  gate g = GATE_INIT;
+  gm_test_gate g = GM_TEST_GATE_INIT;
   _Atomic int counter = 0;
   job j = {&g, NULL, 0, 0, &counter, 0};
   assert_gpumem_ok(gpumem_launch_host_func(s, job_fn, &j));
   assert_gpumem_ok(gpumem_stream_destroy(s));
   assert_int_equal(j.ticket, 0);
-  open_gate(&g);
+  gm_test_gate_open(&g);
   assert_gpumem_ok(gpumem_device_synchronize(0));
   assert_int_equal(j.ticket, 1);
 }
@@ -250,7 +227,7 @@ static void test_legacy_stream_synchronises_with_blocking_streams_only(void **st
   assert_gpumem_ok(gpumem_stream_create(0, &nonblocking));
   _Atomic int counter = 0;
   /* Non-blocking: NULL's work runs while the gated work still waits. */
-  gate g1 = GATE_INIT;
+  gm_test_gate g1 = GM_TEST_GATE_INIT;
   job held = {&g1, NULL, 0, 0, &counter, 0}, free_run = {NULL, NULL, 0, 0, &counter, 0};
   assert_gpumem_ok(gpumem_launch_host_func(nonblocking, job_fn, &held));
   assert_gpumem_ok(gpumem_launch_host_func(NULL, job_fn, &free_run));
@@ -258,19 +235,19 @@ static void test_legacy_stream_synchronises_with_blocking_streams_only(void **st
   assert_int_equal(free_run.ticket, 1);
   assert_int_equal(held.ticket, 0);
   /* The per-thread default stream does not wait for the legacy one either. */
-  gate g2 = GATE_INIT;
+  gm_test_gate g2 = GM_TEST_GATE_INIT;
   job legacy_held = {&g2, NULL, 0, 0, &counter, 0}, per_thread = {NULL, NULL, 0, 0, &counter, 0};
   assert_gpumem_ok(gpumem_launch_host_func(NULL, job_fn, &legacy_held));
   assert_gpumem_ok(gpumem_launch_host_func(GPUMEM_STREAM_PER_THREAD, job_fn, &per_thread));
   assert_gpumem_ok(gpumem_stream_synchronize(GPUMEM_STREAM_PER_THREAD));
   assert_int_equal(per_thread.ticket, 2);
-  open_gate(&g2);
+  gm_test_gate_open(&g2);
   assert_gpumem_ok(gpumem_stream_synchronize(NULL));
-  open_gate(&g1);
+  gm_test_gate_open(&g1);
   assert_gpumem_ok(gpumem_stream_synchronize(nonblocking));
   /* Blocking: NULL's work waits for the blocking stream's, and the blocking
    * stream's later work waits for NULL's. */
-  gate g3 = GATE_INIT;
+  gm_test_gate g3 = GM_TEST_GATE_INIT;
   job b1 = {&g3, NULL, 0, 0, &counter, 0}, l1 = {NULL, NULL, 0, 0, &counter, 0},
       b2 = {NULL, NULL, 0, 0, &counter, 0};
   assert_gpumem_ok(gpumem_launch_host_func(blocking, job_fn, &b1));
@@ -278,7 +255,7 @@ static void test_legacy_stream_synchronises_with_blocking_streams_only(void **st
   assert_gpumem_ok(gpumem_launch_host_func(blocking, job_fn, &b2));
   usleep(20000);
   assert_int_equal(l1.ticket, 0); /* waiting for b1 */
-  open_gate(&g3);
+  gm_test_gate_open(&g3);
   assert_gpumem_ok(gpumem_stream_synchronize(blocking));
   assert_true(b1.ticket < l1.ticket && l1.ticket < b2.ticket);
   assert_gpumem_ok(gpumem_stream_destroy(blocking));
@@ -322,10 +299,10 @@ static void test_pageable_copies(void **state) {
   assert_gpumem_ok(gpumem_pool_create(&c, &p));
   unsigned char *dev = NULL, host[4096];
   assert_gpumem_ok(gpumem_pool_alloc(p, sizeof host, s, (void **)&dev));
-  gate g = GATE_INIT;
+  gm_test_gate g = GM_TEST_GATE_INIT;
   job held = {&g, NULL, 0, 0, NULL, 0};
   assert_gpumem_ok(gpumem_launch_host_func(s, job_fn, &held));
-  open_gate(&g); /* the host-to-device copy synchronizes the stream first */
+  gm_test_gate_open(&g); /* the host-to-device copy synchronizes the stream first */
   memset(host, 7, sizeof host);
   assert_gpumem_ok(gpumem_memcpy(dev, host, sizeof host, s));
   memset(host, 9, sizeof host); /* reused at once: the copy took the 7s */
@@ -380,7 +357,7 @@ typedef struct reuse_case {
   gpumem_stream_t a, b;
   void *x;
   size_t block;
-  gate g;
+  gm_test_gate g;
   job held;
 } reuse_case;
 
@@ -398,7 +375,7 @@ static void reuse_setup(reuse_case *r, bool follow, bool opportunistic, bool int
       gm_be_pool_set_attr(r->pool, GM_POOL_REUSE_ALLOW_INTERNAL_DEPENDENCIES, internal));
   assert_gpumem_ok(gpumem_stream_create(0, &r->a));
   assert_gpumem_ok(gpumem_stream_create(0, &r->b));
-  r->g = (gate)GATE_INIT;
+  r->g = (gm_test_gate)GM_TEST_GATE_INIT;
   r->held = (job){&r->g, NULL, 0, 0, NULL, 0};
   assert_gpumem_ok(gm_be_pool_alloc(r->pool, r->block, r->a, &r->x));
   assert_gpumem_ok(gpumem_launch_host_func(r->a, job_fn, &r->held));
@@ -406,7 +383,7 @@ static void reuse_setup(reuse_case *r, bool follow, bool opportunistic, bool int
 }
 
 static void reuse_teardown(reuse_case *r, void *y) {
-  open_gate(&r->g);
+  gm_test_gate_open(&r->g);
   if (y != NULL) assert_gpumem_ok(gm_be_pool_free(y, r->b));
   assert_gpumem_ok(gpumem_stream_synchronize(r->a));
   assert_gpumem_ok(gpumem_stream_synchronize(r->b));
@@ -464,7 +441,7 @@ static void test_pool_reuse_opportunistic(void **state) {
   _Atomic int counter = 0;
   job after = {NULL, NULL, 0, 0, &counter, 0};
   assert_gpumem_ok(gpumem_launch_host_func(r.a, job_fn, &after));
-  open_gate(&r.g);
+  gm_test_gate_open(&r.g);
   while (atomic_load(&counter) == 0) /* the free ran; nobody synchronized */
     usleep(100);
   void *w = NULL;
@@ -486,7 +463,7 @@ static void test_pool_reuse_with_internal_dependencies(void **state) {
   assert_gpumem_ok(gpumem_launch_host_func(r.b, job_fn, &mine));
   usleep(20000);
   assert_int_equal(gpumem_stream_query(r.b), GPUMEM_ERR_NOT_READY); /* behind A's free */
-  open_gate(&r.g);
+  gm_test_gate_open(&r.g);
   assert_gpumem_ok(gpumem_stream_synchronize(r.b));
   unsigned char host[4096];
   assert_gpumem_ok(gpumem_memcpy(host, y, sizeof host, r.b));

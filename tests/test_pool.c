@@ -412,17 +412,8 @@ static void test_shared_with_another_process(void **state) {
 
 /* A host function that waits for a gate, then fills a block: a kernel whose
  * timing the test controls. */
-typedef struct gate {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  bool open;
-} gate;
-
-#define GATE_INIT \
-  { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false }
-
 typedef struct fill_job {
-  gate *gate; /* NULL: run at once */
+  gm_test_gate *gate; /* NULL: run at once */
   unsigned char *ptr;
   size_t size;
   int value;
@@ -430,21 +421,9 @@ typedef struct fill_job {
   int *wrong;        /* if set: count bytes that changed during the sleep */
 } fill_job;
 
-static void open_gate(gate *g) {
-  pthread_mutex_lock(&g->lock);
-  g->open = true;
-  pthread_cond_broadcast(&g->cond);
-  pthread_mutex_unlock(&g->lock);
-}
-
 static void fill_fn(void *arg) {
   fill_job *j = arg;
-  if (j->gate != NULL) {
-    pthread_mutex_lock(&j->gate->lock);
-    while (!j->gate->open)
-      pthread_cond_wait(&j->gate->cond, &j->gate->lock);
-    pthread_mutex_unlock(&j->gate->lock);
-  }
+  if (j->gate != NULL) gm_test_gate_wait(j->gate);
   memset(j->ptr, j->value, j->size);
   if (j->sleep_us > 0) usleep(j->sleep_us);
   if (j->wrong != NULL) {
@@ -462,7 +441,7 @@ static void check_late_writer(gpumem_pool_t *p, size_t size) {
   gpumem_stream_t a = NULL, b = NULL;
   assert_gpumem_ok(gpumem_stream_create(0, &a));
   assert_gpumem_ok(gpumem_stream_create(0, &b));
-  gate g = GATE_INIT;
+  gm_test_gate g = GM_TEST_GATE_INIT;
   void *x = NULL, *y = NULL;
   assert_gpumem_ok(gpumem_pool_alloc(p, size, a, &x));
   fill_job late = {&g, x, size, 0xa5, 0, NULL};
@@ -472,7 +451,7 @@ static void check_late_writer(gpumem_pool_t *p, size_t size) {
   assert_gpumem_ok(gpumem_pool_alloc(p, size, b, &y));
   fill_job mine = {NULL, y, size, 0x5a, 0, NULL};
   assert_gpumem_ok(gpumem_launch_host_func(b, fill_fn, &mine));
-  open_gate(&g);
+  gm_test_gate_open(&g);
   unsigned char *host = malloc(size);
   assert_non_null(host);
   assert_gpumem_ok(gpumem_memcpy(host, y, size, b));
@@ -534,7 +513,7 @@ static void test_flush_keeps_the_cached_streams_order(void **state) {
   assert_non_null(host);
   size_t corrupted = 0;
   for (int round = 0; round < FLUSH_ROUNDS; round++) {
-    gate g = GATE_INIT;
+    gm_test_gate g = GM_TEST_GATE_INIT;
     void *x = NULL, *y = NULL;
     assert_gpumem_ok(gpumem_pool_alloc(p, block, a, &x));
     fill_job late = {&g, x, block, 0xa5, 0, NULL};
@@ -545,7 +524,7 @@ static void test_flush_keeps_the_cached_streams_order(void **state) {
     assert_ptr_equal(y, x);
     fill_job mine = {NULL, y, block, 0x5a, 0, NULL};
     assert_gpumem_ok(gpumem_launch_host_func(b, fill_fn, &mine));
-    open_gate(&g);
+    gm_test_gate_open(&g);
     assert_gpumem_ok(gpumem_memcpy(host, y, block, b));
     for (size_t i = 0; i < block; i++)
       corrupted += host[i] != 0x5a;
@@ -600,7 +579,7 @@ static void test_reissued_stream_handle_gets_no_cached_block(void **state) {
   gpumem_pool_t *p = make_pool(true, 0);
   gpumem_stream_t old = NULL, fresh = NULL;
   assert_gpumem_ok(gpumem_stream_create(0, &old));
-  gate g = GATE_INIT;
+  gm_test_gate g = GM_TEST_GATE_INIT;
   void *x = NULL, *y = NULL;
   assert_gpumem_ok(gpumem_pool_alloc(p, 4096, old, &x));
   fill_job late = {&g, x, 4096, 0xa5, 0, NULL};
@@ -612,7 +591,7 @@ static void test_reissued_stream_handle_gets_no_cached_block(void **state) {
   assert_gpumem_ok(gpumem_pool_alloc(p, 4096, fresh, &y));
   assert_ptr_not_equal(y, x);
   assert_int_equal(stats_of(p).cache_hits, 0);
-  open_gate(&g);
+  gm_test_gate_open(&g);
   assert_gpumem_ok(gpumem_pool_free(p, y, fresh));
   /* The flush sees that the cached handle now names another stream and
    * orders the old block's free after the device instead. */

@@ -2,6 +2,9 @@
  *
  *   gpumem-arena   a LOCAL arena with the one device the allocator is made
  *                  for as its member, default chunk and shards
+ *   (arena)        an arena the caller made (gpumem_allocator_from_arena),
+ *                  allocating on the member chosen then; not destroyed with
+ *                  the allocator
  *
  * The arena is not stream-ordered: free makes the block reusable at once, by
  * any thread and stream, so the allocator does not carry
@@ -71,3 +74,23 @@ const gm_allocator_impl gm_allocator_gpumem_arena = {
     arena_reserved, NULL,
     false,
 };
+
+static void keep_arena(void *state) {
+  free(state); /* the arena itself is the caller's */
+}
+
+const gm_allocator_impl gm_allocator_wrapped_arena = {
+    "arena",        "an arena configured by the caller",
+    NULL,           keep_arena,
+    arena_alloc,    arena_free,
+    arena_reserved, NULL,
+    false,
+};
+
+gpumem_status gm_arena_allocator_state(gpumem_arena_t *arena, int device, void **state) {
+  arena_state *s = malloc(sizeof *s);
+  if (s == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an allocator");
+  *s = (arena_state){arena, device};
+  *state = s;
+  return GPUMEM_OK;
+}

@@ -4,6 +4,9 @@
  *                        its own (release threshold: keep all)
  *   gpumem-pool-nocache  the same without the cache: the wrapper's own cost
  *                        over cudaMallocFromPoolAsync, for comparison
+ *   (pool)               a pool the caller made and configured
+ *                        (gpumem_allocator_from_pool): the same functions on
+ *                        it, not destroyed with the allocator
  */
 #include "allocator.h"
 #include "log.h"
@@ -72,5 +75,17 @@ const gm_allocator_impl gm_allocator_gpumem_pool_nocache = {
     pool_free,
     pool_reserved,
     pool_trim,
+    true,
+};
+
+static void keep_pool(void *state) {
+  GM_UNUSED(state); /* the caller's: it destroys the pool after the allocator */
+}
+
+const gm_allocator_impl gm_allocator_wrapped_pool = {
+    "pool",        "a pool configured by the caller",
+    NULL,          keep_pool,
+    pool_alloc,    pool_free,
+    pool_reserved, pool_trim,
     true,
 };

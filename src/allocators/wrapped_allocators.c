@@ -1,5 +1,7 @@
 /* wrapped_allocators.c: a pool, arena or buffer the caller configured,
- * behind the common allocator interface (gpumem_allocator_from_*).
+ * behind the common allocator interface (gpumem_allocator_from_*). The pool
+ * and arena use the registry's adapters (pool_allocators.c,
+ * arena_allocators.c) on the caller's object; the buffer's stack is here.
  *
  * The registry's allocators are made with defaults; an application that
  * tuned a pool (its release threshold, cache bound, peers) or an arena (its
@@ -32,80 +34,6 @@
 #include "pool.h"
 
 #define STACK_ALIGN 256
-
-/* ---- pool ---- */
-
-static void no_destroy(void *state) {
-  GM_UNUSED(state);
-}
-
-static gpumem_status pool_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
-  return gm_pool_alloc(state, size, stream, ptr);
-}
-
-static gpumem_status pool_free(void *state, void *ptr, size_t size, gpumem_stream_t stream) {
-  GM_UNUSED(size);
-  return gm_pool_free(state, ptr, stream);
-}
-
-static gpumem_status pool_reserved(void *state, size_t *current, size_t *peak) {
-  gpumem_pool_stats s = GPUMEM_POOL_STATS_INIT;
-  gpumem_status st = gm_pool_get_stats(state, &s);
-  *current = s.base.bytes_reserved;
-  *peak = s.base.peak_bytes_reserved;
-  return st;
-}
-
-static gpumem_status pool_trim(void *state) {
-  return gm_pool_trim(state, 0);
-}
-
-const gm_allocator_impl gm_allocator_wrapped_pool = {
-    "pool",        "a pool configured by the caller",
-    NULL,          no_destroy,
-    pool_alloc,    pool_free,
-    pool_reserved, pool_trim,
-    true,
-};
-
-/* ---- arena ---- */
-
-typedef struct arena_wrap {
-  gpumem_arena_t *arena;
-  int device;
-} arena_wrap;
-
-static void arena_destroy(void *state) {
-  free(state);
-}
-
-static gpumem_status arena_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
-  GM_UNUSED(stream);
-  arena_wrap *w = state;
-  return gm_arena_alloc(w->arena, size, 0, w->device, ptr);
-}
-
-static gpumem_status arena_free(void *state, void *ptr, size_t size, gpumem_stream_t stream) {
-  GM_UNUSED(size);
-  GM_UNUSED(stream);
-  return gm_arena_free(((arena_wrap *)state)->arena, ptr);
-}
-
-static gpumem_status arena_reserved(void *state, size_t *current, size_t *peak) {
-  gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
-  gpumem_status st = gm_arena_get_stats(((arena_wrap *)state)->arena, &s);
-  *current = s.base.bytes_reserved;
-  *peak = s.base.peak_bytes_reserved;
-  return st;
-}
-
-const gm_allocator_impl gm_allocator_wrapped_arena = {
-    "arena",        "an arena configured by the caller",
-    NULL,           arena_destroy,
-    arena_alloc,    arena_free,
-    arena_reserved, NULL,
-    false,
-};
 
 /* ---- buffer: a stack ---- */
 
@@ -214,11 +142,10 @@ GPUMEM_API gpumem_status gpumem_allocator_from_pool(gpumem_pool_t *pool,
 static gpumem_status wrap_arena(gpumem_arena_t *arena, int device, gpumem_allocator *out) {
   gpumem_status st = gm_arena_check_member(arena, device);
   if (st != GPUMEM_OK) return st;
-  arena_wrap *w = malloc(sizeof *w);
-  if (w == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an allocator");
-  *w = (arena_wrap){arena, device};
-  st = gm_allocator_make(&gm_allocator_wrapped_arena, w, device, out);
-  if (st != GPUMEM_OK) free(w);
+  void *state = NULL;
+  st = gm_arena_allocator_state(arena, device, &state);
+  if (st == GPUMEM_OK) st = gm_allocator_make(&gm_allocator_wrapped_arena, state, device, out);
+  if (st != GPUMEM_OK) free(state);
   return st;
 }
 

@@ -650,10 +650,15 @@ gpumem_status gm_be_stream_capture(gpumem_stream_t stream, bool begin) {
   GM_BE_FORWARD(stream_capture, stream, begin);
 }
 
+/* The pool asks this on every allocation and free: a pure query, so it is
+ * neither counted nor open to failure injection (a shared counter per call
+ * would be the one write two threads share on the pool's hot path). */
 gpumem_status gm_be_stream_state(gpumem_stream_t stream, uint64_t *id, bool *capturing) {
   GM_NULL_ARG(id);
   GM_NULL_ARG(capturing);
-  GM_BE_FORWARD(stream_state, stream, id, capturing);
+  const gm_backend_ops *be = gm_backend();
+  if (be == NULL) return gm_error(GPUMEM_ERR_STATE, "libgpumem is not initialised");
+  return be->stream_state(stream, id, capturing);
 }
 
 gpumem_status gm_be_stream_is_capturing(gpumem_stream_t stream, bool *out) {

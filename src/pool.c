@@ -5,7 +5,8 @@
  * dependencies, IPC and statistics. Above it, three structures:
  *
  * - The pointer table: every block the pool has handed out, in 64 shards
- *   keyed by a hash of the pointer, each with its own mutex. A free looks the
+ *   keyed by a hash of the pointer, each with its own spin lock (held for a
+ *   hash-table step; a mutex's lock and unlock cost more than that). A free looks the
  *   pointer up (foreign pointers are refused, not forwarded to the driver)
  *   and moves the block's state LIVE -> CACHED or LIVE -> gone under the
  *   shard lock, so a double free is detected even when it races.
@@ -24,8 +25,9 @@
  *   stream while the old one's work still runs. A stream being captured into
  *   a graph bypasses the cache (a cache hit would add no allocation node, and
  *   the graph would replay with memory it does not own). So the hot path is:
- *   two stream queries (id, capture state), the thread's own cache mutex
- *   (uncontended except while a flush runs) and one shard lock.
+ *   one stream query (id and capture state together), the thread's own
+ *   cache lock (a spin lock, uncontended except while a flush or the stats
+ *   read it) and one shard lock.
  *
  * - The cache bound: all caches of a pool together hold at most
  *   cache_max_bytes; a free that would exceed it goes to the CUDA pool. Each
@@ -68,6 +70,7 @@
 #include "log.h"
 #include "options.h"
 #include "pool.h"
+#include "spinlock.h"
 #include "trace.h"
 
 #define POOL_MAGIC             0x67706f6fu /* "gpoo" */
@@ -94,8 +97,8 @@ typedef struct block {
 } block;
 
 typedef struct shard {
-  _Alignas(GM_CACHE_LINE) pthread_mutex_t lock; /* a line of its own: no false sharing */
-  gm_hashmap map;                               /* ptr -> block* */
+  gm_spinlock lock; /* on a cache line of its own: no false sharing */
+  gm_hashmap map;   /* ptr -> block* */
 } shard;
 
 typedef struct bin {
@@ -110,7 +113,7 @@ typedef struct bin {
  * share of the cache bound it holds (credit, taken from the pool in steps so
  * that threads rarely touch the pool's shared line). */
 typedef struct tcache {
-  pthread_mutex_t lock;
+  gm_spinlock lock; /* uncontended but for a flush or the stats */
   bin bins[CACHE_STREAMS];
   int nbins;
   uint64_t hits, misses;
@@ -207,9 +210,8 @@ static tcache *thread_cache(gpumem_pool_t *p) {
     if (!pool_id_live(tls_caches[i].pool_id)) free_slot = &tls_caches[i];
   }
   if (free_slot == NULL) return NULL;
-  tcache *c = calloc(1, sizeof *c);
+  tcache *c = gm_aligned_zalloc(sizeof *c); /* its lock has a cache line of its own */
   if (c == NULL) return NULL;
-  pthread_mutex_init(&c->lock, NULL);
   pthread_mutex_lock(&p->caches_lock);
   c->next = p->caches;
   p->caches = c;
@@ -323,9 +325,9 @@ static gpumem_status flush_bin(gpumem_pool_t *p, tcache *c, bin *bn, device_set 
       *link = b->next;
       c->cached -= b->size;
       shard *s = shard_of(p, b->ptr);
-      pthread_mutex_lock(&s->lock);
+      gm_spin_lock(&s->lock);
       gm_hashmap_remove(&s->map, (uint64_t)(uintptr_t)b->ptr);
-      pthread_mutex_unlock(&s->lock);
+      gm_spin_unlock(&s->lock);
       free(b);
     }
   }
@@ -345,7 +347,7 @@ static gpumem_status flush_caches_for(gpumem_pool_t *p, uint64_t match, device_s
   gpumem_status st = GPUMEM_OK;
   pthread_mutex_lock(&p->caches_lock);
   for (tcache *c = p->caches; c != NULL; c = c->next) {
-    pthread_mutex_lock(&c->lock);
+    gm_spin_lock(&c->lock);
     for (int i = 0; i < c->nbins;) {
       bin *bn = &c->bins[i];
       if (match != 0 && bn->stream_id != match) {
@@ -364,7 +366,7 @@ static gpumem_status flush_caches_for(gpumem_pool_t *p, uint64_t match, device_s
       atomic_fetch_sub(&p->credit_taken, c->credit);
       c->credit = 0;
     }
-    pthread_mutex_unlock(&c->lock);
+    gm_spin_unlock(&c->lock);
   }
   pthread_mutex_unlock(&p->caches_lock);
   return st;
@@ -422,14 +424,14 @@ static pool_totals totals(gpumem_pool_t *p) {
                    atomic_load(&p->frees),      0, 0};
   pthread_mutex_lock(&p->caches_lock);
   for (tcache *c = p->caches; c != NULL; c = c->next) {
-    pthread_mutex_lock(&c->lock);
+    gm_spin_lock(&c->lock);
     t.live += c->live;
     t.cached += c->cached;
     t.allocs += c->allocs;
     t.frees += c->frees;
     t.hits += c->hits;
     t.misses += c->misses;
-    pthread_mutex_unlock(&c->lock);
+    gm_spin_unlock(&c->lock);
   }
   pthread_mutex_unlock(&p->caches_lock);
   return t;
@@ -452,7 +454,6 @@ static gpumem_pool_t *pool_new(int device) {
   p->id = atomic_fetch_add(&next_pool_id, 1);
   p->device = device;
   for (int i = 0; i < SHARDS; i++) {
-    pthread_mutex_init(&p->shards[i].lock, NULL);
     p->shards[i].map = (gm_hashmap)GM_HASHMAP_INIT;
   }
   pthread_mutex_init(&p->caches_lock, NULL);
@@ -477,11 +478,9 @@ static void pool_delete(gpumem_pool_t *p) {
       if (m->keys[k] != 0) free((block *)(uintptr_t)m->values[k]);
     }
     gm_hashmap_free(m);
-    pthread_mutex_destroy(&p->shards[i].lock);
   }
   for (tcache *c = p->caches, *n; c != NULL; c = n) {
     n = c->next;
-    pthread_mutex_destroy(&c->lock);
     free(c);
   }
   forget_thread_cache(p->id);
@@ -674,7 +673,7 @@ static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_
   uint32_t cls = small ? class_of(size) : LARGE_CLASS;
   tcache *c = small ? thread_cache(p) : NULL;
   if (c != NULL) {
-    pthread_mutex_lock(&c->lock);
+    gm_spin_lock(&c->lock);
     bin *b = find_bin(c, sid);
     block *blk = b ? b->heads[cls] : NULL;
     if (blk != NULL) {
@@ -686,7 +685,7 @@ static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_
     } else {
       c->misses++;
     }
-    pthread_mutex_unlock(&c->lock);
+    gm_spin_unlock(&c->lock);
     if (blk != NULL) {
       /* Only this thread holds a cached block: no one else writes its state. */
       atomic_store_explicit(&blk->state, BLOCK_LIVE, memory_order_release);
@@ -724,9 +723,9 @@ static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_
   atomic_init(&blk->state, BLOCK_LIVE);
   blk->next = NULL;
   shard *s = shard_of(p, ptr);
-  pthread_mutex_lock(&s->lock);
+  gm_spin_lock(&s->lock);
   bool ok = gm_hashmap_put(&s->map, (uint64_t)(uintptr_t)ptr, (uint64_t)(uintptr_t)blk);
-  pthread_mutex_unlock(&s->lock);
+  gm_spin_unlock(&s->lock);
   if (!ok) {
     gm_be_pool_free(ptr, stream);
     free(blk);
@@ -755,7 +754,7 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
     if (st != GPUMEM_OK) return st;
   }
   shard *s = shard_of(p, ptr);
-  pthread_mutex_lock(&s->lock);
+  gm_spin_lock(&s->lock);
   uint64_t v = 0;
   block *blk = gm_hashmap_get(&s->map, (uint64_t)(uintptr_t)ptr, &v) ? (block *)(uintptr_t)v : NULL;
   int state = 0;
@@ -770,7 +769,7 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
     state = won ? BLOCK_LIVE : expected;
     if (won && !cache_it) gm_hashmap_remove(&s->map, (uint64_t)(uintptr_t)ptr);
   }
-  pthread_mutex_unlock(&s->lock);
+  gm_spin_unlock(&s->lock);
   if (blk == NULL) {
     return gm_error(GPUMEM_ERR_INVALID_POINTER, "%p was not allocated from this pool", ptr);
   }
@@ -779,7 +778,7 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
   }
   GM_TRACE_FREE("pool", p, ptr, stream, p->device); /* before any other thread can reuse ptr */
   if (cache_it && (c = thread_cache(p)) != NULL) {
-    pthread_mutex_lock(&c->lock);
+    gm_spin_lock(&c->lock);
     bool credit = take_credit(p, c, blk->size);
     bin *b = credit ? find_bin(c, sid) : NULL;
     if (credit && b == NULL && c->nbins < CACHE_STREAMS) { /* a stream new to this cache */
@@ -796,15 +795,15 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
       c->frees++;
       c->live -= (int64_t)blk->size;
     }
-    pthread_mutex_unlock(&c->lock);
+    gm_spin_unlock(&c->lock);
     if (b != NULL) return GPUMEM_OK;
   }
   atomic_fetch_sub_explicit(&p->live_bytes, (int64_t)blk->size, memory_order_relaxed);
   atomic_fetch_add_explicit(&p->frees, 1, memory_order_relaxed);
   if (cache_it) { /* no room in this thread's cache after all: take it out of the table */
-    pthread_mutex_lock(&s->lock);
+    gm_spin_lock(&s->lock);
     gm_hashmap_remove(&s->map, (uint64_t)(uintptr_t)ptr);
-    pthread_mutex_unlock(&s->lock);
+    gm_spin_unlock(&s->lock);
   }
   st = gm_be_pool_free(ptr, stream);
   free(blk);
@@ -959,9 +958,9 @@ gpumem_status gm_pool_import_pointer(gpumem_pool_t *p, const gpumem_pool_pointer
     blk->cls = LARGE_CLASS;
     atomic_init(&blk->state, BLOCK_LIVE);
     blk->next = NULL;
-    pthread_mutex_lock(&s->lock);
+    gm_spin_lock(&s->lock);
     ok = gm_hashmap_put(&s->map, (uint64_t)(uintptr_t)ptr, (uint64_t)(uintptr_t)blk);
-    pthread_mutex_unlock(&s->lock);
+    gm_spin_unlock(&s->lock);
   }
   if (!ok) {
     free(blk);

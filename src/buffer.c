@@ -33,7 +33,10 @@
  * Sharing: gpumem_buffer_send writes a header, the segment sizes, and one
  * POSIX fd per segment in SCM_RIGHTS batches; gpumem_buffer_receive imports
  * them and maps them back to back in a reservation of its own: the same
- * physical memory at another address, as a fixed-size view.
+ * physical memory at another address, as a fixed-size view. The device is
+ * checked before anything is read, so a wrong one leaves the message on the
+ * socket; an empty buffer (a fresh one sent) is received without a
+ * reservation, and destroy frees a reservation only where there is one.
  *
  * Locking: a mutex serializes the operations that change the mapping; size
  * and capacity are atomics so size()/capacity() never block, and data() reads
@@ -365,7 +368,8 @@ gpumem_status gm_buffer_destroy(gpumem_buffer_t *b) {
   pthread_mutex_lock(&b->lock);
   st = synchronize_access_devices(b);
   if (st == GPUMEM_OK) st = release_from(b, 0);
-  if (st == GPUMEM_OK) st = gm_be_va_free(b->base, b->max_size);
+  /* A received empty buffer has no reservation (there is nothing to map). */
+  if (st == GPUMEM_OK && b->base != 0) st = gm_be_va_free(b->base, b->max_size);
   pthread_mutex_unlock(&b->lock);
   if (st != GPUMEM_OK) return st; /* still a valid (smaller) buffer: destroy may be retried */
   GM_TRACE_RESIZE("buffer", b, (void *)b->base, b->size, 0, b->device);
@@ -560,6 +564,11 @@ gpumem_status gm_buffer_receive(int sock, int device, gpumem_buffer_t **out) {
   size_t nfds = 0;
   GM_REQUIRE(out != NULL, GPUMEM_ERR_INVALID_ARGUMENT, "buffer is NULL");
   GM_REQUIRE(sock >= 0, GPUMEM_ERR_INVALID_ARGUMENT, "socket %d is not valid", sock);
+  /* Checked before reading: a wrong device consumes nothing, creates nothing. */
+  int visible = 0;
+  GM_TRY(gm_be_device_count(&visible));
+  GM_REQUIRE(device >= 0 && device < visible, GPUMEM_ERR_INVALID_DEVICE,
+             "device %d does not exist (%d visible)", device, visible);
   wire_header h;
   GM_TRY(recv_all(sock, &h, sizeof h, NULL, 0, NULL));
   GM_REQUIRE(h.magic == WIRE_MAGIC && h.version == WIRE_VERSION, GPUMEM_ERR_INVALID_ARGUMENT,

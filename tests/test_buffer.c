@@ -572,6 +572,71 @@ static void test_shared_with_another_process(void **state) {
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
+static gpumem_buffer_t *make_shareable(size_t max_size) {
+  gpumem_buffer_config c = GPUMEM_BUFFER_CONFIG_INIT;
+  c.handle_type = GPUMEM_HANDLE_POSIX_FD;
+  c.max_size = max_size;
+  gpumem_buffer_t *b = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&c, &b));
+  return b;
+}
+
+static bool counters_equal(gm_backend_counters a, gm_backend_counters b) {
+  return a.reservations == b.reservations && a.reserved_bytes == b.reserved_bytes &&
+         a.phys_handles == b.phys_handles && a.mapped_bytes == b.mapped_bytes;
+}
+
+/* A received buffer can always be destroyed: an empty one (what sending a
+ * fresh buffer gives) destroys cleanly, and a device that does not exist is
+ * refused before anything is read or created, so the message stays on the
+ * socket for a receive with the right device. */
+static void test_received_buffer_always_destroyable(void **state) {
+  (void)state;
+  gpumem_device_info dev;
+  assert_gpumem_ok(gpumem_device_get_info(0, &dev));
+  if (!dev.posix_fd) skip();
+  size_t g = gran();
+  int count = 0;
+  assert_gpumem_ok(gpumem_device_count(&count));
+  gpumem_buffer_t *b = make_shareable(4 * g);
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  gm_backend_counters before = gm_test_counters();
+  /* Empty, on an existing device. */
+  assert_gpumem_ok(gpumem_buffer_send(b, sv[0]));
+  gpumem_buffer_t *view = NULL;
+  assert_gpumem_ok(gpumem_buffer_receive(sv[1], 0, &view));
+  assert_int_equal(gpumem_buffer_size(view), 0);
+  assert_int_equal(gpumem_buffer_capacity(view), 0);
+  assert_gpumem_ok(gpumem_buffer_destroy(view));
+  assert_true(counters_equal(gm_test_counters(), before));
+  /* Empty, on a device that does not exist. */
+  assert_gpumem_ok(gpumem_buffer_send(b, sv[0]));
+  view = NULL;
+  assert_gpumem_status(gpumem_buffer_receive(sv[1], count, &view), GPUMEM_ERR_INVALID_DEVICE);
+  assert_last_error_contains("does not exist");
+  assert_null(view);
+  assert_true(counters_equal(gm_test_counters(), before));
+  assert_gpumem_ok(gpumem_buffer_receive(sv[1], 0, &view)); /* the message is still there */
+  assert_gpumem_ok(gpumem_buffer_destroy(view));
+  /* One segment, on a device that does not exist, then on device 0. */
+  assert_gpumem_ok(gpumem_buffer_resize(b, g));
+  write_range(b, 0, g, 5);
+  before = gm_test_counters();
+  assert_gpumem_ok(gpumem_buffer_send(b, sv[0]));
+  view = NULL;
+  assert_gpumem_status(gpumem_buffer_receive(sv[1], -1, &view), GPUMEM_ERR_INVALID_DEVICE);
+  assert_null(view);
+  assert_true(counters_equal(gm_test_counters(), before));
+  assert_gpumem_ok(gpumem_buffer_receive(sv[1], 0, &view));
+  check_contents(view, g, 5);
+  assert_gpumem_ok(gpumem_buffer_destroy(view));
+  assert_true(counters_equal(gm_test_counters(), before));
+  close(sv[0]);
+  close(sv[1]);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
 typedef struct resizer {
   gpumem_buffer_t *b;
   void *data;
@@ -637,6 +702,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_every_access_device_synchronized_before_unmapping,
                                       small_host_device, stop_recording_teardown),
       cmocka_unit_test(test_shared_with_another_process),
+      cmocka_unit_test(test_received_buffer_always_destroyable),
       cmocka_unit_test(test_concurrent_resize),
   };
   return gm_test_run("buffer", tests, GM_ARRAY_SIZE(tests), argc, argv, child_buffer);

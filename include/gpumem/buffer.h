@@ -169,8 +169,11 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_send(gpumem_buffer_t *bu
 /** Receive a buffer sent with gpumem_buffer_send and map the same memory in
  * this process with read-write access for `device`. The result is a view of
  * fixed size: resize, reserve and shrink_to_fit return NOT_SUPPORTED; destroy
- * unmaps it (the sender's memory lives on). Errors: INVALID_ARGUMENT (not a
- * buffer message), OS, and those of mapping. */
+ * unmaps it (the sender's memory lives on). An empty buffer (capacity 0, as
+ * sending a fresh buffer gives) is received as an empty view that destroys
+ * like any other. Errors: INVALID_DEVICE (`device` does not exist; checked
+ * before anything is read, so the message stays on the socket),
+ * INVALID_ARGUMENT (not a buffer message), OS, and those of mapping. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_receive(int socket, int device,
                                                                 gpumem_buffer_t **buffer);
 

@@ -37,6 +37,11 @@
  * checked before anything is read, so a wrong one leaves the message on the
  * socket; an empty buffer (a fresh one sent) is received without a
  * reservation, and destroy frees a reservation only where there is one.
+ * A receive waits at most GPUMEM_RECEIVE_TIMEOUT (30 s by default) for the
+ * whole message: poll() before every read, one deadline for all of them, so a
+ * silent peer gives NOT_READY with nothing created instead of a hang. An
+ * option rather than an argument keeps the call's signature, and the
+ * setting is one a job sets once for all its receives.
  *
  * Locking: a mutex serializes the operations that change the mapping; size
  * and capacity are atomics so size()/capacity() never block, and data() reads
@@ -48,7 +53,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "abi.h"
@@ -67,6 +74,9 @@
 #define WIRE_MAGIC            0x4755424d454d5047ULL /* "GPMEMBUG" */
 #define WIRE_VERSION          1u
 #define FDS_PER_MESSAGE       128 /* below the kernel's SCM_MAX_FD of 253 */
+#define MS_PER_S              1000
+#define NS_PER_MS             1000000L
+#define NS_PER_S              1000000000L
 
 typedef struct segment {
   size_t offset, size;
@@ -481,35 +491,91 @@ static gpumem_status send_all(int sock, const void *data, size_t len, const int 
   return GPUMEM_OK;
 }
 
-/* Receive exactly `len` bytes and up to `max_fds` descriptors. */
+/* When a receive gives up: GPUMEM_RECEIVE_TIMEOUT milliseconds from its start
+ * (0: never). One deadline covers the whole message, so a peer that stops
+ * halfway cannot hold the receiver longer than a silent one. */
+typedef struct receive_deadline {
+  int64_t timeout_ms; /* 0: none */
+  struct timespec at;
+} receive_deadline;
+
+static receive_deadline deadline_start(void) {
+  receive_deadline d = {gm_option_int(GM_OPTION_RECEIVE_TIMEOUT), {0, 0}};
+  clock_gettime(CLOCK_MONOTONIC, &d.at);
+  d.at.tv_sec += (time_t)(d.timeout_ms / MS_PER_S);
+  d.at.tv_nsec += (long)(d.timeout_ms % MS_PER_S) * NS_PER_MS;
+  if (d.at.tv_nsec >= NS_PER_S) {
+    d.at.tv_sec++;
+    d.at.tv_nsec -= NS_PER_S;
+  }
+  return d;
+}
+
+/* Milliseconds left before the deadline (rounded up; -1: no deadline). */
+static int deadline_left_ms(const receive_deadline *d) {
+  if (d->timeout_ms == 0) return -1;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int64_t ns =
+      (int64_t)(d->at.tv_sec - now.tv_sec) * NS_PER_S + (int64_t)(d->at.tv_nsec - now.tv_nsec);
+  if (ns <= 0) return 0;
+  return (int)((ns + NS_PER_MS - 1) / NS_PER_MS);
+}
+
+/* Wait until the socket has data, or the deadline passes (NOT_READY). */
+static gpumem_status wait_readable(int sock, const receive_deadline *d) {
+  for (;;) {
+    int left = deadline_left_ms(d);
+    if (left == 0) break;
+    struct pollfd p = {sock, POLLIN, 0};
+    int n = poll(&p, 1, left);
+    if (n > 0) return GPUMEM_OK; /* readable, closed or in error: recvmsg tells which */
+    if (n < 0 && errno != EINTR) {
+      return gm_error(GPUMEM_ERR_OS, "waiting on socket %d failed: %s", sock, strerror(errno));
+    }
+  }
+  return gm_error(GPUMEM_ERR_NOT_READY,
+                  "no complete buffer message on socket %d within %lld ms "
+                  "(GPUMEM_RECEIVE_TIMEOUT); the socket is left mid-message: close it",
+                  sock, (long long)d->timeout_ms);
+}
+
+/* Receive exactly `len` bytes and up to `max_fds` descriptors, waiting with
+ * poll() before each read so that the deadline holds. */
 static gpumem_status recv_all(int sock, void *data, size_t len, int *fds, size_t max_fds,
-                              size_t *nfds) {
+                              size_t *nfds, const receive_deadline *d) {
   union {
     char buf[CMSG_SPACE(sizeof(int) * FDS_PER_MESSAGE)];
     struct cmsghdr align;
   } u;
-  struct iovec iov = {data, len};
-  struct msghdr msg = {
-      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-  ssize_t n;
-  do {
-    n = recvmsg(sock, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
   if (nfds != NULL) *nfds = 0;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t got = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    int *in = (int *)CMSG_DATA(c);
-    for (size_t i = 0; i < got; i++) {
-      if (nfds != NULL && *nfds < max_fds)
-        fds[(*nfds)++] = in[i];
-      else
-        close(in[i]); /* unexpected descriptors are not leaked */
+  size_t done = 0;
+  while (done < len) {
+    gpumem_status st = wait_readable(sock, d);
+    if (st != GPUMEM_OK) return st;
+    struct iovec iov = {(char *)data + done, len - done};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    ssize_t n;
+    do {
+      n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); n >= 0 && c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t got = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      int *in = (int *)CMSG_DATA(c);
+      for (size_t i = 0; i < got; i++) {
+        if (nfds != NULL && *nfds < max_fds)
+          fds[(*nfds)++] = in[i];
+        else
+          close(in[i]); /* unexpected descriptors are not leaked */
+      }
     }
-  }
-  if (n != (ssize_t)len) {
-    return gm_error(GPUMEM_ERR_OS, "receiving on socket %d failed: %s", sock,
-                    n < 0 ? strerror(errno) : "the peer closed the connection");
+    if (n <= 0) {
+      return gm_error(GPUMEM_ERR_OS, "receiving on socket %d failed: %s", sock,
+                      n < 0 ? strerror(errno) : "the peer closed the connection");
+    }
+    done += (size_t)n;
   }
   return GPUMEM_OK;
 }
@@ -569,8 +635,9 @@ gpumem_status gm_buffer_receive(int sock, int device, gpumem_buffer_t **out) {
   GM_TRY(gm_be_device_count(&visible));
   GM_REQUIRE(device >= 0 && device < visible, GPUMEM_ERR_INVALID_DEVICE,
              "device %d does not exist (%d visible)", device, visible);
+  receive_deadline deadline = deadline_start();
   wire_header h;
-  GM_TRY(recv_all(sock, &h, sizeof h, NULL, 0, NULL));
+  GM_TRY(recv_all(sock, &h, sizeof h, NULL, 0, NULL, &deadline));
   GM_REQUIRE(h.magic == WIRE_MAGIC && h.version == WIRE_VERSION, GPUMEM_ERR_INVALID_ARGUMENT,
              "the message is not a gpumem buffer (version %u)", WIRE_VERSION);
   GM_REQUIRE(h.nsegs <= (1u << 20) && h.size <= h.capacity && h.capacity <= SIZE_MAX / 2,
@@ -581,11 +648,11 @@ gpumem_status gm_buffer_receive(int sock, int device, gpumem_buffer_t **out) {
              "no host memory for %llu "
              "segments",
              (unsigned long long)h.nsegs);
-  if (h.nsegs > 0) GM_TRY(recv_all(sock, sizes, h.nsegs * sizeof *sizes, NULL, 0, NULL));
+  if (h.nsegs > 0) GM_TRY(recv_all(sock, sizes, h.nsegs * sizeof *sizes, NULL, 0, NULL, &deadline));
   while (nfds < h.nsegs) {
     uint32_t count = 0;
     size_t got = 0;
-    GM_TRY(recv_all(sock, &count, sizeof count, fds + nfds, h.nsegs - nfds, &got));
+    GM_TRY(recv_all(sock, &count, sizeof count, fds + nfds, h.nsegs - nfds, &got, &deadline));
     nfds += got;
     GM_REQUIRE(got == count && got > 0, GPUMEM_ERR_INVALID_ARGUMENT,
                "expected %u file descriptors, received %zu", count, got);

@@ -53,6 +53,9 @@ typedef enum gm_option_type {
   X(TRACE, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
     "append every alloc and free of libgpumem's pools, arenas, buffers and allocators to this "    \
     "file (op,id,size,stream; %h: host name, %p: pid)")                                            \
+  X(RECEIVE_TIMEOUT, GM_OPT_INT, "30000", 0, INT32_MAX, NULL,                                      \
+    "milliseconds gpumem_buffer_receive waits for the sender's message before NOT_READY "          \
+    "(0: wait forever)")                                                                           \
   X(FAULT, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
     "inject failures: op:N[,op:N...] makes the Nth call of a backend operation fail")
 

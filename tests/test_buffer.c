@@ -12,10 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
 #include "helpers.h"
+#include "options.h"
 
 static size_t gran(void) {
   gpumem_phys_props p = GPUMEM_PHYS_PROPS_INIT;
@@ -637,6 +639,36 @@ static void test_received_buffer_always_destroyable(void **state) {
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
+/* A silent peer, or one that stops halfway through the header, makes
+ * gpumem_buffer_receive return NOT_READY after GPUMEM_RECEIVE_TIMEOUT with
+ * nothing created, instead of blocking forever. */
+static void test_receive_times_out_on_a_silent_peer(void **state) {
+  (void)state;
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  assert_true(gm_option_set(GM_OPTION_RECEIVE_TIMEOUT, "200", "test"));
+  gm_backend_counters before = gm_test_counters();
+  gpumem_buffer_t *view = NULL;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  assert_gpumem_status(gpumem_buffer_receive(sv[1], 0, &view), GPUMEM_ERR_NOT_READY);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  assert_last_error_contains("within 200 ms (GPUMEM_RECEIVE_TIMEOUT)");
+  double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+  assert_true(waited >= 0.19 && waited < 5.0);
+  assert_null(view);
+  /* Four bytes of a header, then silence: the deadline covers the whole message. */
+  char part[4] = {0};
+  assert_int_equal(write(sv[0], part, sizeof part), (ssize_t)sizeof part);
+  assert_gpumem_status(gpumem_buffer_receive(sv[1], 0, &view), GPUMEM_ERR_NOT_READY);
+  assert_last_error_contains("GPUMEM_RECEIVE_TIMEOUT");
+  assert_null(view);
+  assert_true(counters_equal(gm_test_counters(), before));
+  assert_true(gm_option_set(GM_OPTION_RECEIVE_TIMEOUT, "30000", "test"));
+  close(sv[0]);
+  close(sv[1]);
+}
+
 typedef struct resizer {
   gpumem_buffer_t *b;
   void *data;
@@ -703,6 +735,7 @@ int main(int argc, char **argv) {
                                       small_host_device, stop_recording_teardown),
       cmocka_unit_test(test_shared_with_another_process),
       cmocka_unit_test(test_received_buffer_always_destroyable),
+      cmocka_unit_test(test_receive_times_out_on_a_silent_peer),
       cmocka_unit_test(test_concurrent_resize),
   };
   return gm_test_run("buffer", tests, GM_ARRAY_SIZE(tests), argc, argv, child_buffer);

@@ -173,7 +173,11 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_send(gpumem_buffer_t *bu
  * sending a fresh buffer gives) is received as an empty view that destroys
  * like any other. Errors: INVALID_DEVICE (`device` does not exist; checked
  * before anything is read, so the message stays on the socket),
- * INVALID_ARGUMENT (not a buffer message), OS, and those of mapping. */
+ * INVALID_ARGUMENT (not a buffer message), NOT_READY (the whole message did
+ * not arrive within GPUMEM_RECEIVE_TIMEOUT milliseconds, 30000 by default, 0
+ * for no limit; nothing is created, and the socket may be left mid-message:
+ * close it), OS, and those of mapping. Threads: any; one receiver per
+ * socket at a time. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_receive(int socket, int device,
                                                                 gpumem_buffer_t **buffer);
 

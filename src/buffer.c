@@ -23,7 +23,10 @@
  * leaked. The growth policy decides the added capacity: `exact` rounds the
  * request up to the chunk size; `geometric` multiplies the capacity by the
  * growth factor (bounded by growth_max and max_size), so a sequence of small
- * growths costs a logarithmic number of driver calls.
+ * growths costs a logarithmic number of driver calls. When the geometric
+ * capacity does not fit in the device (OUT_OF_MEMORY), the growth is retried
+ * once with the exact (chunk-rounded) size, so the policy never refuses a
+ * size that would fit.
  *
  * Shrinking only lowers the size; shrink_to_fit releases the segments wholly
  * above the (chunk-rounded) size after waiting for the stream given or, with
@@ -287,7 +290,15 @@ gpumem_status gm_buffer_resize(gpumem_buffer_t *b, size_t new_size) {
   if (st == GPUMEM_OK) st = check_limit(b, new_size, "resize to");
   if (st != GPUMEM_OK) return st;
   pthread_mutex_lock(&b->lock);
-  if (new_size > atomic_load(&b->capacity)) st = grow_to(b, target_capacity(b, new_size));
+  if (new_size > atomic_load(&b->capacity)) {
+    size_t want = target_capacity(b, new_size), need = 0;
+    gm_round_up(new_size, b->chunk, &need); /* cannot overflow: new_size <= max_size */
+    st = grow_to(b, want);
+    if (st == GPUMEM_ERR_OUT_OF_MEMORY && want > need) {
+      gm_error_discard(); /* the policy's extra was too much: the exact size may fit */
+      st = grow_to(b, need);
+    }
+  }
   if (st == GPUMEM_OK) GM_TRACE_RESIZE("buffer", b, (void *)b->base, b->size, new_size, b->device);
   if (st == GPUMEM_OK) atomic_store(&b->size, new_size);
   if (st == GPUMEM_OK && new_size > b->peak_size) b->peak_size = new_size;

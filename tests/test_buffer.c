@@ -42,6 +42,11 @@ static gpumem_buffer_stats info_of(gpumem_buffer_t *b) {
   return i;
 }
 
+static bool counters_equal(gm_backend_counters a, gm_backend_counters b) {
+  return a.reservations == b.reservations && a.reserved_bytes == b.reserved_bytes &&
+         a.phys_handles == b.phys_handles && a.mapped_bytes == b.mapped_bytes;
+}
+
 /* Write the pattern for bytes [from, to) of the buffer. */
 static void write_range(gpumem_buffer_t *b, size_t from, size_t to, unsigned seed) {
   unsigned char *host = malloc(to);
@@ -334,6 +339,33 @@ static void test_out_of_memory_rolls_back(void **state) {
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
+/* GEOMETRIC asks for more than the size needs; when that is more than the
+ * device has, the growth falls back to the exact size. */
+static void test_geometric_falls_back_to_exact_on_out_of_memory(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* the host device's capacity is set to 16 MiB */
+  size_t mib = (size_t)1 << 20;
+  gpumem_buffer_t *b = make(GPUMEM_GROW_GEOMETRIC, 64 * mib);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 10 * mib));
+  assert_int_equal(gpumem_buffer_capacity(b), 10 * mib);
+  write_range(b, 0, 10 * mib, 19);
+  /* Geometric wants 20 MiB (10 more, 6 free); the exact 12 MiB fits. */
+  assert_gpumem_ok(gpumem_buffer_resize(b, 12 * mib));
+  assert_int_equal(gpumem_buffer_size(b), 12 * mib);
+  assert_int_equal(gpumem_buffer_capacity(b), 12 * mib);
+  gpumem_buffer_stats i = info_of(b);
+  assert_int_equal(i.base.failed_allocs, 0);
+  assert_int_equal(i.segments, 2);
+  check_contents(b, 10 * mib, 19);
+  /* Where even the exact size does not fit, the error is out of memory. */
+  gm_backend_counters before = gm_test_counters();
+  assert_gpumem_status(gpumem_buffer_resize(b, 20 * mib), GPUMEM_ERR_OUT_OF_MEMORY);
+  assert_last_error_contains("host device 0 is out of memory");
+  assert_int_equal(gpumem_buffer_capacity(b), 12 * mib);
+  assert_true(counters_equal(gm_test_counters(), before));
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
 static void test_access_for_every_device_and_segment(void **state) {
   (void)state;
   if (!gm_test_on_host()) skip(); /* needs three emulated devices, two linked */
@@ -583,11 +615,6 @@ static gpumem_buffer_t *make_shareable(size_t max_size) {
   return b;
 }
 
-static bool counters_equal(gm_backend_counters a, gm_backend_counters b) {
-  return a.reservations == b.reservations && a.reserved_bytes == b.reserved_bytes &&
-         a.phys_handles == b.phys_handles && a.mapped_bytes == b.mapped_bytes;
-}
-
 /* A received buffer can always be destroyed: an empty one (what sending a
  * fresh buffer gives) destroys cleanly, and a device that does not exist is
  * refused before anything is read or created, so the message stays on the
@@ -726,6 +753,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_failed_growth_rolls_back),
       cmocka_unit_test_setup_teardown(test_out_of_memory_rolls_back, small_host_device,
                                       gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_geometric_falls_back_to_exact_on_out_of_memory,
+                                      small_host_device, gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_access_for_every_device_and_segment, small_host_device,
                                       gm_test_teardown_host),
       cmocka_unit_test(test_fabric_falls_back_to_posix_fd),

@@ -51,7 +51,8 @@ GPUMEM_EXTERN_C_BEGIN
 typedef enum gpumem_growth {
   GPUMEM_GROW_EXACT = 0,     /**< the request rounded up to the chunk size */
   GPUMEM_GROW_GEOMETRIC = 1, /**< at least growth_factor times the capacity, at most
-                                  growth_max more, never past the maximum size */
+                                  growth_max more, never past the maximum size; where
+                                  that is out of memory, the exact size is tried once */
 } gpumem_growth;
 
 /** Creation settings; start from GPUMEM_BUFFER_CONFIG_INIT. A zero field means

@@ -48,10 +48,15 @@
  * INTERLEAVE arenas `shards` in all. A thread gets a slot number the first
  * time it needs one (gm_thread_slot) and uses shard slot % shards (of the
  * named device), so up to `shards` threads allocate without touching each
- * other's cache lines. A shard that has no fitting block grows by at least a
- * chunk (only what is missing when its last free block ends at `top`, since
- * the growth then extends that block); when it cannot grow, the other shards
- * of the same device are tried before OUT_OF_MEMORY. Free finds the shard
+ * other's cache lines. A shard that has no fitting block first tries the
+ * other shards of the same device (taking the parked block of each back into
+ * its heap first), so that free memory a thread left in its shard serves
+ * another thread's request instead of being stranded while the arena maps
+ * more; only when none fits does it grow by at least a chunk (only what is
+ * missing when its last free block ends at `top`, since the growth then
+ * extends that block), or fail with OUT_OF_MEMORY. The look at the
+ * neighbours costs a lock each, on the path that would otherwise make driver
+ * calls. Free finds the shard
  * from the unit table without a lock, then the block from the shard's map.
  *
  * Locks: a shard's lock may be held while taking the growth mutex, never the
@@ -552,20 +557,24 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
   unsigned mine = first + (a->shard_mask ? slot & a->shard_mask : slot % a->shards_per);
   shard *s = &a->shards[mine];
   bool no_host = false;
-  shard_lock(s);
-  gm_tlsf_block *b = take_parked(s, bytes, align);
-  if (b == NULL) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
-  if (b == NULL && !no_host) {
-    st = grow(a, s, bytes + (align - GM_TLSF_ALIGN));
-    if (st == GPUMEM_OK) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
-  }
-  if (b != NULL) count_alloc(s);
-  shard_unlock(s);
+  gm_tlsf_block *b = try_shard(s, bytes, align, &no_host);
+  /* Free memory in the device's other shards is used before more is mapped:
+   * a growth would strand it (and may not fit in the device). */
   for (unsigned k = 1; b == NULL && !no_host && k < a->shards_per; k++) {
     b = try_shard(&a->shards[first + (mine - first + k) % a->shards_per], bytes, align, &no_host);
   }
+  if (b == NULL && !no_host) {
+    shard_lock(s);
+    b = take_parked(s, bytes, align); /* a free on this shard since the first look */
+    if (b == NULL) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
+    if (b == NULL && !no_host) {
+      st = grow(a, s, bytes + (align - GM_TLSF_ALIGN));
+      if (st == GPUMEM_OK) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
+    }
+    if (b != NULL) count_alloc(s);
+    shard_unlock(s);
+  }
   if (b != NULL) {
-    gm_error_discard(); /* a growth that failed before a neighbour shard served the request */
     *ptr = (void *)(a->base + b->offset);
     GM_TRACE_ALLOC("arena", a, *ptr, size, GM_TRACE_NO_STREAM, local ? device : -1);
     return GPUMEM_OK;

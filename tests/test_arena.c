@@ -492,6 +492,66 @@ static void test_device_out_of_memory(void **state) {
   assert_gpumem_ok(gpumem_arena_destroy(a));
 }
 
+/* ---- memory in other shards ---- */
+
+typedef struct borrow_arg {
+  gpumem_arena_t *arena;
+  size_t size;
+  bool free_it;
+  void *p;
+  gpumem_status st;
+} borrow_arg;
+
+static void *alloc_on_thread(void *arg) {
+  borrow_arg *b = arg;
+  b->st = gpumem_arena_alloc(b->arena, b->size, 0, 0, &b->p);
+  if (b->st == GPUMEM_OK && b->free_it) b->st = gpumem_arena_free(b->arena, b->p);
+  return NULL;
+}
+
+/* Allocate (and free) on a new thread: threads made one after the other
+ * get consecutive slots, so shards of their own. */
+static void *on_new_thread(gpumem_arena_t *a, size_t size, bool free_it) {
+  borrow_arg arg = {a, size, free_it, NULL, GPUMEM_OK};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, alloc_on_thread, &arg), 0);
+  pthread_join(t, NULL);
+  assert_gpumem_ok(arg.st);
+  return arg.p;
+}
+
+/* A shard without a fitting block takes one from a neighbour before it maps
+ * more memory: a free block in another thread's shard is used, not
+ * stranded. */
+static void test_shard_borrows_before_growing(void **state) {
+  (void)state;
+  int dev = 0;
+  size_t g = granularity(0);
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = &dev;
+  c.device_count = 1;
+  c.chunk_size = 4 * g;
+  c.shards = 4;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  /* One thread's shard maps a chunk and leaves it free. */
+  on_new_thread(a, 2 * g, true);
+  assert_int_equal(stats_of(a).base.bytes_reserved, 4 * g);
+  /* The next thread's shard is empty: it takes 3g of that chunk. */
+  int64_t mapped = gm_test_counters().mapped_bytes;
+  uint64_t maps = gm_backend_calls(GM_OP_map);
+  void *big = on_new_thread(a, 3 * g, false);
+  assert_int_equal(gm_backend_calls(GM_OP_map), maps);
+  assert_int_equal(gm_test_counters().mapped_bytes, mapped);
+  assert_int_equal(stats_of(a).base.bytes_reserved, 4 * g);
+  write_block(big, 3 * g, 9);
+  assert_int_equal(block_mismatches(big, 3 * g, 9), 0);
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_free(a, big));
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
 /* ---- handle types and initial memory ---- */
 
 static void test_handle_types_and_initial_size(void **state) {
@@ -854,6 +914,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_growth_keeps_blocks, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_growth_rolls_back, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_device_out_of_memory, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_shard_borrows_before_growing, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_handle_types_and_initial_size, setup_four,
                                       teardown_four),
       cmocka_unit_test_setup_teardown(test_fabric_not_asked_where_not_advertised,

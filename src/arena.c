@@ -39,7 +39,8 @@
  * granularity already uses every device's bandwidth), and the chunk 8 MiB
  * rounded up to stripe x members (one stripe per member on four members).
  * A growth happens once per chunk of new memory and nothing is unmapped
- * before destroy, so its calls are paid once, not per allocation; a caller
+ * before destroy (except a free growth given back when the device is out
+ * of memory, below), so its calls are paid once, not per allocation; a caller
  * that grows by large steps and wants fewer calls sets a larger
  * stripe_size (calls per growth = 2 x size / stripe + 1).
  *
@@ -54,7 +55,13 @@
  * another thread's request instead of being stranded while the arena maps
  * more; only when none fits does it grow by at least a chunk (only what is
  * missing when its last free block ends at `top`, since the growth then
- * extends that block), or fail with OUT_OF_MEMORY. The look at the
+ * extends that block). When the device has no room for that growth (LOCAL),
+ * give_back_top unmaps the newest growth if it is the device's and wholly
+ * free in its shard (tlsf's remove_tail takes it out of that heap, the
+ * granule table forgets it, `top` comes down) and the growth is tried
+ * again, growth after growth; only the top can go, since growths are
+ * mapped back to back and `top` is the one boundary. Else OUT_OF_MEMORY.
+ * The look at the
  * neighbours costs a lock each, on the path that would otherwise make driver
  * calls. Free finds the shard
  * from the unit table without a lock, then the block from the shard's map.
@@ -531,6 +538,61 @@ static gm_tlsf_block *try_shard(shard *s, size_t size, size_t align, bool *no_ho
   return b;
 }
 
+/* LOCAL only: give the newest growth back to the device when it belongs to
+ * `member` and lies wholly free in its shard's heap, so that a growth the
+ * device had no room for may fit. Only the growth at the top of the range
+ * can go (growths are mapped back to back from the base). *gave is set to
+ * its size, or 0 when there is none to give. All or nothing: a failed
+ * unmap changes nothing; a failed release maps the allocation back.
+ * Takes the owning shard's lock, then the growth mutex; the caller holds no
+ * shard lock. */
+static gpumem_status give_back_top(gpumem_arena_t *a, int member, size_t *gave) {
+  *gave = 0;
+  pthread_mutex_lock(&a->grow_lock);
+  size_t n = a->ngrowths;
+  growth last = n > 0 ? a->growths[n - 1] : (growth){0};
+  pthread_mutex_unlock(&a->grow_lock);
+  if (n == 0 || last.member != member) return GPUMEM_OK;
+  uint16_t owner =
+      atomic_load_explicit(&a->unit_owner[last.offset >> a->unit_shift], memory_order_acquire);
+  if (owner == 0) return GPUMEM_OK;
+  shard *o = &a->shards[owner - 1];
+  gpumem_status st = GPUMEM_OK;
+  shard_lock(o);
+  pthread_mutex_lock(&a->grow_lock);
+  const growth *g = &a->growths[a->ngrowths - 1];
+  uintptr_t at = a->base + g->offset;
+  if (a->ngrowths != n || g->offset != last.offset || g->offset + g->size != a->top) goto done;
+  unpark(o); /* a parked block is free memory too */
+  if (gm_tlsf_tail_free(&o->heap, a->top) < g->size) goto done;
+  if ((st = gm_be_unmap(at, g->size)) != GPUMEM_OK) goto done;
+  if ((st = gm_be_phys_release(g->handles[0])) != GPUMEM_OK) {
+    char detail[GM_ERROR_DETAIL_MAX];
+    snprintf(detail, sizeof detail, "%s", gm_error_detail());
+    if (gm_be_map(at, g->size, 0, g->handles[0]) != GPUMEM_OK ||
+        gm_be_set_access(at, g->size, a->access, a->nmembers) != GPUMEM_OK) {
+      gm_log(GPUMEM_LOG_ERROR, "arena: mapping a growth back after a failed release: %s",
+             gm_error_detail());
+    }
+    st = gm_error(st, "giving a free growth of %zu bytes back to device %d: %s", g->size,
+                  a->members[member], detail);
+    goto done;
+  }
+  gm_tlsf_remove_tail(&o->heap, a->top, g->size); /* cannot fail: checked free above */
+  for (size_t u = g->offset >> a->unit_shift; u < a->top >> a->unit_shift; u++)
+    atomic_store_explicit(&a->unit_owner[u], 0, memory_order_release);
+  a->member_mapped[member] -= g->size;
+  a->top = g->offset;
+  *gave = g->size;
+  free(g->handles);
+  a->ngrowths--;
+  GM_TRACE_MAPPING("arena", a, false, (void *)at, *gave, a->top, a->members[member]);
+done:
+  pthread_mutex_unlock(&a->grow_lock);
+  shard_unlock(o);
+  return st;
+}
+
 gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, int device,
                              void **ptr) {
   gpumem_status st = check_arena(a);
@@ -574,7 +636,32 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
     if (b != NULL) count_alloc(s);
     shard_unlock(s);
   }
+  /* LOCAL, out of memory: the device's memory may lie free in growths at
+   * the top of the range that no single shard can use for this request
+   * (each holds too little). Give them back, newest first, and grow again
+   * while that frees anything. */
+  size_t gave = 0;
+  while (b == NULL && !no_host && local && st == GPUMEM_ERR_OUT_OF_MEMORY) {
+    char why[GM_ERROR_DETAIL_MAX];
+    snprintf(why, sizeof why, "%s", gm_error_detail());
+    gpumem_status given = give_back_top(a, member, &gave);
+    if (given != GPUMEM_OK || gave == 0) {
+      if (given == GPUMEM_OK) gm_error(st, "%s", why); /* the growth's reason stands */
+      if (given != GPUMEM_OK) st = given;
+      break;
+    }
+    shard_lock(s);
+    b = take_parked(s, bytes, align);
+    if (b == NULL) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
+    if (b == NULL && !no_host) {
+      st = grow(a, s, bytes + (align - GM_TLSF_ALIGN));
+      if (st == GPUMEM_OK) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
+    }
+    if (b != NULL) count_alloc(s);
+    shard_unlock(s);
+  }
   if (b != NULL) {
+    gm_error_discard(); /* a growth that failed before memory was given back */
     *ptr = (void *)(a->base + b->offset);
     GM_TRACE_ALLOC("arena", a, *ptr, size, GM_TRACE_NO_STREAM, local ? device : -1);
     return GPUMEM_OK;

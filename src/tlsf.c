@@ -407,6 +407,41 @@ uint64_t gm_tlsf_tail_free(const gm_tlsf *t, uint64_t end) {
   return 0;
 }
 
+bool gm_tlsf_remove_tail(gm_tlsf *t, uint64_t end, uint64_t size) {
+  if (size == 0 || size % GM_TLSF_ALIGN != 0) return false;
+  size_t i = t->nregions;
+  while (i-- > 0 && t->regions[i].offset + t->regions[i].size != end) {
+  }
+  if (i == SIZE_MAX) return false;
+  gm_tlsf_region *r = &t->regions[i];
+  gm_tlsf_block *b = r->last;
+  if (b == NULL || !b->free || b->size < size) return false;
+  list_remove(t, b);
+  r->size -= size;
+  t->bytes_total -= size;
+  if (b->size > size) {
+    b->size -= size;
+    list_insert(t, b);
+    return true;
+  }
+  r->last = b->prev_phys;
+  if (b->prev_phys != NULL)
+    b->prev_phys->next_phys = NULL;
+  else
+    r->first = NULL;
+  give_spare(t, b);
+  if (r->size == 0) { /* the last region takes the emptied one's place */
+    size_t last = t->nregions - 1;
+    if (i != last) {
+      t->regions[i] = t->regions[last];
+      for (gm_tlsf_block *x = t->regions[i].first; x != NULL; x = x->next_phys)
+        x->region = (uint32_t)i;
+    }
+    t->nregions--;
+  }
+  return true;
+}
+
 uint64_t gm_tlsf_largest_free(const gm_tlsf *t) {
   if (t->fl_bitmap == 0) return 0;
   int fl = log2_floor(t->fl_bitmap);

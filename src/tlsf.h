@@ -93,6 +93,12 @@ gm_tlsf_where gm_tlsf_classify(const gm_tlsf *t, uint64_t offset);
 /* Free bytes at the end of the region that ends at `end` (0 if none). */
 uint64_t gm_tlsf_tail_free(const gm_tlsf *t, uint64_t end);
 
+/* Take the last `size` bytes (a multiple of GM_TLSF_ALIGN, > 0) of the
+ * region that ends at `end` out of the heap; they must be free (the
+ * region's last block is free and at least `size` long). A region emptied
+ * so is removed. False, and nothing changes, when they are not. */
+bool gm_tlsf_remove_tail(gm_tlsf *t, uint64_t end, uint64_t size);
+
 /* The largest free block's size and the number of free blocks. */
 uint64_t gm_tlsf_largest_free(const gm_tlsf *t);
 

@@ -110,6 +110,49 @@ static bool same_counters(gm_backend_counters a, gm_backend_counters b) {
 
 /* ---- the heap on its own ---- */
 
+static void assert_heap_ok(const gm_tlsf *t) {
+  char why[256];
+  if (!gm_tlsf_check(t, why, sizeof why)) fail_msg("heap check: %s", why);
+}
+
+/* gm_tlsf_remove_tail takes free bytes off the end of a region, and only
+ * free ones; an emptied region goes and the last region takes its place. */
+static void test_heap_remove_tail(void **state) {
+  (void)state;
+  gm_tlsf t;
+  gm_tlsf_init(&t);
+  bool no_host = false;
+  assert_true(gm_tlsf_add(&t, 0, 64 * KiB));
+  assert_true(gm_tlsf_add(&t, 1024 * KiB, 64 * KiB)); /* a second region */
+  gm_tlsf_block *b = gm_tlsf_alloc(&t, 16 * KiB, GM_TLSF_ALIGN, &no_host);
+  assert_non_null(b);
+  uint64_t at = b->offset;
+  uint64_t end = at < 1024 * KiB ? 64 * KiB : 1088 * KiB, start = end - 64 * KiB;
+  assert_int_equal(at, start);
+  assert_true(gm_tlsf_remove_tail(&t, end, 48 * KiB));
+  assert_int_equal(t.bytes_total, 80 * KiB);
+  assert_heap_ok(&t);
+  assert_false(gm_tlsf_remove_tail(&t, end - 48 * KiB, 16 * KiB)); /* allocated */
+  assert_false(gm_tlsf_remove_tail(&t, end, 16 * KiB));            /* no region ends there */
+  assert_false(gm_tlsf_remove_tail(&t, start + 16 * KiB, 0));
+  assert_int_equal(t.bytes_total, 80 * KiB);
+  gm_tlsf_free(&t, b);
+  assert_true(gm_tlsf_remove_tail(&t, start + 16 * KiB, 16 * KiB)); /* the region goes */
+  assert_int_equal(t.nregions, 1);
+  assert_int_equal(t.bytes_total, 64 * KiB);
+  assert_heap_ok(&t);
+  uint64_t other = start == 0 ? 1024 * KiB : 0;
+  b = gm_tlsf_alloc(&t, 64 * KiB, GM_TLSF_ALIGN, &no_host);
+  assert_non_null(b);
+  assert_int_equal(b->offset, other);
+  gm_tlsf_free(&t, b);
+  assert_true(gm_tlsf_remove_tail(&t, other + 64 * KiB, 64 * KiB));
+  assert_int_equal(t.nregions, 0);
+  assert_int_equal(t.bytes_total, 0);
+  assert_heap_ok(&t);
+  gm_tlsf_destroy(&t);
+}
+
 /* ---- bad input ---- */
 
 static void test_create_bad_input(void **state) {
@@ -552,6 +595,117 @@ static void test_shard_borrows_before_growing(void **state) {
   assert_gpumem_ok(gpumem_arena_destroy(a));
 }
 
+/* One emulated device of 8 MiB in granules of 2 MiB. */
+static int setup_small(void **state) {
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  o.host_devices = 1;
+  o.host_capacity = 8 * MiB;
+  o.host_granularity = 2 * MiB;
+  return gm_test_setup_host(state, o);
+}
+
+/* The device's memory all mapped and all free, but in four shards of 2 MiB
+ * each: a 4 MiB block is served by giving free growths at the top of the
+ * range back to the device and growing again. */
+static void test_free_growths_given_back_when_a_request_does_not_fit(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* an 8 MiB device */
+  int dev = 0;
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = &dev;
+  c.device_count = 1;
+  c.chunk_size = 2 * MiB;
+  c.shards = 4;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  void *held[4];
+  for (int i = 0; i < 4; i++)
+    held[i] = on_new_thread(a, 2 * MiB, false); /* four shards, one growth each */
+  for (int i = 0; i < 4; i++)
+    assert_gpumem_ok(gpumem_arena_free(a, held[i]));
+  gpumem_arena_stats st = stats_of(a);
+  assert_int_equal(st.base.bytes_reserved, 8 * MiB);
+  assert_int_equal(st.base.bytes_in_use, 0);
+  uint64_t unmaps = gm_backend_calls(GM_OP_unmap), releases = gm_backend_calls(GM_OP_phys_release);
+  void *big = on_new_thread(a, 4 * MiB, false);
+  /* The two newest growths went back; one of 4 MiB took their place. */
+  assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 2);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_release) - releases, 2);
+  st = stats_of(a);
+  assert_int_equal(st.base.bytes_reserved, 8 * MiB);
+  assert_int_equal(st.base.bytes_in_use, 4 * MiB);
+  assert_int_equal(gm_test_counters().mapped_bytes, 8 * MiB);
+  write_block(big, 4 * MiB, 21);
+  assert_int_equal(block_mismatches(big, 4 * MiB, 21), 0);
+  assert_checked(a);
+  /* Nothing free at the top now: an 8 MiB request fails and changes nothing. */
+  gm_backend_counters before = gm_test_counters();
+  void *p = NULL;
+  assert_gpumem_status(gpumem_arena_alloc(a, 8 * MiB, 0, 0, &p), GPUMEM_ERR_OUT_OF_MEMORY);
+  assert_last_error_contains("the arena cannot grow");
+  assert_last_error_contains("device 0: 8388608 mapped, 4194304 in use");
+  assert_true(same_counters(before, gm_test_counters()));
+  assert_checked(a);
+  /* The 2 MiB pieces left serve 2 MiB blocks without growing. */
+  void *small[2];
+  for (int i = 0; i < 2; i++)
+    assert_gpumem_ok(gpumem_arena_alloc(a, 2 * MiB, 0, 0, &small[i]));
+  assert_true(same_counters(before, gm_test_counters()));
+  for (int i = 0; i < 2; i++)
+    assert_gpumem_ok(gpumem_arena_free(a, small[i]));
+  assert_gpumem_ok(gpumem_arena_free(a, big));
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+/* A failed give-back changes nothing: unmap refused, or release refused
+ * (the growth is mapped back). */
+static void test_give_back_rolls_back(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* an 8 MiB device */
+  int dev = 0;
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = &dev;
+  c.device_count = 1;
+  c.chunk_size = 2 * MiB;
+  c.shards = 4;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  void *held[4];
+  for (int i = 0; i < 4; i++)
+    held[i] = on_new_thread(a, 2 * MiB, false);
+  write_block(held[3], 2 * MiB, 4);
+  for (int i = 0; i < 3; i++)
+    assert_gpumem_ok(gpumem_arena_free(a, held[i]));
+  gm_op ops[2] = {GM_OP_unmap, GM_OP_phys_release};
+  for (int k = 0; k < 2; k++) {
+    assert_gpumem_ok(gpumem_arena_free(a, held[3]));
+    gm_backend_counters before = gm_test_counters();
+    gm_fault_inject(ops[k], 1, GPUMEM_ERR_INJECTED);
+    void *p = NULL;
+    p = NULL;
+    borrow_arg arg = {a, 4 * MiB, false, NULL, GPUMEM_OK};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, alloc_on_thread, &arg), 0);
+    pthread_join(t, NULL);
+    gm_fault_clear();
+    assert_int_equal(arg.st, GPUMEM_ERR_INJECTED);
+    assert_null(arg.p);
+    (void)p;
+    gpumem_arena_stats st = stats_of(a);
+    assert_int_equal(st.base.bytes_reserved, 8 * MiB);
+    assert_int_equal(st.base.bytes_in_use, 0);
+    gm_backend_counters after = gm_test_counters();
+    assert_int_equal(after.mapped_bytes, before.mapped_bytes);
+    assert_int_equal(after.phys_handles, before.phys_handles);
+    assert_checked(a);
+    /* The memory is still usable where it was. */
+    assert_gpumem_ok(gpumem_arena_alloc(a, 2 * MiB, 0, 0, &held[3]));
+  }
+  assert_gpumem_ok(gpumem_arena_free(a, held[3]));
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
 /* ---- handle types and initial memory ---- */
 
 static void test_handle_types_and_initial_size(void **state) {
@@ -907,6 +1061,7 @@ static void test_allocator_interface(void **state) {
 
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_heap_remove_tail),
       cmocka_unit_test_setup_teardown(test_create_bad_input, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_alloc_free_bad_input, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_local_placement, setup_four, teardown_four),
@@ -915,6 +1070,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_growth_rolls_back, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_device_out_of_memory, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_shard_borrows_before_growing, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_free_growths_given_back_when_a_request_does_not_fit,
+                                      setup_small, teardown_four),
+      cmocka_unit_test_setup_teardown(test_give_back_rolls_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_handle_types_and_initial_size, setup_four,
                                       teardown_four),
       cmocka_unit_test_setup_teardown(test_fabric_not_asked_where_not_advertised,

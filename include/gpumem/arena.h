@@ -51,8 +51,11 @@
  * number of threads at once. Each member's heap is split into shards; a
  * thread allocates from its own shard (threads are spread over the shards
  * in turn), so threads do not wait for each other except when they share a
- * shard or free each other's blocks. A shard that cannot grow borrows from
- * the other shards of its device before reporting OUT_OF_MEMORY.
+ * shard or free each other's blocks. A shard without a fitting block takes
+ * one from the other shards of its device before it maps more memory; and
+ * where the device has no room for the growth (LOCAL), the wholly free
+ * growths at the top of the range are given back to it first, newest first,
+ * so that memory stranded in small pieces serves a large block.
  */
 #ifndef GPUMEM_ARENA_H
 #define GPUMEM_ARENA_H

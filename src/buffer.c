@@ -31,7 +31,21 @@
  * Shrinking only lowers the size; shrink_to_fit releases the segments wholly
  * above the (chunk-rounded) size after waiting for the stream given or, with
  * none, for every device with access (a peer's kernel may be reading it), as
- * destroy does.
+ * destroy does. The segment that holds the end of the kept bytes is then
+ * cut at the chunk after them, so that a buffer grown in one step and
+ * resized down gives back all but what it keeps. A mapped allocation cannot
+ * be cut in place: cuMemUnmap's range "must be the entire contiguous
+ * address range that was mapped to" and cuMemMap's offset "currently must
+ * be zero" (cuda.h). So the cut makes a new allocation of the kept size,
+ * maps it in a temporary reservation, copies the kept bytes into it (on the
+ * stream given, device to device), unmaps the old segment and maps the new
+ * one at the same address; the old allocation goes last. The trade-off is
+ * that copy (kept bytes, at device bandwidth: a millisecond per few GB on
+ * current GPUs) and, for its duration, the kept bytes twice on the device;
+ * when there is no room for the second copy (OUT_OF_MEMORY), the segment
+ * stays whole and shrink_to_fit still succeeds. Any other failure maps the
+ * old allocation back where it was: the buffer keeps its capacity and
+ * contents.
  *
  * Sharing: gpumem_buffer_send writes a header, the segment sizes, and one
  * POSIX fd per segment in SCM_RIGHTS batches; gpumem_buffer_receive imports
@@ -358,6 +372,77 @@ static gpumem_status synchronize_access_devices(const gpumem_buffer_t *b) {
   return GPUMEM_OK;
 }
 
+/* Replace the last segment (lock held, work on it finished) by a smaller
+ * allocation holding its first `kept` bytes, at the same address with the
+ * same contents: create, map at a temporary reservation, copy, then swap
+ * the mappings at the segment's address (see the essay). All or nothing:
+ * on failure the old allocation is mapped where it was. */
+static gpumem_status split_last_segment(gpumem_buffer_t *b, size_t kept, gpumem_stream_t stream) {
+  segment *s = &b->segs[b->nsegs - 1];
+  uintptr_t at = b->base + s->offset, tmp = 0;
+  gpumem_phys_t h = 0;
+  bool tmp_mapped = false, old_unmapped = false, new_mapped = false, copying = false;
+  unsigned types = b->handle_types;
+  size_t gran = 0;
+  gpumem_status st = GPUMEM_OK;
+  gpumem_phys_props pp = {b->device, GPUMEM_HANDLE_NONE, b->compression_requested};
+  GM_TRY(gm_be_granularity(&pp, false, &gran));
+  GM_TRY(gm_phys_create_shareable(b->device, kept, b->compression_requested, &types, "buffer", &h));
+  GM_TRY(gm_be_va_reserve(kept, gran, &tmp));
+  GM_TRY(gm_be_map(tmp, kept, 0, h));
+  tmp_mapped = true;
+  GM_TRY(gm_be_set_access(tmp, kept, b->access, b->naccess));
+  copying = true;
+  GM_TRY(gm_be_memcpy((void *)tmp, (const void *)at, kept, stream));
+  GM_TRY(gm_be_stream_synchronize(stream));
+  copying = false;
+  GM_TRY(gm_be_unmap(tmp, kept));
+  tmp_mapped = false;
+  GM_TRY(gm_be_va_free(tmp, kept));
+  tmp = 0;
+  GM_TRY(gm_be_unmap(at, s->size));
+  old_unmapped = true;
+  GM_TRY(gm_be_map(at, kept, 0, h));
+  new_mapped = true;
+  GM_TRY(gm_be_set_access(at, kept, b->access, b->naccess));
+  GM_TRY(gm_be_phys_release(s->handle));
+  GM_TRACE_MAPPING("buffer", b, false, (void *)(at + kept), s->size - kept, s->offset + kept,
+                   b->device);
+  s->handle = h;
+  s->size = kept;
+  b->handle_types = types;
+  atomic_store(&b->capacity, s->offset + kept);
+  return GPUMEM_OK;
+fail : {
+  char detail[GM_ERROR_DETAIL_MAX];
+  snprintf(detail, sizeof detail, "%s", gm_error_detail());
+  if (copying && gm_be_device_synchronize(b->device) != GPUMEM_OK) {
+    /* The copy may still be writing into the temporary mapping: leave it. */
+    gm_log(GPUMEM_LOG_ERROR,
+           "buffer rollback: the copy's end is unknown (%s): %zu bytes left mapped at %p",
+           gm_error_detail(), kept, (void *)tmp);
+    tmp_mapped = false;
+    tmp = 0;
+    h = 0;
+  }
+  if (new_mapped && gm_be_unmap(at, kept) != GPUMEM_OK)
+    gm_log(GPUMEM_LOG_ERROR, "buffer rollback: unmap failed: %s", gm_error_detail());
+  if (old_unmapped && (gm_be_map(at, s->size, 0, s->handle) != GPUMEM_OK ||
+                       gm_be_set_access(at, s->size, b->access, b->naccess) != GPUMEM_OK))
+    gm_log(GPUMEM_LOG_ERROR, "buffer rollback: mapping the segment back failed: %s",
+           gm_error_detail());
+  if (tmp_mapped && gm_be_unmap(tmp, kept) != GPUMEM_OK)
+    gm_log(GPUMEM_LOG_ERROR, "buffer rollback: unmap failed: %s", gm_error_detail());
+  if (tmp != 0 && gm_be_va_free(tmp, kept) != GPUMEM_OK)
+    gm_log(GPUMEM_LOG_ERROR, "buffer rollback: freeing a reservation failed: %s",
+           gm_error_detail());
+  if (h != 0 && gm_be_phys_release(h) != GPUMEM_OK)
+    gm_log(GPUMEM_LOG_ERROR, "buffer rollback: release failed: %s", gm_error_detail());
+  return gm_error(st, "releasing the last %zu bytes of a %zu-byte segment: %s", s->size - kept,
+                  s->size, detail);
+}
+}
+
 gpumem_status gm_buffer_shrink_to_fit(gpumem_buffer_t *b, gpumem_stream_t stream) {
   gpumem_status st = check_mutable(b);
   if (st != GPUMEM_OK) return st;
@@ -367,10 +452,22 @@ gpumem_status gm_buffer_shrink_to_fit(gpumem_buffer_t *b, gpumem_stream_t stream
   size_t keep = b->nsegs;
   while (keep > 0 && b->segs[keep - 1].offset >= keep_bytes)
     keep--;
-  if (keep < b->nsegs) {
+  /* The segment holding the end of the kept bytes may reach past them. */
+  size_t tail_start = keep > 0 ? b->segs[keep - 1].offset : 0;
+  bool split = keep > 0 && tail_start + b->segs[keep - 1].size > keep_bytes;
+  if (keep < b->nsegs || split) {
     /* Work queued before this call may still touch the memory: wait for it. */
     st = stream != NULL ? gm_be_stream_synchronize(stream) : synchronize_access_devices(b);
     if (st == GPUMEM_OK) st = release_from(b, keep);
+    if (st == GPUMEM_OK && split) {
+      st = split_last_segment(b, keep_bytes - tail_start, stream);
+      if (st == GPUMEM_ERR_OUT_OF_MEMORY) { /* no room for the copy: the segment stays whole */
+        gm_log(GPUMEM_LOG_INFO, "buffer on device %d: shrink_to_fit keeps a whole segment: %s",
+               b->device, gm_error_detail());
+        gm_error_discard();
+        st = GPUMEM_OK;
+      }
+    }
     if (st == GPUMEM_OK) b->releases++;
   }
   pthread_mutex_unlock(&b->lock);

@@ -1,12 +1,15 @@
 /* test_buffer.c: the growable buffer. The pointer never moves and contents
  * survive every resize; the growth policies map what they promise; shrinking
- * keeps memory until shrink_to_fit, which gives it back to the device; a
- * growth that fails at any driver step (failure injection) or for lack of
- * memory leaves the buffer exactly as it was; access is granted to every
+ * keeps memory until shrink_to_fit, which gives it back to the device,
+ * cutting a segment that reaches past the size (and rolling the cut back
+ * at every failed step); a growth that fails at any driver step (failure
+ * injection) or for lack of memory leaves the buffer exactly as it was,
+ * and a geometric one out of memory falls back to the exact size; access is granted to every
  * device on every segment; fabric falls back to POSIX fds, and is not asked
  * for where the device does not advertise it; shrink_to_fit and destroy wait
  * for every device with access before unmapping; another process maps the
- * same memory through gpumem_buffer_send/receive; and concurrent resizes are
+ * same memory through gpumem_buffer_send/receive (an empty buffer and a
+ * missing device too, and a silent peer times out); and concurrent resizes are
  * safe (this suite also runs under ThreadSanitizer). */
 #include <pthread.h>
 #include <stdio.h>
@@ -155,17 +158,17 @@ static void test_shrink_keeps_memory_until_shrink_to_fit(void **state) {
   assert_int_equal(gpumem_buffer_capacity(b), 8 * g); /* like a vector */
   assert_int_equal(info_of(b).segments, 4);
   assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, NULL));
-  /* Segments [0,2g) [2g,4g) stay (the second holds byte 3g-1); two go. */
-  assert_int_equal(gpumem_buffer_capacity(b), 4 * g);
+  /* [0,2g) stays, [2g,4g) is cut to [2g,3g) (it holds byte 3g-1); two go. */
+  assert_int_equal(gpumem_buffer_capacity(b), 3 * g);
   gpumem_buffer_stats i = info_of(b);
   assert_int_equal(i.segments, 2);
   assert_int_equal(i.base.frees, 1);
   size_t free_after = 0;
   assert_gpumem_ok(gpumem_device_mem_info(0, &free_after, &total));
   if (gm_test_on_host())
-    assert_int_equal(free_after - free_before, 4 * g);
+    assert_int_equal(free_after - free_before, 5 * g);
   else
-    assert_true(free_after >= free_before + 4 * g - g); /* other processes may allocate */
+    assert_true(free_after >= free_before + 5 * g - g); /* other processes may allocate */
   check_contents(b, 3 * g, 33);
   assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, NULL)); /* nothing more to release */
   assert_int_equal(info_of(b).base.frees, 1);
@@ -181,6 +184,87 @@ static void test_shrink_keeps_memory_until_shrink_to_fit(void **state) {
   void *p = gpumem_buffer_data(b);
   assert_gpumem_ok(gpumem_buffer_resize(b, g));
   assert_ptr_equal(gpumem_buffer_data(b), p);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+/* A buffer grown in one step gives back all but the kept chunks: the
+ * segment is cut at the chunk after the size, with the pointer and the
+ * contents kept. */
+static void test_shrink_to_fit_cuts_a_segment(void **state) {
+  (void)state;
+  size_t g = gran();
+  gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 16 * g);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 8 * g)); /* one segment */
+  write_range(b, 0, 8 * g, 41);
+  void *p = gpumem_buffer_data(b);
+  gm_backend_counters before = gm_test_counters();
+  size_t free_before = 0, total = 0;
+  assert_gpumem_ok(gpumem_device_mem_info(0, &free_before, &total));
+  assert_gpumem_ok(gpumem_buffer_resize(b, g + 100));
+  assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, NULL));
+  assert_ptr_equal(gpumem_buffer_data(b), p);
+  assert_int_equal(gpumem_buffer_capacity(b), 2 * g);
+  gpumem_buffer_stats i = info_of(b);
+  assert_int_equal(i.segments, 1);
+  assert_int_equal(i.base.frees, 1);
+  gm_backend_counters after = gm_test_counters();
+  assert_int_equal(before.mapped_bytes - after.mapped_bytes, 6 * g);
+  assert_int_equal(after.phys_handles, before.phys_handles);
+  assert_int_equal(after.reservations, before.reservations);
+  size_t free_after = 0;
+  assert_gpumem_ok(gpumem_device_mem_info(0, &free_after, &total));
+  if (gm_test_on_host()) assert_int_equal(free_after - free_before, 6 * g);
+  check_contents(b, 2 * g, 41); /* the kept chunks, past the size too */
+  /* With a stream; and it grows again at the same address. */
+  gpumem_stream_t s = NULL;
+  assert_gpumem_ok(gpumem_stream_create(0, &s));
+  assert_gpumem_ok(gpumem_buffer_resize(b, 100));
+  assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, s));
+  assert_gpumem_ok(gpumem_stream_destroy(s));
+  assert_int_equal(gpumem_buffer_capacity(b), g);
+  check_contents(b, g, 41);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 4 * g));
+  assert_ptr_equal(gpumem_buffer_data(b), p);
+  check_contents(b, g, 41);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+}
+
+/* A cut that fails at any driver step leaves the segment as it was:
+ * capacity, contents, and nothing left behind. */
+static void test_shrink_to_fit_cut_rolls_back(void **state) {
+  (void)state;
+  size_t g = gran();
+  static const struct {
+    gm_op op;
+    uint64_t nth;
+  } faults[] = {
+      {GM_OP_phys_create, 1}, {GM_OP_va_reserve, 1}, {GM_OP_map, 1},
+      {GM_OP_set_access, 1},  {GM_OP_memcpy, 1},     {GM_OP_stream_synchronize, 2},
+      {GM_OP_map, 2},         {GM_OP_set_access, 2}, {GM_OP_phys_release, 1},
+  };
+  gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 16 * g);
+  assert_gpumem_ok(gpumem_buffer_resize(b, 4 * g));
+  write_range(b, 0, 4 * g, 52);
+  assert_gpumem_ok(gpumem_buffer_resize(b, g));
+  gm_backend_counters before = gm_test_counters();
+  gpumem_stream_t s = NULL;
+  assert_gpumem_ok(gpumem_stream_create(0, &s));
+  for (size_t k = 0; k < GM_ARRAY_SIZE(faults); k++) {
+    gm_fault_inject(faults[k].op, faults[k].nth, GPUMEM_ERR_INJECTED);
+    gpumem_status st = gpumem_buffer_shrink_to_fit(b, s);
+    gm_fault_clear();
+    if (st != GPUMEM_ERR_INJECTED)
+      fail_msg("fault %zu: shrink_to_fit returned %s", k, gpumem_status_string(st));
+    assert_last_error_contains("releasing the last");
+    assert_int_equal(gpumem_buffer_capacity(b), 4 * g);
+    gm_backend_counters now = gm_test_counters();
+    assert_true(counters_equal(now, before));
+    check_contents(b, 4 * g, 52);
+  }
+  assert_gpumem_ok(gpumem_buffer_shrink_to_fit(b, s)); /* and then it works */
+  assert_int_equal(gpumem_buffer_capacity(b), g);
+  check_contents(b, g, 52);
+  assert_gpumem_ok(gpumem_stream_destroy(s));
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
@@ -747,6 +831,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_pointer_stable_and_contents_survive),
       cmocka_unit_test(test_geometric_growth),
       cmocka_unit_test(test_shrink_keeps_memory_until_shrink_to_fit),
+      cmocka_unit_test(test_shrink_to_fit_cuts_a_segment),
+      cmocka_unit_test(test_shrink_to_fit_cut_rolls_back),
       cmocka_unit_test(test_reserve),
       cmocka_unit_test(test_capacity_limit),
       cmocka_unit_test(test_bad_input),

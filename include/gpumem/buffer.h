@@ -5,8 +5,8 @@
  * whose growth never copies: the device pointer from gpumem_buffer_data()
  * stays the same for the buffer's life, and bytes below the old size survive
  * every resize. Shrinking keeps the memory mapped (capacity stays) until
- * gpumem_buffer_shrink_to_fit(), which unmaps and releases whole segments and
- * gives the memory back to the device.
+ * gpumem_buffer_shrink_to_fit(), which gives everything above the size
+ * (rounded up to the chunk size) back to the device.
  *
  *   gpumem_buffer_config cfg = GPUMEM_BUFFER_CONFIG_INIT;
  *   cfg.device = 0;
@@ -140,11 +140,18 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_resize(gpumem_buffer_t *
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_reserve(gpumem_buffer_t *buffer,
                                                                 size_t capacity);
 
-/** Unmap and release the segments wholly above the size (rounded up to the
- * chunk size) and return their memory to the device. It first waits for the
- * work that may still touch that memory: all work on `stream` when one is
- * given (the caller promises no other stream uses that memory), else all work
- * on every device with access to the buffer. */
+/** Return the capacity above the size (rounded up to the chunk size) to the
+ * device: the segments wholly above it are unmapped and released, and the
+ * segment that reaches past it is cut: its kept bytes are copied (on
+ * `stream`, device to device) into a new allocation of their size, mapped
+ * at the same address; pointer and contents stay. Where the device has no
+ * room for that copy, the segment stays whole and the call still succeeds.
+ * It first waits for the work that may still touch the memory: all work on
+ * `stream` when one is given (the caller promises no other stream uses that
+ * memory), else all work on every device with access to the buffer.
+ * Errors: INVALID_ARGUMENT, NOT_SUPPORTED (a received buffer), and driver
+ * errors; a failed cut leaves that segment as it was (capacity and
+ * contents), after any whole segments above it were released. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_shrink_to_fit(gpumem_buffer_t *buffer,
                                                                       gpumem_stream_t stream);
 

@@ -842,7 +842,7 @@ static void test_allocator_interface(void **state) {
   assert_true(s.bytes_reserved >= 5120);
   assert_gpumem_ok(al.free(al.ctx, p, 5000, NULL));
   assert_gpumem_status(al.free(al.ctx, p, 5000, NULL), GPUMEM_ERR_DOUBLE_FREE);
-  gpumem_allocator_destroy(&al);
+  assert_gpumem_ok(gpumem_allocator_destroy(&al));
 }
 
 /* Issue 15: a failed access query in check is the query's error, not a

@@ -397,6 +397,8 @@ gpumem_status gm_buffer_destroy(gpumem_buffer_t *b) {
   st = synchronize_access_devices(b);
   if (st == GPUMEM_OK) st = release_from(b, 0);
   if (st == GPUMEM_OK) st = gm_be_va_free(b->base, b->max_size);
+  if (st != GPUMEM_OK && atomic_load(&b->size) > atomic_load(&b->capacity))
+    atomic_store(&b->size, atomic_load(&b->capacity)); /* no size past what is mapped */
   pthread_mutex_unlock(&b->lock);
   if (st != GPUMEM_OK) return st; /* still a valid (smaller) buffer: destroy may be retried */
   GM_TRACE_RESIZE("buffer", b, (void *)b->base, b->size, 0, b->device);

@@ -136,14 +136,14 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_default_allocator(gpumem_alloca
 /** Destroy an allocator made by gpumem_allocator_create or
  * gpumem_allocator_from_* (or one whose destroy function is set) and clear
  * the struct. NULL is a no-op. Errors: BUSY when an allocator of
- * gpumem_allocator_list still has blocks allocated (free them first; before
- * issue 15 a pool-backed one leaked its pool and the CUDA baselines their
- * blocks); the driver's error when releasing its pool, arena or CUDA pool
- * fails. On failure the allocator is left as it was, usable, its struct
- * untouched, and destroy may be called again; a wrapped pool, arena or
- * buffer is never destroyed with it. An allocator whose destroy member the
- * application set cannot fail (the member returns nothing): OK. Not to be
- * called while other calls use the allocator. */
+ * gpumem_allocator_list still has blocks allocated (free them first: its
+ * pool, arena or CUDA pool would go with them); the driver's error when
+ * releasing its pool, arena or CUDA pool fails. On failure the allocator is
+ * left as it was, usable, its struct untouched, and destroy may be called
+ * again. A wrapped pool, arena or buffer is never destroyed with it. An
+ * allocator whose destroy member the application set cannot fail (the
+ * member returns nothing). Not to be called while other calls use the
+ * allocator. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_allocator_destroy(gpumem_allocator *allocator);
 
 GPUMEM_EXTERN_C_END

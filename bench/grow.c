@@ -157,7 +157,7 @@ static void grower_close(grower *g) {
       (g->buffer != NULL && gpumem_buffer_destroy(g->buffer) != GPUMEM_OK))
     fprintf(stderr, "gpumem-bench: cleaning up a grower: %s\n", gpumem_last_error());
   if (g->block != NULL) g->malloc_.free(g->malloc_.ctx, g->block, g->block_size, NULL);
-  if (g->malloc_.destroy != NULL) gpumem_allocator_destroy(&g->malloc_);
+  if (g->malloc_.destroy != NULL) GB_CHECKED(gpumem_allocator_destroy(&g->malloc_));
   if (g->va != NULL) {
     for (size_t i = g->nhandles; i-- > 0;) {
       g->mapped -= g->sizes[i]; /* every listed handle is mapped */

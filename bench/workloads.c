@@ -326,7 +326,7 @@ static void run_single(gb_bench *b, const gb_workload *w, size_t row, const gb_r
     for (size_t i = 0; held != NULL && i < spec->live; i++)
       r->peak_live += sizes[i]; /* the background counts in the live bytes */
     release_live(&a, held, sizes, spec->live);
-    gpumem_allocator_destroy(&a);
+    GB_CHECKED(gpumem_allocator_destroy(&a));
   }
   if (!spec->shared_plan) gb_plan_free(&plan);
 }
@@ -444,7 +444,7 @@ static void run_threaded(gb_bench *b, const gb_workload *w, size_t row, const gb
     gb_plan_free(&jobs[t].plan);
   }
   free(jobs);
-  gpumem_allocator_destroy(&a);
+  GB_CHECKED(gpumem_allocator_destroy(&a));
 }
 
 /* The runner of every planned workload: each row described, planned,
@@ -515,7 +515,7 @@ static void run_first(gb_bench *b, const gb_workload *w, const char *name) {
     gpumem_stats stats = GPUMEM_STATS_INIT;
     if (a.stats(a.ctx, &stats) == GPUMEM_OK && stats.peak_bytes_reserved > peak_reserved)
       peak_reserved = stats.peak_bytes_reserved;
-    gpumem_allocator_destroy(&a);
+    GB_CHECKED(gpumem_allocator_destroy(&a));
     if (!ok) break;
     later[done++] = o->first > 1 ? gb_summarize(rest, o->first - 1).median : 0;
   }

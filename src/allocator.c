@@ -19,6 +19,7 @@
 #include "abi.h"
 #include "allocator.h"
 #include "api.h"
+#include "log.h"
 #include "trace.h"
 
 static const gm_allocator_impl *const registry[] = {
@@ -140,10 +141,27 @@ static gpumem_status base_trim(void *ctx) {
   return gm_api_return(b->impl->name, b->impl->trim(b->state));
 }
 
-static void base_destroy(void *ctx) {
-  gm_allocator_base *b = ctx;
-  b->impl->destroy(b->state);
+/* Destroy, or report why not and leave the allocator as it was. An
+ * allocator of the registry owns its memory: with blocks still allocated
+ * it is BUSY (its pool or CUDA pool would go with them, or, for
+ * cuda-malloc, they would be forgotten). */
+static gpumem_status base_destroy_status(gm_allocator_base *b) {
+  size_t live = atomic_load(&b->in_use);
+  if (b->impl->create != NULL && live != 0) {
+    return gm_error(GPUMEM_ERR_BUSY, "the allocator still has %zu bytes allocated: free them first",
+                    live);
+  }
+  gpumem_status st = b->impl->destroy(b->state);
+  if (st != GPUMEM_OK) return st;
   free(b);
+  return GPUMEM_OK;
+}
+
+/* The struct's destroy member (void, for allocators the application fills
+ * in); gpumem_allocator_destroy calls base_destroy_status instead. */
+static void base_destroy(void *ctx) {
+  if (base_destroy_status(ctx) != GPUMEM_OK)
+    gm_log(GPUMEM_LOG_ERROR, "destroying an allocator: %s", gm_error_detail());
 }
 
 GPUMEM_API size_t gpumem_allocator_list(gpumem_allocator_kind *kinds, size_t max) {
@@ -171,7 +189,8 @@ static gpumem_status create(const char *name, int device, gpumem_allocator *out)
   void *state = NULL;
   st = impl->create(device, &state);
   if (st == GPUMEM_OK) st = gm_allocator_make(impl, state, device, out);
-  if (st != GPUMEM_OK && state != NULL) impl->destroy(state);
+  if (st != GPUMEM_OK && state != NULL && impl->destroy(state) != GPUMEM_OK)
+    gm_error_discard(); /* the first error is the one to report */
   return st;
 }
 
@@ -203,12 +222,22 @@ GPUMEM_API gpumem_status gpumem_allocator_create(const char *name, int device,
   GM_API_FORWARD(create(name, device, allocator));
 }
 
-GPUMEM_API void gpumem_allocator_destroy(gpumem_allocator *allocator) {
-  if (allocator == NULL) return;
-  if (allocator->destroy != NULL) allocator->destroy(allocator->ctx);
+static gpumem_status destroy(gpumem_allocator *allocator) {
+  if (allocator == NULL) return GPUMEM_OK;
+  if (allocator->destroy == base_destroy) {
+    gpumem_status st = base_destroy_status(allocator->ctx);
+    if (st != GPUMEM_OK) return st; /* the struct stays as it was: usable, destroyable again */
+  } else if (allocator->destroy != NULL) {
+    allocator->destroy(allocator->ctx);
+  }
   size_t n = allocator->struct_size; /* clear no more than the caller's struct */
   if (n > sizeof *allocator) n = sizeof *allocator;
   if (n > sizeof n) memset((char *)allocator + sizeof n, 0, n - sizeof n);
+  return GPUMEM_OK;
+}
+
+GPUMEM_API gpumem_status gpumem_allocator_destroy(gpumem_allocator *allocator) {
+  GM_API_FORWARD(destroy(allocator));
 }
 
 /* ---- the process-wide default allocator ---- */
@@ -228,14 +257,15 @@ static gpumem_status set_default(const gpumem_allocator *a) {
     }
   }
   pthread_mutex_lock(&default_lock);
-  gpumem_allocator old = default_allocator;
-  bool destroy_old = default_set && default_owned;
-  default_allocator = copy;
-  default_set = a != NULL;
-  default_owned = false;
+  /* The one libgpumem made goes first; if it cannot, nothing changes. */
+  gpumem_status st = default_set && default_owned ? destroy(&default_allocator) : GPUMEM_OK;
+  if (st == GPUMEM_OK) {
+    default_allocator = copy;
+    default_set = a != NULL;
+    default_owned = false;
+  }
   pthread_mutex_unlock(&default_lock);
-  if (destroy_old) gpumem_allocator_destroy(&old);
-  return GPUMEM_OK;
+  return st;
 }
 
 GPUMEM_API gpumem_status gpumem_set_default_allocator(const gpumem_allocator *allocator) {
@@ -265,11 +295,13 @@ GPUMEM_API gpumem_status gpumem_default_allocator(gpumem_allocator *allocator) {
 
 gpumem_status gm_allocator_release_default(void) {
   pthread_mutex_lock(&default_lock);
-  gpumem_allocator old = default_allocator;
-  bool destroy = default_set && default_owned;
-  memset(&default_allocator, 0, sizeof default_allocator);
-  default_set = default_owned = false;
+  /* If it cannot be destroyed (blocks still allocated), it stays the default
+   * and finalize reports what is alive. */
+  gpumem_status st = default_set && default_owned ? destroy(&default_allocator) : GPUMEM_OK;
+  if (st == GPUMEM_OK) {
+    memset(&default_allocator, 0, sizeof default_allocator);
+    default_set = default_owned = false;
+  }
   pthread_mutex_unlock(&default_lock);
-  if (destroy) gpumem_allocator_destroy(&old);
-  return GPUMEM_OK;
+  return st;
 }

@@ -15,7 +15,9 @@ typedef struct gm_allocator_impl {
   const char *name;
   const char *description;
   gpumem_status (*create)(int device, void **state);
-  void (*destroy)(void *state);
+  /* Release the state; on failure the state is as it was, still usable, and
+   * destroy may be called again. */
+  gpumem_status (*destroy)(void *state);
   gpumem_status (*alloc)(void *state, size_t size, gpumem_stream_t stream, void **ptr);
   gpumem_status (*free)(void *state, void *ptr, size_t size, gpumem_stream_t stream);
   /* Bytes held from the device, now and at most; NULL: the bytes in use. */

@@ -90,6 +90,7 @@
 #include "trace.h"
 
 #define ARENA_MAGIC   0x67617265u /* "gare" */
+#define ARENA_DYING   0x67617264u /* "gard": a destroy failed part way; only destroy is allowed */
 #define DEFAULT_CHUNK ((size_t)8 << 20)
 #define MAX_SHARDS    64
 
@@ -105,8 +106,10 @@ typedef struct shard {
 typedef struct growth {
   size_t offset, size;
   int member;             /* LOCAL: the member whose memory it is; INTERLEAVE: -1 */
-  gpumem_phys_t *handles; /* one physical allocation per piece (mapping), in address order */
+  gpumem_phys_t *handles; /* one physical allocation per piece (mapping), in address order;
+                           * 0 once released (destroy) */
   size_t nhandles;        /* pieces_of(size) */
+  size_t mapped;          /* pieces [0, mapped) are mapped (less after a failed destroy) */
 } growth;
 
 struct gpumem_arena {
@@ -146,6 +149,11 @@ static inline void shard_unlock(shard *s) {
 
 static gpumem_status check_arena(const gpumem_arena_t *a) {
   if (a == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "arena is NULL");
+  if (a->magic == ARENA_DYING)
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "arena %p is half destroyed (a destroy failed): call gpumem_arena_destroy "
+                    "again",
+                    (const void *)a);
   if (a->magic != ARENA_MAGIC)
     return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "%p is not a live gpumem arena", (const void *)a);
   return GPUMEM_OK;
@@ -334,7 +342,7 @@ static gpumem_status map_growth(gpumem_arena_t *a, const shard *s, size_t offset
                                 growth *g) {
   gpumem_status st = GPUMEM_OK;
   size_t pieces = pieces_of(a, size), piece = piece_size(a, size), mapped = 0;
-  *g = (growth){offset, size, s->member, NULL, pieces};
+  *g = (growth){offset, size, s->member, NULL, pieces, 0};
   g->handles = calloc(pieces, sizeof *g->handles);
   GM_REQUIRE(g->handles != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
              "no host memory for a growth record of %zu allocations", pieces);
@@ -345,6 +353,7 @@ static gpumem_status map_growth(gpumem_arena_t *a, const shard *s, size_t offset
   for (; mapped < pieces; mapped++)
     GM_TRY(gm_be_map(a->base + offset + mapped * piece, piece, 0, g->handles[mapped]));
   GM_TRY(gm_be_set_access(a->base + offset, size, a->access, a->nmembers));
+  g->mapped = pieces;
   return GPUMEM_OK;
 fail:
   if (g->handles != NULL) unmap_growth(a, g, mapped);
@@ -412,13 +421,40 @@ static void free_arena(gpumem_arena_t *a) {
   free(a);
 }
 
-/* Unmap and release every growth, newest first, and return the range. */
-static gpumem_status release_all(gpumem_arena_t *a) {
-  for (size_t i = a->ngrowths; i-- > 0;) {
-    const growth *g = &a->growths[i];
-    unmap_growth(a, g, pieces_of(a, g->size));
+/* Unmap growth g's pieces, newest first, stopping at the first failure (so
+ * that [0, mapped) stays mapped), then release every piece no longer mapped.
+ * Each step that succeeds is recorded in g; the first error is returned. */
+static gpumem_status release_growth(const gpumem_arena_t *a, growth *g) {
+  gpumem_status st = GPUMEM_OK;
+  size_t piece = piece_size(a, g->size);
+  while (g->mapped > 0 && st == GPUMEM_OK) {
+    st = gm_be_unmap(a->base + g->offset + (g->mapped - 1) * piece, piece);
+    if (st == GPUMEM_OK) g->mapped--;
   }
-  return a->base ? gm_be_va_free(a->base, a->max_size) : GPUMEM_OK;
+  for (size_t k = g->nhandles; k-- > g->mapped;) {
+    if (g->handles[k] == 0) continue;
+    gpumem_status rs = gm_be_phys_release(g->handles[k]);
+    if (rs == GPUMEM_OK) g->handles[k] = 0;
+    if (rs != GPUMEM_OK && st == GPUMEM_OK) st = rs;
+  }
+  return st;
+}
+
+/* Unmap and release every growth, newest first, and return the range: as
+ * much as can be, recording what was done, so that a second call finishes
+ * what a failure left. The range is freed only once nothing is mapped in it
+ * (cuMemAddressFree of a range with mappings fails). */
+static gpumem_status release_all(gpumem_arena_t *a) {
+  gpumem_status st = GPUMEM_OK;
+  for (size_t i = a->ngrowths; i-- > 0;) {
+    gpumem_status gs = release_growth(a, &a->growths[i]);
+    if (gs != GPUMEM_OK && st == GPUMEM_OK) st = gs;
+  }
+  if (st == GPUMEM_OK && a->base != 0) {
+    st = gm_be_va_free(a->base, a->max_size);
+    if (st == GPUMEM_OK) a->base = 0;
+  }
+  return st;
 }
 
 gpumem_status gm_arena_create(const gpumem_arena_config *config, gpumem_arena_t **out) {
@@ -478,17 +514,29 @@ GPUMEM_API gpumem_status gpumem_arena_create(const gpumem_arena_config *config,
 
 gpumem_status gm_arena_destroy(gpumem_arena_t *a) {
   if (a == NULL) return GPUMEM_OK;
-  gpumem_status st = check_arena(a);
+  gpumem_status st = a->magic == ARENA_DYING ? GPUMEM_OK : check_arena(a);
   if (st != GPUMEM_OK) return st;
-  for (size_t i = 0; i < a->nmembers; i++) {
+  for (size_t i = 0; i < a->nmembers && a->magic == ARENA_MAGIC; i++) {
     /* Work still queued may use the memory; until it finishes, keep it. */
     if ((st = gm_be_device_synchronize(a->members[i])) != GPUMEM_OK) return st;
   }
-  a->magic = 0;
+  /* From the first unmap on, the arena cannot serve allocations; if a step
+   * fails, what is still mapped or held stays recorded and the next destroy
+   * goes on from there. */
+  a->magic = ARENA_DYING;
   st = release_all(a);
+  if (st != GPUMEM_OK) {
+    char detail[GM_ERROR_DETAIL_MAX];
+    snprintf(detail, sizeof detail, "%s", gm_error_detail());
+    return gm_error(st,
+                    "destroying the arena: %s (what is left stays recorded: call "
+                    "gpumem_arena_destroy again)",
+                    detail);
+  }
+  a->magic = 0;
   pthread_mutex_destroy(&a->grow_lock);
   free_arena(a);
-  return st;
+  return GPUMEM_OK;
 }
 
 GPUMEM_API gpumem_status gpumem_arena_destroy(gpumem_arena_t *arena) {
@@ -860,22 +908,24 @@ GPUMEM_API gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena, gpumem_ar
  * memory the piece is, and read-write access for every member. Adds each
  * piece's bytes to its member's count. */
 static bool check_pieces(gpumem_arena_t *a, const growth *g, size_t i, size_t *per_member,
-                         char *why, size_t len) {
+                         gpumem_status *query, char *why, size_t len) {
   size_t pieces = pieces_of(a, g->size), piece = piece_size(a, g->size);
   if (g->nhandles != pieces || g->handles == NULL)
     VIOLATION("growth %zu has %zu allocations for %zu pieces", i, g->nhandles, pieces);
   for (size_t k = 0; k < pieces; k++) {
     size_t at = g->offset + k * piece, m = piece_member(a, g, k);
     gpumem_phys_props props;
-    if (gm_be_phys_props(g->handles[k], &props) != GPUMEM_OK)
-      VIOLATION("piece %zu of growth %zu (offset %zu): %s", k, i, at, gm_error_detail());
+    if ((*query = gm_be_phys_props(g->handles[k], &props)) != GPUMEM_OK)
+      VIOLATION("querying piece %zu of growth %zu (offset %zu): %s", k, i, at, gm_error_detail());
     if (props.device != a->members[m])
       VIOLATION("the memory at offset %zu (growth %zu) is on device %d, expected device %d", at, i,
                 props.device, a->members[m]);
     for (size_t d = 0; d < a->nmembers; d++) {
       gpumem_access_flags f = GPUMEM_ACCESS_NONE;
-      if (gm_be_get_access(a->base + at, a->members[d], &f) != GPUMEM_OK ||
-          f != GPUMEM_ACCESS_READWRITE)
+      if ((*query = gm_be_get_access(a->base + at, a->members[d], &f)) != GPUMEM_OK)
+        VIOLATION("querying device %d's access at offset %zu (growth %zu): %s", a->members[d], at,
+                  i, gm_error_detail());
+      if (f != GPUMEM_ACCESS_READWRITE)
         VIOLATION("device %d lacks read-write access at offset %zu (growth %zu)", a->members[d], at,
                   i);
     }
@@ -887,7 +937,7 @@ static bool check_pieces(gpumem_arena_t *a, const growth *g, size_t i, size_t *p
 /* The mapping: growths tile [0, top), units are owned exactly there, each
  * piece is memory of the right member, and every member has read-write
  * access to every growth. */
-static bool check_mapping(gpumem_arena_t *a, char *why, size_t len) {
+static bool check_mapping(gpumem_arena_t *a, gpumem_status *query, char *why, size_t len) {
   size_t at = 0, per_member[GPUMEM_MAX_DEVICES] = {0};
   for (size_t i = 0; i < a->ngrowths; i++) {
     const growth *g = &a->growths[i];
@@ -904,7 +954,7 @@ static bool check_mapping(gpumem_arena_t *a, char *why, size_t len) {
     if (a->placement == GPUMEM_PLACE_LOCAL && a->shards[owner - 1].member != g->member)
       VIOLATION("growth %zu is memory of member %d but its heap serves member %d", i, g->member,
                 a->shards[owner - 1].member);
-    if (!check_pieces(a, g, i, per_member, why, len)) return false;
+    if (!check_pieces(a, g, i, per_member, query, why, len)) return false;
     at += g->size;
   }
   if (at != a->top) VIOLATION("growths cover %zu bytes, the arena says %zu are mapped", at, a->top);
@@ -946,13 +996,15 @@ gpumem_status gm_arena_check(gpumem_arena_t *a, char *why_out, size_t why_len) {
   pthread_mutex_lock(&a->grow_lock);
   for (unsigned i = 0; ok && i < a->nshards; i++)
     ok = check_shard(a, i, &total, why, len);
-  if (ok) ok = check_mapping(a, why, len);
+  gpumem_status query = GPUMEM_OK; /* a driver query that failed: not a broken invariant */
+  if (ok) ok = check_mapping(a, &query, why, len);
   if (ok && total != a->top)
     ok = (snprintf(why, len, "heaps manage %zu bytes, %zu are mapped", total, a->top), false);
   pthread_mutex_unlock(&a->grow_lock);
   for (unsigned i = 0; i < a->nshards; i++)
     shard_unlock(&a->shards[i]);
   if (why_out != NULL && why_len > 0) snprintf(why_out, why_len, "%s", ok ? "" : why);
+  if (query != GPUMEM_OK) return gm_error(query, "arena check could not finish: %s", why);
   return ok ? GPUMEM_OK : gm_error(GPUMEM_ERR_INTERNAL, "arena check failed: %s", why);
 }
 

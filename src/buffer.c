@@ -98,6 +98,7 @@
 typedef struct segment {
   size_t offset, size;
   gpumem_phys_t handle;
+  bool unmapped; /* unmapped, its release failed: only the last segments, past capacity */
 } segment;
 
 struct gpumem_buffer {
@@ -229,10 +230,16 @@ GPUMEM_API gpumem_status gpumem_buffer_create(const gpumem_buffer_config *config
 
 /* ---- growth ---- */
 
+static gpumem_status finish_release(gpumem_buffer_t *b);
+
 /* Map [capacity, new_capacity) as one new segment; all or nothing. Lock held. */
 static gpumem_status grow_to(gpumem_buffer_t *b, size_t new_capacity) {
   size_t cap = atomic_load(&b->capacity);
   if (new_capacity <= cap) return GPUMEM_OK;
+  /* A segment whose release failed still lies past the capacity: release
+   * it before mapping there. */
+  gpumem_status pending = finish_release(b);
+  if (pending != GPUMEM_OK) return pending;
   size_t bytes = new_capacity - cap;
   uintptr_t at = b->base + cap;
   gpumem_phys_t h = 0;
@@ -258,7 +265,7 @@ static gpumem_status grow_to(gpumem_buffer_t *b, size_t new_capacity) {
       gm_error_discard();
     }
   }
-  b->segs[b->nsegs++] = (segment){cap, bytes, h};
+  b->segs[b->nsegs++] = (segment){cap, bytes, h, false};
   atomic_store(&b->capacity, new_capacity);
   if (new_capacity > b->peak_capacity) b->peak_capacity = new_capacity;
   b->growths++;
@@ -345,20 +352,44 @@ GPUMEM_API gpumem_status gpumem_buffer_reserve(gpumem_buffer_t *buffer, size_t c
 /* ---- releasing ---- */
 
 /* Unmap and release segments from the last down to index `keep` (lock held).
- * Stops at the first failure, leaving a consistent, smaller buffer. */
+ * Stops at the first failure, leaving a consistent, smaller buffer. A
+ * segment stays recorded until both steps have succeeded: one whose unmap
+ * worked but whose release failed is marked unmapped (the capacity already
+ * ends before it) and its release is retried by the next call that
+ * releases or grows (finish_release). */
 static gpumem_status release_from(gpumem_buffer_t *b, size_t keep) {
   while (b->nsegs > keep) {
     segment *s = &b->segs[b->nsegs - 1];
-    gpumem_status st = gm_be_unmap(b->base + s->offset, s->size);
-    if (st != GPUMEM_OK) return st;
-    b->nsegs--;
-    atomic_store(&b->capacity, s->offset);
-    GM_TRACE_MAPPING("buffer", b, false, (void *)(b->base + s->offset), s->size, s->offset,
-                     b->device);
+    gpumem_status st = GPUMEM_OK;
+    if (!s->unmapped) {
+      st = gm_be_unmap(b->base + s->offset, s->size);
+      if (st != GPUMEM_OK) return st;
+      s->unmapped = true;
+      atomic_store(&b->capacity, s->offset);
+      GM_TRACE_MAPPING("buffer", b, false, (void *)(b->base + s->offset), s->size, s->offset,
+                       b->device);
+    }
     st = gm_be_phys_release(s->handle);
-    if (st != GPUMEM_OK) return st; /* unmapped: the memory goes when the handle does */
+    if (st != GPUMEM_OK) return st; /* kept: the next call retries the release */
+    b->nsegs--;
   }
   return GPUMEM_OK;
+}
+
+/* Release the segments a failed release left unmapped (lock held). */
+static gpumem_status finish_release(gpumem_buffer_t *b) {
+  size_t keep = b->nsegs;
+  while (keep > 0 && b->segs[keep - 1].unmapped)
+    keep--;
+  return release_from(b, keep);
+}
+
+/* The segments mapped (those a failed release left unmapped excluded). */
+static size_t mapped_segments(const gpumem_buffer_t *b) {
+  size_t n = b->nsegs;
+  while (n > 0 && b->segs[n - 1].unmapped)
+    n--;
+  return n;
 }
 
 /* Wait for all work on every device with access to the buffer (lock held):
@@ -488,6 +519,8 @@ gpumem_status gm_buffer_destroy(gpumem_buffer_t *b) {
   if (st == GPUMEM_OK) st = release_from(b, 0);
   /* A received empty buffer has no reservation (there is nothing to map). */
   if (st == GPUMEM_OK && b->base != 0) st = gm_be_va_free(b->base, b->max_size);
+  if (st != GPUMEM_OK && atomic_load(&b->size) > atomic_load(&b->capacity))
+    atomic_store(&b->size, atomic_load(&b->capacity)); /* no size past what is mapped */
   pthread_mutex_unlock(&b->lock);
   if (st != GPUMEM_OK) return st; /* still a valid (smaller) buffer: destroy may be retried */
   GM_TRACE_RESIZE("buffer", b, (void *)b->base, b->size, 0, b->device);
@@ -541,7 +574,7 @@ gpumem_status gm_buffer_get_stats(gpumem_buffer_t *b, gpumem_buffer_stats *out) 
   info->device = b->device;
   info->max_size = b->max_size;
   info->chunk_size = b->chunk;
-  info->segments = b->nsegs;
+  info->segments = mapped_segments(b);
   info->growth = b->growth;
   info->handle_type = (b->handle_types & GPUMEM_HANDLE_FABRIC)
                           ? GPUMEM_HANDLE_FABRIC
@@ -697,17 +730,17 @@ gpumem_status gm_buffer_send(gpumem_buffer_t *b, int sock) {
                     "the buffer was not created shareable (handle type POSIX_FD or FABRIC)");
   }
   pthread_mutex_lock(&b->lock);
+  size_t nsegs = mapped_segments(b);
   wire_header h = {WIRE_MAGIC, WIRE_VERSION, 0, atomic_load(&b->size), atomic_load(&b->capacity),
-                   b->nsegs};
-  uint64_t *sizes = calloc(b->nsegs + 1, sizeof *sizes);
+                   nsegs};
+  uint64_t *sizes = calloc(nsegs + 1, sizeof *sizes);
   if (sizes == NULL) st = gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the layout");
-  for (size_t i = 0; sizes != NULL && i < b->nsegs; i++)
+  for (size_t i = 0; sizes != NULL && i < nsegs; i++)
     sizes[i] = b->segs[i].size;
   if (st == GPUMEM_OK) st = send_all(sock, &h, sizeof h, NULL, 0);
-  if (st == GPUMEM_OK && b->nsegs > 0)
-    st = send_all(sock, sizes, b->nsegs * sizeof *sizes, NULL, 0);
-  for (size_t first = 0; st == GPUMEM_OK && first < b->nsegs; first += FDS_PER_MESSAGE) {
-    size_t n = b->nsegs - first < FDS_PER_MESSAGE ? b->nsegs - first : FDS_PER_MESSAGE;
+  if (st == GPUMEM_OK && nsegs > 0) st = send_all(sock, sizes, nsegs * sizeof *sizes, NULL, 0);
+  for (size_t first = 0; st == GPUMEM_OK && first < nsegs; first += FDS_PER_MESSAGE) {
+    size_t n = nsegs - first < FDS_PER_MESSAGE ? nsegs - first : FDS_PER_MESSAGE;
     int fds[FDS_PER_MESSAGE];
     size_t made = 0;
     for (; made < n && st == GPUMEM_OK; made++) {
@@ -793,7 +826,7 @@ gpumem_status gm_buffer_receive(int sock, int device, gpumem_buffer_t **out) {
     size_t off = b->nsegs ? b->segs[b->nsegs - 1].offset + b->segs[b->nsegs - 1].size : 0;
     gpumem_phys_t handle = 0;
     GM_TRY(gm_be_import_handle(&sh, &handle));
-    b->segs[b->nsegs] = (segment){off, (size_t)sizes[i], handle};
+    b->segs[b->nsegs] = (segment){off, (size_t)sizes[i], handle, false};
     st = gm_be_map(b->base + off, (size_t)sizes[i], 0, handle);
     bool mapped = st == GPUMEM_OK;
     if (mapped) st = gm_be_set_access(b->base + off, (size_t)sizes[i], b->access, 1);

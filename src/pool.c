@@ -150,7 +150,8 @@ struct gpumem_pool {
    * nothing there. */
   _Atomic int64_t live_bytes;
   _Atomic uint64_t allocs, frees;
-  _Atomic uint64_t failed; /* allocations that returned an error (a cold path) */
+  _Atomic uint64_t failed;     /* allocations that returned an error (a cold path) */
+  _Atomic uint64_t unobserved; /* device_set: flushed frees whose synchronize failed */
 };
 
 /* ---- size classes: 256 B, then four per power of two ---- */
@@ -378,12 +379,18 @@ static gpumem_status flush_caches(gpumem_pool_t *p, device_set *freed_on) {
 
 /* Wait until the frees a flush made have run, so that the CUDA pool counts
  * them as returned (cudaMemPoolTrimTo): synchronize each device they were
- * queued on (their streams may have been destroyed since). */
-static gpumem_status observe_frees(device_set freed_on) {
+ * queued on (their streams may have been destroyed since). The devices not
+ * synchronized because one failed are remembered, and synchronized by the
+ * next call (a retried trim or destroy), whose flush may free nothing. */
+static gpumem_status observe_frees(gpumem_pool_t *p, device_set freed_on) {
   gpumem_status st = GPUMEM_OK;
+  device_set left = freed_on | atomic_exchange(&p->unobserved, 0);
   for (int d = 0; d < GPUMEM_MAX_DEVICES && st == GPUMEM_OK; d++) {
-    if (freed_on & ((device_set)1 << d)) st = gm_be_device_synchronize(d);
+    if (!(left & ((device_set)1 << d))) continue;
+    st = gm_be_device_synchronize(d);
+    if (st == GPUMEM_OK) left &= ~((device_set)1 << d);
   }
+  if (left != 0) atomic_fetch_or(&p->unobserved, left);
   return st;
 }
 
@@ -621,8 +628,18 @@ gpumem_status gm_pool_destroy(gpumem_pool_t *p) {
   /* The flushed frees run before the pool goes, so its memory is back on the
    * device when destroy returns (cudaMemPoolDestroy would release it only
    * once they have run, later). */
-  if (st == GPUMEM_OK && p->owned) st = observe_frees(freed_on);
+  if (st == GPUMEM_OK && p->owned) st = observe_frees(p, freed_on);
+  /* Every step below is undone by nothing and redone by nothing: each one
+   * that succeeds is recorded (a stream handle cleared, owned cleared), so a
+   * destroy that failed part way leaves a pool that a second destroy
+   * finishes. */
+  for (int d = 0; st == GPUMEM_OK && d < GPUMEM_MAX_DEVICES; d++) {
+    if (p->flush_streams[d] == NULL) continue;
+    st = gm_be_stream_destroy(p->flush_streams[d]); /* their frees still run */
+    if (st == GPUMEM_OK) p->flush_streams[d] = NULL;
+  }
   if (st == GPUMEM_OK && p->owned) st = gm_be_pool_destroy(p->native);
+  if (st == GPUMEM_OK) p->owned = false;
   if (st == GPUMEM_OK && p->wraps_default) st = restore_defaults(p);
   if (st != GPUMEM_OK) return st;
   pool_delete(p);
@@ -708,7 +725,7 @@ static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_
       /* the returned blocks may be reusable by this stream only once their
        * frees have run (reuse policies off): wait for them, once */
       gm_error_discard();
-      st = observe_frees(freed_on);
+      st = observe_frees(p, freed_on);
       if (st == GPUMEM_OK) st = gm_be_pool_alloc(p->native, bytes, stream, &ptr);
     }
     if (st == GPUMEM_ERR_OUT_OF_MEMORY) st = out_of_memory(p, size);
@@ -798,14 +815,25 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
     gm_spin_unlock(&c->lock);
     if (b != NULL) return GPUMEM_OK;
   }
-  atomic_fetch_sub_explicit(&p->live_bytes, (int64_t)blk->size, memory_order_relaxed);
-  atomic_fetch_add_explicit(&p->frees, 1, memory_order_relaxed);
   if (cache_it) { /* no room in this thread's cache after all: take it out of the table */
     gm_spin_lock(&s->lock);
     gm_hashmap_remove(&s->map, (uint64_t)(uintptr_t)ptr);
     gm_spin_unlock(&s->lock);
   }
   st = gm_be_pool_free(ptr, stream);
+  if (st != GPUMEM_OK) {
+    /* Nothing was freed: the block is live again and in the table (its
+     * address cannot have been handed out meanwhile, and the slot it left
+     * is still there), so a retry or the pool's destroy finds it. */
+    gm_spin_lock(&s->lock);
+    bool ok = gm_hashmap_put(&s->map, (uint64_t)(uintptr_t)ptr, (uint64_t)(uintptr_t)blk);
+    if (ok) atomic_store_explicit(&blk->state, BLOCK_LIVE, memory_order_release);
+    gm_spin_unlock(&s->lock);
+    if (!ok) gm_log(GPUMEM_LOG_ERROR, "pool: %p could not be put back in the table", ptr);
+    return st;
+  }
+  atomic_fetch_sub_explicit(&p->live_bytes, (int64_t)blk->size, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->frees, 1, memory_order_relaxed);
   free(blk);
   return st;
 }
@@ -822,7 +850,7 @@ gpumem_status gm_pool_trim(gpumem_pool_t *p, size_t keep) {
   gpumem_status st = check_pool(p);
   device_set freed_on = 0;
   if (st == GPUMEM_OK && !p->imported) st = flush_caches(p, &freed_on);
-  if (st == GPUMEM_OK) st = observe_frees(freed_on);
+  if (st == GPUMEM_OK) st = observe_frees(p, freed_on);
   if (st == GPUMEM_OK) st = gm_be_pool_trim(p->native, keep);
   return st;
 }

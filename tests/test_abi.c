@@ -152,7 +152,7 @@ static void test_an_older_allocator_struct(void **state) {
   void *p = NULL;
   assert_gpumem_ok(a.alloc(a.ctx, 100, NULL, &p));
   assert_gpumem_ok(a.free(a.ctx, p, 100, NULL));
-  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
   assert_int_equal(a.struct_size, offsetof(gpumem_allocator, flags));
   assert_int_equal(a.flags, 0xeeeeeeeeu); /* destroy clears only the caller's part */
   assert_null(a.ctx);

@@ -27,7 +27,7 @@ static void test_wrapped_pool_keeps_its_configuration(void **state) {
   assert_int_equal(s.frees, 2);
   assert_int_equal(s.peak_bytes_in_use, 8192);
   assert_true(s.bytes_reserved > 0);
-  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
   assert_gpumem_ok(gpumem_pool_get_stats(pool, &ps)); /* still alive: the caller's */
   assert_gpumem_ok(gpumem_pool_destroy(pool));
   gpumem_allocator bad = GPUMEM_ALLOCATOR_INIT;
@@ -56,7 +56,7 @@ static void test_wrapped_arena_allocates_on_its_device(void **state) {
   assert_gpumem_ok(gpumem_arena_owner(arena, p, &owner));
   assert_int_equal(owner, members[1]);
   assert_gpumem_ok(a.free(a.ctx, p, 5000, NULL));
-  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
   assert_gpumem_ok(gpumem_arena_destroy(arena));
 }
 
@@ -96,7 +96,7 @@ static void test_buffer_stack(void **state) {
   assert_int_equal(s.allocs, 4);
   assert_int_equal(s.bytes_in_use, 0);
   assert_true(s.peak_bytes_reserved >= (3u << 20));
-  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
@@ -124,7 +124,7 @@ static void test_default_allocator(void **state) {
   gpumem_allocator broken = GPUMEM_ALLOCATOR_INIT;
   assert_gpumem_status(gpumem_set_default_allocator(&broken), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_gpumem_ok(gpumem_set_default_allocator(NULL));
-  gpumem_allocator_destroy(&mine);
+  assert_gpumem_ok(gpumem_allocator_destroy(&mine));
   assert_gpumem_ok(gpumem_pool_destroy(pool));
   /* Made again on demand; choosing none destroys the one libgpumem made
    * (the teardown checks that no pool is left alive), as finalize does. */
@@ -153,12 +153,52 @@ static void test_failures_keep_their_detail(void **state) {
   assert_gpumem_status(a.alloc(a.ctx, 64 << 20, NULL, &p), GPUMEM_ERR_OUT_OF_MEMORY);
   assert_last_error_contains("gpumem-pool: cannot allocate 67108864 bytes on device 0");
   assert_last_error_contains("the caches were flushed");
-  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
   assert_gpumem_ok(gpumem_allocator_create("gpumem-arena", 0, &a));
   assert_gpumem_status(a.alloc(a.ctx, 64 << 20, NULL, &p), GPUMEM_ERR_CAPACITY);
   assert_last_error_contains("gpumem-arena: cannot allocate 67108864 bytes: the arena's maximum "
                              "size is 16777216 bytes");
-  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
+}
+
+/* Issue 15: gpumem_allocator_destroy returns a status. With a block still
+ * allocated every registry allocator is BUSY and stays usable (before, a
+ * pool-backed one leaked its whole pool and the CUDA baselines their
+ * blocks, and nothing was reported); a failed driver release leaves it
+ * destroyable again. */
+static void test_destroy_reports_and_can_be_retried(void **state) {
+  (void)state;
+  gm_backend_counters before, now;
+  gm_backend_get_counters(&before);
+  size_t n = gpumem_allocator_list(NULL, 0);
+  gpumem_allocator_kind kinds[16];
+  assert_true(n <= 16);
+  gpumem_allocator_list(kinds, n);
+  for (size_t i = 0; i < n; i++) {
+    gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
+    assert_gpumem_ok(gpumem_allocator_create(kinds[i].name, 0, &a));
+    void *p = NULL;
+    assert_gpumem_ok(a.alloc(a.ctx, 4096, NULL, &p));
+    assert_gpumem_status(gpumem_allocator_destroy(&a), GPUMEM_ERR_BUSY);
+    assert_last_error_contains("free them first");
+    assert_non_null(a.alloc); /* untouched, still usable */
+    assert_gpumem_ok(a.free(a.ctx, p, 4096, NULL));
+    assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+    assert_gpumem_ok(gpumem_allocator_destroy(&a));
+    assert_null(a.alloc);
+  }
+  gm_backend_get_counters(&now);
+  assert_int_equal(now.pools, before.pools);
+  assert_int_equal(now.pool_allocations, before.pool_allocations);
+  assert_int_equal(now.device_allocations, before.device_allocations);
+  /* A failed pool destroy: reported, and the allocator destroyed by a retry. */
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_ok(gpumem_allocator_create("cuda-pool", 0, &a));
+  gm_fault_inject(GM_OP_pool_destroy, 1, GPUMEM_ERR_INJECTED);
+  assert_gpumem_status(gpumem_allocator_destroy(&a), GPUMEM_ERR_INJECTED);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
+  gm_backend_get_counters(&now);
+  assert_int_equal(now.pools, before.pools);
 }
 
 int main(int argc, char **argv) {
@@ -167,6 +207,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_wrapped_arena_allocates_on_its_device),
       cmocka_unit_test(test_buffer_stack),
       cmocka_unit_test(test_default_allocator),
+      cmocka_unit_test(test_destroy_reports_and_can_be_retried),
       cmocka_unit_test_setup_teardown(test_failures_keep_their_detail, small_device,
                                       gm_test_teardown_host),
   };

@@ -1056,7 +1056,57 @@ static void test_allocator_interface(void **state) {
   assert_true(s.bytes_reserved >= 5120);
   assert_gpumem_ok(al.free(al.ctx, p, 5000, NULL));
   assert_gpumem_status(al.free(al.ctx, p, 5000, NULL), GPUMEM_ERR_DOUBLE_FREE);
-  gpumem_allocator_destroy(&al);
+  assert_gpumem_ok(gpumem_allocator_destroy(&al));
+}
+
+/* Issue 15: a failed access query in check is the query's error, not a
+ * broken invariant ("device 0 lacks read-write access", before). */
+static void test_check_reports_a_failed_query(void **state) {
+  (void)state;
+  int devs[4] = {0, 1, 2, 3};
+  size_t g = granularity(0);
+  gpumem_arena_t *a = make(devs, 4, GPUMEM_PLACE_INTERLEAVE, 4 * g, 64 * g);
+  void *p = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, GPUMEM_ARENA_ANY_DEVICE, &p));
+  gm_fault_inject(GM_OP_get_access, 1, GPUMEM_ERR_INJECTED);
+  char why[256];
+  assert_gpumem_status(gpumem_arena_check(a, why, sizeof why), GPUMEM_ERR_INJECTED);
+  assert_last_error_contains("could not finish");
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_free(a, p));
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+/* Issue 15: a failed unmap, release or range free in destroy leaves the
+ * rest recorded and a second destroy finishes (before, the arena was freed
+ * on the first call and its mappings leaked); the half-destroyed arena
+ * refuses other calls. */
+static void test_failed_destroy_can_be_retried(void **state) {
+  (void)state;
+  int devs[4] = {0, 1, 2, 3};
+  size_t g = granularity(0);
+  gm_backend_counters before, now;
+  gm_backend_get_counters(&before);
+  gpumem_arena_t *a = make(devs, 4, GPUMEM_PLACE_INTERLEAVE, 4 * g, 64 * g);
+  void *p = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 6 * g, 0, GPUMEM_ARENA_ANY_DEVICE, &p));
+  assert_gpumem_ok(gpumem_arena_free(a, p));
+  const gm_op ops[] = {GM_OP_unmap, GM_OP_phys_release, GM_OP_va_free};
+  const uint64_t nth[] = {2, 2, 1};
+  for (size_t i = 0; i < GM_ARRAY_SIZE(ops); i++) {
+    gm_fault_inject(ops[i], nth[i], GPUMEM_ERR_INJECTED);
+    assert_gpumem_status(gpumem_arena_destroy(a), GPUMEM_ERR_INJECTED);
+    assert_last_error_contains("call gpumem_arena_destroy again");
+    gm_fault_clear();
+    assert_gpumem_status(gpumem_arena_alloc(a, g, 0, GPUMEM_ARENA_ANY_DEVICE, &p),
+                         GPUMEM_ERR_INVALID_ARGUMENT);
+    assert_last_error_contains("half destroyed");
+  }
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+  gm_backend_get_counters(&now);
+  assert_int_equal(now.phys_handles, before.phys_handles);
+  assert_int_equal(now.mapped_bytes, before.mapped_bytes);
+  assert_int_equal(now.reservations, before.reservations);
 }
 
 int main(int argc, char **argv) {
@@ -1082,6 +1132,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_model_interleave, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_threads, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_allocator_interface, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_check_reports_a_failed_query, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_failed_destroy_can_be_retried, setup_four,
+                                      teardown_four),
   };
   return gm_test_run("test_arena", tests, GM_ARRAY_SIZE(tests), argc, argv, NULL);
 }

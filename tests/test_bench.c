@@ -253,7 +253,7 @@ static void test_run_plan_through_an_allocator(void **state) {
   assert_int_equal(st.peak_bytes_in_use, gb_plan_live_curve(&p, NULL));
   assert_true(st.peak_bytes_reserved >= st.peak_bytes_in_use);
   assert_gpumem_ok(gpumem_stream_destroy(s));
-  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
   gb_plan_free(&p);
 }
 
@@ -280,7 +280,7 @@ static void test_recorded_trace_replays_the_same_curve(void **state) {
   original.streams = 2;
   char err[200] = "";
   assert_true(gb_run_plan(&a, &original, s, 0, false, err, sizeof err) > 0);
-  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
   assert_gpumem_ok(gpumem_stream_destroy(s[1]));
   assert_gpumem_ok(gpumem_finalize()); /* closes the trace */
   char why[256] = "";
@@ -351,10 +351,10 @@ static void test_allocator_registry(void **state) {
     assert_int_equal(s.frees, 1);
     assert_int_equal(s.bytes_in_use, 0);
     assert_int_equal(s.peak_bytes_in_use, 3 << 20);
-    gpumem_allocator_destroy(&a);
+    assert_gpumem_ok(gpumem_allocator_destroy(&a));
     assert_null(a.ctx);
   }
-  gpumem_allocator_destroy(NULL);
+  assert_gpumem_ok(gpumem_allocator_destroy(NULL));
 }
 
 /* ---- gzip traces through zlib ---- */
@@ -716,7 +716,7 @@ static void check_host_allocator(const char *name) {
   assert_int_equal(s.bytes_in_use, 0);
   assert_int_equal(s.peak_bytes_in_use, 4096);
   assert_int_equal(s.peak_bytes_reserved, 0); /* not known for host memory */
-  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
   assert_null(a.ctx);
 }
 

@@ -825,6 +825,47 @@ static void test_concurrent_resize(void **state) {
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
+/* Issue 15: a segment whose release fails after its unmap stays recorded,
+ * and the next shrink_to_fit, growth or destroy releases it; a destroy that
+ * fails can be called again. Before, the segment was forgotten and its
+ * physical memory leaked for good. */
+static void test_failed_release_is_retried(void **state) {
+  (void)state;
+  size_t g = gran();
+  gm_backend_counters before, now;
+  gm_backend_get_counters(&before);
+  gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 16 * g);
+  for (size_t s = 1; s <= 3; s++)
+    assert_gpumem_ok(gpumem_buffer_resize(b, s * g));
+  write_range(b, 0, g, 7);
+  assert_gpumem_ok(gpumem_buffer_resize(b, g));
+  gm_fault_inject(GM_OP_phys_release, 1, GPUMEM_ERR_INJECTED);
+  assert_gpumem_status(gpumem_buffer_shrink_to_fit(b, NULL), GPUMEM_ERR_INJECTED);
+  assert_true(gpumem_last_error()[0] != '\0');
+  assert_int_equal(gpumem_buffer_capacity(b), 2 * g); /* the third is unmapped, still held */
+  assert_int_equal(info_of(b).segments, 2);
+  gm_backend_get_counters(&now);
+  assert_int_equal(now.phys_handles - before.phys_handles, 3);
+  check_contents(b, g, 7);
+  /* A growth releases it first, then maps anew at the same place. */
+  assert_gpumem_ok(gpumem_buffer_resize(b, 4 * g));
+  gm_backend_get_counters(&now);
+  assert_int_equal(now.phys_handles - before.phys_handles, 3); /* 1 + 1 + the new one */
+  assert_int_equal(now.mapped_bytes - before.mapped_bytes, (int64_t)(4 * g));
+  check_contents(b, g, 7);
+  /* destroy: a failed unmap, then a failed release; the third call finishes. */
+  gm_fault_inject(GM_OP_unmap, 2, GPUMEM_ERR_INJECTED);
+  assert_gpumem_status(gpumem_buffer_destroy(b), GPUMEM_ERR_INJECTED);
+  check_contents(b, g, 7);
+  gm_fault_inject(GM_OP_phys_release, 1, GPUMEM_ERR_INJECTED);
+  assert_gpumem_status(gpumem_buffer_destroy(b), GPUMEM_ERR_INJECTED);
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+  gm_backend_get_counters(&now);
+  assert_int_equal(now.phys_handles, before.phys_handles);
+  assert_int_equal(now.mapped_bytes, before.mapped_bytes);
+  assert_int_equal(now.reservations, before.reservations);
+}
+
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_defaults),
@@ -852,6 +893,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_received_buffer_always_destroyable),
       cmocka_unit_test(test_receive_times_out_on_a_silent_peer),
       cmocka_unit_test(test_concurrent_resize),
+      cmocka_unit_test(test_failed_release_is_retried),
   };
   return gm_test_run("buffer", tests, GM_ARRAY_SIZE(tests), argc, argv, child_buffer);
 }

@@ -407,7 +407,7 @@ static void test_trace_level_logs_allocations(void **state) {
   assert_int_equal(cap.count, l + 2);
 
   assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
-  gpumem_allocator_destroy(&a);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
   assert_gpumem_ok(gpumem_arena_destroy(arena));
   assert_gpumem_ok(gpumem_stream_destroy(s));
   assert_gpumem_ok(gpumem_pool_destroy(pool));

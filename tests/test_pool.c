@@ -693,6 +693,45 @@ static void test_default_pool_settings_restored(void **state) {
   }
 }
 
+/* Issue 15: a failed backend free leaves the block allocated and in the
+ * table, so the free can be retried and destroy finishes; a failed flush in
+ * trim keeps the cached block; a destroy that fails at any step can be
+ * called again and frees everything. */
+static void test_failed_release_can_be_retried(void **state) {
+  (void)state;
+  gm_backend_counters before, after;
+  gm_backend_get_counters(&before);
+  gpumem_pool_t *p = make_pool(false, 0);
+  void *a = NULL;
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, NULL, &a));
+  gm_fault_inject(GM_OP_pool_free, 1, GPUMEM_ERR_INJECTED);
+  assert_gpumem_status(gpumem_pool_free(p, a, NULL), GPUMEM_ERR_INJECTED);
+  assert_true(gpumem_last_error()[0] != '\0');
+  assert_int_equal(stats_of(p).base.bytes_in_use, 4096);
+  assert_gpumem_status(gpumem_pool_destroy(p), GPUMEM_ERR_BUSY);
+  assert_gpumem_ok(gpumem_pool_free(p, a, NULL)); /* was INVALID_POINTER */
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+
+  p = make_pool(true, 0);
+  assert_gpumem_ok(gpumem_pool_alloc(p, 4096, NULL, &a));
+  assert_gpumem_ok(gpumem_pool_free(p, a, NULL)); /* cached */
+  gm_fault_inject(GM_OP_pool_free, 1, GPUMEM_ERR_INJECTED);
+  assert_gpumem_status(gpumem_pool_trim(p, 0), GPUMEM_ERR_INJECTED);
+  assert_int_equal(stats_of(p).cached_bytes, 4096);
+  const gm_op ops[] = {GM_OP_pool_free, GM_OP_device_synchronize, GM_OP_stream_destroy,
+                       GM_OP_pool_destroy};
+  for (size_t i = 0; i < GM_ARRAY_SIZE(ops); i++) {
+    gm_fault_inject(ops[i], 1, GPUMEM_ERR_INJECTED);
+    assert_gpumem_status(gpumem_pool_destroy(p), GPUMEM_ERR_INJECTED);
+    gm_fault_clear();
+  }
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+  gm_backend_get_counters(&after);
+  assert_int_equal(after.pools, before.pools);
+  assert_int_equal(after.pool_allocations, before.pool_allocations);
+  assert_int_equal(after.streams, before.streams);
+}
+
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_stream_reuse_comes_from_the_cache),
@@ -713,6 +752,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_null_stream_is_per_device),
       cmocka_unit_test(test_capture_bypasses_the_cache),
       cmocka_unit_test(test_default_pool_settings_restored),
+      cmocka_unit_test(test_failed_release_can_be_retried),
   };
   return gm_test_run("pool", tests, GM_ARRAY_SIZE(tests), argc, argv, child_main);
 }

@@ -168,8 +168,8 @@ static void test_direct_calls_replay_the_same_curve(void **state) {
     if (r->buffer_size[k] > 0) expect(r, GB_FREE, NULL, r->buffer_slot[k], r->buffer_size[k]);
   }
   assert_gpumem_ok(gpumem_stream_destroy(r->streams[1]));
-  gpumem_allocator_destroy(&r->via[0]);
-  gpumem_allocator_destroy(&r->via[1]);
+  assert_gpumem_ok(gpumem_allocator_destroy(&r->via[0]));
+  assert_gpumem_ok(gpumem_allocator_destroy(&r->via[1]));
   assert_gpumem_ok(gpumem_arena_destroy(r->arena));
   assert_gpumem_ok(gpumem_pool_destroy(r->pool));
   assert_gpumem_ok(gpumem_finalize()); /* closes the trace */

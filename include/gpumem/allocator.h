@@ -57,7 +57,9 @@ typedef struct gpumem_allocator {
   gpumem_status (*stats)(void *ctx, gpumem_stats *stats);
   /** Give cached memory back to the device (may be NULL: nothing cached). */
   gpumem_status (*trim)(void *ctx);
-  /** Release everything; called by gpumem_allocator_destroy. */
+  /** Release everything; called by gpumem_allocator_destroy. Returns
+   * nothing (the struct's layout is stable): libgpumem's own allocators report
+   * a failure through gpumem_allocator_destroy's status instead. */
   void (*destroy)(void *ctx);
   /** GPUMEM_ALLOCATOR_* bits. */
   unsigned flags;
@@ -131,10 +133,18 @@ gpumem_set_default_allocator(const gpumem_allocator *allocator);
  * (struct_size not set), and those of creating the pool. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_default_allocator(gpumem_allocator *allocator);
 
-/** Destroy an allocator made by gpumem_allocator_create (or one whose destroy
- * function is set) and clear the struct. Memory still allocated from it is
- * returned with it where the allocator allows. NULL is a no-op. */
-GPUMEM_API void gpumem_allocator_destroy(gpumem_allocator *allocator);
+/** Destroy an allocator made by gpumem_allocator_create or
+ * gpumem_allocator_from_* (or one whose destroy function is set) and clear
+ * the struct. NULL is a no-op. Errors: BUSY when an allocator of
+ * gpumem_allocator_list still has blocks allocated (free them first: its
+ * pool, arena or CUDA pool would go with them); the driver's error when
+ * releasing its pool, arena or CUDA pool fails. On failure the allocator is
+ * left as it was, usable, its struct untouched, and destroy may be called
+ * again. A wrapped pool, arena or buffer is never destroyed with it. An
+ * allocator whose destroy member the application set cannot fail (the
+ * member returns nothing). Not to be called while other calls use the
+ * allocator. */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_allocator_destroy(gpumem_allocator *allocator);
 
 GPUMEM_EXTERN_C_END
 

@@ -168,7 +168,13 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_create(const gpumem_arena
                                                               gpumem_arena_t **arena);
 
 /** Wait for every member to finish its work, then unmap and release all of
- * the arena's memory, live blocks included. NULL is a no-op. */
+ * the arena's memory, live blocks included. NULL is a no-op. If a member's
+ * synchronize fails, nothing has changed: the error is returned and the
+ * arena is usable. If an unmap, a release or the freeing of the range
+ * fails, everything else that can be is still unmapped and released, what
+ * failed stays recorded, and the driver's error is returned; the arena is
+ * then half destroyed: every other call refuses it (INVALID_ARGUMENT, "half
+ * destroyed") and a second destroy goes on from where the first stopped. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_destroy(gpumem_arena_t *arena);
 
 /** Allocate `size` bytes aligned to `alignment` (0: 256; else a power of two
@@ -203,7 +209,10 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_get_stats(gpumem_arena_t 
  * the mapped memory, free neighbours are coalesced, free lists and bitmaps
  * agree, counters match, every chunk has its owner and its access for every
  * member). GPUMEM_OK, or GPUMEM_ERR_INTERNAL with the first violation in
- * gpumem_last_error() and in `why` (may be NULL). O(blocks): for tests and
+ * gpumem_last_error() and in `why` (may be NULL). A driver query that fails
+ * (a handle's properties, a device's access) is not a violation: its own
+ * error is returned, "arena check could not finish" and the query's detail
+ * in the message and `why`. O(blocks): for tests and
  * debugging. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_check(gpumem_arena_t *arena, char *why,
                                                              size_t len);

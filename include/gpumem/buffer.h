@@ -123,8 +123,11 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_create(const gpumem_buff
 
 /** Wait for every device with access to the buffer (its own and the access
  * devices) to finish all work, then unmap and release everything. NULL is a
- * no-op. On failure the buffer is still valid (perhaps smaller) and destroy
- * may be retried. */
+ * no-op. On failure the buffer is still valid and destroy may be retried:
+ * segments already released are gone (the capacity, and the size if it was
+ * above it, are cut to what is still mapped; the data below is intact), a
+ * segment unmapped but not released stays recorded, and the next call
+ * releases it first. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_destroy(gpumem_buffer_t *buffer);
 
 /** Set the size, growing the capacity by the growth policy when needed.
@@ -150,8 +153,11 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_reserve(gpumem_buffer_t 
  * `stream` when one is given (the caller promises no other stream uses that
  * memory), else all work on every device with access to the buffer.
  * Errors: INVALID_ARGUMENT, NOT_SUPPORTED (a received buffer), and driver
- * errors; a failed cut leaves that segment as it was (capacity and
- * contents), after any whole segments above it were released. */
+ * errors. On a driver failure the buffer keeps its size and contents:
+ * segments released before the failure are gone; a failed cut leaves its
+ * segment as it was; a segment unmapped but not released stays recorded
+ * (beyond the capacity) and the next shrink_to_fit, growth or destroy
+ * releases it first. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_buffer_shrink_to_fit(gpumem_buffer_t *buffer,
                                                                       gpumem_stream_t stream);
 

@@ -127,7 +127,11 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_create(const gpumem_pool_c
  * the device when the call returns, or put back the default pool's release
  * threshold, reuse policies and peer access if it wrapped that one. BUSY,
  * with nothing destroyed, while allocations made through it are still live.
- * NULL is a no-op. */
+ * NULL is a no-op. On a driver failure (a flushed free, a synchronize, the
+ * pool's own streams, the CUDA pool's destroy) the error is returned and
+ * nothing is forgotten: blocks whose free failed stay cached, each step that
+ * succeeded is recorded, and the pool stays usable; a second destroy goes on
+ * from where the first stopped. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_destroy(gpumem_pool_t *pool);
 
 /** Allocate `size` bytes ordered on `stream` (a stream of any device: the
@@ -142,14 +146,18 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_alloc(gpumem_pool_t *pool,
  * the free may still use the block; work on other streams that used it must
  * be ordered before the free by the caller, as with cudaFreeAsync). Errors:
  * INVALID_POINTER (not from this pool), DOUBLE_FREE, INVALID_ARGUMENT (not
- * a stream). */
+ * a stream), and the driver's error when the free reaches the CUDA pool and
+ * fails: the block is then still allocated, still in the pool's table, and
+ * the free may be retried (the pool's destroy says BUSY until it is). */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr,
                                                            gpumem_stream_t stream);
 
 /** Flush every thread's cache to the CUDA pool (each block freed on its own
  * stream), wait until those frees have run (the streams are synchronized),
  * then trim the CUDA pool to `keep_bytes` (cudaMemPoolTrimTo): memory not
- * in use beyond that goes back to the device. */
+ * in use beyond that goes back to the device. On a driver failure the error
+ * is returned: blocks whose free failed stay cached (and usable), devices
+ * not yet synchronized are remembered, and a retry finishes the work. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_pool_trim(gpumem_pool_t *pool, size_t keep_bytes);
 /** Return to the CUDA pool every block that any thread cached for `stream`
  * (freed on it, so still ordered after its work) and forget the stream. Call

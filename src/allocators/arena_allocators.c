@@ -40,11 +40,14 @@ static gpumem_status open_arena(int device, void **state) {
   return GPUMEM_OK;
 }
 
-static void close_arena(void *state) {
+/* A failed destroy leaves the arena recorded (half destroyed: see
+ * gm_arena_destroy); the next call goes on from there. */
+static gpumem_status close_arena(void *state) {
   arena_state *s = state;
-  if (gm_arena_destroy(s->arena) != GPUMEM_OK) /* issue 15: reported, not only logged */
-    gm_log(GPUMEM_LOG_ERROR, "destroying an arena allocator: %s", gm_error_detail());
+  gpumem_status st = gm_arena_destroy(s->arena);
+  if (st != GPUMEM_OK) return st;
   free(s);
+  return GPUMEM_OK;
 }
 
 static gpumem_status arena_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
@@ -75,8 +78,9 @@ const gm_allocator_impl gm_allocator_gpumem_arena = {
     false,
 };
 
-static void keep_arena(void *state) {
+static gpumem_status keep_arena(void *state) {
   free(state); /* the arena itself is the caller's */
+  return GPUMEM_OK;
 }
 
 const gm_allocator_impl gm_allocator_wrapped_arena = {

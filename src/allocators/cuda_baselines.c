@@ -43,8 +43,9 @@ static gpumem_status malloc_create(int device, void **state) {
   return GPUMEM_OK;
 }
 
-static void free_state(void *state) {
-  free(state);
+static gpumem_status free_state(void *state) {
+  free(state); /* no block is left: the base refuses with blocks allocated */
+  return GPUMEM_OK;
 }
 
 static gpumem_status malloc_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
@@ -119,15 +120,21 @@ static gpumem_status own_pool_create(int device, void **state) {
   return pool_open(device, true, state);
 }
 
-static void pool_close(void *state) {
+/* Each step is redone by a retry only if it failed: the pool destroyed, or
+ * the default pool trimmed and its threshold restored (both may be redone). */
+static gpumem_status pool_close(void *state) {
   pool_state *s = state;
+  gpumem_status st = GPUMEM_OK;
   if (s->owned) {
-    gm_be_pool_destroy(s->pool);
+    st = gm_be_pool_destroy(s->pool);
   } else { /* leave the shared default pool as it was found, its cache emptied */
-    gm_be_pool_trim(s->pool, 0);
-    gm_be_pool_set_attr(s->pool, GM_POOL_RELEASE_THRESHOLD, s->previous_threshold);
+    st = gm_be_pool_trim(s->pool, 0);
+    if (st == GPUMEM_OK)
+      st = gm_be_pool_set_attr(s->pool, GM_POOL_RELEASE_THRESHOLD, s->previous_threshold);
   }
+  if (st != GPUMEM_OK) return st;
   free(s);
+  return GPUMEM_OK;
 }
 
 static gpumem_status pool_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {

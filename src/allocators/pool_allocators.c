@@ -31,10 +31,10 @@ static gpumem_status open_uncached(int device, void **state) {
   return open_pool(device, false, state);
 }
 
-/* Issue 15 makes allocator destroy report this; until then it is logged. */
-static void close_pool(void *state) {
-  if (gm_pool_destroy(state) != GPUMEM_OK)
-    gm_log(GPUMEM_LOG_ERROR, "destroying a pool allocator: %s", gm_error_detail());
+/* A failure (BUSY with blocks allocated, or the driver's) leaves the pool
+ * as it was: gpumem_allocator_destroy reports it and may be called again. */
+static gpumem_status close_pool(void *state) {
+  return gm_pool_destroy(state);
 }
 
 static gpumem_status pool_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
@@ -78,8 +78,9 @@ const gm_allocator_impl gm_allocator_gpumem_pool_nocache = {
     true,
 };
 
-static void keep_pool(void *state) {
+static gpumem_status keep_pool(void *state) {
   GM_UNUSED(state); /* the caller's: it destroys the pool after the allocator */
+  return GPUMEM_OK;
 }
 
 const gm_allocator_impl gm_allocator_wrapped_pool = {

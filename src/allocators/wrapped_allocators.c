@@ -49,11 +49,12 @@ typedef struct stack {
   size_t count, capacity;
 } stack;
 
-static void stack_destroy(void *state) {
-  stack *s = state;
+static gpumem_status stack_destroy(void *state) {
+  stack *s = state; /* the buffer is the caller's: nothing to fail */
   pthread_mutex_destroy(&s->lock);
   free(s->blocks);
   free(s);
+  return GPUMEM_OK;
 }
 
 static gpumem_status stack_alloc(void *state, size_t size, gpumem_stream_t stream, void **ptr) {
@@ -165,7 +166,7 @@ static gpumem_status wrap_buffer(gpumem_buffer_t *buffer, gpumem_allocator *out)
   s->buffer = buffer;
   pthread_mutex_init(&s->lock, NULL);
   st = gm_allocator_make(&gm_allocator_wrapped_buffer, s, bs.device, out);
-  if (st != GPUMEM_OK) stack_destroy(s);
+  if (st != GPUMEM_OK) stack_destroy(s); /* always OK */
   return st;
 }
 

@@ -618,16 +618,32 @@ gpumem_status gm_be_device_synchronize(int device) {
   GM_BE_FORWARD(device_synchronize, device);
 }
 
+/* Refuse a range [p, p+size) that wraps past the top of the address space:
+ * no backend sees it, so no range check downstream has to survive the
+ * overflow (an overlap test computing p + size would pass it). */
+static gpumem_status range_fits(const void *p, size_t size, const char *what) {
+  uintptr_t a = (uintptr_t)p;
+  if (size - 1 <= UINTPTR_MAX - a) return GPUMEM_OK;
+  return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                  "%s: [0x%" PRIxPTR ", +%zu) wraps past the top of the address space", what, a,
+                  size);
+}
+
 gpumem_status gm_be_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t stream) {
   if (size == 0) return GPUMEM_OK;
   GM_NULL_ARG(dst);
   GM_NULL_ARG(src);
+  gpumem_status range = range_fits(dst, size, "copy destination");
+  if (range == GPUMEM_OK) range = range_fits(src, size, "copy source");
+  if (range != GPUMEM_OK) return range;
   GM_BE_FORWARD(memcpy, dst, src, size, stream);
 }
 
 gpumem_status gm_be_memset(void *dst, int value, size_t size, gpumem_stream_t stream) {
   if (size == 0) return GPUMEM_OK;
   GM_NULL_ARG(dst);
+  gpumem_status range = range_fits(dst, size, "memset destination");
+  if (range != GPUMEM_OK) return range;
   GM_BE_FORWARD(memset, dst, value, size, stream);
 }
 

@@ -935,8 +935,11 @@ static gpumem_status host_phys_props(gpumem_phys_t h, gpumem_phys_props *out) {
 
 /* ---- mappings ---- */
 
+/* Whether [a, a+an) and [b, b+bn) share a byte; no end is computed, so a
+ * range reaching the top of the address space cannot wrap past the test. */
 static bool overlaps(uintptr_t a, size_t an, uintptr_t b, size_t bn) {
-  return a < b + bn && b < a + an;
+  if (an == 0 || bn == 0) return false;
+  return a <= b ? b - a < an : a - b < bn;
 }
 
 /* Map [va, va+size) to the start of allocation `h`. CUDA's rule, enforced
@@ -1244,7 +1247,8 @@ gpumem_status gm_host_check_accessible(const void *ptr, size_t n, bool write, co
   for (host_reservation *r = H.reservations; r != NULL && st == GPUMEM_OK; r = r->next) {
     if (!overlaps(p, n, r->base, r->size)) continue;
     uintptr_t lo = p > r->base ? p : r->base;
-    uintptr_t hi = p + n < r->base + r->size ? p + n : r->base + r->size;
+    uintptr_t hi = r->base + r->size; /* overlaps(): p + n need not fit, so compare lengths */
+    if (n <= hi - p) hi = p + n;
     st = check_covered(r, lo, hi - lo, false, what);
     for (uintptr_t a = lo & ~(uintptr_t)(H.granularity - 1); st == GPUMEM_OK && a < hi;
          a += H.granularity) {

@@ -161,12 +161,24 @@ static void test_failures_keep_their_detail(void **state) {
   gpumem_allocator_destroy(&a);
 }
 
+/* gpumem_allocator_list(NULL, n) counts without writing: it once wrote the
+ * kinds through the NULL pointer whenever n > 0. */
+static void test_list_into_null_only_counts(void **state) {
+  (void)state;
+  assert_int_equal(gpumem_allocator_list(NULL, 8), 6);
+  assert_int_equal(gpumem_allocator_list(NULL, SIZE_MAX), 6);
+  gpumem_allocator_kind one[1] = {{NULL, NULL}};
+  assert_int_equal(gpumem_allocator_list(one, 1), 6);
+  assert_string_equal(one[0].name, "cuda-malloc");
+}
+
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wrapped_pool_keeps_its_configuration),
       cmocka_unit_test(test_wrapped_arena_allocates_on_its_device),
       cmocka_unit_test(test_buffer_stack),
       cmocka_unit_test(test_default_allocator),
+      cmocka_unit_test(test_list_into_null_only_counts),
       cmocka_unit_test_setup_teardown(test_failures_keep_their_detail, small_device,
                                       gm_test_teardown_host),
   };

@@ -80,7 +80,8 @@ typedef struct gpumem_allocator_kind {
 } gpumem_allocator_kind;
 
 /** The allocators libgpumem provides: writes up to `max` entries and returns
- * how many exist. Never fails. */
+ * how many exist (with `kinds` NULL, writes none whatever `max` says). Never
+ * fails. */
 GPUMEM_API size_t gpumem_allocator_list(gpumem_allocator_kind *kinds, size_t max);
 
 /** Create the allocator called `name` (see gpumem_allocator_list) for

@@ -17,6 +17,7 @@
  * injection check, and a mutex-protected hash lookup on the VMM handle calls,
  * which cost microseconds in the driver anyway.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -69,7 +70,8 @@ void gm_fault_inject(gm_op op, uint64_t nth, gpumem_status status) {
   gm_fault *f = &faults[op];
   atomic_store(&f->status, (int)status);
   bool was_armed = atomic_load(&f->fail_at) != 0;
-  atomic_store(&f->fail_at, nth == 0 ? 0 : atomic_load(&f->calls) + nth);
+  uint64_t calls = atomic_load(&f->calls); /* calls + nth saturates: no wrap to a near call */
+  atomic_store(&f->fail_at, nth == 0 ? 0 : nth > UINT64_MAX - calls ? UINT64_MAX : calls + nth);
   if (nth != 0 && !was_armed) atomic_fetch_add(&faults_armed, 1);
   if (nth == 0 && was_armed) atomic_fetch_sub(&faults_armed, 1);
 }
@@ -93,9 +95,13 @@ bool gm_fault_parse(const char *spec) {
     if (colon == NULL || n == GM_OP_COUNT) return false;
     *colon = '\0';
     gm_op op = gm_op_from_name(item);
+    /* N: decimal digits only. strtoull alone would take a sign ("-1" is
+     * ULLONG_MAX), leading blanks, and clamp an overflow to ULLONG_MAX. */
+    if (op == GM_OP_COUNT || colon[1] < '0' || colon[1] > '9') return false;
     char *end = NULL;
+    errno = 0;
     unsigned long long nth = strtoull(colon + 1, &end, 10);
-    if (op == GM_OP_COUNT || end == colon + 1 || *end != '\0' || nth == 0) return false;
+    if (errno == ERANGE || *end != '\0' || nth == 0) return false;
     ops[n] = op;
     nths[n++] = nth;
   }

@@ -256,12 +256,17 @@ static gpumem_status set_geometry(gpumem_arena_t *a, const gpumem_arena_config *
                "stripe too large");
   }
   size_t max = c->max_size;
-  if (max == 0) {
+  if (max == 0) { /* the members' memory, summed without wrapping */
+    bool wraps = false;
     for (size_t i = 0; i < n; i++) {
       size_t free_b = 0, total = 0;
       GM_TRY(gm_be_mem_info(a->members[i], &free_b, &total));
-      max += total;
+      wraps = wraps || gm_add_overflows(max, total, &max);
     }
+    GM_REQUIRE(!wraps && max <= SIZE_MAX / 4, GPUMEM_ERR_INVALID_ARGUMENT,
+               "the default maximum size, the %zu members' memory, sums to more than %zu bytes: "
+               "set max_size",
+               n, SIZE_MAX / 4);
   }
   GM_REQUIRE(max <= SIZE_MAX / 4 && gm_round_up(max, a->chunk, &a->max_size),
              GPUMEM_ERR_INVALID_ARGUMENT, "maximum size %zu is too large", c->max_size);

@@ -253,6 +253,58 @@ static void test_import_of_foreign_fd_refused(void **state) {
   assert_int_equal(h, 0);
 }
 
+/* An import verifies what it receives: a regular file whose name merely
+ * looks like one of ours (its /proc/self/fd link contains "memfd:gpumem-...")
+ * is no memfd, and a memfd of ours whose size is not whole granules (3 bytes)
+ * is no allocation or pool. Both were once accepted. */
+static void test_import_verifies_what_it_receives(void **state) {
+  (void)state;
+  gm_backend_counters before = gm_test_counters();
+  char dir[] = "/tmp/gpumem-import-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[128];
+  snprintf(path, sizeof path, "%s/memfd:gpumem-host-dev0", dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, 2 << 20), 0);
+  gpumem_shareable_handle sh = {GPUMEM_HANDLE_POSIX_FD, fd, {0}};
+  gpumem_phys_t h = 0;
+  assert_gpumem_status(gpumem_vmm_import(&sh, &h), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("is not an allocation exported by the host backend");
+  close(fd);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/memfd:gpumem-host-pool-dev0", dir);
+  fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, 2 << 20), 0);
+  sh.fd = fd;
+  gpumem_pool_t *pool = NULL;
+  assert_gpumem_status(gpumem_pool_import(&sh, 0, &pool), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("is not a pool exported by the host backend");
+  close(fd);
+  unlink(path);
+  rmdir(dir);
+  /* our names, but 3 bytes */
+  fd = memfd_create("gpumem-host-dev0", MFD_CLOEXEC);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, 3), 0);
+  sh.fd = fd;
+  assert_gpumem_status(gpumem_vmm_import(&sh, &h), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("holds 3 bytes, not a whole number of");
+  close(fd);
+  fd = memfd_create("gpumem-host-pool-dev0", MFD_CLOEXEC);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, 3), 0);
+  sh.fd = fd;
+  assert_gpumem_status(gpumem_pool_import(&sh, 0, &pool), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("holds 3 bytes, not a whole number of");
+  close(fd);
+  assert_int_equal(h, 0);
+  assert_null(pool);
+  assert_int_equal(gm_test_counters().phys_handles, before.phys_handles);
+  assert_int_equal(gm_test_counters().pools, before.pools);
+}
+
 static void test_compression_recorded(void **state) {
   (void)state;
   gpumem_phys_props props = GPUMEM_PHYS_PROPS_INIT;
@@ -778,6 +830,8 @@ int main(int argc, char **argv) {
                                       gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_fabric_off_and_on, NULL, gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_import_of_foreign_fd_refused, small_device,
+                                      gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_import_verifies_what_it_receives, small_device,
                                       gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_compression_recorded, small_device,
                                       gm_test_teardown_host),

@@ -1161,17 +1161,24 @@ fail:
 }
 
 int gm_host_memfd_device(int fd, const char *prefix) {
+  /* A memfd, not a file that merely bears the name: only memfds have seals
+   * to ask about (fcntl(2), F_GET_SEALS: EINVAL for any other file), and
+   * their /proc/self/fd link reads "/memfd:<name> (deleted)". */
+  if (fcntl(fd, F_GET_SEALS) < 0) return -1;
   char path[64], target[256], tag[64];
   snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
   ssize_t n = readlink(path, target, sizeof target - 1);
   if (n < 0) return -1;
   target[n] = '\0';
-  snprintf(tag, sizeof tag, "memfd:%s", prefix);
-  const char *at = strstr(target, tag);
-  if (at == NULL) return -1;
-  char *end = NULL;
-  long device = strtol(at + strlen(tag), &end, 10);
-  return end == at + strlen(tag) || device < 0 || device >= GPUMEM_MAX_DEVICES ? -1 : (int)device;
+  int tag_len = snprintf(tag, sizeof tag, "/memfd:%s", prefix);
+  if (tag_len < 0 || (size_t)tag_len >= sizeof tag || strncmp(target, tag, (size_t)tag_len) != 0)
+    return -1;
+  const char *digits = target + tag_len, *end = digits;
+  int device = 0;
+  while (*end >= '0' && *end <= '9' && device < GPUMEM_MAX_DEVICES)
+    device = device * 10 + (*end++ - '0');
+  bool ends = *end == '\0' || strcmp(end, " (deleted)") == 0;
+  return end == digits || !ends || device >= GPUMEM_MAX_DEVICES ? -1 : device;
 }
 
 static gpumem_status host_import(const gpumem_shareable_handle *in, gpumem_phys_t *out) {
@@ -1189,6 +1196,11 @@ static gpumem_status host_import(const gpumem_shareable_handle *in, gpumem_phys_
                device, H.ndev);
     struct stat sb;
     GM_REQUIRE(fstat(in->fd, &sb) == 0, GPUMEM_ERR_OS, "import: fstat failed: %s", strerror(errno));
+    GM_REQUIRE(sb.st_size > 0 && (size_t)sb.st_size % H.granularity == 0,
+               GPUMEM_ERR_INVALID_ARGUMENT,
+               "import: fd %d holds %lld bytes, not a whole number of %zu-byte granules as an "
+               "allocation does",
+               in->fd, (long long)sb.st_size, H.granularity);
     fd = fcntl(in->fd, F_DUPFD_CLOEXEC, 0);
     GM_REQUIRE(fd >= 0, GPUMEM_ERR_OS, "import: dup failed: %s", strerror(errno));
     p = calloc(1, sizeof *p);

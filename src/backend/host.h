@@ -21,7 +21,9 @@ void gm_host_uncharge(int device, size_t bytes);
 
 /* The device in the name of a memfd the host backend made with `prefix`
  * (names are "<prefix><device>"), or -1 if `fd` is not such a memfd. Works on
- * descriptors received from another process. No lock needed. */
+ * descriptors received from another process. A regular file whose name only
+ * looks like one (".../memfd:gpumem-host-dev0") is not one: the fd must be a
+ * memfd (it has seals to ask about). No lock needed. */
 int gm_host_memfd_device(int fd, const char *prefix);
 
 /* ---- contexts (host.c): CUDA's primary contexts, as the GPU would count them ----

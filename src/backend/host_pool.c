@@ -607,6 +607,11 @@ gpumem_status gm_host_pool_import(const gpumem_shareable_handle *in, gpumem_nati
   struct stat sb;
   GM_REQUIRE(fstat(in->fd, &sb) == 0, GPUMEM_ERR_OS, "pool import: fstat failed: %s",
              strerror(errno));
+  size_t gran = gm_host_granularity(); /* a pool is max_size bytes, rounded to granules */
+  GM_REQUIRE(sb.st_size > 0 && (size_t)sb.st_size % gran == 0, GPUMEM_ERR_INVALID_ARGUMENT,
+             "pool import: fd %d holds %lld bytes, not a whole number of %zu-byte granules as a "
+             "pool does",
+             in->fd, (long long)sb.st_size, gran);
   st = pool_new(device, GPUMEM_HANDLE_POSIX_FD, (size_t)sb.st_size, in->fd, out);
 fail:
   gm_host_unlock();

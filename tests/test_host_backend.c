@@ -123,14 +123,19 @@ static void test_peer_matrix(void **state) {
   assert_gpumem_ok(gpumem_vmm_free(va, 2 * MiB));
 }
 
+/* From the environment a malformed peer list is warned about and the
+ * default used; as an explicit gpumem_init option it is refused
+ * (test_init: test_unusable_explicit_host_options_refused). */
 static void test_malformed_peer_list_warns(void **state) {
   (void)state;
   gm_test_log c = {0};
   assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &c));
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
   o.host_devices = 2;
-  o.host_peers = "0-5";
-  assert_int_equal(gm_test_reinit_host(o), 0);
+  setenv("GPUMEM_HOST_PEERS", "0-5", 1);
+  int rc = gm_test_reinit_host(o);
+  unsetenv("GPUMEM_HOST_PEERS");
+  assert_int_equal(rc, 0);
   assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_int_equal(c.count, 1);
   assert_non_null(strstr(c.line, "GPUMEM_HOST_PEERS='0-5' is not all, none or links"));

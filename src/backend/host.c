@@ -424,8 +424,9 @@ static void build_node(const gm_mig_spec *spec, size_t generic_capacity) {
 
 /* GPUMEM_HOST_UUIDS: UUIDs for the node's devices in order; the others keep
  * their generated one. A whole GPU's UUID is its device's. */
-static void set_uuids(const char *list) {
+static bool set_uuids(const char *list, char *why, size_t len) {
   char item[GM_UUID_TEXT_MAX + 8];
+  bool ok = true;
   int d = 0;
   for (const char *s = list; *s != '\0' && d < H.node_count; d++) {
     const char *comma = strchr(s, ',');
@@ -435,15 +436,20 @@ static void set_uuids(const char *list) {
       item[n] = '\0';
     }
     if (n >= sizeof item || !gm_uuid_parse(item, H.node[d].uuid)) {
-      gm_log(GPUMEM_LOG_WARN,
-             "%s: entry %d ('%.*s') is not a UUID; device %d keeps a generated one",
-             gm_option_env_name(GM_OPTION_HOST_UUIDS), d, (int)n, s, d);
+      if (ok) snprintf(why, len, "entry %d ('%.*s') is not a UUID", d, (int)n, s);
+      ok = false;
+      if (!gm_option_strict(GM_OPTION_HOST_UUIDS)) {
+        gm_log(GPUMEM_LOG_WARN,
+               "%s: entry %d ('%.*s') is not a UUID; device %d keeps a generated one",
+               gm_option_env_name(GM_OPTION_HOST_UUIDS), d, (int)n, s, d);
+      }
     }
     s = comma ? comma + 1 : s + n;
   }
   for (d = 0; d < H.node_count; d++) {
     if (!H.node[d].slice) memcpy(H.gpus[H.node[d].gpu].uuid, H.node[d].uuid, 16);
   }
+  return ok;
 }
 
 /* Parse GPUMEM_HOST_PEERS over the node's devices: "all", "none" or links
@@ -590,9 +596,17 @@ static gpumem_status host_open(void) {
     GM_REQUIRE(dev->capacity > 0, GPUMEM_ERR_INVALID_ARGUMENT,
                "host device capacity is smaller than the granularity");
   }
-  set_uuids(gm_option_string(GM_OPTION_HOST_UUIDS));
+  /* Explicit gpumem_init options are refused when unusable (gpumem/init.h);
+   * environment variables are warned about and replaced. */
+  GM_REQUIRE(set_uuids(gm_option_string(GM_OPTION_HOST_UUIDS), why, sizeof why) ||
+                 !gm_option_strict(GM_OPTION_HOST_UUIDS),
+             GPUMEM_ERR_INVALID_ARGUMENT, "host_uuids '%s': %s",
+             gm_option_string(GM_OPTION_HOST_UUIDS), why);
   const char *peers = gm_option_string(GM_OPTION_HOST_PEERS);
-  if (!parse_peers(peers, peer, why, sizeof why)) {
+  bool peers_ok = parse_peers(peers, peer, why, sizeof why);
+  GM_REQUIRE(peers_ok || !gm_option_strict(GM_OPTION_HOST_PEERS), GPUMEM_ERR_INVALID_ARGUMENT,
+             "host_peers '%s' %s", peers, why);
+  if (!peers_ok) {
     gm_log(GPUMEM_LOG_WARN, "%s='%s' %s; keeping the default all",
            gm_option_env_name(GM_OPTION_HOST_PEERS), peers, why);
     parse_peers("all", peer, why, sizeof why);

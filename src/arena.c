@@ -439,7 +439,7 @@ gpumem_status gm_arena_create(const gpumem_arena_config *config, gpumem_arena_t 
     a->shards[i].member = a->placement == GPUMEM_PLACE_LOCAL ? (int)(i / a->shards_per) : -1;
     gm_tlsf_init(&a->shards[i].heap);
   }
-  GM_TRY(gm_be_va_reserve(a->max_size, a->granularity, &a->base));
+  GM_TRY(gm_be_va_reserve_internal(a->max_size, a->granularity, "arena", &a->base));
   pthread_mutex_init(&a->grow_lock, NULL);
   if (c->initial_size > 0) {
     size_t initial = 0;

@@ -137,11 +137,14 @@ static gpumem_status enter(gm_op op, const gm_backend_ops **be) {
 
 #define RELEASED_RING 256
 
-/* A live address reservation and how many of its bytes are mapped. */
+/* A live address reservation, how many of its bytes are mapped, and the
+ * kind of library object that owns it (NULL: the caller's, made through
+ * gpumem_vmm_reserve). */
 typedef struct gm_reservation {
   uintptr_t base;
   size_t size;
   size_t mapped;
+  const char *owner;
 } gm_reservation;
 
 static struct {
@@ -337,7 +340,7 @@ static size_t res_find(uintptr_t va, size_t size) {
   return off < r->size && size <= r->size - off ? lo - 1 : track.nres;
 }
 
-static bool res_insert(uintptr_t base, size_t size) {
+static bool res_insert(uintptr_t base, size_t size, const char *owner) {
   if (track.nres == track.capres) {
     size_t cap = track.capres ? track.capres * 2 : 16;
     gm_reservation *r = realloc(track.res, cap * sizeof *r);
@@ -349,7 +352,7 @@ static bool res_insert(uintptr_t base, size_t size) {
   while (i > 0 && track.res[i - 1].base > base)
     i--;
   memmove(&track.res[i + 1], &track.res[i], (track.nres - i) * sizeof *track.res);
-  track.res[i] = (gm_reservation){base, size, 0};
+  track.res[i] = (gm_reservation){base, size, 0, owner};
   track.nres++;
   track.counters.reservations++;
   track.counters.reserved_bytes += (int64_t)size;
@@ -357,6 +360,11 @@ static bool res_insert(uintptr_t base, size_t size) {
 }
 
 gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
+  return gm_be_va_reserve_internal(size, alignment, NULL, va);
+}
+
+gpumem_status gm_be_va_reserve_internal(size_t size, size_t alignment, const char *owner,
+                                        uintptr_t *va) {
   GM_NULL_ARG(va);
   if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot reserve 0 bytes");
   if (alignment != 0 && !gm_is_pow2(alignment)) {
@@ -367,7 +375,7 @@ gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
   st = be->va_reserve(size, alignment, &base);
   if (st != GPUMEM_OK) return st;
   pthread_mutex_lock(&track.lock);
-  bool ok = res_insert(base, size);
+  bool ok = res_insert(base, size, owner);
   pthread_mutex_unlock(&track.lock);
   if (!ok) {
     be->va_free(base, size);
@@ -384,7 +392,7 @@ gpumem_status gm_be_va_free(uintptr_t va, size_t size) {
   if (va == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "address is NULL");
   pthread_mutex_lock(&track.lock);
   size_t i = res_find(va, 1);
-  gm_reservation r = i < track.nres ? track.res[i] : (gm_reservation){0, 0, 0};
+  gm_reservation r = i < track.nres ? track.res[i] : (gm_reservation){0, 0, 0, NULL};
   pthread_mutex_unlock(&track.lock);
   if (i == track.nres || r.base != va) {
     return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
@@ -413,6 +421,18 @@ gpumem_status gm_be_va_free(uintptr_t va, size_t size) {
     pthread_mutex_unlock(&track.lock);
   }
   return st;
+}
+
+gpumem_status gm_be_va_check_public(uintptr_t va, const char *what) {
+  pthread_mutex_lock(&track.lock);
+  size_t i = res_find(va, 1);
+  const char *owner = i < track.nres ? track.res[i].owner : NULL;
+  pthread_mutex_unlock(&track.lock);
+  if (owner == NULL) return GPUMEM_OK;
+  return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                  "%s: 0x%" PRIxPTR " is inside the address range of a libgpumem %s, which maps "
+                  "and frees that range itself",
+                  what, va, owner);
 }
 
 /* Check that [va, va+size) lies in one reservation (so that the driver never

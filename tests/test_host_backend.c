@@ -322,6 +322,37 @@ static void test_compression_recorded(void **state) {
   assert_gpumem_ok(gpumem_vmm_release(h));
 }
 
+/* A copy or memset that starts in a pool's memory must end in it: the pool
+ * is one mapping of max_size bytes, and a size running past its end once
+ * passed every check (pools are not reservations) and was really written. */
+static void test_copy_past_the_pool_refused(void **state) {
+  (void)state;
+  gm_pool_props props = {0, GPUMEM_HANDLE_NONE, 4 * MiB};
+  gpumem_native_pool_t pool = NULL;
+  assert_gpumem_ok(gm_be_pool_create(&props, &pool));
+  void *p = NULL;
+  assert_gpumem_ok(gm_be_pool_alloc(pool, 1 * MiB, NULL, &p));
+  uint64_t memsets = gm_backend_calls(GM_OP_memset);
+  assert_gpumem_status(gpumem_memset(p, 0, 8 * MiB, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("runs past the end of its pool's 4194304 bytes");
+  assert_int_equal(gm_backend_calls(GM_OP_memset), memsets + 1); /* the backend refused it */
+  char *host = malloc(8 * MiB);
+  assert_non_null(host);
+  assert_gpumem_status(gpumem_memcpy(host, p, 8 * MiB, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("copy source");
+  assert_gpumem_status(gpumem_memcpy(p, host, SIZE_MAX / 2, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("runs past the end");
+  /* a range inside the pool still works */
+  assert_gpumem_ok(gpumem_memset(p, 0x11, 1 * MiB, NULL));
+  assert_gpumem_ok(gpumem_memcpy(host, p, 1 * MiB, NULL));
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  assert_int_equal(host[1 * MiB - 1], 0x11);
+  free(host);
+  assert_gpumem_ok(gm_be_pool_free(p, NULL));
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  assert_gpumem_ok(gm_be_pool_destroy(pool));
+}
+
 static void test_pool_release_threshold_and_trim(void **state) {
   (void)state;
   gm_pool_props props = {0, GPUMEM_HANDLE_NONE, 0};
@@ -839,6 +870,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_import_verifies_what_it_receives, small_device,
                                       gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_compression_recorded, small_device,
+                                      gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_copy_past_the_pool_refused, small_device,
                                       gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_pool_release_threshold_and_trim, small_device,
                                       gm_test_teardown_host),

@@ -73,8 +73,9 @@ bool gm_host_is_device_memory(const void *ptr);
 /* Does a live pool's range hold `ptr` (lock held)? */
 bool gm_host_pool_holds(const void *ptr);
 /* OK unless `ptr` is pool memory that `device` has no access to (an imported
- * pool before cudaMemPoolSetAccess). Takes the lock. */
-gpumem_status gm_host_pool_check_access(const void *ptr, int device, const char *what);
+ * pool before cudaMemPoolSetAccess), or [ptr, ptr+n) runs past the end of
+ * its pool's mapping (INVALID_ARGUMENT). Takes the lock. */
+gpumem_status gm_host_pool_check_access(const void *ptr, size_t n, int device, const char *what);
 
 /* ---- streams and events (host_stream.c; they take their own lock, which
  * may be taken while the host backend's lock is held, never the reverse) ---- */

@@ -602,7 +602,11 @@ static shard *shard_of(const gpumem_arena_t *a, uintptr_t p, size_t *offset) {
   return o ? &a->shards[o - 1] : NULL;
 }
 
-gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr) {
+/* Free `ptr`; with `check_size`, only if it was allocated with `size` bytes
+ * (a block is exactly the request rounded up to GM_TLSF_ALIGN: TLSF splits
+ * off any rest of that size or more, and a parked block is reused only at
+ * its own size). */
+static gpumem_status free_block(gpumem_arena_t *a, void *ptr, bool check_size, size_t size) {
   gpumem_status st = check_arena(a);
   if (st != GPUMEM_OK) return st;
   if (ptr == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
@@ -613,6 +617,16 @@ gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr) {
   }
   shard_lock(s);
   gm_tlsf_block *b = gm_tlsf_find(&s->heap, off);
+  size_t bytes = 0;
+  if (check_size && b != NULL && b != s->parked &&
+      (!gm_round_up(size, GM_TLSF_ALIGN, &bytes) || bytes != b->size)) {
+    size_t block = (size_t)b->size;
+    shard_unlock(s);
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "free of %p with size %zu: it was allocated with %zu to %zu bytes (a block of "
+                    "%zu)",
+                    ptr, size, (size_t)(block - GM_TLSF_ALIGN + 1), block, block);
+  }
   if (b != NULL && b != s->parked) {
     s->frees++;
     GM_TRACE_FREE("arena", a, ptr, GM_TRACE_NO_STREAM, s->member >= 0 ? a->members[s->member] : -1);
@@ -629,6 +643,14 @@ gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr) {
   }
   return gm_error(GPUMEM_ERR_INVALID_POINTER,
                   "%p is inside an allocated block of the arena, not at its start", ptr);
+}
+
+gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr) {
+  return free_block(a, ptr, false, 0);
+}
+
+gpumem_status gm_arena_free_sized(gpumem_arena_t *a, void *ptr, size_t size) {
+  return free_block(a, ptr, true, size);
 }
 
 GPUMEM_API gpumem_status gpumem_arena_free(gpumem_arena_t *arena, void *ptr) {

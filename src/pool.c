@@ -820,6 +820,31 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
   return st;
 }
 
+gpumem_status gm_pool_check_free_size(gpumem_pool_t *p, const void *ptr, size_t size) {
+  gpumem_status st = check_pool(p);
+  if (st != GPUMEM_OK || ptr == NULL) return st;
+  shard *s = shard_of(p, ptr);
+  gm_spin_lock(&s->lock);
+  uint64_t v = 0;
+  block *blk = gm_hashmap_get(&s->map, (uint64_t)(uintptr_t)ptr, &v) ? (block *)(uintptr_t)v : NULL;
+  size_t bytes = blk != NULL ? blk->size : 0;
+  uint32_t cls = blk != NULL ? blk->cls : LARGE_CLASS;
+  gm_spin_unlock(&s->lock);
+  if (bytes == 0) return GPUMEM_OK; /* not ours, or imported (size unknown): free says */
+  if (cls == LARGE_CLASS) {         /* allocated at the size asked */
+    if (size == bytes) return GPUMEM_OK;
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "free of %p with size %zu: it was allocated with %zu bytes", ptr, size, bytes);
+  }
+  /* a size class: every request of (class below, class] bytes gets this block */
+  size_t low = cls == 0 ? 1 : class_size(cls - 1) + 1;
+  if (size >= low && size <= bytes) return GPUMEM_OK;
+  return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                  "free of %p with size %zu: it was allocated with %zu to %zu bytes (a block of "
+                  "%zu)",
+                  ptr, size, low, bytes, bytes);
+}
+
 GPUMEM_API gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr, gpumem_stream_t stream) {
   GM_API_FORWARD(gm_pool_free(pool, ptr, stream));
 }

@@ -14,7 +14,8 @@
  * is read through to let zlib have its say, and its verdict wins.
  *
  * The parser is strict, since a silently mangled trace gives plausible but
- * wrong figures: a line that is not four well-formed fields, an op other than
+ * wrong figures: a line that is not four well-formed fields (an empty field
+ * or a NUL byte included), an op other than
  * a/f, a number that overflows, an id allocated twice or freed without being
  * live, or a free whose size differs from its allocation stops the read with
  * the file, the line number and the line's text. Ids still live at the end
@@ -154,14 +155,25 @@ static bool parse_lines(gb_plan *plan, next_line_fn next, void *source, const ch
     if (lineno == 1 && strncmp(line, "op,", 3) == 0) continue; /* the header */
     char copy[128];
     snprintf(copy, sizeof copy, "%s", line);
+    /* Split at every comma: an empty field is a field (strtok would skip it
+     * and read "a,,1,,256,,0" as four). */
+    bool nul = memchr(line, '\0', n) != NULL, empty = false;
     char *field[5] = {0};
     int nf = 0;
-    for (char *p = line, *save = NULL; nf < 5 && (p = strtok_r(nf ? NULL : p, ",", &save));) {
+    for (char *p = line; p != NULL && nf < 5;) {
       field[nf++] = p;
+      char *comma = strchr(p, ',');
+      if (comma != NULL) *comma = '\0';
+      empty = empty || *p == '\0';
+      p = comma != NULL ? comma + 1 : NULL;
     }
     uint64_t id = 0, size = 0, stream = 0;
     const char *problem = NULL;
-    if (nf != 4)
+    if (nul)
+      problem = "the line holds a NUL byte";
+    else if (empty)
+      problem = "a field is empty";
+    else if (nf != 4)
       problem = "expected 4 fields: op,id,size,stream";
     else if (strcmp(field[0], "a") != 0 && strcmp(field[0], "f") != 0)
       problem = "op must be a (alloc) or f (free)";
@@ -257,8 +269,13 @@ typedef struct gz_source {
 
 static bool gz_next(void *source, char **line, size_t *len) {
   gz_source *s = source;
+  /* gzgets ends what it read with a NUL and says nothing of its length: with
+   * the buffer filled with non-NUL bytes first, the last NUL is the end, and
+   * an earlier one was in the data (which the parser refuses). */
+  memset(s->buf, '\n', sizeof s->buf);
   if (gzgets(s->in, s->buf, sizeof s->buf) == NULL) return false;
-  size_t n = strlen(s->buf);
+  const char *end = memrchr(s->buf, '\0', sizeof s->buf);
+  size_t n = end != NULL ? (size_t)(end - s->buf) : strlen(s->buf);
   if (n == sizeof s->buf - 1 && s->buf[n - 1] != '\n' && !gzeof(s->in)) {
     s->too_long = true;
     return false;

@@ -165,6 +165,7 @@ static void base_destroy(void *ctx) {
 }
 
 GPUMEM_API size_t gpumem_allocator_list(gpumem_allocator_kind *kinds, size_t max) {
+  if (kinds == NULL) max = 0; /* only the count: nothing to write to */
   for (size_t i = 0; i < max && i < GM_ARRAY_SIZE(registry); i++) {
     kinds[i] = (gpumem_allocator_kind){registry[i]->name, registry[i]->description};
   }

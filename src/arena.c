@@ -276,12 +276,17 @@ static gpumem_status set_geometry(gpumem_arena_t *a, const gpumem_arena_config *
                "stripe too large");
   }
   size_t max = c->max_size;
-  if (max == 0) {
+  if (max == 0) { /* the members' memory, summed without wrapping */
+    bool wraps = false;
     for (size_t i = 0; i < n; i++) {
       size_t free_b = 0, total = 0;
       GM_TRY(gm_be_mem_info(a->members[i], &free_b, &total));
-      max += total;
+      wraps = wraps || gm_add_overflows(max, total, &max);
     }
+    GM_REQUIRE(!wraps && max <= SIZE_MAX / 4, GPUMEM_ERR_INVALID_ARGUMENT,
+               "the default maximum size, the %zu members' memory, sums to more than %zu bytes: "
+               "set max_size",
+               n, SIZE_MAX / 4);
   }
   GM_REQUIRE(max <= SIZE_MAX / 4 && gm_round_up(max, a->chunk, &a->max_size),
              GPUMEM_ERR_INVALID_ARGUMENT, "maximum size %zu is too large", c->max_size);
@@ -482,7 +487,7 @@ gpumem_status gm_arena_create(const gpumem_arena_config *config, gpumem_arena_t 
     a->shards[i].member = a->placement == GPUMEM_PLACE_LOCAL ? (int)(i / a->shards_per) : -1;
     gm_tlsf_init(&a->shards[i].heap);
   }
-  GM_TRY(gm_be_va_reserve(a->max_size, a->granularity, &a->base));
+  GM_TRY(gm_be_va_reserve_internal(a->max_size, a->granularity, "arena", &a->base));
   pthread_mutex_init(&a->grow_lock, NULL);
   if (c->initial_size > 0) {
     size_t initial = 0;
@@ -741,7 +746,11 @@ static shard *shard_of(const gpumem_arena_t *a, uintptr_t p, size_t *offset) {
   return o ? &a->shards[o - 1] : NULL;
 }
 
-gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr) {
+/* Free `ptr`; with `check_size`, only if it was allocated with `size` bytes
+ * (a block is exactly the request rounded up to GM_TLSF_ALIGN: TLSF splits
+ * off any rest of that size or more, and a parked block is reused only at
+ * its own size). */
+static gpumem_status free_block(gpumem_arena_t *a, void *ptr, bool check_size, size_t size) {
   gpumem_status st = check_arena(a);
   if (st != GPUMEM_OK) return st;
   if (ptr == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
@@ -752,6 +761,16 @@ gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr) {
   }
   shard_lock(s);
   gm_tlsf_block *b = gm_tlsf_find(&s->heap, off);
+  size_t bytes = 0;
+  if (check_size && b != NULL && b != s->parked &&
+      (!gm_round_up(size, GM_TLSF_ALIGN, &bytes) || bytes != b->size)) {
+    size_t block = (size_t)b->size;
+    shard_unlock(s);
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "free of %p with size %zu: it was allocated with %zu to %zu bytes (a block of "
+                    "%zu)",
+                    ptr, size, (size_t)(block - GM_TLSF_ALIGN + 1), block, block);
+  }
   if (b != NULL && b != s->parked) {
     s->frees++;
     GM_TRACE_FREE("arena", a, ptr, GM_TRACE_NO_STREAM, s->member >= 0 ? a->members[s->member] : -1);
@@ -768,6 +787,14 @@ gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr) {
   }
   return gm_error(GPUMEM_ERR_INVALID_POINTER,
                   "%p is inside an allocated block of the arena, not at its start", ptr);
+}
+
+gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr) {
+  return free_block(a, ptr, false, 0);
+}
+
+gpumem_status gm_arena_free_sized(gpumem_arena_t *a, void *ptr, size_t size) {
+  return free_block(a, ptr, true, size);
 }
 
 GPUMEM_API gpumem_status gpumem_arena_free(gpumem_arena_t *arena, void *ptr) {

@@ -20,6 +20,10 @@ gpumem_status gm_arena_check(gpumem_arena_t *a, char *why_out, size_t why_len);
 gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, int device,
                              void **ptr);
 gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr);
+/* gm_arena_free, but INVALID_ARGUMENT (naming both sizes, nothing freed) when
+ * the block was not allocated with `size` bytes. For the allocator
+ * interface's free, which is given the size. */
+gpumem_status gm_arena_free_sized(gpumem_arena_t *a, void *ptr, size_t size);
 /* OK if `a` is a live arena that can allocate for `device` (a member, or
  * GPUMEM_ARENA_ANY_DEVICE for an interleaved arena). */
 gpumem_status gm_arena_check_member(const gpumem_arena_t *a, int device);

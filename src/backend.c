@@ -17,6 +17,7 @@
  * injection check, and a mutex-protected hash lookup on the VMM handle calls,
  * which cost microseconds in the driver anyway.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -69,7 +70,8 @@ void gm_fault_inject(gm_op op, uint64_t nth, gpumem_status status) {
   gm_fault *f = &faults[op];
   atomic_store(&f->status, (int)status);
   bool was_armed = atomic_load(&f->fail_at) != 0;
-  atomic_store(&f->fail_at, nth == 0 ? 0 : atomic_load(&f->calls) + nth);
+  uint64_t calls = atomic_load(&f->calls); /* calls + nth saturates: no wrap to a near call */
+  atomic_store(&f->fail_at, nth == 0 ? 0 : nth > UINT64_MAX - calls ? UINT64_MAX : calls + nth);
   if (nth != 0 && !was_armed) atomic_fetch_add(&faults_armed, 1);
   if (nth == 0 && was_armed) atomic_fetch_sub(&faults_armed, 1);
 }
@@ -93,9 +95,13 @@ bool gm_fault_parse(const char *spec) {
     if (colon == NULL || n == GM_OP_COUNT) return false;
     *colon = '\0';
     gm_op op = gm_op_from_name(item);
+    /* N: decimal digits only. strtoull alone would take a sign ("-1" is
+     * ULLONG_MAX), leading blanks, and clamp an overflow to ULLONG_MAX. */
+    if (op == GM_OP_COUNT || colon[1] < '0' || colon[1] > '9') return false;
     char *end = NULL;
+    errno = 0;
     unsigned long long nth = strtoull(colon + 1, &end, 10);
-    if (op == GM_OP_COUNT || end == colon + 1 || *end != '\0' || nth == 0) return false;
+    if (errno == ERANGE || *end != '\0' || nth == 0) return false;
     ops[n] = op;
     nths[n++] = nth;
   }
@@ -131,11 +137,14 @@ static gpumem_status enter(gm_op op, const gm_backend_ops **be) {
 
 #define RELEASED_RING 256
 
-/* A live address reservation and how many of its bytes are mapped. */
+/* A live address reservation, how many of its bytes are mapped, and the
+ * kind of library object that owns it (NULL: the caller's, made through
+ * gpumem_vmm_reserve). */
 typedef struct gm_reservation {
   uintptr_t base;
   size_t size;
   size_t mapped;
+  const char *owner;
 } gm_reservation;
 
 static struct {
@@ -331,7 +340,7 @@ static size_t res_find(uintptr_t va, size_t size) {
   return off < r->size && size <= r->size - off ? lo - 1 : track.nres;
 }
 
-static bool res_insert(uintptr_t base, size_t size) {
+static bool res_insert(uintptr_t base, size_t size, const char *owner) {
   if (track.nres == track.capres) {
     size_t cap = track.capres ? track.capres * 2 : 16;
     gm_reservation *r = realloc(track.res, cap * sizeof *r);
@@ -343,7 +352,7 @@ static bool res_insert(uintptr_t base, size_t size) {
   while (i > 0 && track.res[i - 1].base > base)
     i--;
   memmove(&track.res[i + 1], &track.res[i], (track.nres - i) * sizeof *track.res);
-  track.res[i] = (gm_reservation){base, size, 0};
+  track.res[i] = (gm_reservation){base, size, 0, owner};
   track.nres++;
   track.counters.reservations++;
   track.counters.reserved_bytes += (int64_t)size;
@@ -351,6 +360,11 @@ static bool res_insert(uintptr_t base, size_t size) {
 }
 
 gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
+  return gm_be_va_reserve_internal(size, alignment, NULL, va);
+}
+
+gpumem_status gm_be_va_reserve_internal(size_t size, size_t alignment, const char *owner,
+                                        uintptr_t *va) {
   GM_NULL_ARG(va);
   if (size == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot reserve 0 bytes");
   if (alignment != 0 && !gm_is_pow2(alignment)) {
@@ -361,7 +375,7 @@ gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va) {
   st = be->va_reserve(size, alignment, &base);
   if (st != GPUMEM_OK) return st;
   pthread_mutex_lock(&track.lock);
-  bool ok = res_insert(base, size);
+  bool ok = res_insert(base, size, owner);
   pthread_mutex_unlock(&track.lock);
   if (!ok) {
     be->va_free(base, size);
@@ -378,7 +392,7 @@ gpumem_status gm_be_va_free(uintptr_t va, size_t size) {
   if (va == 0) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "address is NULL");
   pthread_mutex_lock(&track.lock);
   size_t i = res_find(va, 1);
-  gm_reservation r = i < track.nres ? track.res[i] : (gm_reservation){0, 0, 0};
+  gm_reservation r = i < track.nres ? track.res[i] : (gm_reservation){0, 0, 0, NULL};
   pthread_mutex_unlock(&track.lock);
   if (i == track.nres || r.base != va) {
     return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
@@ -407,6 +421,18 @@ gpumem_status gm_be_va_free(uintptr_t va, size_t size) {
     pthread_mutex_unlock(&track.lock);
   }
   return st;
+}
+
+gpumem_status gm_be_va_check_public(uintptr_t va, const char *what) {
+  pthread_mutex_lock(&track.lock);
+  size_t i = res_find(va, 1);
+  const char *owner = i < track.nres ? track.res[i].owner : NULL;
+  pthread_mutex_unlock(&track.lock);
+  if (owner == NULL) return GPUMEM_OK;
+  return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                  "%s: 0x%" PRIxPTR " is inside the address range of a libgpumem %s, which maps "
+                  "and frees that range itself",
+                  what, va, owner);
 }
 
 /* Check that [va, va+size) lies in one reservation (so that the driver never
@@ -618,16 +644,32 @@ gpumem_status gm_be_device_synchronize(int device) {
   GM_BE_FORWARD(device_synchronize, device);
 }
 
+/* Refuse a range [p, p+size) that wraps past the top of the address space:
+ * no backend sees it, so no range check downstream has to survive the
+ * overflow (an overlap test computing p + size would pass it). */
+static gpumem_status range_fits(const void *p, size_t size, const char *what) {
+  uintptr_t a = (uintptr_t)p;
+  if (size - 1 <= UINTPTR_MAX - a) return GPUMEM_OK;
+  return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                  "%s: [0x%" PRIxPTR ", +%zu) wraps past the top of the address space", what, a,
+                  size);
+}
+
 gpumem_status gm_be_memcpy(void *dst, const void *src, size_t size, gpumem_stream_t stream) {
   if (size == 0) return GPUMEM_OK;
   GM_NULL_ARG(dst);
   GM_NULL_ARG(src);
+  gpumem_status range = range_fits(dst, size, "copy destination");
+  if (range == GPUMEM_OK) range = range_fits(src, size, "copy source");
+  if (range != GPUMEM_OK) return range;
   GM_BE_FORWARD(memcpy, dst, src, size, stream);
 }
 
 gpumem_status gm_be_memset(void *dst, int value, size_t size, gpumem_stream_t stream) {
   if (size == 0) return GPUMEM_OK;
   GM_NULL_ARG(dst);
+  gpumem_status range = range_fits(dst, size, "memset destination");
+  if (range != GPUMEM_OK) return range;
   GM_BE_FORWARD(memset, dst, value, size, stream);
 }
 

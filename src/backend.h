@@ -328,6 +328,15 @@ gpumem_status gm_be_mig_node(gpumem_mig_gpu *gpus, size_t max, size_t *count, bo
 gpumem_status gm_be_granularity(const gpumem_phys_props *props, bool recommended, size_t *out);
 gpumem_status gm_be_p2p_attrs(int src, int dst, gm_p2p_attrs *out);
 gpumem_status gm_be_va_reserve(size_t size, size_t alignment, uintptr_t *va);
+/* A reservation owned by a library object of kind `owner` ("buffer",
+ * "arena"): the public VMM calls refuse to map, unmap, set access in or free
+ * it (gm_be_va_check_public); the object's own gm_be_* calls are unaffected. */
+gpumem_status gm_be_va_reserve_internal(size_t size, size_t alignment, const char *owner,
+                                        uintptr_t *va);
+/* INVALID_ARGUMENT, naming the owner kind, when `va` lies in a reservation
+ * made by gm_be_va_reserve_internal; for the public calls (vmm.c), `what`
+ * names the operation. */
+gpumem_status gm_be_va_check_public(uintptr_t va, const char *what);
 gpumem_status gm_be_va_free(uintptr_t va, size_t size);
 gpumem_status gm_be_phys_create(const gpumem_phys_props *props, size_t size, gpumem_phys_t *out);
 gpumem_status gm_be_phys_release(gpumem_phys_t phys);

@@ -213,7 +213,8 @@ gpumem_status gm_buffer_create(const gpumem_buffer_config *config, gpumem_buffer
   size_t max = c->max_size ? c->max_size : props.total_memory;
   GM_REQUIRE(max <= SIZE_MAX / 2 && gm_round_up(max, b->chunk, &b->max_size),
              GPUMEM_ERR_INVALID_ARGUMENT, "maximum size %zu is too large", max);
-  GM_TRY(gm_be_va_reserve(b->max_size, gran, &b->base)); /* maps must start on a granule */
+  GM_TRY(gm_be_va_reserve_internal(b->max_size, gran, "buffer",
+                                   &b->base)); /* maps must start on a granule */
   pthread_mutex_init(&b->lock, NULL);
   b->magic = BUFFER_MAGIC;
   *out = b;
@@ -819,7 +820,7 @@ gpumem_status gm_buffer_receive(int sock, int device, gpumem_buffer_t **out) {
     gpumem_phys_props pp = {device, GPUMEM_HANDLE_POSIX_FD, false};
     size_t gran = 0;
     GM_TRY(gm_be_granularity(&pp, false, &gran));
-    GM_TRY(gm_be_va_reserve(h.capacity, gran, &b->base));
+    GM_TRY(gm_be_va_reserve_internal(h.capacity, gran, "buffer", &b->base));
   }
   for (size_t i = 0; i < h.nsegs; i++) {
     gpumem_shareable_handle sh = {GPUMEM_HANDLE_POSIX_FD, fds[i], {0}};

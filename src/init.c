@@ -38,31 +38,32 @@ static gpumem_status apply_options(const gpumem_init_options *o) {
              (int)o->backend);
   if (o->backend != GPUMEM_BACKEND_DEFAULT) {
     gm_option_set(GM_OPTION_BACKEND, o->backend == GPUMEM_BACKEND_HOST ? "host" : "cuda",
-                  "gpumem_init");
+                  GM_OPTION_SOURCE_INIT);
   }
   if (o->host_devices != 0) {
     snprintf(text, sizeof text, "%d", o->host_devices);
-    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_DEVICES, text, "gpumem_init"),
+    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_DEVICES, text, GM_OPTION_SOURCE_INIT),
                GPUMEM_ERR_INVALID_ARGUMENT, "host_devices %d is outside 1..%d", o->host_devices,
                GPUMEM_MAX_DEVICES);
   }
   if (o->host_capacity != 0) {
     snprintf(text, sizeof text, "%zu", o->host_capacity);
-    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_CAPACITY, text, "gpumem_init"),
+    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_CAPACITY, text, GM_OPTION_SOURCE_INIT),
                GPUMEM_ERR_INVALID_ARGUMENT, "host_capacity %zu is not valid", o->host_capacity);
   }
   if (o->host_granularity != 0) {
     snprintf(text, sizeof text, "%zu", o->host_granularity);
-    GM_REQUIRE(
-        gm_option_set(GM_OPTION_HOST_GRANULARITY, text, "gpumem_init"), GPUMEM_ERR_INVALID_ARGUMENT,
-        "host_granularity %zu is not a power of two between 4 KiB and 1 GiB", o->host_granularity);
+    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_GRANULARITY, text, GM_OPTION_SOURCE_INIT),
+               GPUMEM_ERR_INVALID_ARGUMENT,
+               "host_granularity %zu is not a power of two between 4 KiB and 1 GiB",
+               o->host_granularity);
   }
   if (o->host_peers != NULL) {
-    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_PEERS, o->host_peers, "gpumem_init"),
+    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_PEERS, o->host_peers, GM_OPTION_SOURCE_INIT),
                GPUMEM_ERR_INVALID_ARGUMENT, "host_peers '%s' is too long", o->host_peers);
   }
   if (o->host_uuids != NULL) {
-    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_UUIDS, o->host_uuids, "gpumem_init"),
+    GM_REQUIRE(gm_option_set(GM_OPTION_HOST_UUIDS, o->host_uuids, GM_OPTION_SOURCE_INIT),
                GPUMEM_ERR_INVALID_ARGUMENT, "host_uuids is too long");
   }
 fail:

@@ -30,6 +30,7 @@ typedef struct gm_option_desc {
 
 typedef struct gm_option_value {
   bool set;
+  bool strict; /* from gpumem_init (GM_OPTION_SOURCE_INIT) */
   bool b;
   int64_t i;
   size_t size;
@@ -232,6 +233,7 @@ bool gm_option_set(gm_option_id id, const char *text, const char *source) {
   }
   snprintf(val.str, sizeof val.str, "%s", text);
   val.set = true;
+  val.strict = strcmp(source, GM_OPTION_SOURCE_INIT) == 0;
   option_values[id] = val;
   gm_log(GPUMEM_LOG_INFO, "%s=%s (from %s)", d->env, text, source);
   return true;
@@ -277,6 +279,9 @@ const char *gm_option_string(gm_option_id id) {
 }
 bool gm_option_is_set(gm_option_id id) {
   return option_values[id].set;
+}
+bool gm_option_strict(gm_option_id id) {
+  return option_values[id].strict;
 }
 const char *gm_option_env_name(gm_option_id id) {
   return option_descs[id].env;

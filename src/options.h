@@ -84,6 +84,13 @@ int gm_option_word(gm_option_id id);
 const char *gm_option_string(gm_option_id id);
 /* True when the value did not come from the default. */
 bool gm_option_is_set(gm_option_id id);
+/* The source gpumem_init passes to gm_option_set for its explicit options. */
+#define GM_OPTION_SOURCE_INIT "gpumem_init"
+/* True when the value came from an explicit gpumem_init option (source
+ * GM_OPTION_SOURCE_INIT): its user refuses a value it cannot use
+ * (INVALID_ARGUMENT) where an environment variable's is warned about and
+ * replaced by the default. */
+bool gm_option_strict(gm_option_id id);
 /* "GPUMEM_<NAME>" */
 const char *gm_option_env_name(gm_option_id id);
 

@@ -571,6 +571,9 @@ gpumem_status gm_pool_create(const gpumem_pool_config *config, gpumem_pool_t **o
              (int)c->handle_type);
   GM_REQUIRE(c->access_count == 0 || c->access_devices != NULL, GPUMEM_ERR_INVALID_ARGUMENT,
              "access_devices is NULL");
+  GM_REQUIRE(c->access_count <= GPUMEM_MAX_DEVICES, GPUMEM_ERR_INVALID_ARGUMENT,
+             "access_count %zu exceeds GPUMEM_MAX_DEVICES (%d)", c->access_count,
+             GPUMEM_MAX_DEVICES);
   GM_REQUIRE(!(c->use_default_pool && (c->handle_type != GPUMEM_HANDLE_NONE || c->max_size)),
              GPUMEM_ERR_INVALID_ARGUMENT,
              "the default pool has its own handle type and size: set neither with it");
@@ -580,6 +583,13 @@ gpumem_status gm_pool_create(const gpumem_pool_config *config, gpumem_pool_t **o
              c->device);
   GM_REQUIRE(c->handle_type == GPUMEM_HANDLE_NONE || (props.pool_handle_types & c->handle_type),
              GPUMEM_ERR_NOT_SUPPORTED, "device %d's pools cannot export POSIX fds", c->device);
+  if (c->max_size != 0) { /* a pool larger than the device could never be filled */
+    size_t free_b = 0, total = 0;
+    GM_TRY(gm_be_mem_info(c->device, &free_b, &total));
+    GM_REQUIRE(c->max_size <= total, GPUMEM_ERR_INVALID_ARGUMENT,
+               "max_size %zu exceeds device %d's %zu bytes of memory", c->max_size, c->device,
+               total);
+  }
   p = pool_new(c->device);
   GM_REQUIRE(p != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a pool");
   p->cache = c->cache;
@@ -838,6 +848,31 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
   return st;
 }
 
+gpumem_status gm_pool_check_free_size(gpumem_pool_t *p, const void *ptr, size_t size) {
+  gpumem_status st = check_pool(p);
+  if (st != GPUMEM_OK || ptr == NULL) return st;
+  shard *s = shard_of(p, ptr);
+  gm_spin_lock(&s->lock);
+  uint64_t v = 0;
+  block *blk = gm_hashmap_get(&s->map, (uint64_t)(uintptr_t)ptr, &v) ? (block *)(uintptr_t)v : NULL;
+  size_t bytes = blk != NULL ? blk->size : 0;
+  uint32_t cls = blk != NULL ? blk->cls : LARGE_CLASS;
+  gm_spin_unlock(&s->lock);
+  if (bytes == 0) return GPUMEM_OK; /* not ours, or imported (size unknown): free says */
+  if (cls == LARGE_CLASS) {         /* allocated at the size asked */
+    if (size == bytes) return GPUMEM_OK;
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "free of %p with size %zu: it was allocated with %zu bytes", ptr, size, bytes);
+  }
+  /* a size class: every request of (class below, class] bytes gets this block */
+  size_t low = cls == 0 ? 1 : class_size(cls - 1) + 1;
+  if (size >= low && size <= bytes) return GPUMEM_OK;
+  return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                  "free of %p with size %zu: it was allocated with %zu to %zu bytes (a block of "
+                  "%zu)",
+                  ptr, size, low, bytes, bytes);
+}
+
 GPUMEM_API gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr, gpumem_stream_t stream) {
   GM_API_FORWARD(gm_pool_free(pool, ptr, stream));
 }
@@ -934,11 +969,18 @@ GPUMEM_API gpumem_status gpumem_pool_export(gpumem_pool_t *pool, gpumem_shareabl
 
 gpumem_status gm_pool_import(const gpumem_shareable_handle *h, int device, gpumem_pool_t **out) {
   if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "pool is NULL");
+  int count = 0;
+  gpumem_status st = gm_be_device_count(&count);
+  if (st != GPUMEM_OK) return st;
+  if (device < 0 || device >= count) {
+    return gm_error(GPUMEM_ERR_INVALID_DEVICE, "pool import: device %d does not exist (%d devices)",
+                    device, count);
+  }
   gpumem_pool_t *p = pool_new(device);
   if (p == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a pool");
   p->imported = true;
   p->owned = true; /* the imported handle is ours to destroy */
-  gpumem_status st = gm_be_pool_import(h, &p->native);
+  st = gm_be_pool_import(h, &p->native);
   if (st == GPUMEM_OK) { /* an imported pool is accessible from no device until told */
     gpumem_access_desc d = {device, GPUMEM_ACCESS_READWRITE};
     st = gm_be_pool_set_access(p->native, &d, 1);
@@ -961,6 +1003,21 @@ gpumem_status gm_pool_export_pointer(gpumem_pool_t *p, void *ptr, gpumem_pool_po
   gpumem_status st = check_pool(p);
   if (st != GPUMEM_OK) return st;
   if (out == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "out is NULL");
+  /* Only a LIVE block of this pool: a freed one may sit in the cache, still
+   * allocated in the CUDA pool, where the backend would export it. */
+  shard *s = shard_of(p, ptr);
+  gm_spin_lock(&s->lock);
+  uint64_t v = 0;
+  block *blk = gm_hashmap_get(&s->map, (uint64_t)(uintptr_t)ptr, &v) ? (block *)(uintptr_t)v : NULL;
+  int state = blk != NULL ? atomic_load(&blk->state) : 0;
+  gm_spin_unlock(&s->lock);
+  if (blk == NULL) {
+    return gm_error(GPUMEM_ERR_INVALID_POINTER, "export: %p was not allocated from this pool", ptr);
+  }
+  if (state != BLOCK_LIVE) {
+    return gm_error(GPUMEM_ERR_INVALID_POINTER,
+                    "export: %p was freed (it sits in the pool's cache)", ptr);
+  }
   _Static_assert(sizeof(gm_pool_ptr_export) == sizeof(gpumem_pool_pointer), "export data size");
   return gm_be_pool_export_ptr(ptr, (gm_pool_ptr_export *)(void *)out);
 }

@@ -1,6 +1,8 @@
 /* test_allocator.c: the allocator interface over objects the caller
  * configured (gpumem_allocator_from_pool/arena/buffer) and the process-wide
  * default allocator. The registry's allocators are covered by test_bench. */
+#include <stdio.h>
+
 #include "helpers.h"
 
 static void test_wrapped_pool_keeps_its_configuration(void **state) {
@@ -201,6 +203,52 @@ static void test_destroy_reports_and_can_be_retried(void **state) {
   assert_int_equal(now.pools, before.pools);
 }
 
+/* gpumem_allocator_list(NULL, n) counts without writing: it once wrote the
+ * kinds through the NULL pointer whenever n > 0. */
+static void test_list_into_null_only_counts(void **state) {
+  (void)state;
+  assert_int_equal(gpumem_allocator_list(NULL, 8), 6);
+  assert_int_equal(gpumem_allocator_list(NULL, SIZE_MAX), 6);
+  gpumem_allocator_kind one[1] = {{NULL, NULL}};
+  assert_int_equal(gpumem_allocator_list(one, 1), 6);
+  assert_string_equal(one[0].name, "cuda-malloc");
+}
+
+/* A free with the wrong size is refused, naming both sizes, and frees
+ * nothing: the pool and the arena know their blocks. It was once accepted
+ * and counted (bytes_in_use went wrong). */
+static void check_wrong_size_refused(const char *name, size_t size, size_t wrong,
+                                     const char *message) {
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_ok(gpumem_allocator_create(name, 0, &a));
+  void *p = NULL;
+  assert_gpumem_ok(a.alloc(a.ctx, size, NULL, &p));
+  assert_gpumem_status(a.free(a.ctx, p, wrong, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains(message);
+  gpumem_stats s = GPUMEM_STATS_INIT;
+  assert_gpumem_ok(a.stats(a.ctx, &s));
+  assert_int_equal(s.bytes_in_use, size); /* nothing freed, nothing counted */
+  assert_int_equal(s.frees, 0);
+  assert_gpumem_ok(a.free(a.ctx, p, size, NULL));
+  assert_gpumem_ok(a.stats(a.ctx, &s));
+  assert_int_equal(s.bytes_in_use, 0);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
+}
+
+static void test_free_with_the_wrong_size_refused(void **state) {
+  (void)state;
+  char want[160];
+  /* a cached size class (300 bytes: the 257..320 class) */
+  check_wrong_size_refused("gpumem-pool", 300, 4096,
+                           "with size 4096: it was allocated with 257 to 320 bytes");
+  /* uncached: the exact size */
+  snprintf(want, sizeof want, "with size %zu: it was allocated with %zu bytes", (size_t)3 << 20,
+           (size_t)2 << 20);
+  check_wrong_size_refused("gpumem-pool-nocache", (size_t)2 << 20, (size_t)3 << 20, want);
+  check_wrong_size_refused("gpumem-arena", 1000, 100,
+                           "with size 100: it was allocated with 769 to 1024 bytes");
+}
+
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wrapped_pool_keeps_its_configuration),
@@ -208,6 +256,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_buffer_stack),
       cmocka_unit_test(test_default_allocator),
       cmocka_unit_test(test_destroy_reports_and_can_be_retried),
+      cmocka_unit_test(test_list_into_null_only_counts),
+      cmocka_unit_test(test_free_with_the_wrong_size_refused),
       cmocka_unit_test_setup_teardown(test_failures_keep_their_detail, small_device,
                                       gm_test_teardown_host),
   };

@@ -208,6 +208,62 @@ static void test_create_bad_input(void **state) {
   assert_true(same_counters(gm_test_counters(), (gm_backend_counters){0}));
 }
 
+/* Four devices of 2^62 bytes: their memory sums to 2^64, which once wrapped
+ * to a default max_size of 0 (and a reservation of 0 bytes refused). */
+static int setup_four_huge(void **state) {
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  o.host_devices = 4;
+  o.host_capacity = (size_t)1 << 62;
+  o.host_granularity = 64 * KiB;
+  return gm_test_setup_host(state, o);
+}
+
+static void test_default_max_size_sum_does_not_wrap(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* needs the four 2^62-byte devices */
+  int devs[4] = {0, 1, 2, 3};
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = devs;
+  c.device_count = 4;
+  c.placement = GPUMEM_PLACE_LOCAL;
+  gpumem_arena_t *a = NULL;
+  int64_t reservations = gm_test_counters().reservations;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("the default maximum size, the 4 members' memory, sums to more than");
+  assert_last_error_contains("set max_size");
+  assert_null(a);
+  assert_int_equal(gm_test_counters().reservations, reservations);
+  c.max_size = 64 * MiB; /* an explicit size still works */
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+/* The arena's reservation is its own: the public VMM calls refuse it. */
+static void test_public_vmm_calls_refuse_its_reservation(void **state) {
+  (void)state;
+  int devs[1] = {0};
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = devs;
+  c.device_count = 1;
+  c.max_size = 64 * MiB;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  void *p = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 4096, 0, 0, &p));
+  size_t g = granularity(0);
+  char *granule = (char *)((uintptr_t)p & ~(uintptr_t)(g - 1));
+  gpumem_phys_props props = GPUMEM_PHYS_PROPS_INIT;
+  gpumem_phys_t h = 0;
+  assert_gpumem_ok(gpumem_vmm_create(&props, g, &h));
+  assert_gpumem_status(gpumem_vmm_unmap(granule, g), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("is inside the address range of a libgpumem arena");
+  assert_gpumem_status(gpumem_vmm_map(granule + 32 * MiB, g, 0, h), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("libgpumem arena");
+  assert_gpumem_ok(gpumem_vmm_release(h));
+  assert_gpumem_ok(gpumem_arena_free(a, p));
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
 static void test_alloc_free_bad_input(void **state) {
   (void)state;
   int dev = 0;
@@ -1113,6 +1169,10 @@ int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_heap_remove_tail),
       cmocka_unit_test_setup_teardown(test_create_bad_input, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_default_max_size_sum_does_not_wrap, setup_four_huge,
+                                      teardown_four),
+      cmocka_unit_test_setup_teardown(test_public_vmm_calls_refuse_its_reservation, setup_four,
+                                      teardown_four),
       cmocka_unit_test_setup_teardown(test_alloc_free_bad_input, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_local_placement, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_interleave, setup_four, teardown_four),

@@ -542,6 +542,43 @@ static void test_streams_and_events(void **state) {
   assert_gpumem_ok(gpumem_vmm_release(h));
 }
 
+/* A size that wraps the address space (SIZE_MAX, or dst + size past the
+ * top) is refused by the seam before any backend: the host's overlap test
+ * once computed dst + size, wrapped, found no reservation in the way and
+ * really wrote (SIGSEGV). */
+static void test_wrapping_ranges_refused(void **state) {
+  (void)state;
+  size_t g = granularity(0);
+  gpumem_phys_props props = GPUMEM_PHYS_PROPS_INIT;
+  gpumem_phys_t h = 0;
+  assert_gpumem_ok(gpumem_vmm_create(&props, g, &h));
+  void *va = map_fresh(h, g);
+  assert_gpumem_ok(gpumem_memset(va, 0x5a, g, NULL));
+  assert_gpumem_ok(gpumem_device_synchronize(0));
+  uint64_t memsets = gm_backend_calls(GM_OP_memset), memcpys = gm_backend_calls(GM_OP_memcpy);
+  assert_gpumem_status(gpumem_memset(va, 0, SIZE_MAX, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("memset destination");
+  assert_last_error_contains("wraps past the top of the address space");
+  size_t past_top = (size_t)(UINTPTR_MAX - (uintptr_t)va) + 2; /* va + past_top wraps to 1 */
+  assert_gpumem_status(gpumem_memset(va, 0, past_top, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("wraps past the top");
+  unsigned char out[64];
+  assert_gpumem_status(gpumem_memcpy(va, out, SIZE_MAX, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("copy destination");
+  assert_gpumem_status(gpumem_memcpy(out, va, past_top, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("wraps past the top");
+  assert_int_equal(gm_backend_calls(GM_OP_memset), memsets); /* no backend saw them */
+  assert_int_equal(gm_backend_calls(GM_OP_memcpy), memcpys);
+  assert_gpumem_ok(gpumem_device_synchronize(0));
+  unsigned char back[64];
+  assert_gpumem_ok(gpumem_memcpy(back, va, sizeof back, NULL));
+  assert_gpumem_ok(gpumem_device_synchronize(0));
+  for (size_t i = 0; i < sizeof back; i++)
+    assert_int_equal(back[i], 0x5a);
+  unmap_fresh(va, g);
+  assert_gpumem_ok(gpumem_vmm_release(h));
+}
+
 static void test_pool_primitives(void **state) {
   (void)state;
   gpumem_device_info info;
@@ -649,6 +686,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_export_import_in_process),
       cmocka_unit_test(test_share_with_child_process),
       cmocka_unit_test(test_streams_and_events),
+      cmocka_unit_test(test_wrapping_ranges_refused),
       cmocka_unit_test(test_pool_primitives),
       cmocka_unit_test(test_pool_share_with_child_process),
   };

@@ -175,6 +175,41 @@ static void expect_bad(const char *text, const char *message) {
   if (strstr(why, message) == NULL) fail_msg("'%s' should say '%s', says '%s'", text, message, why);
 }
 
+static void expect_bad_bytes(const char *bytes, size_t len, const char *message) {
+  FILE *f = fmemopen((void *)bytes, len, "r");
+  gb_plan p = {0};
+  char why[256] = "";
+  assert_false(gb_plan_parse_trace(&p, f, "t.csv", why, sizeof why));
+  fclose(f);
+  gb_plan_free(&p);
+  if (strstr(why, message) == NULL) fail_msg("should say '%s', says '%s'", message, why);
+}
+
+/* Empty fields and NUL bytes are refused with the line number: strtok once
+ * read "a,,1,,256,,0" as the four fields a,1,256,0, and a NUL ended the line
+ * early ("a,1,10,0\0garbage" read as "a,1,10,0"). Through zlib as well. */
+static void test_trace_empty_fields_and_nuls_refused(void **state) {
+  (void)state;
+  expect_bad("a,1,10,0\na,,1,,256,,0\n", "t.csv:2: a field is empty: 'a,,1,,256,,0'");
+  expect_bad("a,1,10,\n", "t.csv:1: a field is empty");
+  expect_bad(",a,1,10,0\n", "t.csv:1: a field is empty");
+  static const char nul[] = "a,1,10,0\na,2,10,0\0garbage\n";
+  expect_bad_bytes(nul, sizeof nul - 1, "t.csv:2: the line holds a NUL byte");
+  char gz[] = "/tmp/gpumem-trace-XXXXXX.csv.gz";
+  int fd = mkstemps(gz, 7);
+  assert_true(fd >= 0);
+  close(fd);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "printf 'a,1,10,0\\na,2,10,0\\000x\\n' | gzip -c > %s", gz);
+  assert_int_equal(system(cmd), 0);
+  gb_plan p = {0};
+  char why[256] = "";
+  assert_false(gb_plan_read_trace(&p, gz, why, sizeof why));
+  gb_plan_free(&p);
+  unlink(gz);
+  if (strstr(why, ":2: the line holds a NUL byte") == NULL) fail_msg("gzip: says '%s'", why);
+}
+
 static void test_trace_bad_lines(void **state) {
   (void)state;
   expect_bad("op,id,size,stream\na,1,10\n",
@@ -819,6 +854,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_summary),
       cmocka_unit_test(test_trace_good),
       cmocka_unit_test(test_trace_bad_lines),
+      cmocka_unit_test(test_trace_empty_fields_and_nuls_refused),
       cmocka_unit_test(test_trace_gz_and_real_trace),
       cmocka_unit_test(test_trace_gz_truncated_and_corrupt),
       cmocka_unit_test(test_json_writer),

@@ -282,6 +282,43 @@ static void test_reserve(void **state) {
   assert_gpumem_ok(gpumem_buffer_destroy(b));
 }
 
+/* The buffer's reservation is its own: the public VMM calls refuse to map
+ * into it (which once left the buffer unable to grow or be destroyed),
+ * unmap from it, set access in it or free it. */
+static void test_public_vmm_calls_refuse_its_reservation(void **state) {
+  (void)state;
+  size_t g = gran();
+  gpumem_buffer_t *b = make(GPUMEM_GROW_EXACT, 8 * g);
+  assert_gpumem_ok(gpumem_buffer_resize(b, g));
+  write_range(b, 0, g, 21);
+  char *base = gpumem_buffer_data(b);
+  gpumem_phys_props props = GPUMEM_PHYS_PROPS_INIT;
+  gpumem_phys_t h = 0;
+  assert_gpumem_ok(gpumem_vmm_create(&props, g, &h));
+  uint64_t maps = gm_backend_calls(GM_OP_map), unmaps = gm_backend_calls(GM_OP_unmap);
+  assert_gpumem_status(gpumem_vmm_map(base + 2 * g, g, 0, h), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("is inside the address range of a libgpumem buffer");
+  assert_gpumem_status(gpumem_vmm_unmap(base, g), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("unmap: ");
+  assert_last_error_contains("libgpumem buffer");
+  gpumem_access_desc d = {0, GPUMEM_ACCESS_READ};
+  assert_gpumem_status(gpumem_vmm_set_access(base, g, &d, 1), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("libgpumem buffer");
+  assert_gpumem_status(gpumem_vmm_free(base, 8 * g), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("libgpumem buffer");
+  assert_int_equal(gm_backend_calls(GM_OP_map), maps);
+  assert_int_equal(gm_backend_calls(GM_OP_unmap), unmaps);
+  /* the buffer is as it was: it grows, keeps its contents, is destroyed */
+  assert_gpumem_ok(gpumem_buffer_resize(b, 4 * g));
+  check_contents(b, g, 21);
+  assert_gpumem_ok(gpumem_vmm_release(h));
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+  /* a caller's own reservation is still the caller's */
+  void *va = NULL;
+  assert_gpumem_ok(gpumem_vmm_reserve(g, 0, &va));
+  assert_gpumem_ok(gpumem_vmm_free(va, g));
+}
+
 static void test_capacity_limit(void **state) {
   (void)state;
   size_t g = gran();
@@ -875,6 +912,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_shrink_to_fit_cuts_a_segment),
       cmocka_unit_test(test_shrink_to_fit_cut_rolls_back),
       cmocka_unit_test(test_reserve),
+      cmocka_unit_test(test_public_vmm_calls_refuse_its_reservation),
       cmocka_unit_test(test_capacity_limit),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_failed_growth_rolls_back),

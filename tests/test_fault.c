@@ -118,6 +118,23 @@ static void test_op_names_and_parser(void **state) {
   assert_gpumem_ok(gpumem_stream_destroy(s));
 }
 
+/* N is decimal digits only: strtoull took "-1" as ULLONG_MAX (a fault that
+ * never fires), and a blank or a plus sign, and clamped an overflow. */
+static void test_fault_counts_parsed_strictly(void **state) {
+  (void)state;
+  const char *bad[] = {"map:-1",
+                       "map:+1",
+                       "map: 1",
+                       "map:18446744073709551616",
+                       "map:99999999999999999999999",
+                       "map:1,unmap:-2"};
+  for (size_t i = 0; i < GM_ARRAY_SIZE(bad); i++) {
+    if (gm_fault_parse(bad[i])) fail_msg("'%s' should be rejected", bad[i]);
+  }
+  assert_true(gm_fault_parse("map:18446744073709551615")); /* the largest count */
+  gm_fault_clear();
+}
+
 static void test_environment_arms_injection(void **state) {
   (void)state;
   assert_gpumem_ok(gpumem_finalize());
@@ -180,6 +197,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_disarm),
       cmocka_unit_test(test_failed_release_keeps_handle_live),
       cmocka_unit_test(test_op_names_and_parser),
+      cmocka_unit_test(test_fault_counts_parsed_strictly),
       cmocka_unit_test(test_environment_arms_injection),
       cmocka_unit_test(test_injection_across_threads),
   };

@@ -123,14 +123,19 @@ static void test_peer_matrix(void **state) {
   assert_gpumem_ok(gpumem_vmm_free(va, 2 * MiB));
 }
 
+/* From the environment a malformed peer list is warned about and the
+ * default used; as an explicit gpumem_init option it is refused
+ * (test_init: test_unusable_explicit_host_options_refused). */
 static void test_malformed_peer_list_warns(void **state) {
   (void)state;
   gm_test_log c = {0};
   assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &c));
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
   o.host_devices = 2;
-  o.host_peers = "0-5";
-  assert_int_equal(gm_test_reinit_host(o), 0);
+  setenv("GPUMEM_HOST_PEERS", "0-5", 1);
+  int rc = gm_test_reinit_host(o);
+  unsetenv("GPUMEM_HOST_PEERS");
+  assert_int_equal(rc, 0);
   assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_int_equal(c.count, 1);
   assert_non_null(strstr(c.line, "GPUMEM_HOST_PEERS='0-5' is not all, none or links"));
@@ -253,6 +258,58 @@ static void test_import_of_foreign_fd_refused(void **state) {
   assert_int_equal(h, 0);
 }
 
+/* An import verifies what it receives: a regular file whose name merely
+ * looks like one of ours (its /proc/self/fd link contains "memfd:gpumem-...")
+ * is no memfd, and a memfd of ours whose size is not whole granules (3 bytes)
+ * is no allocation or pool. Both were once accepted. */
+static void test_import_verifies_what_it_receives(void **state) {
+  (void)state;
+  gm_backend_counters before = gm_test_counters();
+  char dir[] = "/tmp/gpumem-import-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[128];
+  snprintf(path, sizeof path, "%s/memfd:gpumem-host-dev0", dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, 2 << 20), 0);
+  gpumem_shareable_handle sh = {GPUMEM_HANDLE_POSIX_FD, fd, {0}};
+  gpumem_phys_t h = 0;
+  assert_gpumem_status(gpumem_vmm_import(&sh, &h), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("is not an allocation exported by the host backend");
+  close(fd);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/memfd:gpumem-host-pool-dev0", dir);
+  fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, 2 << 20), 0);
+  sh.fd = fd;
+  gpumem_pool_t *pool = NULL;
+  assert_gpumem_status(gpumem_pool_import(&sh, 0, &pool), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("is not a pool exported by the host backend");
+  close(fd);
+  unlink(path);
+  rmdir(dir);
+  /* our names, but 3 bytes */
+  fd = memfd_create("gpumem-host-dev0", MFD_CLOEXEC);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, 3), 0);
+  sh.fd = fd;
+  assert_gpumem_status(gpumem_vmm_import(&sh, &h), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("holds 3 bytes, not a whole number of");
+  close(fd);
+  fd = memfd_create("gpumem-host-pool-dev0", MFD_CLOEXEC);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, 3), 0);
+  sh.fd = fd;
+  assert_gpumem_status(gpumem_pool_import(&sh, 0, &pool), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("holds 3 bytes, not a whole number of");
+  close(fd);
+  assert_int_equal(h, 0);
+  assert_null(pool);
+  assert_int_equal(gm_test_counters().phys_handles, before.phys_handles);
+  assert_int_equal(gm_test_counters().pools, before.pools);
+}
+
 static void test_compression_recorded(void **state) {
   (void)state;
   gpumem_phys_props props = GPUMEM_PHYS_PROPS_INIT;
@@ -263,6 +320,37 @@ static void test_compression_recorded(void **state) {
   assert_gpumem_ok(gpumem_vmm_get_props(h, &got));
   assert_true(got.compression);
   assert_gpumem_ok(gpumem_vmm_release(h));
+}
+
+/* A copy or memset that starts in a pool's memory must end in it: the pool
+ * is one mapping of max_size bytes, and a size running past its end once
+ * passed every check (pools are not reservations) and was really written. */
+static void test_copy_past_the_pool_refused(void **state) {
+  (void)state;
+  gm_pool_props props = {0, GPUMEM_HANDLE_NONE, 4 * MiB};
+  gpumem_native_pool_t pool = NULL;
+  assert_gpumem_ok(gm_be_pool_create(&props, &pool));
+  void *p = NULL;
+  assert_gpumem_ok(gm_be_pool_alloc(pool, 1 * MiB, NULL, &p));
+  uint64_t memsets = gm_backend_calls(GM_OP_memset);
+  assert_gpumem_status(gpumem_memset(p, 0, 8 * MiB, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("runs past the end of its pool's 4194304 bytes");
+  assert_int_equal(gm_backend_calls(GM_OP_memset), memsets + 1); /* the backend refused it */
+  char *host = malloc(8 * MiB);
+  assert_non_null(host);
+  assert_gpumem_status(gpumem_memcpy(host, p, 8 * MiB, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("copy source");
+  assert_gpumem_status(gpumem_memcpy(p, host, SIZE_MAX / 2, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("runs past the end");
+  /* a range inside the pool still works */
+  assert_gpumem_ok(gpumem_memset(p, 0x11, 1 * MiB, NULL));
+  assert_gpumem_ok(gpumem_memcpy(host, p, 1 * MiB, NULL));
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  assert_int_equal(host[1 * MiB - 1], 0x11);
+  free(host);
+  assert_gpumem_ok(gm_be_pool_free(p, NULL));
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  assert_gpumem_ok(gm_be_pool_destroy(pool));
 }
 
 static void test_pool_release_threshold_and_trim(void **state) {
@@ -779,7 +867,11 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_fabric_off_and_on, NULL, gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_import_of_foreign_fd_refused, small_device,
                                       gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_import_verifies_what_it_receives, small_device,
+                                      gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_compression_recorded, small_device,
+                                      gm_test_teardown_host),
+      cmocka_unit_test_setup_teardown(test_copy_past_the_pool_refused, small_device,
                                       gm_test_teardown_host),
       cmocka_unit_test_setup_teardown(test_pool_release_threshold_and_trim, small_device,
                                       gm_test_teardown_host),

@@ -161,6 +161,43 @@ static void test_invalid_options_change_nothing(void **state) {
   assert_string_equal(gpumem_backend_name(), "none");
 }
 
+/* Explicit host_peers and host_uuids that cannot be used are refused; the
+ * same values from the environment are warned about and replaced. They were
+ * once accepted with a warning and "all" (or generated UUIDs) used. */
+static void test_unusable_explicit_host_options_refused(void **state) {
+  (void)state;
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  o.backend = GPUMEM_BACKEND_HOST;
+  o.host_peers = "0-1,7-8";
+  assert_gpumem_status(gpumem_init(&o), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("host_peers '0-1,7-8'");
+  assert_string_equal(gpumem_backend_name(), "none");
+  o.host_peers = NULL;
+  o.host_uuids = "not-a-uuid";
+  assert_gpumem_status(gpumem_init(&o), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("host_uuids 'not-a-uuid': entry 0 ('not-a-uuid') is not a UUID");
+  assert_string_equal(gpumem_backend_name(), "none");
+  /* nothing changed: a valid init afterwards gets the defaults */
+  o.host_uuids = NULL;
+  assert_gpumem_ok(gpumem_init(&o));
+  bool can = false;
+  assert_gpumem_ok(gpumem_device_can_access_peer(0, 1, &can));
+  assert_true(can);
+  assert_gpumem_ok(gpumem_finalize());
+  /* from the environment: a warning, and the default */
+  gm_test_log log = {0};
+  assert_gpumem_ok(gpumem_log_set_callback(gm_test_log_capture, &log));
+  setenv("GPUMEM_HOST_PEERS", "0-1,7-8", 1);
+  o.host_peers = NULL;
+  gpumem_status st = gpumem_init(&o);
+  unsetenv("GPUMEM_HOST_PEERS");
+  assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
+  assert_gpumem_ok(st);
+  assert_true(log.count > 0);
+  assert_int_equal(log.level, GPUMEM_LOG_WARN);
+  assert_non_null(strstr(log.line, "keeping the default all"));
+}
+
 static void test_finalize_refuses_with_live_objects(void **state) {
   (void)state;
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
@@ -234,6 +271,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_init_options_configure_host, fresh, fresh),
       cmocka_unit_test_setup_teardown(test_init_twice_is_an_error, fresh, fresh),
       cmocka_unit_test_setup_teardown(test_invalid_options_change_nothing, fresh, fresh),
+      cmocka_unit_test_setup_teardown(test_unusable_explicit_host_options_refused, fresh, fresh),
       cmocka_unit_test_setup_teardown(test_finalize_refuses_with_live_objects, fresh, fresh),
       cmocka_unit_test_setup_teardown(test_log_file_from_environment, fresh, fresh),
       cmocka_unit_test_setup_teardown(test_concurrent_lazy_init, fresh, fresh),

@@ -169,6 +169,80 @@ static void test_bad_frees_and_input(void **state) {
   assert_null(gpumem_pool_native(NULL));
 }
 
+/* Issue 15: inputs once accepted that must be refused. */
+static void test_access_count_over_max_devices_refused(void **state) {
+  (void)state;
+  int devices[100] = {0};
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  c.access_devices = devices;
+  c.access_count = 100;
+  int64_t pools = gm_test_counters().pools;
+  gpumem_pool_t *p = NULL;
+  assert_gpumem_status(gpumem_pool_create(&c, &p), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("access_count 100 exceeds GPUMEM_MAX_DEVICES");
+  assert_null(p);
+  assert_int_equal(gm_test_counters().pools, pools);
+}
+
+static void test_import_on_missing_device_refused_before_importing(void **state) {
+  (void)state;
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  c.handle_type = GPUMEM_HANDLE_POSIX_FD;
+  gpumem_pool_t *p = NULL;
+  assert_gpumem_ok(gpumem_pool_create(&c, &p));
+  gpumem_shareable_handle sh;
+  assert_gpumem_ok(gpumem_pool_export(p, &sh));
+  uint64_t imports = gm_backend_calls(GM_OP_pool_import);
+  gpumem_pool_t *q = NULL;
+  assert_gpumem_status(gpumem_pool_import(&sh, 99, &q), GPUMEM_ERR_INVALID_DEVICE);
+  assert_last_error_contains("device 99 does not exist");
+  assert_null(q);
+  assert_int_equal(gm_backend_calls(GM_OP_pool_import), imports); /* refused before importing */
+  assert_gpumem_status(gpumem_pool_import(&sh, -1, &q), GPUMEM_ERR_INVALID_DEVICE);
+  close(sh.fd);
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+}
+
+static void test_export_of_a_cached_pointer_refused(void **state) {
+  (void)state;
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  c.handle_type = GPUMEM_HANDLE_POSIX_FD;
+  gpumem_pool_t *p = NULL;
+  assert_gpumem_ok(gpumem_pool_create(&c, &p));
+  void *a = NULL;
+  assert_gpumem_ok(gpumem_pool_alloc(p, 1000, NULL, &a));
+  gpumem_pool_pointer out;
+  assert_gpumem_ok(gpumem_pool_export_pointer(p, a, &out));
+  assert_gpumem_ok(gpumem_pool_free(p, a, NULL));
+  assert_int_equal(stats_of(p).cached_bytes > 0, true); /* the block sits in the cache */
+  assert_gpumem_status(gpumem_pool_export_pointer(p, a, &out), GPUMEM_ERR_INVALID_POINTER);
+  assert_last_error_contains("was freed");
+  int local = 0;
+  assert_gpumem_status(gpumem_pool_export_pointer(p, &local, &out), GPUMEM_ERR_INVALID_POINTER);
+  assert_last_error_contains("was not allocated from this pool");
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+}
+
+static void test_max_size_beyond_the_device_refused(void **state) {
+  (void)state;
+  size_t free_b = 0, total = 0;
+  assert_gpumem_ok(gpumem_device_mem_info(0, &free_b, &total));
+  gpumem_pool_config c = GPUMEM_POOL_CONFIG_INIT;
+  c.max_size = SIZE_MAX - 4096;
+  int64_t pools = gm_test_counters().pools;
+  gpumem_pool_t *p = NULL;
+  assert_gpumem_status(gpumem_pool_create(&c, &p), GPUMEM_ERR_INVALID_ARGUMENT);
+  char want[96];
+  snprintf(want, sizeof want, "max_size %zu exceeds device 0's %zu bytes", c.max_size, total);
+  assert_last_error_contains(want);
+  c.max_size = total + 1;
+  assert_gpumem_status(gpumem_pool_create(&c, &p), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(gm_test_counters().pools, pools);
+  c.max_size = total; /* the whole device is a size that fits */
+  assert_gpumem_ok(gpumem_pool_create(&c, &p));
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+}
+
 /* cudaMallocFromPoolAsync takes a stream of any device: the memory is the
  * pool's device's, ordered on that stream (cuda_runtime_api.h: "The
  * specified memory pool may be from a device different than that of the
@@ -738,6 +812,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_large_and_uncached_requests_bypass),
       cmocka_unit_test(test_cross_thread_free),
       cmocka_unit_test(test_bad_frees_and_input),
+      cmocka_unit_test(test_access_count_over_max_devices_refused),
+      cmocka_unit_test(test_import_on_missing_device_refused_before_importing),
+      cmocka_unit_test(test_export_of_a_cached_pointer_refused),
+      cmocka_unit_test(test_max_size_beyond_the_device_refused),
       cmocka_unit_test(test_stream_of_another_device),
       cmocka_unit_test(test_trim_and_cache_bound),
       cmocka_unit_test_setup_teardown(test_out_of_memory_flushes_and_retries, small_device,

@@ -51,7 +51,10 @@ typedef struct gpumem_allocator {
                            function below */
   /** Allocate `size` bytes ordered on `stream`. */
   gpumem_status (*alloc)(void *ctx, size_t size, gpumem_stream_t stream, void **ptr);
-  /** Free a pointer this allocator returned, with the size it was asked for. */
+  /** Free a pointer this allocator returned, with the size it was asked for.
+   * libgpumem's pool and arena allocators check the size against the block
+   * and refuse a wrong one with INVALID_ARGUMENT naming both sizes (nothing
+   * freed); for a cached pool size class, any size of that class is right. */
   gpumem_status (*free)(void *ctx, void *ptr, size_t size, gpumem_stream_t stream);
   /** Fill `stats`. */
   gpumem_status (*stats)(void *ctx, gpumem_stats *stats);
@@ -82,7 +85,8 @@ typedef struct gpumem_allocator_kind {
 } gpumem_allocator_kind;
 
 /** The allocators libgpumem provides: writes up to `max` entries and returns
- * how many exist. Never fails. */
+ * how many exist (with `kinds` NULL, writes none whatever `max` says). Never
+ * fails. */
 GPUMEM_API size_t gpumem_allocator_list(gpumem_allocator_kind *kinds, size_t max);
 
 /** Create the allocator called `name` (see gpumem_allocator_list) for

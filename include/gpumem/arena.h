@@ -101,7 +101,8 @@ typedef struct gpumem_arena_config {
                             the first thread of the process that allocates from any
                             arena; other threads' shards map chunks when first used */
   size_t max_size;     /**< the virtual range, the most the arena can map over all members
-                            (0: the members' total memory) */
+                            (0: the members' total memory; INVALID_ARGUMENT if that
+                            sum exceeds SIZE_MAX / 4) */
   gpumem_handle_type handle_type; /**< NONE, POSIX_FD, or FABRIC (falls back to POSIX_FD
                                        where the system refuses it) */
   unsigned shards;                /**< heaps per member (LOCAL) or in all (INTERLEAVE),

@@ -4,7 +4,10 @@
  * the environment: GPUMEM_BACKEND=cuda (default) or host, GPUMEM_LOG,
  * GPUMEM_LOG_FILE, GPUMEM_HOST_* for the emulated devices, GPUMEM_FAULT for
  * failure injection. Call gpumem_init() before anything else to choose in
- * code instead; what it sets wins over the environment.
+ * code instead; what it sets wins over the environment. The two differ on a
+ * value that cannot be used: an environment variable is warned about (log
+ * level WARN) and its default used, an explicit gpumem_init option is
+ * refused with GPUMEM_ERR_INVALID_ARGUMENT and nothing changes.
  *
  * The CUDA backend is the default and is never replaced silently: on a
  * machine without a driver or GPU every call that needs one returns
@@ -49,7 +52,9 @@ typedef struct gpumem_init_options {
 
 /** Initialise with `options` (NULL: the environment only). Errors:
  * STATE (already initialised: call gpumem_finalize first), INVALID_ARGUMENT
- * (an option out of range; nothing changes), NO_DEVICE (the CUDA backend
+ * (an option out of range or unusable, such as host_peers naming a device
+ * that does not exist or host_uuids with an entry that is not a UUID;
+ * nothing changes), NO_DEVICE (the CUDA backend
  * cannot work here; the library stays uninitialised and a later call may
  * try again). Not to be called concurrently with other libgpumem calls. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_init(const gpumem_init_options *options);

@@ -59,7 +59,8 @@ typedef struct gpumem_pool_config {
   bool use_default_pool;      /**< wrap the device's default pool instead of creating one */
   uint64_t release_threshold; /**< bytes the CUDA pool keeps across synchronizes
                                    (INIT: UINT64_MAX, keep all; CUDA's own default is 0) */
-  size_t max_size;            /**< most the CUDA pool may reserve (0: the driver's default) */
+  size_t max_size;            /**< most the CUDA pool may reserve (0: the driver's default;
+                                   more than the device's memory: INVALID_ARGUMENT) */
   bool reuse_follow_event_dependencies;   /**< reuse memory freed on another stream when the
                                                allocating stream is already ordered after the
                                                free, by an event or the legacy default stream
@@ -74,7 +75,7 @@ typedef struct gpumem_pool_config {
                                                INIT: true) */
   gpumem_handle_type handle_type; /**< NONE, or POSIX_FD to share the pool with other processes */
   const int *access_devices;      /**< peers given read-write access to the pool's memory */
-  /** entries in access_devices */
+  /** entries in access_devices (at most GPUMEM_MAX_DEVICES) */
   size_t access_count;
   bool cache;             /**< the per-thread cache in front (INIT: true) */
   size_t cache_max_bytes; /**< most bytes all threads' caches hold (0: 256 MiB) */

@@ -16,6 +16,9 @@
  * a fresh mapping grants no access until gpumem_vmm_set_access; an unmap
  * covers whole mappings; a physical allocation lives until it is released
  * and no longer mapped. See examples/01_vmm_basics.c for the whole sequence.
+ * The address ranges that libgpumem's own buffers and arenas reserve are
+ * theirs: map, unmap, set_access and free refuse any address inside one
+ * (INVALID_ARGUMENT, naming the kind of object).
  *
  * Thread safety: every function may be called from any thread. Operations on
  * overlapping ranges from different threads at once are the caller's race, as
@@ -94,7 +97,8 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_reserve(size_t size, size_t
                                                              void **va);
 
 /** Return a reservation made by gpumem_vmm_reserve (exact base and size).
- * Errors: INVALID_ARGUMENT (not a reservation), BUSY (still mapped). */
+ * Errors: INVALID_ARGUMENT (not a reservation, or a buffer's or arena's),
+ * BUSY (still mapped). */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_free(void *va, size_t size);
 
 /** Create `size` bytes of physical memory on `props->device`. Errors:
@@ -120,18 +124,20 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_get_props(gpumem_phys_t phy
  * `offset` must be 0 for now (cuda.h, cuMemMap: "currently must be zero"):
  * to map pieces at different places, give each its own allocation. The
  * mapping starts with no access. Errors: INVALID_ARGUMENT (a non-zero
- * offset, alignment, bounds, not in a reservation), ALREADY_MAPPED,
+ * offset, alignment, bounds, not in a reservation, in a buffer's or arena's
+ * reservation), ALREADY_MAPPED,
  * INVALID_POINTER. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_map(void *va, size_t size, size_t offset,
                                                          gpumem_phys_t phys);
 
 /** Unmap whole mappings covering exactly [va, va+size). Errors: NOT_MAPPED
- * (some byte is not mapped), INVALID_ARGUMENT (the range splits a mapping). */
+ * (some byte is not mapped), INVALID_ARGUMENT (the range splits a mapping,
+ * or lies in a buffer's or arena's reservation). */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_unmap(void *va, size_t size);
 
 /** Grant each listed device its access to the mapped range. Errors:
  * NOT_MAPPED, INVALID_DEVICE, PEER_UNSUPPORTED (a device that cannot reach
- * the memory's device). */
+ * the memory's device), INVALID_ARGUMENT (a buffer's or arena's range). */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_vmm_set_access(void *va, size_t size,
                                                                 const gpumem_access_desc *desc,
                                                                 size_t count);

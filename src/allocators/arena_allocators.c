@@ -57,9 +57,8 @@ static gpumem_status arena_alloc(void *state, size_t size, gpumem_stream_t strea
 }
 
 static gpumem_status arena_free(void *state, void *ptr, size_t size, gpumem_stream_t stream) {
-  GM_UNUSED(size);
   GM_UNUSED(stream);
-  return gm_arena_free(((arena_state *)state)->arena, ptr);
+  return gm_arena_free_sized(((arena_state *)state)->arena, ptr, size); /* a wrong size: refused */
 }
 
 static gpumem_status arena_reserved(void *state, size_t *current, size_t *peak) {

@@ -42,8 +42,8 @@ static gpumem_status pool_alloc(void *state, size_t size, gpumem_stream_t stream
 }
 
 static gpumem_status pool_free(void *state, void *ptr, size_t size, gpumem_stream_t stream) {
-  GM_UNUSED(size);
-  return gm_pool_free(state, ptr, stream);
+  gpumem_status st = gm_pool_check_free_size(state, ptr, size); /* a wrong size: refused */
+  return st != GPUMEM_OK ? st : gm_pool_free(state, ptr, stream);
 }
 
 static gpumem_status pool_reserved(void *state, size_t *current, size_t *peak) {

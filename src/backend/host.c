@@ -424,8 +424,9 @@ static void build_node(const gm_mig_spec *spec, size_t generic_capacity) {
 
 /* GPUMEM_HOST_UUIDS: UUIDs for the node's devices in order; the others keep
  * their generated one. A whole GPU's UUID is its device's. */
-static void set_uuids(const char *list) {
+static bool set_uuids(const char *list, char *why, size_t len) {
   char item[GM_UUID_TEXT_MAX + 8];
+  bool ok = true;
   int d = 0;
   for (const char *s = list; *s != '\0' && d < H.node_count; d++) {
     const char *comma = strchr(s, ',');
@@ -435,15 +436,20 @@ static void set_uuids(const char *list) {
       item[n] = '\0';
     }
     if (n >= sizeof item || !gm_uuid_parse(item, H.node[d].uuid)) {
-      gm_log(GPUMEM_LOG_WARN,
-             "%s: entry %d ('%.*s') is not a UUID; device %d keeps a generated one",
-             gm_option_env_name(GM_OPTION_HOST_UUIDS), d, (int)n, s, d);
+      if (ok) snprintf(why, len, "entry %d ('%.*s') is not a UUID", d, (int)n, s);
+      ok = false;
+      if (!gm_option_strict(GM_OPTION_HOST_UUIDS)) {
+        gm_log(GPUMEM_LOG_WARN,
+               "%s: entry %d ('%.*s') is not a UUID; device %d keeps a generated one",
+               gm_option_env_name(GM_OPTION_HOST_UUIDS), d, (int)n, s, d);
+      }
     }
     s = comma ? comma + 1 : s + n;
   }
   for (d = 0; d < H.node_count; d++) {
     if (!H.node[d].slice) memcpy(H.gpus[H.node[d].gpu].uuid, H.node[d].uuid, 16);
   }
+  return ok;
 }
 
 /* Parse GPUMEM_HOST_PEERS over the node's devices: "all", "none" or links
@@ -590,9 +596,17 @@ static gpumem_status host_open(void) {
     GM_REQUIRE(dev->capacity > 0, GPUMEM_ERR_INVALID_ARGUMENT,
                "host device capacity is smaller than the granularity");
   }
-  set_uuids(gm_option_string(GM_OPTION_HOST_UUIDS));
+  /* Explicit gpumem_init options are refused when unusable (gpumem/init.h);
+   * environment variables are warned about and replaced. */
+  GM_REQUIRE(set_uuids(gm_option_string(GM_OPTION_HOST_UUIDS), why, sizeof why) ||
+                 !gm_option_strict(GM_OPTION_HOST_UUIDS),
+             GPUMEM_ERR_INVALID_ARGUMENT, "host_uuids '%s': %s",
+             gm_option_string(GM_OPTION_HOST_UUIDS), why);
   const char *peers = gm_option_string(GM_OPTION_HOST_PEERS);
-  if (!parse_peers(peers, peer, why, sizeof why)) {
+  bool peers_ok = parse_peers(peers, peer, why, sizeof why);
+  GM_REQUIRE(peers_ok || !gm_option_strict(GM_OPTION_HOST_PEERS), GPUMEM_ERR_INVALID_ARGUMENT,
+             "host_peers '%s' %s", peers, why);
+  if (!peers_ok) {
     gm_log(GPUMEM_LOG_WARN, "%s='%s' %s; keeping the default all",
            gm_option_env_name(GM_OPTION_HOST_PEERS), peers, why);
     parse_peers("all", peer, why, sizeof why);
@@ -935,8 +949,11 @@ static gpumem_status host_phys_props(gpumem_phys_t h, gpumem_phys_props *out) {
 
 /* ---- mappings ---- */
 
+/* Whether [a, a+an) and [b, b+bn) share a byte; no end is computed, so a
+ * range reaching the top of the address space cannot wrap past the test. */
 static bool overlaps(uintptr_t a, size_t an, uintptr_t b, size_t bn) {
-  return a < b + bn && b < a + an;
+  if (an == 0 || bn == 0) return false;
+  return a <= b ? b - a < an : a - b < bn;
 }
 
 /* Map [va, va+size) to the start of allocation `h`. CUDA's rule, enforced
@@ -1158,17 +1175,24 @@ fail:
 }
 
 int gm_host_memfd_device(int fd, const char *prefix) {
+  /* A memfd, not a file that merely bears the name: only memfds have seals
+   * to ask about (fcntl(2), F_GET_SEALS: EINVAL for any other file), and
+   * their /proc/self/fd link reads "/memfd:<name> (deleted)". */
+  if (fcntl(fd, F_GET_SEALS) < 0) return -1;
   char path[64], target[256], tag[64];
   snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
   ssize_t n = readlink(path, target, sizeof target - 1);
   if (n < 0) return -1;
   target[n] = '\0';
-  snprintf(tag, sizeof tag, "memfd:%s", prefix);
-  const char *at = strstr(target, tag);
-  if (at == NULL) return -1;
-  char *end = NULL;
-  long device = strtol(at + strlen(tag), &end, 10);
-  return end == at + strlen(tag) || device < 0 || device >= GPUMEM_MAX_DEVICES ? -1 : (int)device;
+  int tag_len = snprintf(tag, sizeof tag, "/memfd:%s", prefix);
+  if (tag_len < 0 || (size_t)tag_len >= sizeof tag || strncmp(target, tag, (size_t)tag_len) != 0)
+    return -1;
+  const char *digits = target + tag_len, *end = digits;
+  int device = 0;
+  while (*end >= '0' && *end <= '9' && device < GPUMEM_MAX_DEVICES)
+    device = device * 10 + (*end++ - '0');
+  bool ends = *end == '\0' || strcmp(end, " (deleted)") == 0;
+  return end == digits || !ends || device >= GPUMEM_MAX_DEVICES ? -1 : device;
 }
 
 static gpumem_status host_import(const gpumem_shareable_handle *in, gpumem_phys_t *out) {
@@ -1186,6 +1210,11 @@ static gpumem_status host_import(const gpumem_shareable_handle *in, gpumem_phys_
                device, H.ndev);
     struct stat sb;
     GM_REQUIRE(fstat(in->fd, &sb) == 0, GPUMEM_ERR_OS, "import: fstat failed: %s", strerror(errno));
+    GM_REQUIRE(sb.st_size > 0 && (size_t)sb.st_size % H.granularity == 0,
+               GPUMEM_ERR_INVALID_ARGUMENT,
+               "import: fd %d holds %lld bytes, not a whole number of %zu-byte granules as an "
+               "allocation does",
+               in->fd, (long long)sb.st_size, H.granularity);
     fd = fcntl(in->fd, F_DUPFD_CLOEXEC, 0);
     GM_REQUIRE(fd >= 0, GPUMEM_ERR_OS, "import: dup failed: %s", strerror(errno));
     p = calloc(1, sizeof *p);
@@ -1244,7 +1273,8 @@ gpumem_status gm_host_check_accessible(const void *ptr, size_t n, bool write, co
   for (host_reservation *r = H.reservations; r != NULL && st == GPUMEM_OK; r = r->next) {
     if (!overlaps(p, n, r->base, r->size)) continue;
     uintptr_t lo = p > r->base ? p : r->base;
-    uintptr_t hi = p + n < r->base + r->size ? p + n : r->base + r->size;
+    uintptr_t hi = r->base + r->size; /* overlaps(): p + n need not fit, so compare lengths */
+    if (n <= hi - p) hi = p + n;
     st = check_covered(r, lo, hi - lo, false, what);
     for (uintptr_t a = lo & ~(uintptr_t)(H.granularity - 1); st == GPUMEM_OK && a < hi;
          a += H.granularity) {

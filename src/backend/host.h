@@ -21,7 +21,9 @@ void gm_host_uncharge(int device, size_t bytes);
 
 /* The device in the name of a memfd the host backend made with `prefix`
  * (names are "<prefix><device>"), or -1 if `fd` is not such a memfd. Works on
- * descriptors received from another process. No lock needed. */
+ * descriptors received from another process. A regular file whose name only
+ * looks like one (".../memfd:gpumem-host-dev0") is not one: the fd must be a
+ * memfd (it has seals to ask about). No lock needed. */
 int gm_host_memfd_device(int fd, const char *prefix);
 
 /* ---- contexts (host.c): CUDA's primary contexts, as the GPU would count them ----
@@ -71,8 +73,9 @@ bool gm_host_is_device_memory(const void *ptr);
 /* Does a live pool's range hold `ptr` (lock held)? */
 bool gm_host_pool_holds(const void *ptr);
 /* OK unless `ptr` is pool memory that `device` has no access to (an imported
- * pool before cudaMemPoolSetAccess). Takes the lock. */
-gpumem_status gm_host_pool_check_access(const void *ptr, int device, const char *what);
+ * pool before cudaMemPoolSetAccess), or [ptr, ptr+n) runs past the end of
+ * its pool's mapping (INVALID_ARGUMENT). Takes the lock. */
+gpumem_status gm_host_pool_check_access(const void *ptr, size_t n, int device, const char *what);
 
 /* ---- streams and events (host_stream.c; they take their own lock, which
  * may be taken while the host backend's lock is held, never the reverse) ---- */

@@ -537,11 +537,18 @@ bool gm_host_pool_holds(const void *ptr) {
   return pool_of(ptr) != NULL;
 }
 
-gpumem_status gm_host_pool_check_access(const void *ptr, int device, const char *what) {
+gpumem_status gm_host_pool_check_access(const void *ptr, size_t n, int device, const char *what) {
   gm_host_lock();
   gpumem_native_pool_t p = pool_of(ptr);
+  size_t room = p != NULL ? p->max_size - (size_t)((const uint8_t *)ptr - p->base) : SIZE_MAX;
   bool ok = p == NULL || p->access[device] != GPUMEM_ACCESS_NONE;
+  size_t max_size = p != NULL ? p->max_size : 0;
   gm_host_unlock();
+  if (n > room) { /* compared as lengths: ptr + n need not fit */
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "%s: [%p, +%zu) runs past the end of its pool's %zu bytes (%zu left)", what,
+                    ptr, n, max_size, room);
+  }
   if (ok) return GPUMEM_OK;
   return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
                   "%s: %p is memory of an imported pool that device %d has no access to (call "
@@ -607,6 +614,11 @@ gpumem_status gm_host_pool_import(const gpumem_shareable_handle *in, gpumem_nati
   struct stat sb;
   GM_REQUIRE(fstat(in->fd, &sb) == 0, GPUMEM_ERR_OS, "pool import: fstat failed: %s",
              strerror(errno));
+  size_t gran = gm_host_granularity(); /* a pool is max_size bytes, rounded to granules */
+  GM_REQUIRE(sb.st_size > 0 && (size_t)sb.st_size % gran == 0, GPUMEM_ERR_INVALID_ARGUMENT,
+             "pool import: fd %d holds %lld bytes, not a whole number of %zu-byte granules as a "
+             "pool does",
+             in->fd, (long long)sb.st_size, gran);
   st = pool_new(device, GPUMEM_HANDLE_POSIX_FD, (size_t)sb.st_size, in->fd, out);
 fail:
   gm_host_unlock();

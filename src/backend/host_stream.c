@@ -741,8 +741,8 @@ gpumem_status gm_host_memcpy(void *dst, const void *src, size_t size, gpumem_str
   gpumem_status st = gm_host_stream_device(handle, &device);
   if (st == GPUMEM_OK) st = gm_host_check_accessible(src, size, false, "copy source");
   if (st == GPUMEM_OK) st = gm_host_check_accessible(dst, size, true, "copy destination");
-  if (st == GPUMEM_OK) st = gm_host_pool_check_access(src, device, "copy source");
-  if (st == GPUMEM_OK) st = gm_host_pool_check_access(dst, device, "copy destination");
+  if (st == GPUMEM_OK) st = gm_host_pool_check_access(src, size, device, "copy source");
+  if (st == GPUMEM_OK) st = gm_host_pool_check_access(dst, size, device, "copy destination");
   if (st != GPUMEM_OK) return st;
   bool src_host = !gm_host_is_device_memory(src), dst_host = !gm_host_is_device_memory(dst);
   if (src_host && dst_host) {
@@ -779,7 +779,7 @@ gpumem_status gm_host_memset(void *dst, int value, size_t size, gpumem_stream_t 
   int device = -1;
   gpumem_status st = gm_host_stream_device(handle, &device);
   if (st == GPUMEM_OK) st = gm_host_check_accessible(dst, size, true, "memset destination");
-  if (st == GPUMEM_OK) st = gm_host_pool_check_access(dst, device, "memset destination");
+  if (st == GPUMEM_OK) st = gm_host_pool_check_access(dst, size, device, "memset destination");
   if (st != GPUMEM_OK) return st;
   work *w = calloc(1, sizeof *w);
   if (w == NULL) return no_memory("a memset");

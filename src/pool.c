@@ -770,7 +770,29 @@ GPUMEM_API gpumem_status gpumem_pool_alloc(gpumem_pool_t *pool, size_t size, gpu
   GM_API_FORWARD(gm_pool_alloc(pool, size, stream, ptr));
 }
 
+/* The smallest size a request for `blk` may have asked: a cached size class
+ * serves every request of (class below, class] bytes; a large block was
+ * allocated at the size asked. */
+static size_t smallest_request(const block *blk) {
+  if (blk->cls == LARGE_CLASS) return blk->size;
+  return blk->cls == 0 ? 1 : class_size(blk->cls - 1) + 1;
+}
+
+static gpumem_status wrong_size(const void *ptr, size_t size, size_t low, size_t bytes) {
+  if (low == bytes)
+    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                    "free of %p with size %zu: it was allocated with %zu bytes", ptr, size, bytes);
+  return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
+                  "free of %p with size %zu: it was allocated with %zu to %zu bytes (a block of "
+                  "%zu)",
+                  ptr, size, low, bytes, bytes);
+}
+
 gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) {
+  return gm_pool_free_sized(p, ptr, 0, stream);
+}
+
+gpumem_status gm_pool_free_sized(gpumem_pool_t *p, void *ptr, size_t size, gpumem_stream_t stream) {
   gpumem_status st = check_pool(p);
   if (st != GPUMEM_OK) return st;
   if (ptr == NULL) return gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "ptr is NULL");
@@ -789,6 +811,12 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
   tcache *c = NULL;
   bool cache_it = blk != NULL && blk->cls != LARGE_CLASS; /* the bound: see take_credit */
   cache_it = cache_it && !capturing;                      /* a graph needs its free node */
+  size_t low = blk != NULL && size != 0 ? smallest_request(blk) : 0;
+  if (low != 0 && (size < low || size > blk->size)) { /* a wrong size: nothing freed */
+    size_t bytes = blk->size;
+    gm_spin_unlock(&s->lock);
+    return wrong_size(ptr, size, low, bytes);
+  }
   if (blk != NULL) {
     /* LIVE -> CACHED (or gone) atomically: of two racing frees one wins. */
     int expected = BLOCK_LIVE;
@@ -846,31 +874,6 @@ gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream) 
   atomic_fetch_add_explicit(&p->frees, 1, memory_order_relaxed);
   free(blk);
   return st;
-}
-
-gpumem_status gm_pool_check_free_size(gpumem_pool_t *p, const void *ptr, size_t size) {
-  gpumem_status st = check_pool(p);
-  if (st != GPUMEM_OK || ptr == NULL) return st;
-  shard *s = shard_of(p, ptr);
-  gm_spin_lock(&s->lock);
-  uint64_t v = 0;
-  block *blk = gm_hashmap_get(&s->map, (uint64_t)(uintptr_t)ptr, &v) ? (block *)(uintptr_t)v : NULL;
-  size_t bytes = blk != NULL ? blk->size : 0;
-  uint32_t cls = blk != NULL ? blk->cls : LARGE_CLASS;
-  gm_spin_unlock(&s->lock);
-  if (bytes == 0) return GPUMEM_OK; /* not ours, or imported (size unknown): free says */
-  if (cls == LARGE_CLASS) {         /* allocated at the size asked */
-    if (size == bytes) return GPUMEM_OK;
-    return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
-                    "free of %p with size %zu: it was allocated with %zu bytes", ptr, size, bytes);
-  }
-  /* a size class: every request of (class below, class] bytes gets this block */
-  size_t low = cls == 0 ? 1 : class_size(cls - 1) + 1;
-  if (size >= low && size <= bytes) return GPUMEM_OK;
-  return gm_error(GPUMEM_ERR_INVALID_ARGUMENT,
-                  "free of %p with size %zu: it was allocated with %zu to %zu bytes (a block of "
-                  "%zu)",
-                  ptr, size, low, bytes, bytes);
 }
 
 GPUMEM_API gpumem_status gpumem_pool_free(gpumem_pool_t *pool, void *ptr, gpumem_stream_t stream) {

@@ -17,11 +17,11 @@ gpumem_status gm_pool_create(const gpumem_pool_config *config, gpumem_pool_t **o
 gpumem_status gm_pool_destroy(gpumem_pool_t *p);
 gpumem_status gm_pool_alloc(gpumem_pool_t *p, size_t size, gpumem_stream_t stream, void **out);
 gpumem_status gm_pool_free(gpumem_pool_t *p, void *ptr, gpumem_stream_t stream);
-/* INVALID_ARGUMENT, naming both sizes, when `ptr` is a block of `p` that was
- * not allocated with `size` bytes (for a cached size class: a size of that
- * class); OK otherwise, also for a pointer that is not p's (gm_pool_free
- * says what is wrong with it). For the allocator interface's free. */
-gpumem_status gm_pool_check_free_size(gpumem_pool_t *p, const void *ptr, size_t size);
+/* gm_pool_free, checking the size the allocator interface passes (0: not
+ * checked): INVALID_ARGUMENT, naming both sizes, and nothing freed when `ptr`
+ * was not allocated with `size` bytes (for a cached size class: a size of
+ * that class). One table lookup serves the check and the free. */
+gpumem_status gm_pool_free_sized(gpumem_pool_t *p, void *ptr, size_t size, gpumem_stream_t stream);
 gpumem_status gm_pool_trim(gpumem_pool_t *p, size_t keep);
 gpumem_status gm_pool_forget_stream(gpumem_pool_t *p, gpumem_stream_t stream);
 gpumem_status gm_pool_get_stats(gpumem_pool_t *p, gpumem_pool_stats *out);

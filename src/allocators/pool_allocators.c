@@ -42,8 +42,7 @@ static gpumem_status pool_alloc(void *state, size_t size, gpumem_stream_t stream
 }
 
 static gpumem_status pool_free(void *state, void *ptr, size_t size, gpumem_stream_t stream) {
-  gpumem_status st = gm_pool_check_free_size(state, ptr, size); /* a wrong size: refused */
-  return st != GPUMEM_OK ? st : gm_pool_free(state, ptr, stream);
+  return gm_pool_free_sized(state, ptr, size, stream); /* a wrong size: refused */
 }
 
 static gpumem_status pool_reserved(void *state, size_t *current, size_t *peak) {

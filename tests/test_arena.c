@@ -660,12 +660,9 @@ static int setup_small(void **state) {
   return gm_test_setup_host(state, o);
 }
 
-/* The device's memory all mapped and all free, but in four shards of 2 MiB
- * each: a 4 MiB block is served by giving free growths at the top of the
- * range back to the device and growing again. */
-static void test_free_growths_given_back_when_a_request_does_not_fit(void **state) {
-  (void)state;
-  if (!gm_test_on_host()) skip(); /* an 8 MiB device */
+/* A one-device arena of four 2 MiB-chunk shards, each grown once by a 2 MiB
+ * block allocated on its own thread: the blocks are in `held`. */
+static gpumem_arena_t *four_shards_grown_once(void *held[4]) {
   int dev = 0;
   gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
   c.devices = &dev;
@@ -674,9 +671,19 @@ static void test_free_growths_given_back_when_a_request_does_not_fit(void **stat
   c.shards = 4;
   gpumem_arena_t *a = NULL;
   assert_gpumem_ok(gpumem_arena_create(&c, &a));
-  void *held[4];
   for (int i = 0; i < 4; i++)
-    held[i] = on_new_thread(a, 2 * MiB, false); /* four shards, one growth each */
+    held[i] = on_new_thread(a, 2 * MiB, false);
+  return a;
+}
+
+/* The device's memory all mapped and all free, but in four shards of 2 MiB
+ * each: a 4 MiB block is served by giving free growths at the top of the
+ * range back to the device and growing again. */
+static void test_free_growths_given_back_when_a_request_does_not_fit(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* an 8 MiB device */
+  void *held[4];
+  gpumem_arena_t *a = four_shards_grown_once(held); /* four shards, one growth each */
   for (int i = 0; i < 4; i++)
     assert_gpumem_ok(gpumem_arena_free(a, held[i]));
   gpumem_arena_stats st = stats_of(a);
@@ -719,17 +726,8 @@ static void test_free_growths_given_back_when_a_request_does_not_fit(void **stat
 static void test_give_back_rolls_back(void **state) {
   (void)state;
   if (!gm_test_on_host()) skip(); /* an 8 MiB device */
-  int dev = 0;
-  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
-  c.devices = &dev;
-  c.device_count = 1;
-  c.chunk_size = 2 * MiB;
-  c.shards = 4;
-  gpumem_arena_t *a = NULL;
-  assert_gpumem_ok(gpumem_arena_create(&c, &a));
   void *held[4];
-  for (int i = 0; i < 4; i++)
-    held[i] = on_new_thread(a, 2 * MiB, false);
+  gpumem_arena_t *a = four_shards_grown_once(held);
   write_block(held[3], 2 * MiB, 4);
   for (int i = 0; i < 3; i++)
     assert_gpumem_ok(gpumem_arena_free(a, held[i]));

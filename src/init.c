@@ -15,9 +15,8 @@
  * Fork. A child forked from a process that initialised CUDA cannot use CUDA
  * (the CUDA programming guide: the driver's state is not inherited; calls in
  * the child are undefined). The first successful initialisation registers
- * pthread_atfork handlers: around fork() the init lock is held (so the child
- * never inherits it locked), and in the child `ready` turns from READY to
- * FORKED. Every entry point that needs the backend goes through
+ * a pthread_atfork child handler: in the child the init lock is made anew
+ * and `ready` turns from READY to FORKED. Every entry point that needs the backend goes through
  * gm_ensure_init (GM_API_FORWARD), whose fast path is still one load and
  * compare; its slow path refuses FORKED with GPUMEM_ERR_STATE naming the
  * parent's pid. The host backend is refused the same way: its state (worker
@@ -54,19 +53,16 @@ static bool options_loaded;
 static pid_t init_pid; /* the process that initialised (init lock) */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-/* fork() with the init lock held: the child's copy is then in a known state. */
-static void fork_prepare(void) {
-  pthread_mutex_lock(&init_lock);
-}
-static void fork_parent(void) {
-  pthread_mutex_unlock(&init_lock);
-}
+/* In the child of fork(): the child has one thread, so the init lock, which
+ * another thread of the parent may have held, is made anew (taking it around
+ * fork instead would deadlock a fork made under it, such as a driver starting
+ * a helper program during initialisation). */
 static void fork_child(void) {
+  pthread_mutex_init(&init_lock, NULL);
   if (atomic_load(&ready) == READY) atomic_store(&ready, FORKED);
-  pthread_mutex_unlock(&init_lock);
 }
 static void register_atfork(void) {
-  if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0) {
+  if (pthread_atfork(NULL, NULL, fork_child) != 0) {
     gm_log(GPUMEM_LOG_WARN, "pthread_atfork failed: a forked child will not be told it "
                             "cannot use the backend");
   }

@@ -32,6 +32,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   o.backend = GPUMEM_BACKEND_HOST;
   if (gpumem_init(&o) != GPUMEM_OK) abort();
   if (gpumem_log_set_level(GPUMEM_LOG_OFF) != GPUMEM_OK) abort();
+  /* The node is there: entries resolve against it (else the target tests
+   * the syntax alone twice). */
+  static gpumem_visible_devices v;
+  if (gpumem_visible_devices_read("0,MIG-", &v) != GPUMEM_OK || !v.resolved || v.count != 1 ||
+      v.device_count < 1 || !v.stopped)
+    abort();
   return 0;
 }
 

@@ -764,6 +764,41 @@ GPUMEM_API gpumem_status gpumem_buffer_send(gpumem_buffer_t *buffer, int socket)
   GM_API_FORWARD(gm_buffer_send(buffer, socket));
 }
 
+_Static_assert(sizeof(wire_header) == GM_WIRE_HEADER_BYTES, "the wire header is 40 bytes");
+
+gpumem_status gm_buffer_parse_header(const void *bytes, size_t len, gm_wire_layout *out) {
+  gpumem_status st = GPUMEM_OK;
+  wire_header h;
+  GM_REQUIRE(len == sizeof h, GPUMEM_ERR_INVALID_ARGUMENT,
+             "the message header is %zu bytes, not %zu", len, sizeof h);
+  memcpy(&h, bytes, sizeof h);
+  GM_REQUIRE(h.magic == WIRE_MAGIC && h.version == WIRE_VERSION, GPUMEM_ERR_INVALID_ARGUMENT,
+             "the message is not a gpumem buffer (version %u)", WIRE_VERSION);
+  GM_REQUIRE(h.nsegs <= (1u << 20) && h.size <= h.capacity && h.capacity <= SIZE_MAX / 2,
+             GPUMEM_ERR_INVALID_ARGUMENT, "the buffer layout is not valid");
+  *out = (gm_wire_layout){h.size, h.capacity, h.nsegs};
+fail:
+  return st;
+}
+
+gpumem_status gm_buffer_parse_sizes(const gm_wire_layout *layout, const uint64_t *sizes) {
+  gpumem_status st = GPUMEM_OK;
+  uint64_t total = 0;
+  for (size_t i = 0; i < layout->nsegs; i++) {
+    /* Found by tests/fuzz (fuzz_buffer_receive): empty segments were
+     * accepted, and a sum that wraps past 2^64 could equal the capacity. */
+    GM_REQUIRE(sizes[i] > 0 && sizes[i] <= layout->capacity - total, GPUMEM_ERR_INVALID_ARGUMENT,
+               "segment %zu of %llu bytes does not fit the capacity of %llu bytes", i,
+               (unsigned long long)sizes[i], (unsigned long long)layout->capacity);
+    total += sizes[i];
+  }
+  GM_REQUIRE(total == layout->capacity, GPUMEM_ERR_INVALID_ARGUMENT,
+             "segments of %llu bytes do not make the capacity of %llu bytes",
+             (unsigned long long)total, (unsigned long long)layout->capacity);
+fail:
+  return st;
+}
+
 gpumem_status gm_buffer_receive(int sock, int device, gpumem_buffer_t **out) {
   gpumem_status st = GPUMEM_OK;
   gpumem_buffer_t *b = NULL;
@@ -778,12 +813,10 @@ gpumem_status gm_buffer_receive(int sock, int device, gpumem_buffer_t **out) {
   GM_REQUIRE(device >= 0 && device < visible, GPUMEM_ERR_INVALID_DEVICE,
              "device %d does not exist (%d visible)", device, visible);
   receive_deadline deadline = deadline_start();
-  wire_header h;
-  GM_TRY(recv_all(sock, &h, sizeof h, NULL, 0, NULL, &deadline));
-  GM_REQUIRE(h.magic == WIRE_MAGIC && h.version == WIRE_VERSION, GPUMEM_ERR_INVALID_ARGUMENT,
-             "the message is not a gpumem buffer (version %u)", WIRE_VERSION);
-  GM_REQUIRE(h.nsegs <= (1u << 20) && h.size <= h.capacity && h.capacity <= SIZE_MAX / 2,
-             GPUMEM_ERR_INVALID_ARGUMENT, "the buffer layout is not valid");
+  unsigned char bytes[GM_WIRE_HEADER_BYTES];
+  gm_wire_layout h;
+  GM_TRY(recv_all(sock, bytes, sizeof bytes, NULL, 0, NULL, &deadline));
+  GM_TRY(gm_buffer_parse_header(bytes, sizeof bytes, &h));
   sizes = calloc(h.nsegs + 1, sizeof *sizes);
   fds = malloc((h.nsegs + 1) * sizeof *fds);
   GM_REQUIRE(sizes != NULL && fds != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
@@ -799,12 +832,7 @@ gpumem_status gm_buffer_receive(int sock, int device, gpumem_buffer_t **out) {
     GM_REQUIRE(got == count && got > 0, GPUMEM_ERR_INVALID_ARGUMENT,
                "expected %u file descriptors, received %zu", count, got);
   }
-  uint64_t total = 0;
-  for (size_t i = 0; i < h.nsegs; i++)
-    total += sizes[i];
-  GM_REQUIRE(total == h.capacity, GPUMEM_ERR_INVALID_ARGUMENT,
-             "segments of %llu bytes do not make the capacity of %llu bytes",
-             (unsigned long long)total, (unsigned long long)h.capacity);
+  GM_TRY(gm_buffer_parse_sizes(&h, sizes));
   b = calloc(1, sizeof *b);
   GM_REQUIRE(b != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for a buffer");
   b->segs = calloc(h.nsegs + 1, sizeof *b->segs);

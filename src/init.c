@@ -11,24 +11,70 @@
  *
  * gpumem_finalize() refuses (GPUMEM_ERR_BUSY) while the backend counters show
  * live objects, so that nothing a caller still holds is torn down under it.
+ *
+ * Fork. A child forked from a process that initialised CUDA cannot use CUDA
+ * (the CUDA programming guide: the driver's state is not inherited; calls in
+ * the child are undefined). The first successful initialisation registers
+ * a pthread_atfork child handler: in the child the init lock is made anew
+ * and `ready` turns from READY to FORKED. Every entry point that needs the backend goes through
+ * gm_ensure_init (GM_API_FORWARD), whose fast path is still one load and
+ * compare; its slow path refuses FORKED with GPUMEM_ERR_STATE naming the
+ * parent's pid. The host backend is refused the same way: its state (worker
+ * threads, descriptors) was made by the parent and the threads did not come
+ * along. gpumem_finalize() in such a child forgets the parent's state without
+ * calling the backend (the objects belong to the parent; nothing is released)
+ * and returns the library to "not initialised", so that the child may call
+ * gpumem_init() afresh; a child that execs needs none of this.
  */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "abi.h"
 #include "allocator.h"
 #include "backend.h"
+#include "backend/host.h"
 #include "gpumem/init.h"
 #include "gpumem/version.h"
 #include "log.h"
 #include "options.h"
 #include "trace.h"
 
+/* `ready`: NOT_READY, READY, or FORKED (a forked child of a process that
+ * was READY: refused until gpumem_finalize). */
+enum { NOT_READY = 0, READY = 1, FORKED = 2 };
+
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int ready;
 static bool options_loaded;
+static pid_t init_pid; /* the process that initialised (init lock) */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* In the child of fork(): the child has one thread, so the init lock, which
+ * another thread of the parent may have held, is made anew (taking it around
+ * fork instead would deadlock a fork made under it, such as a driver starting
+ * a helper program during initialisation). */
+static void fork_child(void) {
+  pthread_mutex_init(&init_lock, NULL);
+  if (atomic_load(&ready) == READY) atomic_store(&ready, FORKED);
+}
+static void register_atfork(void) {
+  if (pthread_atfork(NULL, NULL, fork_child) != 0) {
+    gm_log(GPUMEM_LOG_WARN, "pthread_atfork failed: a forked child will not be told it "
+                            "cannot use the backend");
+  }
+}
+
+/* The refusal in a forked child (init lock held). */
+static gpumem_status forked_error(void) {
+  return gm_error(GPUMEM_ERR_STATE,
+                  "libgpumem was initialised in process %ld; a forked child cannot use CUDA "
+                  "(use exec, or initialise after fork)",
+                  (long)init_pid);
+}
 
 static gpumem_status apply_options(const gpumem_init_options *o) {
   gpumem_status st = GPUMEM_OK;
@@ -99,7 +145,9 @@ static gpumem_status initialise(const gpumem_init_options *options) {
            gm_option_env_name(GM_OPTION_FAULT), fault);
   }
   gm_backend_install(ops);
-  atomic_store_explicit(&ready, 1, memory_order_release);
+  pthread_once(&atfork_once, register_atfork);
+  init_pid = getpid();
+  atomic_store_explicit(&ready, READY, memory_order_release);
   gm_log(GPUMEM_LOG_INFO, "libgpumem %s initialised with the %s backend", GPUMEM_VERSION_STRING,
          ops->name);
   return GPUMEM_OK;
@@ -112,9 +160,10 @@ fail:
 }
 
 gpumem_status gm_ensure_init(void) {
-  if (atomic_load_explicit(&ready, memory_order_acquire)) return GPUMEM_OK;
+  if (atomic_load_explicit(&ready, memory_order_acquire) == READY) return GPUMEM_OK;
   pthread_mutex_lock(&init_lock);
-  gpumem_status st = atomic_load(&ready) ? GPUMEM_OK : initialise(NULL);
+  int now = atomic_load(&ready);
+  gpumem_status st = now == READY ? GPUMEM_OK : now == FORKED ? forked_error() : initialise(NULL);
   pthread_mutex_unlock(&init_lock);
   return st;
 }
@@ -122,7 +171,9 @@ gpumem_status gm_ensure_init(void) {
 GPUMEM_API gpumem_status gpumem_init(const gpumem_init_options *options) {
   gpumem_status st = GPUMEM_OK;
   pthread_mutex_lock(&init_lock);
-  if (atomic_load(&ready)) {
+  if (atomic_load(&ready) == FORKED) {
+    st = forked_error();
+  } else if (atomic_load(&ready)) {
     st = gm_error(GPUMEM_ERR_STATE,
                   "libgpumem is already initialised with the %s backend; call gpumem_finalize() "
                   "first",
@@ -137,9 +188,25 @@ GPUMEM_API gpumem_status gpumem_init(const gpumem_init_options *options) {
 
 GPUMEM_API gpumem_status gpumem_finalize(void) {
   gpumem_status st = GPUMEM_OK;
-  if (atomic_load(&ready)) gm_allocator_release_default(); /* the one libgpumem made, if any */
+  if (atomic_load(&ready) == READY) gm_allocator_release_default(); /* libgpumem's own */
   pthread_mutex_lock(&init_lock);
-  if (atomic_load(&ready)) {
+  if (atomic_load(&ready) == FORKED) {
+    /* A forked child: forget the parent's state without calling the backend
+     * (see the essay above); the child may then gpumem_init afresh. */
+    gm_log(GPUMEM_LOG_INFO, "forked child of process %ld: libgpumem state forgotten",
+           (long)init_pid);
+    gm_trace_close(); /* the child's copy of the descriptor */
+    if (gm_backend()->kind == GM_BACKEND_HOST) {
+      /* Host memory is the child's copy: free it, once the parent's worker
+       * threads (absent here) are forgotten. CUDA is not called at all. */
+      gm_host_streams_forget_workers();
+      gm_backend()->close();
+    }
+    gm_backend_install(NULL);
+    gm_backend_reset_tracking();
+    options_loaded = false;
+    atomic_store(&ready, NOT_READY);
+  } else if (atomic_load(&ready)) {
     gm_backend_counters c;
     gm_backend_get_counters(&c);
     if (c.reservations || c.phys_handles || c.mapped_bytes || c.streams || c.events || c.pools ||
@@ -157,7 +224,7 @@ GPUMEM_API gpumem_status gpumem_finalize(void) {
       gm_backend_install(NULL);
       gm_backend_reset_tracking();
       options_loaded = false;
-      atomic_store(&ready, 0);
+      atomic_store(&ready, NOT_READY);
     }
   }
   pthread_mutex_unlock(&init_lock);

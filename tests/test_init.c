@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -264,6 +265,74 @@ static void test_concurrent_lazy_init(void **state) {
   assert_int_equal(gm_backend_calls(GM_OP_device_count), 8);
 }
 
+/* What the forked child checks; its exit status is the number of the first
+ * check that failed (0: all passed), so that the parent can name it. */
+static int forked_child_checks(pid_t parent, gpumem_buffer_t *inherited) {
+  char expect[160];
+  snprintf(expect, sizeof expect,
+           "libgpumem was initialised in process %ld; a forked child cannot use CUDA "
+           "(use exec, or initialise after fork)",
+           (long)parent);
+  int count = 0;
+  if (gpumem_device_count(&count) != GPUMEM_ERR_STATE) return 1;
+  if (strstr(gpumem_last_error(), expect) == NULL) return 2;
+  if (gpumem_buffer_resize(inherited, 8 << 20) != GPUMEM_ERR_STATE) return 3;
+  if (strstr(gpumem_last_error(), expect) == NULL) return 4;
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  o.backend = GPUMEM_BACKEND_HOST;
+  if (gpumem_init(&o) != GPUMEM_ERR_STATE) return 5; /* not before finalize */
+  if (strstr(gpumem_last_error(), expect) == NULL) return 6;
+  /* finalize forgets the parent's state (the buffer is live there) ... */
+  if (gpumem_finalize() != GPUMEM_OK) return 7;
+  if (strcmp(gpumem_backend_name(), "none") != 0) return 8;
+  /* ... and the child starts afresh. */
+  o.host_devices = 1;
+  if (gpumem_init(&o) != GPUMEM_OK) return 9;
+  if (gpumem_device_count(&count) != GPUMEM_OK || count != 1) return 10;
+  gpumem_buffer_config cfg = GPUMEM_BUFFER_CONFIG_INIT;
+  gpumem_buffer_t *b = NULL;
+  if (gpumem_buffer_create(&cfg, &b) != GPUMEM_OK) return 11;
+  if (gpumem_buffer_resize(b, 1 << 20) != GPUMEM_OK) return 12;
+  if (gpumem_memset(gpumem_buffer_data(b), 7, 1 << 20, NULL) != GPUMEM_OK) return 13;
+  if (gpumem_buffer_destroy(b) != GPUMEM_OK) return 14;
+  if (gpumem_finalize() != GPUMEM_OK) return 15;
+  return 0;
+}
+
+/* A child forked from an initialised process (host backend, with a stream
+ * whose worker thread the child does not have and a live buffer) is refused
+ * with GPUMEM_ERR_STATE and a sentence naming the parent, gpumem_init too;
+ * gpumem_finalize resets it and it may initialise afresh. The parent is not
+ * disturbed. */
+static void test_forked_child_is_refused(void **state) {
+  (void)state;
+  gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
+  o.backend = GPUMEM_BACKEND_HOST;
+  assert_gpumem_ok(gpumem_init(&o));
+  gpumem_stream_t s = NULL;
+  assert_gpumem_ok(gpumem_stream_create(0, &s));
+  gpumem_buffer_config cfg = GPUMEM_BUFFER_CONFIG_INIT;
+  gpumem_buffer_t *b = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&cfg, &b));
+  assert_gpumem_ok(gpumem_buffer_resize(b, 4 << 20));
+  assert_gpumem_ok(gpumem_memset(gpumem_buffer_data(b), 1, 4 << 20, s));
+  assert_gpumem_ok(gpumem_stream_synchronize(s));
+  pid_t parent = getpid();
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) _exit(forked_child_checks(parent, b));
+  int code = gm_test_wait_child((int)pid);
+  if (code != 0) fail_msg("the forked child failed its check %d", code);
+  /* The parent still works. */
+  assert_gpumem_ok(gpumem_buffer_resize(b, 8 << 20));
+  assert_gpumem_ok(gpumem_memset(gpumem_buffer_data(b), 2, 8 << 20, s));
+  assert_gpumem_ok(gpumem_stream_synchronize(s));
+  assert_gpumem_ok(gpumem_buffer_destroy(b));
+  assert_gpumem_ok(gpumem_stream_destroy(s));
+  assert_gpumem_ok(gpumem_finalize());
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_no_device_everywhere, fresh, fresh),
@@ -275,6 +344,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_finalize_refuses_with_live_objects, fresh, fresh),
       cmocka_unit_test_setup_teardown(test_log_file_from_environment, fresh, fresh),
       cmocka_unit_test_setup_teardown(test_concurrent_lazy_init, fresh, fresh),
+      cmocka_unit_test_setup_teardown(test_forked_child_is_refused, fresh, fresh),
   };
   return cmocka_run_group_tests_name("init", tests, NULL, NULL);
 }

@@ -68,6 +68,32 @@ need_python_module() {
   python3 -m pip install -q "$1" >/dev/null 2>&1 || echo "gpumem: pip could not install $1; tests that need it are skipped" >&2
 }
 
+# clang and its libFuzzer runtime, for `tools/test fuzz` only (Debian: clang
+# and libclang-rt-<major>-dev; bookworm's clang is 14).
+need_fuzz_packages() {
+  local missing=() major
+  command -v clang >/dev/null 2>&1 || missing+=(clang)
+  major=$(clang --version 2>/dev/null | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -1)
+  major=${major:-14}
+  if ! [ -f "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] &&
+    ! dpkg -s "libclang-rt-$major-dev" >/dev/null 2>&1; then
+    missing+=("libclang-rt-$major-dev")
+  fi
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "gpumem: installing ${missing[*]} (libFuzzer)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null || {
+      echo "gpumem: apt-get install ${missing[*]} failed" >&2
+      exit 1
+    }
+  else
+    echo "gpumem: the fuzz targets need clang and libFuzzer; run:" >&2
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+}
+
 need_cuda_toolkit() {
   if command -v nvcc >/dev/null 2>&1 || [ -f /usr/local/cuda/include/cuda.h ]; then
     return 0

@@ -14,6 +14,15 @@
  * GPUMEM_ERR_NO_DEVICE, and gpumem_last_error() says why (for example "no CUDA
  * driver: cudaGetDeviceCount returned cudaErrorInsufficientDriver"). The host
  * backend emulates devices on POSIX memory and is chosen explicitly.
+ *
+ * Fork: a child forked from a process that initialised libgpumem cannot use
+ * CUDA (the driver's state does not survive fork). In such a child every call
+ * that needs the backend, gpumem_init included, returns GPUMEM_ERR_STATE with
+ * "libgpumem was initialised in process P; a forked child cannot use CUDA
+ * (use exec, or initialise after fork)"; the host backend refuses the same
+ * way. A child that execs, or that forks before libgpumem is initialised, is
+ * unaffected. gpumem_finalize() in the child forgets the parent's state and
+ * lets the child gpumem_init() afresh.
  */
 #ifndef GPUMEM_INIT_H
 #define GPUMEM_INIT_H
@@ -56,13 +65,20 @@ typedef struct gpumem_init_options {
  * that does not exist or host_uuids with an entry that is not a UUID;
  * nothing changes), NO_DEVICE (the CUDA backend
  * cannot work here; the library stays uninitialised and a later call may
- * try again). Not to be called concurrently with other libgpumem calls. */
+ * try again); STATE also in a forked child of an initialised process until it
+ * calls gpumem_finalize (see the top of this file). Not to be called concurrently with other libgpumem calls. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_init(const gpumem_init_options *options);
 
 /** Shut the backend down so that gpumem_init can choose again. Errors: BUSY
  * when objects made through the library (reservations, allocations, streams,
  * events, pools) are still alive; the message counts them and nothing is torn
- * down. A no-op when not initialised. Not concurrent with other calls. */
+ * down. A no-op when not initialised. In a forked child of an initialised
+ * process it always succeeds: the parent's objects are forgotten without a
+ * driver call (the host backend frees its copies of their memory; under CUDA
+ * nothing is released, they are the parent's), every handle the child
+ * inherited becomes invalid, and the library is uninitialised. The default
+ * allocator libgpumem made in the parent is not forgotten: do not use
+ * gpumem_default_allocator in such a child. Not concurrent with other calls. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_finalize(void);
 
 /** The active backend (DEFAULT when not initialised). */

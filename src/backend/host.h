@@ -105,6 +105,10 @@ void gm_host_streams_open(void);
 void gm_host_streams_drain(void);
 /* Stop every worker and free every stream and event (at close, after drain). */
 void gm_host_streams_close(void);
+/* In a forked child (libgpumem's finalize there): the workers were the
+ * parent's threads and did not come along; forget them and the work they had
+ * queued, so that drain and close do not wait for them. */
+void gm_host_streams_forget_workers(void);
 
 gpumem_status gm_host_stream_create(int device, unsigned flags, gpumem_stream_t *out);
 gpumem_status gm_host_stream_destroy(gpumem_stream_t stream);

@@ -990,6 +990,21 @@ void gm_host_streams_drain(void) {
   pthread_mutex_unlock(&S.lock);
 }
 
+void gm_host_streams_forget_workers(void) {
+  pthread_mutex_lock(&S.lock);
+  for (struct host_stream *s = S.streams; s != NULL; s = s->next) {
+    s->worker = false;
+    s->head = s->tail = NULL; /* the parent's work, not run here (left to the child's exit) */
+    s->completed = s->issued;
+    /* Its copied condition variable still counts the parent's waiting worker
+     * (pthread_cond_destroy would wait for it forever): a fresh one. */
+    pthread_cond_init(&s->wake, NULL);
+  }
+  pthread_cond_init(&S.progress, NULL);
+  S.workers = 0;
+  pthread_mutex_unlock(&S.lock);
+}
+
 void gm_host_streams_close(void) {
   pthread_mutex_lock(&S.lock);
   /* Every stream still here is retired: the caller's (never destroyed), the

@@ -63,7 +63,27 @@ typedef struct gm_fault {
 } gm_fault;
 
 static gm_fault faults[GM_OP_COUNT];
+/* Nonzero when enter() must look further than its counter: an armed fault,
+ * or a forked child (which counts as one, so the fast path stays one load). */
 static _Atomic int faults_armed;
+static _Atomic long forked_from; /* the parent's pid in a forked child; else 0 */
+
+void gm_backend_refuse_forked(long parent_pid) {
+  long none = 0;
+  if (atomic_compare_exchange_strong(&forked_from, &none, parent_pid))
+    atomic_fetch_add(&faults_armed, 1);
+}
+
+void gm_backend_accept_calls(void) {
+  if (atomic_exchange(&forked_from, 0) != 0) atomic_fetch_sub(&faults_armed, 1);
+}
+
+gpumem_status gm_backend_forked_error(long parent_pid) {
+  return gm_error(GPUMEM_ERR_STATE,
+                  "libgpumem was initialised in process %ld; a forked child cannot use CUDA "
+                  "(use exec, or initialise after fork)",
+                  parent_pid);
+}
 
 void gm_fault_inject(gm_op op, uint64_t nth, gpumem_status status) {
   if ((int)op < 0 || op >= GM_OP_COUNT) return;
@@ -79,7 +99,7 @@ void gm_fault_inject(gm_op op, uint64_t nth, gpumem_status status) {
 void gm_fault_clear(void) {
   for (int i = 0; i < GM_OP_COUNT; i++)
     atomic_store(&faults[i].fail_at, 0);
-  atomic_store(&faults_armed, 0);
+  atomic_store(&faults_armed, atomic_load(&forked_from) != 0 ? 1 : 0);
 }
 
 bool gm_fault_parse(const char *spec) {
@@ -120,6 +140,8 @@ static gpumem_status enter(gm_op op, const gm_backend_ops **be) {
   gm_fault *f = &faults[op];
   uint64_t n = atomic_fetch_add_explicit(&f->calls, 1, memory_order_relaxed) + 1;
   if (atomic_load_explicit(&faults_armed, memory_order_acquire) != 0) {
+    long parent = atomic_load(&forked_from);
+    if (parent != 0) return gm_backend_forked_error(parent); /* every path, the allocators' too */
     uint64_t at = atomic_load(&f->fail_at);
     if (at != 0 && n == at && atomic_compare_exchange_strong(&f->fail_at, &at, 0)) {
       atomic_fetch_sub(&faults_armed, 1);

@@ -311,6 +311,14 @@ void gm_backend_reset_tracking(void);
  * backend. One injection per operation; nth 0 disarms it. */
 void gm_fault_inject(gm_op op, uint64_t nth, gpumem_status status);
 void gm_fault_clear(void);
+/* In a forked child of an initialised process: every backend call is refused
+ * with GPUMEM_ERR_STATE naming the parent (so paths that do not pass through
+ * gm_ensure_init, such as the allocator interface's, are refused too) until
+ * gm_backend_accept_calls(), which gpumem_finalize calls in the child. Safe in
+ * a pthread_atfork child handler (atomics only). */
+void gm_backend_refuse_forked(long parent_pid);
+void gm_backend_accept_calls(void);
+gpumem_status gm_backend_forked_error(long parent_pid);
 /* Parse "op:N[,op:N...]" (the GPUMEM_FAULT syntax); false if malformed. */
 bool gm_fault_parse(const char *spec);
 /* "map", "phys_create", ... ; NULL for an out-of-range op. */

@@ -59,7 +59,10 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
  * a helper program during initialisation). */
 static void fork_child(void) {
   pthread_mutex_init(&init_lock, NULL);
-  if (atomic_load(&ready) == READY) atomic_store(&ready, FORKED);
+  if (atomic_load(&ready) == READY) {
+    atomic_store(&ready, FORKED);
+    gm_backend_refuse_forked((long)init_pid);
+  }
 }
 static void register_atfork(void) {
   if (pthread_atfork(NULL, NULL, fork_child) != 0) {
@@ -70,10 +73,7 @@ static void register_atfork(void) {
 
 /* The refusal in a forked child (init lock held). */
 static gpumem_status forked_error(void) {
-  return gm_error(GPUMEM_ERR_STATE,
-                  "libgpumem was initialised in process %ld; a forked child cannot use CUDA "
-                  "(use exec, or initialise after fork)",
-                  (long)init_pid);
+  return gm_backend_forked_error((long)init_pid);
 }
 
 static gpumem_status apply_options(const gpumem_init_options *o) {
@@ -204,6 +204,7 @@ GPUMEM_API gpumem_status gpumem_finalize(void) {
     }
     gm_backend_install(NULL);
     gm_backend_reset_tracking();
+    gm_backend_accept_calls();
     options_loaded = false;
     atomic_store(&ready, NOT_READY);
   } else if (atomic_load(&ready)) {

@@ -19,8 +19,9 @@
  * CUDA (the driver's state does not survive fork). In such a child every call
  * that needs the backend, gpumem_init included, returns GPUMEM_ERR_STATE with
  * "libgpumem was initialised in process P; a forked child cannot use CUDA
- * (use exec, or initialise after fork)"; the host backend refuses the same
- * way. A child that execs, or that forks before libgpumem is initialised, is
+ * (use exec, or initialise after fork)"; so does every driver call made
+ * through an allocator created in the parent (the refusal is at the backend
+ * seam); the host backend refuses the same way. A child that execs, or that forks before libgpumem is initialised, is
  * unaffected. gpumem_finalize() in the child forgets the parent's state and
  * lets the child gpumem_init() afresh.
  */

@@ -814,7 +814,7 @@ gpumem_status gm_buffer_receive(int sock, int device, gpumem_buffer_t **out) {
              "device %d does not exist (%d visible)", device, visible);
   receive_deadline deadline = deadline_start();
   unsigned char bytes[GM_WIRE_HEADER_BYTES];
-  gm_wire_layout h;
+  gm_wire_layout h = {0};
   GM_TRY(recv_all(sock, bytes, sizeof bytes, NULL, 0, NULL, &deadline));
   GM_TRY(gm_buffer_parse_header(bytes, sizeof bytes, &h));
   sizes = calloc(h.nsegs + 1, sizeof *sizes);

@@ -646,6 +646,22 @@ done:
   return st;
 }
 
+/* Under the shard's lock: its parked block, its heap, or a growth of the
+ * arena for this shard (`*st` says why a growth failed). */
+static gm_tlsf_block *alloc_or_grow(gpumem_arena_t *a, shard *s, size_t bytes, size_t align,
+                                    bool *no_host, gpumem_status *st) {
+  shard_lock(s);
+  gm_tlsf_block *b = take_parked(s, bytes, align);
+  if (b == NULL) b = gm_tlsf_alloc(&s->heap, bytes, align, no_host);
+  if (b == NULL && !*no_host) {
+    *st = grow(a, s, bytes + (align - GM_TLSF_ALIGN));
+    if (*st == GPUMEM_OK) b = gm_tlsf_alloc(&s->heap, bytes, align, no_host);
+  }
+  if (b != NULL) count_alloc(s);
+  shard_unlock(s);
+  return b;
+}
+
 gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, int device,
                              void **ptr) {
   gpumem_status st = check_arena(a);
@@ -679,15 +695,7 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
     b = try_shard(&a->shards[first + (mine - first + k) % a->shards_per], bytes, align, &no_host);
   }
   if (b == NULL && !no_host) {
-    shard_lock(s);
-    b = take_parked(s, bytes, align); /* a free on this shard since the first look */
-    if (b == NULL) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
-    if (b == NULL && !no_host) {
-      st = grow(a, s, bytes + (align - GM_TLSF_ALIGN));
-      if (st == GPUMEM_OK) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
-    }
-    if (b != NULL) count_alloc(s);
-    shard_unlock(s);
+    b = alloc_or_grow(a, s, bytes, align, &no_host, &st); /* frees since the first look too */
   }
   /* LOCAL, out of memory: the device's memory may lie free in growths at
    * the top of the range that no single shard can use for this request
@@ -703,15 +711,7 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
       if (given != GPUMEM_OK) st = given;
       break;
     }
-    shard_lock(s);
-    b = take_parked(s, bytes, align);
-    if (b == NULL) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
-    if (b == NULL && !no_host) {
-      st = grow(a, s, bytes + (align - GM_TLSF_ALIGN));
-      if (st == GPUMEM_OK) b = gm_tlsf_alloc(&s->heap, bytes, align, &no_host);
-    }
-    if (b != NULL) count_alloc(s);
-    shard_unlock(s);
+    b = alloc_or_grow(a, s, bytes, align, &no_host, &st);
   }
   if (b != NULL) {
     gm_error_discard(); /* a growth that failed before memory was given back */

@@ -12,6 +12,26 @@ GPUMEM_DEPS=(cmake:cmake cc:gcc make:make pkg-config:pkg-config readelf:binutils
 # and, checked by file: libcmocka-dev (the tests), zlib1g-dev (gpumem-bench's
 # gzip traces); libmimalloc2.0 is optional (want_packages)
 
+# install_packages WHY PKG...: as root, apt-get install them (exit 1 when that
+# fails); otherwise print "WHY; run:" and the exact apt-get line, and exit 1.
+install_packages() {
+  local why=$1
+  shift
+  [ $# -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "gpumem: installing $*" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq "$@" >/dev/null || {
+      echo "gpumem: apt-get install $* failed" >&2
+      exit 1
+    }
+  else
+    echo "gpumem: $why; run:" >&2
+    echo "  sudo apt-get install -y $*" >&2
+    exit 1
+  fi
+}
+
 need_packages() {
   local missing=() pair cmd pkg
   for pair in "${GPUMEM_DEPS[@]}"; do
@@ -27,19 +47,7 @@ need_packages() {
     missing+=(zlib1g-dev)
   fi
   want_packages libmimalloc2.0
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "gpumem: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null || {
-      echo "gpumem: apt-get install ${missing[*]} failed" >&2
-      exit 1
-    }
-  else
-    echo "gpumem: missing packages; run:" >&2
-    echo "  sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
+  install_packages "missing packages" "${missing[@]}"
 }
 
 # Install Debian packages that only widen what is measured, when apt can;
@@ -79,19 +87,7 @@ need_fuzz_packages() {
     ! dpkg -s "libclang-rt-$major-dev" >/dev/null 2>&1; then
     missing+=("libclang-rt-$major-dev")
   fi
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "gpumem: installing ${missing[*]} (libFuzzer)" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null || {
-      echo "gpumem: apt-get install ${missing[*]} failed" >&2
-      exit 1
-    }
-  else
-    echo "gpumem: the fuzz targets need clang and libFuzzer; run:" >&2
-    echo "  sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
+  install_packages "the fuzz targets need clang and libFuzzer" "${missing[@]}"
 }
 
 need_cuda_toolkit() {

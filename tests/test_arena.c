@@ -619,20 +619,26 @@ static void *on_new_thread(gpumem_arena_t *a, size_t size, bool free_it) {
   return arg.p;
 }
 
+/* An arena on device 0 alone with this chunk size and shard count. */
+static gpumem_arena_t *device0_arena(size_t chunk, unsigned shards) {
+  int dev = 0;
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = &dev;
+  c.device_count = 1;
+  c.chunk_size = chunk;
+  c.shards = shards;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  return a;
+}
+
 /* A shard without a fitting block takes one from a neighbour before it maps
  * more memory: a free block in another thread's shard is used, not
  * stranded. */
 static void test_shard_borrows_before_growing(void **state) {
   (void)state;
-  int dev = 0;
   size_t g = granularity(0);
-  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
-  c.devices = &dev;
-  c.device_count = 1;
-  c.chunk_size = 4 * g;
-  c.shards = 4;
-  gpumem_arena_t *a = NULL;
-  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  gpumem_arena_t *a = device0_arena(4 * g, 4);
   /* One thread's shard maps a chunk and leaves it free. */
   on_new_thread(a, 2 * g, true);
   assert_int_equal(stats_of(a).base.bytes_reserved, 4 * g);
@@ -663,14 +669,7 @@ static int setup_small(void **state) {
 /* A one-device arena of four 2 MiB-chunk shards, each grown once by a 2 MiB
  * block allocated on its own thread: the blocks are in `held`. */
 static gpumem_arena_t *four_shards_grown_once(void *held[4]) {
-  int dev = 0;
-  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
-  c.devices = &dev;
-  c.device_count = 1;
-  c.chunk_size = 2 * MiB;
-  c.shards = 4;
-  gpumem_arena_t *a = NULL;
-  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  gpumem_arena_t *a = device0_arena(2 * MiB, 4);
   for (int i = 0; i < 4; i++)
     held[i] = on_new_thread(a, 2 * MiB, false);
   return a;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "abi.h"
+#include "alloc_conf.h"
 #include "allocator.h"
 #include "api.h"
 #include "log.h"
@@ -218,6 +219,10 @@ gpumem_status gm_allocator_make(const gm_allocator_impl *impl, void *state, int 
   return GPUMEM_OK;
 }
 
+gpumem_status gm_allocator_create_named(const char *name, int device, gpumem_allocator *out) {
+  return create(name, device, out);
+}
+
 GPUMEM_API gpumem_status gpumem_allocator_create(const char *name, int device,
                                                  gpumem_allocator *allocator) {
   GM_API_FORWARD(create(name, device, allocator));
@@ -277,9 +282,9 @@ static gpumem_status get_default(gpumem_allocator *out) {
   gpumem_status st = gm_abi_check_out(out, sizeof *out, "allocator (GPUMEM_ALLOCATOR_INIT)");
   if (st != GPUMEM_OK) return st;
   pthread_mutex_lock(&default_lock);
-  if (!default_set) { /* none chosen: libgpumem's pool on device 0, made once */
+  if (!default_set) { /* none chosen: GPUMEM_ALLOC_CONF's (gpumem-pool) on device 0, once */
     gpumem_allocator made = GPUMEM_ALLOCATOR_INIT;
-    st = create("gpumem-pool", 0, &made);
+    st = gm_conf_allocator_create(0, &made);
     if (st == GPUMEM_OK) {
       default_allocator = made;
       default_set = default_owned = true;

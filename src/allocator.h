@@ -33,6 +33,8 @@ typedef struct gm_allocator_impl {
  * in the base every libgpumem allocator shares, and fill `out`. */
 gpumem_status gm_allocator_make(const gm_allocator_impl *impl, void *state, int device,
                                 gpumem_allocator *out);
+/* gpumem_allocator_create without the API wrapper (alloc_conf.c). */
+gpumem_status gm_allocator_create_named(const char *name, int device, gpumem_allocator *out);
 /* Forget the default allocator, destroying it if libgpumem made it (at
  * finalize). */
 gpumem_status gm_allocator_release_default(void);

@@ -56,6 +56,12 @@ typedef enum gm_option_type {
   X(RECEIVE_TIMEOUT, GM_OPT_INT, "30000", 0, INT32_MAX, NULL,                                      \
     "milliseconds gpumem_buffer_receive waits for the sender's message before NOT_READY "          \
     "(0: wait forever)")                                                                           \
+  X(ALLOC_CONF, GM_OPT_STRING, "", 0, 0, NULL,                                                     \
+    "the default allocator and the framework hooks' allocators: key:value pairs, e.g. "            \
+    "kind:pool,cache_max_bytes:512M,release_threshold:1G (kind: pool, pool-nocache, arena or a "   \
+    "gpumem_allocator_list name)")                                                                 \
+  X(SHOW_STATS, GM_OPT_BOOL, "off", 0, 0, NULL,                                                    \
+    "print each live allocator's statistics to stderr at exit")                                    \
   X(FAULT, GM_OPT_STRING, "", 0, 0, NULL,                                                          \
     "inject failures: op:N[,op:N...] makes the Nth call of a backend operation fail")
 

@@ -165,6 +165,14 @@ static void base_destroy(void *ctx) {
     gm_log(GPUMEM_LOG_ERROR, "destroying an allocator: %s", gm_error_detail());
 }
 
+bool gm_allocator_inner(const gpumem_allocator *a, const gm_allocator_impl **impl, void **state) {
+  if (a->destroy != base_destroy || a->ctx == NULL) return false;
+  const gm_allocator_base *b = a->ctx;
+  *impl = b->impl;
+  *state = b->state;
+  return true;
+}
+
 GPUMEM_API size_t gpumem_allocator_list(gpumem_allocator_kind *kinds, size_t max) {
   if (kinds == NULL) max = 0; /* only the count: nothing to write to */
   for (size_t i = 0; i < max && i < GM_ARRAY_SIZE(registry); i++) {

@@ -35,6 +35,12 @@ gpumem_status gm_allocator_make(const gm_allocator_impl *impl, void *state, int 
                                 gpumem_allocator *out);
 /* gpumem_allocator_create without the API wrapper (alloc_conf.c). */
 gpumem_status gm_allocator_create_named(const char *name, int device, gpumem_allocator *out);
+/* For an allocator made by libgpumem (gpumem_allocator_create, from_*,
+ * gm_conf_allocator_create): its implementation and state; false for one
+ * the application filled in. */
+bool gm_allocator_inner(const gpumem_allocator *a, const gm_allocator_impl **impl, void **state);
+/* The arena behind a gpumem-arena or wrapped-arena state. */
+gpumem_arena_t *gm_arena_allocator_arena(void *state);
 /* Forget the default allocator, destroying it if libgpumem made it (at
  * finalize). */
 gpumem_status gm_allocator_release_default(void);

@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "gpumem/error.h"
 #include "gpumem/export.h"
@@ -149,6 +150,34 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_default_allocator(gpumem_alloca
  * member returns nothing). Not to be called while other calls use the
  * allocator. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_allocator_destroy(gpumem_allocator *allocator);
+
+/** What gpumem_stats_print writes. */
+typedef enum gpumem_stats_format {
+  GPUMEM_STATS_TEXT = 0, /**< lines for people: sizes as KiB/MiB/GiB with the exact bytes */
+  GPUMEM_STATS_JSON = 1, /**< one JSON object on one line */
+} gpumem_stats_format;
+
+/** Where gpumem_stats_print_out sends its text (once, the whole report). */
+typedef void (*gpumem_output_fn)(const char *text, void *user);
+
+/** Print `allocator`'s statistics to `out` (NULL: stderr). Every allocator
+ * reports gpumem_stats; libgpumem's pools ("gpumem-pool",
+ * "gpumem-pool-nocache", "pool") add gpumem_pool_stats' fields and its
+ * arenas ("gpumem-arena", "arena") gpumem_arena_stats'. JSON: {"name":...,
+ * "device":..., "stats":{...}, "pool":{...} or "arena":{...}}, sizes in
+ * bytes. The report is built in host memory and written at once. Errors:
+ * INVALID_ARGUMENT (NULL allocator, no stats function, unknown format),
+ * those of the allocator's stats functions, OUT_OF_MEMORY (no host memory
+ * for the report), OS (writing to `out` failed). */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_stats_print(const gpumem_allocator *allocator,
+                                                             FILE *out, gpumem_stats_format format);
+
+/** gpumem_stats_print for programs without a FILE: the report is passed to
+ * `fn` as one NUL-terminated text. Errors: as gpumem_stats_print
+ * (INVALID_ARGUMENT also for a NULL fn). */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_stats_print_out(const gpumem_allocator *allocator,
+                                                                 gpumem_output_fn fn, void *user,
+                                                                 gpumem_stats_format format);
 
 GPUMEM_EXTERN_C_END
 

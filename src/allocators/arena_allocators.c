@@ -97,3 +97,7 @@ gpumem_status gm_arena_allocator_state(gpumem_arena_t *arena, int device, void *
   *state = s;
   return GPUMEM_OK;
 }
+
+gpumem_arena_t *gm_arena_allocator_arena(void *state) {
+  return ((arena_state *)state)->arena;
+}

@@ -15,12 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "abi.h"
 #include "alloc_conf.h"
 #include "allocator.h"
 #include "api.h"
 #include "log.h"
+#include "options.h"
 #include "trace.h"
 
 static const gm_allocator_impl *const registry[] = {
@@ -44,7 +46,71 @@ typedef struct gm_allocator_base {
   int device;
   _Alignas(GM_CACHE_LINE) _Atomic size_t in_use; /* exact, and so is the peak: one line, shared */
   _Atomic size_t peak_in_use;
+  struct gm_allocator_base *prev, *next; /* the live list, for GPUMEM_SHOW_STATS */
+  bool listed;
 } gm_allocator_base;
+
+/* ---- the live allocators, printed at exit with GPUMEM_SHOW_STATS=1 ----
+ *
+ * Every allocator made here is listed while it lives (a mutex-guarded list:
+ * creation and destruction are rare). The report is written once: at
+ * gpumem_finalize (before the default allocator goes, while the pools and
+ * arenas behind every allocator are still alive), or by an atexit handler
+ * for a program that never finalizes. A forked child inherits the list but
+ * not the right to report it: only the process that listed prints. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static gm_allocator_base *live_head;
+static bool live_reported;
+static pid_t live_pid;
+static pthread_once_t live_atexit_once = PTHREAD_ONCE_INIT;
+
+static void base_destroy(void *ctx);
+static gpumem_status base_stats(void *ctx, gpumem_stats *out);
+
+static void show_stats_now(void) {
+  pthread_mutex_lock(&live_lock);
+  if (!live_reported && live_pid == getpid()) {
+    live_reported = true;
+    for (gm_allocator_base *b = live_head; b != NULL; b = b->next) {
+      gpumem_allocator a = {.struct_size = sizeof a,
+                            .name = b->impl->name,
+                            .device = b->device,
+                            .ctx = b,
+                            .stats = base_stats,
+                            .destroy = base_destroy};
+      if (gm_stats_print_file(&a, stderr, GPUMEM_STATS_TEXT) != GPUMEM_OK) gm_error_discard();
+    }
+  }
+  pthread_mutex_unlock(&live_lock);
+}
+
+static void register_show_stats(void) {
+  if (atexit(show_stats_now) != 0)
+    gm_log(GPUMEM_LOG_WARN, "GPUMEM_SHOW_STATS: atexit failed: no report at exit");
+}
+
+static void live_add(gm_allocator_base *b) {
+  if (!gm_option_bool(GM_OPTION_SHOW_STATS)) return;
+  pthread_once(&live_atexit_once, register_show_stats);
+  pthread_mutex_lock(&live_lock);
+  live_pid = getpid();
+  b->next = live_head;
+  if (live_head != NULL) live_head->prev = b;
+  live_head = b;
+  b->listed = true;
+  pthread_mutex_unlock(&live_lock);
+}
+
+static void live_remove(gm_allocator_base *b) {
+  if (!b->listed) return;
+  pthread_mutex_lock(&live_lock);
+  if (b->prev != NULL)
+    b->prev->next = b->next;
+  else
+    live_head = b->next;
+  if (b->next != NULL) b->next->prev = b->prev;
+  pthread_mutex_unlock(&live_lock);
+}
 
 static void raise_peak(_Atomic size_t *peak, size_t value) {
   size_t seen = atomic_load_explicit(peak, memory_order_relaxed);
@@ -154,6 +220,7 @@ static gpumem_status base_destroy_status(gm_allocator_base *b) {
   }
   gpumem_status st = b->impl->destroy(b->state);
   if (st != GPUMEM_OK) return st;
+  live_remove(b);
   free(b);
   return GPUMEM_OK;
 }
@@ -213,6 +280,7 @@ gpumem_status gm_allocator_make(const gm_allocator_impl *impl, void *state, int 
   b->impl = impl;
   b->state = state;
   b->device = device;
+  live_add(b);
   gpumem_allocator a = {.struct_size = sizeof a,
                         .name = impl->name,
                         .device = device,
@@ -308,6 +376,7 @@ GPUMEM_API gpumem_status gpumem_default_allocator(gpumem_allocator *allocator) {
 }
 
 gpumem_status gm_allocator_release_default(void) {
+  if (gm_option_bool(GM_OPTION_SHOW_STATS)) show_stats_now();
   pthread_mutex_lock(&default_lock);
   /* If it cannot be destroyed (blocks still allocated), it stays the default
    * and finalize reports what is alive. */

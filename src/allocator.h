@@ -41,6 +41,9 @@ gpumem_status gm_allocator_create_named(const char *name, int device, gpumem_all
 bool gm_allocator_inner(const gpumem_allocator *a, const gm_allocator_impl **impl, void **state);
 /* The arena behind a gpumem-arena or wrapped-arena state. */
 gpumem_arena_t *gm_arena_allocator_arena(void *state);
+/* gpumem_stats_print without the API wrapper (no initialisation: usable at
+ * exit). */
+gpumem_status gm_stats_print_file(const gpumem_allocator *a, FILE *out, gpumem_stats_format format);
 /* Forget the default allocator, destroying it if libgpumem made it (at
  * finalize). */
 gpumem_status gm_allocator_release_default(void);

@@ -167,7 +167,8 @@ static gpumem_status render(const gpumem_allocator *a, gpumem_stats_format forma
   return GPUMEM_OK;
 }
 
-static gpumem_status print_file(const gpumem_allocator *a, FILE *out, gpumem_stats_format format) {
+gpumem_status gm_stats_print_file(const gpumem_allocator *a, FILE *out,
+                                  gpumem_stats_format format) {
   char *text = NULL;
   gpumem_status st = render(a, format, &text);
   if (st != GPUMEM_OK) return st;
@@ -191,7 +192,7 @@ static gpumem_status print_out(const gpumem_allocator *a, gpumem_output_fn fn, v
 
 GPUMEM_API gpumem_status gpumem_stats_print(const gpumem_allocator *allocator, FILE *out,
                                             gpumem_stats_format format) {
-  GM_API_FORWARD(print_file(allocator, out, format));
+  GM_API_FORWARD(gm_stats_print_file(allocator, out, format));
 }
 
 GPUMEM_API gpumem_status gpumem_stats_print_out(const gpumem_allocator *allocator,

@@ -151,6 +151,10 @@ static gpumem_status base_alloc(void *ctx, size_t size, gpumem_stream_t stream, 
                      : size == 0 ? gm_error(GPUMEM_ERR_INVALID_ARGUMENT, "cannot allocate 0 bytes")
                      : GM_TRACE_HOOKED() ? traced_alloc(b, size, stream, ptr)
                                          : b->impl->alloc(b->state, size, stream, ptr);
+  if (st == GPUMEM_ERR_OUT_OF_MEMORY && gm_oom_retry(size, b->device)) {
+    st = GM_TRACE_HOOKED() ? traced_alloc(b, size, stream, ptr)
+                           : b->impl->alloc(b->state, size, stream, ptr); /* once */
+  }
   counter_stripe *c = &b->counters[gm_thread_slot() % COUNTER_STRIPES];
   if (st != GPUMEM_OK) {
     atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);

@@ -28,6 +28,7 @@
 #ifndef GPUMEM_ALLOCATOR_H
 #define GPUMEM_ALLOCATOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -150,6 +151,23 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_default_allocator(gpumem_alloca
  * member returns nothing). Not to be called while other calls use the
  * allocator. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_allocator_destroy(gpumem_allocator *allocator);
+
+/** An out-of-memory handler: `size` bytes could not be had on `device`.
+ * It may free memory (drop a cache, evict, trim) through libgpumem; return
+ * true to retry the allocation once, false to let it fail. */
+typedef bool (*gpumem_oom_fn)(size_t size, int device, void *user);
+
+/** Set the process-wide out-of-memory handler (NULL: none, the default:
+ * failures return OUT_OF_MEMORY at once). It is called when an allocation
+ * through a gpumem_allocator (gpumem_allocator_create's, from_*'s, the
+ * default allocator) fails with OUT_OF_MEMORY, on the allocating thread,
+ * with no library lock held. One retry at most per allocation. A failing
+ * allocation made by the handler itself is not offered to it again (it
+ * returns OUT_OF_MEMORY at once): no recursion, no loop. When the handler
+ * returns false, the status and message are the original failure's. Not
+ * called by gpumem_pool_alloc or gpumem_arena_alloc directly (wrap them in
+ * an allocator). Thread-safe. Errors: none. */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_set_oom_handler(gpumem_oom_fn fn, void *user);
 
 /** What gpumem_stats_print writes. */
 typedef enum gpumem_stats_format {

@@ -94,6 +94,7 @@ static void live_add(gm_allocator_base *b) {
   pthread_once(&live_atexit_once, register_show_stats);
   pthread_mutex_lock(&live_lock);
   live_pid = getpid();
+  b->prev = NULL;
   b->next = live_head;
   if (live_head != NULL) live_head->prev = b;
   live_head = b;
@@ -109,6 +110,8 @@ static void live_remove(gm_allocator_base *b) {
   else
     live_head = b->next;
   if (b->next != NULL) b->next->prev = b->prev;
+  b->prev = b->next = NULL;
+  b->listed = false;
   pthread_mutex_unlock(&live_lock);
 }
 
@@ -222,9 +225,13 @@ static gpumem_status base_destroy_status(gm_allocator_base *b) {
     return gm_error(GPUMEM_ERR_BUSY, "the allocator still has %zu bytes allocated: free them first",
                     live);
   }
+  bool listed = b->listed;
+  live_remove(b); /* first: a report at exit must not read a state being destroyed */
   gpumem_status st = b->impl->destroy(b->state);
-  if (st != GPUMEM_OK) return st;
-  live_remove(b);
+  if (st != GPUMEM_OK) {
+    if (listed) live_add(b); /* still alive */
+    return st;
+  }
   free(b);
   return GPUMEM_OK;
 }

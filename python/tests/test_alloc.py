@@ -81,7 +81,7 @@ def test_bad_frees_change_nothing():
     fill_and_check(p, MiB, 0x33)
     cases = [
         ((p + 256, MiB, 0), "GPUMEM_ERR_INVALID_POINTER", "was not allocated from this pool"),
-        ((p, 4096, 0), "GPUMEM_ERR_INVALID_ARGUMENT", f"with size 4096"),
+        ((p, 4096, 0), "GPUMEM_ERR_INVALID_ARGUMENT", "with size 4096"),
         ((p, MiB, 1), "GPUMEM_ERR_NOT_FOUND", "device 1 has no framework allocator"),
         ((p, MiB, 64), "GPUMEM_ERR_INVALID_DEVICE", "out of range"),
         ((0, MiB, 0), "GPUMEM_ERR_INVALID_ARGUMENT", "ptr is NULL"),

@@ -49,7 +49,7 @@ typedef struct gm_error_tls {
 /* The sentence buffers: touched only on failure (general-dynamic TLS). */
 static _Thread_local gm_error_tls tls_error;
 /* Whether a detail was recorded and not yet consumed by a public return:
- * cleared at every public entry, so it is on the hot path (initial-exec). */
+ * cleared at every public entry, so it is on the hot path. */
 static GM_TLS_FAST bool tls_pending;
 
 gpumem_status gm_verror(gpumem_status status, const char *fmt, va_list ap) {

@@ -37,6 +37,7 @@
 #include "allocator.h"
 #include "backend.h"
 #include "backend/host.h"
+#include "frameworks.h"
 #include "gpumem/init.h"
 #include "gpumem/version.h"
 #include "log.h"
@@ -188,7 +189,11 @@ GPUMEM_API gpumem_status gpumem_init(const gpumem_init_options *options) {
 
 GPUMEM_API gpumem_status gpumem_finalize(void) {
   gpumem_status st = GPUMEM_OK;
-  if (atomic_load(&ready) == READY) gm_allocator_release_default(); /* libgpumem's own */
+  if (atomic_load(&ready) == READY) {
+    gm_allocator_release_default();           /* libgpumem's own */
+    if (gm_frameworks_release() != GPUMEM_OK) /* one with blocks stays: BUSY below counts them */
+      gm_error_discard();
+  }
   pthread_mutex_lock(&init_lock);
   if (atomic_load(&ready) == FORKED) {
     /* A forked child: forget the parent's state without calling the backend

@@ -110,16 +110,15 @@ static inline bool gm_array_make_room(void **items, size_t *capacity, size_t cou
  * their number of parts, so consecutive threads land on different parts. */
 unsigned gm_thread_slot(void);
 
-/* Thread-local variables read on hot paths: the initial-exec TLS model
- * makes them one load from the thread pointer instead of a __tls_get_addr
- * call (mimalloc does the same). Only small ones: the static TLS space such
- * variables take is limited when the library is dlopen'ed (Python's ctypes);
- * everything marked so adds up to a few hundred bytes. */
-#if defined(__GNUC__) || defined(__clang__)
-#define GM_TLS_FAST _Thread_local __attribute__((tls_model("initial-exec")))
-#else
+/* Thread-local variables read on hot paths. They use the default (dynamic)
+ * TLS model, not initial-exec: one initial-exec variable marks the whole
+ * library DF_STATIC_TLS, and the loader must then place *all* of its
+ * thread-locals (the error sentence buffers too, about 2 KiB) in the static
+ * TLS surplus, which is a few hundred bytes once a process runs; dlopen of
+ * libgpumem.so (Python's ctypes, PyTorch's CUDAPluggableAllocator) then
+ * failed with "cannot allocate memory in static TLS block". The dynamic
+ * model costs a __tls_get_addr call on first touch and a short lookup after. */
 #define GM_TLS_FAST _Thread_local
-#endif
 
 /* The cache line: parts of a structure that different threads write are
  * _Alignas(GM_CACHE_LINE), so that they never share one. */

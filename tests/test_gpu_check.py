@@ -16,7 +16,11 @@ GPU time is rare and short, so what can be checked here is checked here:
     into a failed stage with its row, and a tool that refuses the GPU (as in
     a gVisor sandbox) turning into a skip;
   - commands run with stdin closed and are killed with their children at
-    their time limit.
+    their time limit;
+  - the frameworks stage on a fake worker: the eight runs and their
+    environment (expandable segments, the library), the side-by-side
+    table, a failed run, absent frameworks and --host as skips with the
+    reason, no time left.
 
     python3 tests/test_gpu_check.py --build-dir BUILD      the unit tests
     python3 tests/test_gpu_check.py --report R.md [--host]  check a report
@@ -338,6 +342,120 @@ class Sanitizer(unittest.TestCase):
             res, calls = self.run_stage(tmp, "refuse")
         self.assertEqual(res.status, gc.SKIP, res.summary)
         self.assertIn(f"refused all {len(calls)} runs", res.summary)
+
+
+FAKE_WORKER = r"""
+import json, os, sys
+args = sys.argv[1:]
+mode = os.environ.get("FAKE_FRAMEWORKS", "all")
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(" ".join(args) + " PYTORCH_CUDA_ALLOC_CONF=" + os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "-")
+            + " GPUMEM_LIBRARY=" + os.environ.get("GPUMEM_LIBRARY", "-") + "\n")
+if args[0] == "probe":
+    if mode == "none":
+        print(json.dumps({"torch": None, "torch_why": "ModuleNotFoundError: No module named 'torch'",
+                          "cupy": None, "cupy_why": "ModuleNotFoundError: No module named 'cupy'"}))
+    else:
+        print(json.dumps({"torch": "2.9.0", "torch_cuda": True, "torchvision": "0.24",
+                          "transformers": None if mode == "notransformers" else "4.57",
+                          "transformers_why": "ModuleNotFoundError", "cupy": "13.6", "cupy_devices": 1}))
+    sys.exit(0)
+what = args[0]
+alloc = args[args.index("--allocator") + 1]
+model = args[args.index("--model") + 1] if "--model" in args else "fft+matmul"
+out = args[args.index("--json") + 1]
+row = {"framework": what, "model": model, "allocator": alloc, "median_step_ms": 10.0, "min_step_ms": 9.0,
+       "peak_reserved_bytes": 4 << 30, "peak_in_use_bytes": 3 << 30, "status": "ok", "steps": 12}
+if alloc == "gpumem":
+    row.update(median_step_ms=11.0, peak_reserved_bytes=3 << 30, gpumem_allocator="gpumem-pool")
+if mode == "fail" and model == "gpt2" and alloc == "gpumem":
+    print("Traceback: boom", flush=True)
+    sys.exit(1)  # no JSON: the row says why
+with open(out, "w") as f:
+    f.write(json.dumps(row) + "\n")
+"""
+
+
+class Frameworks(unittest.TestCase):
+    """The frameworks stage on a fake worker: which runs, with which
+    environment, and what the report says."""
+
+    def run_stage(self, tmp, mode, host=False, limit=120.0):
+        worker = os.path.join(tmp, "worker.py")
+        with open(worker, "w") as f:
+            f.write(FAKE_WORKER)
+        log = os.path.join(tmp, "calls.log")
+        os.environ.update(FAKE_LOG=log, FAKE_FRAMEWORKS=mode)
+        ctx = fake_context(tmp, host=host)
+        ctx.quick = True
+        ctx.release = os.path.join(tmp, "release")
+        os.makedirs(ctx.release, exist_ok=True)
+        with open(os.path.join(ctx.release, "libgpumem.so"), "w") as f:
+            f.write("not really\n")
+        saved = gc.FRAMEWORKS_WORKER
+        gc.FRAMEWORKS_WORKER = worker
+        try:
+            st = next(s for s in gc.STAGES if s.name == "frameworks")
+            st.limit_now = lambda: limit
+            res = st.func(ctx, st)
+        finally:
+            gc.FRAMEWORKS_WORKER = saved
+        calls = []
+        if os.path.exists(log):
+            with open(log) as f:
+                calls = [line.split() for line in f]
+        return ctx, res, calls
+
+    def test_every_run_side_by_side(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx, res, calls = self.run_stage(tmp, "all")
+            self.assertEqual(res.status, gc.PASS, res.summary)
+            self.assertEqual(res.summary, "8 of 8 runs ok")
+            runs = [(c[0], c[c.index("--allocator") + 1]) for c in calls[1:]]
+            self.assertEqual(runs, [("torch", "default"), ("torch", "expandable"), ("torch", "gpumem")] * 2
+                             + [("cupy", "cupy"), ("cupy", "gpumem")])
+            conf = {c[c.index("--allocator") + 1]: c[-2] for c in calls[1:] if c[0] == "torch"}
+            self.assertEqual(conf, {"default": "PYTORCH_CUDA_ALLOC_CONF=-", "gpumem": "PYTORCH_CUDA_ALLOC_CONF=-",
+                                    "expandable": "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"})
+            self.assertTrue(all(c[-1] == "GPUMEM_LIBRARY=" + os.path.join(ctx.release, "libgpumem.so")
+                                for c in calls))
+            self.assertIn("| resnet18 | gpumem (gpumem-pool) | 11.0 ms | 1.10x | 3.00 GiB | 0.75x | 3.00 GiB | ok |",
+                          res.details)
+            self.assertIn("| fft+matmul | cupy | 10.0 ms |  | 4.00 GiB |  | 3.00 GiB | ok |", res.details)
+            with open(os.path.join(ctx.out, "frameworks.csv")) as f:
+                rows = list(gc.csv.DictReader(f))
+            self.assertEqual(len(rows), 8)
+            self.assertEqual(rows[2]["peak_reserved_bytes"], str(3 << 30))
+
+    def test_a_failed_run_fails_the_stage(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            _, res, _ = self.run_stage(tmp, "fail")
+            self.assertEqual(res.status, gc.FAIL)
+            self.assertEqual(res.summary, "7 of 8 runs ok")
+            self.assertIn("| gpt2 | gpumem |  |  |  |  |  | exit status 1: Traceback: boom |", res.details)
+
+    def test_absent_frameworks_are_skips_with_the_reason(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            _, res, calls = self.run_stage(tmp, "none")
+            self.assertEqual(res.status, gc.SKIP)
+            self.assertIn("No module named 'torch'", res.summary)
+            self.assertIn("No module named 'cupy'", res.summary)
+            self.assertEqual(len(calls), 1)  # the probe only
+            _, res, calls = self.run_stage(tmp, "notransformers")
+            self.assertEqual(res.status, gc.PASS)
+            self.assertEqual(res.summary, "5 of 5 runs ok; left out: gpt2: transformers is not installed "
+                                          "(ModuleNotFoundError)")
+
+    def test_host_and_no_time(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            _, res, calls = self.run_stage(tmp, "all", host=True)
+            self.assertEqual(res.status, gc.SKIP)
+            self.assertIn("need a GPU (host emulation)", res.summary)
+            self.assertEqual(calls, [])
+            _, res, calls = self.run_stage(tmp, "all", limit=9.0)
+            self.assertEqual(res.status, gc.TIMEOUT)
+            self.assertEqual(res.summary, "0 of 8 runs ok")
+            self.assertIn("not run: no time left", res.details)
 
 
 def check_report(path, host):

@@ -8,6 +8,7 @@
  *   allocator.h  one alloc/free interface over all of them and the CUDA
  *                baselines, a process-wide default allocator
  *   stats.h      the one statistics shape they all report
+ *   frameworks.h one allocator per device for PyTorch, CuPy and Numba
  *   vmm.h        checked virtual memory primitives
  *   device.h     devices, their capabilities, selection per MPI rank
  *   mig.h        MIG slices and CUDA_VISIBLE_DEVICES explained
@@ -39,5 +40,6 @@
 #include "gpumem/buffer.h"
 #include "gpumem/pool.h"
 #include "gpumem/arena.h"
+#include "gpumem/frameworks.h"
 
 #endif

@@ -8,7 +8,11 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 # command:package pairs that the build and the tests use
 GPUMEM_DEPS=(cmake:cmake cc:gcc make:make pkg-config:pkg-config readelf:binutils
-  gzip:gzip python3:python3 doxygen:doxygen)
+  gzip:gzip python3:python3 doxygen:doxygen
+  mpicc:libopenmpi-dev mpiexec:openmpi-bin gfortran:gfortran)
+# (MPI: examples/06_mpi_node and its test; gfortran: the Fortran module,
+# fortran/, and examples/07_fortran.f90. Both are optional to a user's build,
+# which leaves them out with a message, but CI must run them.)
 # and, checked by file: libcmocka-dev (the tests), zlib1g-dev (gpumem-bench's
 # gzip traces); libmimalloc2.0 is optional (want_packages)
 

@@ -8,7 +8,11 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 # command:package pairs that the build and the tests use
 GPUMEM_DEPS=(cmake:cmake cc:gcc make:make pkg-config:pkg-config readelf:binutils
-  gzip:gzip python3:python3 doxygen:doxygen)
+  gzip:gzip python3:python3 doxygen:doxygen
+  mpiexec:openmpi-bin gfortran:gfortran)
+# (MPI, with libopenmpi-dev below: examples/06_mpi_node and its test; gfortran: the Fortran module,
+# fortran/, and examples/07_fortran.f90. Both are optional to a user's build,
+# which leaves them out with a message, but CI must run them.)
 # and, checked by file: libcmocka-dev (the tests), zlib1g-dev (gpumem-bench's
 # gzip traces); libmimalloc2.0 is optional (want_packages)
 
@@ -41,6 +45,10 @@ need_packages() {
   done
   if ! [ -f /usr/include/cmocka.h ] && ! dpkg -s libcmocka-dev >/dev/null 2>&1; then
     missing+=(libcmocka-dev)
+  fi
+  # mpi.h: examples/06_mpi_node (the command check above covers openmpi-bin only)
+  if ! dpkg -s libopenmpi-dev >/dev/null 2>&1; then
+    missing+=(libopenmpi-dev)
   fi
   # zlib: gpumem-bench reads gzip traces with it
   if ! [ -f /usr/include/zlib.h ] && ! dpkg -s zlib1g-dev >/dev/null 2>&1; then

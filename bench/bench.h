@@ -130,4 +130,43 @@ double gb_grow_steps(gb_grower g, int device, size_t target, size_t step, size_t
 double gb_grow_batch(gb_grower g, int device, size_t n, size_t iterations, size_t chunk,
                      uint64_t *calls_after_first, size_t *peak, char *err, size_t len);
 
+/* ---- synthetic traces (synth.c; its essay describes the families) ---- */
+
+typedef enum gb_synth_family {
+  GB_SYNTH_TRAINING,
+  GB_SYNTH_VARLEN,
+  GB_SYNTH_GENERATION,
+  GB_SYNTH_MIXTURE,
+  GB_SYNTH_COUNT
+} gb_synth_family;
+
+/* A family's parameters: `steps` are training steps (generation: requests);
+ * the model's sizes in elements; fp16 tensors. */
+typedef struct gb_synth_config {
+  gb_synth_family family;
+  uint64_t seed;
+  size_t steps, layers, batch, hidden, heads, seq, tokens, period;
+} gb_synth_config;
+
+/* The family's name ("training", ...), and the family of a name (false if
+ * none has it). */
+const char *gb_synth_family_name(gb_synth_family f);
+bool gb_synth_family_parse(const char *name, gb_synth_family *f);
+/* The documented defaults of `family`, seed 1. */
+void gb_synth_defaults(gb_synth_config *c, gb_synth_family family);
+/* Append the family's operations to `plan` (slots are unique ids, all on
+ * stream 0, everything freed by the end). False with the reason in `why`
+ * for a parameter out of range (named with its value: layers 1..256, others
+ * at least 1, no tensor over 1 TiB) or when host memory runs out. */
+bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t why_len);
+/* Write `plan` as a trace, gzip when `path` ends in .gz. False with the
+ * reason (naming the path) in `why`. */
+bool gb_synth_write(const gb_plan *plan, const char *path, char *why, size_t why_len);
+/* synth's command line (argv[0] is "synth"): 0 to go on with `c` and `out`
+ * set, 1 after --help, 2 on bad input, said on stderr. */
+int gb_synth_parse(int argc, char **argv, gb_synth_config *c, const char **out);
+/* `gpumem-bench synth ...`: returns the exit status (0, or 2 on bad input or
+ * an unwritable file). */
+int gb_synth_main(int argc, char **argv);
+
 #endif

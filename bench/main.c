@@ -116,6 +116,7 @@ static int start(gb_bench *b, gb_header *h) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "synth") == 0) return gb_synth_main(argc - 1, argv + 1);
   static gb_options o;
   switch (gb_parse_args(argc, argv, &o)) {
   case GB_PARSE_DONE:

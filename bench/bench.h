@@ -119,6 +119,40 @@ const char *gb_grower_description(gb_grower g);
  * allocations (driver_calls.c, the bench's one use of an internal header). */
 uint64_t gb_driver_calls(void);
 
+/* The cost model (driver_calls.c, whose essay gives the defaults and their
+ * sources): microseconds per driver call of these kinds. */
+typedef enum gb_cost_op {
+  GB_COST_PHYS_CREATE,
+  GB_COST_MAP,
+  GB_COST_SET_ACCESS,
+  GB_COST_UNMAP,
+  GB_COST_PHYS_RELEASE,
+  GB_COST_VA_RESERVE,
+  GB_COST_VA_FREE,
+  GB_COST_DEV_MALLOC,
+  GB_COST_DEV_FREE,
+  GB_COST_POOL_ALLOC,
+  GB_COST_POOL_FREE,
+  GB_COST_POOL_TRIM,
+  GB_COST_COUNT
+} gb_cost_op;
+
+/* The name of a cost entry ("map"), and all of them, comma separated. */
+const char *gb_cost_name(gb_cost_op op);
+const char *gb_cost_names(void);
+/* The default table (us[GB_COST_COUNT]). */
+void gb_cost_defaults(double *us);
+/* The calls of each kind made so far (counts[GB_COST_COUNT]). */
+void gb_cost_counts(uint64_t *counts);
+/* Modelled microseconds of the calls made between two gb_cost_counts. */
+double gb_cost_model_us(const uint64_t *before, const uint64_t *after, const double *us);
+/* Override entries of `us` from "name=us,name=us". False, `us` unchanged,
+ * with the reason in `why` for an unknown name (listing the names), a
+ * missing '=', or a value that is not a number in 0..1e7. */
+bool gb_cost_parse(const char *text, double *us, char *why, size_t len);
+/* "phys_create=12 map=1.1 ..." for the report's legend. */
+void gb_cost_text(const double *us, char *buf, size_t len);
+
 /* Grow an array from 0 to `target` bytes in `step` increments. Returns the
  * elapsed ns (negative after writing `err`), the driver calls made, and the
  * most bytes held at once. `chunk` is the device's granularity. */

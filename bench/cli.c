@@ -44,6 +44,7 @@ typedef enum arg_kind {
   ARG_PROB,       /* double in (0, 1] */
   ARG_TEXT,       /* const char *: the argument itself */
   ARG_NAMES,      /* the allocator list */
+  ARG_COSTS,      /* the cost model's overrides: name=us,... */
 } arg_kind;
 
 typedef struct option_desc {
@@ -129,6 +130,11 @@ static const option_desc option_table[] = {
      "the size N of the N+-1 pattern (default 1G, --quick 64M)", "a size of at least 2 bytes"},
     {GB_OPT_BATCH_ITERATIONS, "batch-iterations", "N", ARG_COUNT, AT(batch_iterations), 0, 1,
      10000000, NULL, "N+-1 repetitions (default 1000, --quick 100)", "1..1e7"},
+    {GB_OPT_DRIVER_COST, "driver-cost", "NAME=US,...", ARG_COSTS, 0, 0, 0, 0, NULL,
+     "the cost model's us per driver call, e.g. map=1.5,set_access=25 (defaults: H100 "
+     "figures, phys_create=12 map=1.1 set_access=30 unmap=20 phys_release=12 va_reserve=2 "
+     "va_free=2 dev_malloc=42 dev_free=42 pool_alloc=0.6 pool_free=0.6 pool_trim=12)",
+     NULL},
 };
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
 
@@ -333,6 +339,7 @@ static void defaults(gb_options *o) {
                     .ngrow_steps = 2,
                     .batch = GIB,
                     .batch_iterations = 1000};
+  gb_cost_defaults(o->driver_cost);
   memcpy(o->sizes, sizes, sizeof sizes);
   o->nsizes = sizeof sizes / sizeof sizes[0];
   memcpy(o->threads, threads, sizeof threads);
@@ -411,6 +418,11 @@ static gb_parse_result take(gb_options *o, const option_desc *d, const char *tex
   case ARG_NAMES:
     ok = split_allocators(o, text);
     break;
+  case ARG_COSTS: {
+    char why[400];
+    if (!gb_cost_parse(text, o->driver_cost, why, sizeof why)) return bad(why, text);
+    break;
+  }
   }
   if (!ok) {
     char what[160];

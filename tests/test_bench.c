@@ -827,24 +827,82 @@ static void test_report(void **state) {
   assert_string_equal(
       text, "backend,device,date,allocator,workload,params,threads,ops,reps,median_ns,"
             "min_ns,max_ns,ops_per_s,scaling,peak_live_bytes,peak_reserved_bytes,"
-            "driver_calls,status,memory\n"
+            "driver_calls,status,memory,model_us_per_op\n"
             "host,\"dev \"\"0\"\"\",today,malloc,pairs,\"size=4K\",1,10,1,0.0,0.0,0.0,0.0,"
-            "0.000,4096,0,,\"ok\",host\n");
+            "0.000,4096,0,,\"ok\",host,\n");
+  /* A device row with the cost model's figure: in the CSV and the JSON. */
+  gb_result_init(&row, "gpumem-arena", "replay");
+  row.ops = 10;
+  row.reps = 1;
+  row.has_model = true;
+  row.model_us = 1.25;
+  gb_report_row(&r, &row);
+  text = read_file(csv);
+  assert_non_null(strstr(text, ",\"ok\",device,1.2500\n"));
   gb_result_init(&row, "cuda-pool", "replay");
   snprintf(row.status, sizeof row.status, "operation 3 of 9: out of memory");
   gb_report_row(&r, &row);
   assert_int_equal(gb_report_end(&r), GB_EXIT_FAILED); /* a row failed */
   text = read_file(csv);
   assert_non_null(strstr(text, ",cuda-pool,replay,\"\",1,0,0,"));
-  assert_non_null(strstr(text, ",\"operation 3 of 9: out of memory\",device\n"));
+  assert_non_null(strstr(text, ",\"operation 3 of 9: out of memory\",device,\n"));
   text = read_file(json);
   assert_non_null(strstr(text, "{\"header\":{\"library\":"));
   assert_non_null(strstr(text, "\"device\":\"dev \\\"0\\\"\",\"backend\":\"host\""));
-  assert_non_null(strstr(text, "\"status\":\"ok\",\"memory\":\"host\"}"));
+  assert_non_null(strstr(text, "\"status\":\"ok\",\"memory\":\"host\",\"model_us_per_op\":null}"));
+  assert_non_null(strstr(text, "\"memory\":\"device\",\"model_us_per_op\":1.2500}"));
   assert_non_null(strstr(text, "\"driver_calls\":-1,\"status\":\"operation 3 of 9: out of "
-                               "memory\",\"memory\":\"device\"}]}\n"));
+                               "memory\",\"memory\":\"device\",\"model_us_per_op\":null}]}\n"));
+  assert_non_null(strstr(text, "\"driver_cost_us\":{\"phys_create\":12.000,\"map\":1.100,"));
   unlink(csv);
   unlink(json);
+}
+
+/* ---- the driver cost model (driver_calls.c) ---- */
+
+/* Known call counts give the table's arithmetic; the defaults are the
+ * cuda-facts.md figures; overrides replace only the entries named. */
+static void test_cost_model(void **state) {
+  (void)state;
+  double us[GB_COST_COUNT];
+  gb_cost_defaults(us);
+  assert_true(us[GB_COST_PHYS_CREATE] == 12.0 && us[GB_COST_MAP] == 1.1 &&
+              us[GB_COST_SET_ACCESS] == 30.0 && us[GB_COST_UNMAP] == 20.0 &&
+              us[GB_COST_PHYS_RELEASE] == 12.0 && us[GB_COST_DEV_MALLOC] == 42.0);
+  uint64_t before[GB_COST_COUNT] = {0}, after[GB_COST_COUNT] = {0};
+  before[GB_COST_MAP] = 5;
+  after[GB_COST_MAP] = 15;        /* 10 maps: 11 us */
+  after[GB_COST_SET_ACCESS] = 2;  /* 60 us */
+  after[GB_COST_PHYS_CREATE] = 3; /* 36 us */
+  assert_true(fabs(gb_cost_model_us(before, after, us) - 107.0) < 1e-9);
+  char why[400];
+  assert_true(gb_cost_parse("map=1.5,set_access=25", us, why, sizeof why));
+  assert_true(us[GB_COST_MAP] == 1.5 && us[GB_COST_SET_ACCESS] == 25.0 &&
+              us[GB_COST_UNMAP] == 20.0);
+  assert_true(fabs(gb_cost_model_us(before, after, us) - (15.0 + 50.0 + 36.0)) < 1e-9);
+  char text[400];
+  gb_cost_text(us, text, sizeof text);
+  assert_non_null(strstr(text, "phys_create=12 map=1.5 set_access=25 unmap=20"));
+  /* Refused, the table unchanged, naming what was wrong. */
+  assert_false(gb_cost_parse("map=2,mapp=1", us, why, sizeof why));
+  assert_string_equal(why, "--driver-cost: unknown driver call 'mapp' (names: phys_create, map, "
+                           "set_access, unmap, phys_release, va_reserve, va_free, dev_malloc, "
+                           "dev_free, pool_alloc, pool_free, pool_trim)");
+  assert_true(us[GB_COST_MAP] == 1.5);
+  assert_false(gb_cost_parse("unmap=-3", us, why, sizeof why));
+  assert_string_equal(why, "--driver-cost: unmap wants microseconds in 0..1e7, not '-3'");
+  assert_false(gb_cost_parse("unmap=fast", us, why, sizeof why));
+  assert_string_equal(why, "--driver-cost: unmap wants microseconds in 0..1e7, not 'fast'");
+  assert_false(gb_cost_parse("unmap", us, why, sizeof why));
+  assert_string_equal(why, "--driver-cost wants NAME=US, not 'unmap'");
+  assert_false(gb_cost_parse("map=", us, why, sizeof why));
+  assert_false(gb_cost_parse("", us, why, sizeof why));
+  assert_true(us[GB_COST_UNMAP] == 20.0);
+  /* The command line: --driver-cost sets gb_options' table. */
+  static gb_options o;
+  assert_int_equal(parse(&o, "--driver-cost", "dev_malloc=50", NULL), GB_PARSE_RUN);
+  assert_true(o.driver_cost[GB_COST_DEV_MALLOC] == 50.0 && o.driver_cost[GB_COST_MAP] == 1.1);
+  assert_int_equal(parse(&o, "--driver-cost", "bogus=1", NULL), GB_PARSE_BAD);
 }
 
 /* ---- synthetic traces (synth.c) ---- */
@@ -1041,6 +1099,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_synth_varlen_sizes_vary),
       cmocka_unit_test(test_synth_write_reads_back),
       cmocka_unit_test(test_synth_bad_input),
+      cmocka_unit_test(test_cost_model),
       cmocka_unit_test(test_trace_good),
       cmocka_unit_test(test_trace_bad_lines),
       cmocka_unit_test(test_trace_empty_fields_and_nuls_refused),

@@ -118,7 +118,9 @@ static const option_desc option_table[] = {
     {GB_OPT_STREAMS, "streams", "N", ARG_COUNT, AT(streams), 0, 1, GB_MAX_STREAMS, NULL,
      "number of streams (default 4)", "1..64"},
     {GB_OPT_TRACE, "trace", "FILE", ARG_TEXT, AT(trace), 0, 0, 0, NULL,
-     "the trace to replay (.csv or .csv.gz); giving it selects replay", NULL},
+     "the trace to replay (.csv or .csv.gz, or synth:FAMILY:SEED, see `synth --help`); giving "
+     "it selects replay",
+     NULL},
     {GB_OPT_FIRST, "first", "N", ARG_COUNT, AT(first), 0, 1, 100000, NULL,
      "allocations timed on a fresh allocator (default 16)", "1..100000"},
     {GB_OPT_GROW_TARGET, "grow-target", "SIZE", ARG_SIZE, AT(grow_target), 0, 1, SIZE_OPTION_MAX,

@@ -264,6 +264,8 @@ static void usage(FILE *f) {
   gpumem_allocator_kind kinds[GB_MAX_ALLOCATORS];
   size_t n = all_allocators(kinds, GB_MAX_ALLOCATORS);
   fprintf(f, "usage: gpumem-bench [options] [workload ...]\n"
+             "       gpumem-bench synth --family F [--seed N] [params] --out FILE  (synthetic "
+             "traces: synth --help)\n"
              "Every allocator runs the same workloads, planned from a seed before timing (README: "
              "\"gpumem-bench\").\n\nOptions:\n");
   uint64_t printed = 0, read_by_workloads = 0;

@@ -191,7 +191,8 @@ void gb_synth_defaults(gb_synth_config *c, gb_synth_family family);
 /* Append the family's operations to `plan` (slots are unique ids, all on
  * stream 0, everything freed by the end). False with the reason in `why`
  * for a parameter out of range (named with its value: layers 1..256, others
- * at least 1, no tensor over 1 TiB) or when host memory runs out. */
+ * at least 1, no tensor over 1 TiB, at most 10M operations) or when host
+ * memory runs out; then `plan` holds the operations it held before. */
 bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t why_len);
 /* Write `plan` as a trace, gzip when `path` ends in .gz. False with the
  * reason (naming the path) in `why`. */

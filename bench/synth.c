@@ -60,6 +60,9 @@
 #define SYNTH_MAX_LAYERS  256
 #define WEIGHTS_PER_LAYER 4
 #define SAVED_PER_LAYER   3
+/* The most operations a trace may have (160 MB of plan): parameters past it
+ * are refused rather than left to exhaust host memory. */
+#define SYNTH_MAX_OPS 10000000
 
 static const char *const family_names[GB_SYNTH_COUNT] = {"training", "varlen", "generation",
                                                          "mixture"};
@@ -116,7 +119,7 @@ typedef struct gen {
   const gb_synth_config *c;
   uint64_t rng;
   uint32_t next_id;
-  bool ok;
+  bool ok, too_long;
   tensor weights[SYNTH_MAX_LAYERS][WEIGHTS_PER_LAYER];
   tensor grads[SYNTH_MAX_LAYERS][WEIGHTS_PER_LAYER];
   tensor moments[SYNTH_MAX_LAYERS][WEIGHTS_PER_LAYER][2];
@@ -136,15 +139,19 @@ static size_t uniform(gen *g, size_t lo, size_t hi) {
 }
 
 static tensor t_alloc(gen *g, size_t bytes) {
+  if (g->plan->count >= SYNTH_MAX_OPS) {
+    g->ok = false;
+    g->too_long = true;
+  }
   size_t size = (bytes + SYNTH_ROUND - 1) / SYNTH_ROUND * SYNTH_ROUND;
   if (size == 0) size = SYNTH_ROUND;
   tensor t = {g->next_id++, size};
-  if (!gb_plan_push(g->plan, (gb_op){GB_ALLOC, 0, t.id, t.size})) g->ok = false;
+  if (g->ok && !gb_plan_push(g->plan, (gb_op){GB_ALLOC, 0, t.id, t.size})) g->ok = false;
   return t;
 }
 
 static void t_free(gen *g, tensor t) {
-  if (!gb_plan_push(g->plan, (gb_op){GB_FREE, 0, t.id, t.size})) g->ok = false;
+  if (g->ok && !gb_plan_push(g->plan, (gb_op){GB_FREE, 0, t.id, t.size})) g->ok = false;
 }
 
 /* A temporary allocated and freed at once, `bytes` jittered by up to 1/8. */
@@ -296,6 +303,7 @@ bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t wh
     snprintf(why, why_len, "out of host memory");
     return false;
   }
+  size_t start = plan->count;
   g->plan = plan;
   g->c = c;
   g->rng = c->seed;
@@ -330,9 +338,14 @@ bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t wh
     }
   }
   if (plan->streams == 0) plan->streams = 1;
-  bool ok = g->ok;
+  bool ok = g->ok, g_too_long = g->too_long;
   free(g);
-  if (!ok) snprintf(why, why_len, "out of host memory for the plan");
+  if (!ok && g_too_long)
+    snprintf(why, why_len, "over %d operations: lower --steps (%zu) or --layers (%zu)",
+             SYNTH_MAX_OPS, c->steps, c->layers);
+  else if (!ok)
+    snprintf(why, why_len, "out of host memory for the plan");
+  if (!ok) plan->count = start; /* what was appended goes */
   return ok;
 }
 

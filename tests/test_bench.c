@@ -1068,6 +1068,12 @@ static void test_synth_bad_input(void **state) {
   c.seq = (size_t)1 << 22;
   assert_false(gb_synth_plan(&p, &c, why, sizeof why));
   assert_non_null(strstr(why, "tensors over 1 TiB"));
+  gb_synth_defaults(&c, GB_SYNTH_TRAINING);
+  c.steps = 100000; /* ~47M operations */
+  assert_false(gb_synth_plan(&p, &c, why, sizeof why));
+  assert_string_equal(why, "over 10000000 operations: lower --steps (100000) or --layers (16)");
+  assert_int_equal(p.count, 0); /* rolled back */
+  gb_plan_free(&p);
   assert_int_equal(p.count, 0);
   const char *out;
   char *ok[] = {"synth", "--family", "generation", "--seed", "9", "--tokens", "8", "--out", "x"};

@@ -61,6 +61,7 @@
 #include "fit.h"
 #include "mig.h"
 
+#define MIB       ((size_t)1 << 20)
 #define GIB       ((size_t)1 << 30)
 #define FIT_LIMIT ((size_t)1 << 40) /* doubling stops here: the row fails */
 
@@ -270,13 +271,22 @@ size_t gb_fit_rows(gb_bench *b) {
   return n;
 }
 
+/* Bytes in MiB, exact: "5824M", "9143.2M" (the table's 5.7G hides granules). */
+static void mib_text(size_t bytes, char *buf, size_t len) {
+  if (bytes % MIB == 0)
+    snprintf(buf, len, "%zuM", bytes / MIB);
+  else
+    snprintf(buf, len, "%.1fM", (double)bytes / (double)MIB);
+}
+
 static void print_table(const gb_bench *b, const gb_fit_result *res, const bool *ok, size_t n) {
   int w = gb_allocator_width(b->o);
   size_t granularity = 0;
   for (size_t k = 0; k < n && granularity == 0; k++)
     if (ok[k]) granularity = res[k].granularity;
   printf("\nfit: the smallest device memory each allocator replays %s in (host backend, "
-         "bisected to the granularity, %zu bytes); waste = min / peak live - 1; MIG: the "
+         "frees settled, bisected to the granularity, %zu bytes); waste = min / peak live - 1; "
+         "MIG: the "
          "smallest profile with that much memory (its eighths of the GPU's, src/mig.c)\n",
          b->o->trace, granularity);
   printf("%-*s %10s %10s %10s %7s", w, "allocator", "min", "peak live", "peak rsvd", "waste");
@@ -293,9 +303,9 @@ static void print_table(const gb_bench *b, const gb_fit_result *res, const bool 
       continue;
     }
     char min[16], live[16], rsvd[16];
-    gb_size_text(r->min_capacity, min, sizeof min);
-    gb_size_text(r->peak_live, live, sizeof live);
-    gb_size_text(r->peak_reserved, rsvd, sizeof rsvd);
+    mib_text(r->min_capacity, min, sizeof min);
+    mib_text(r->peak_live, live, sizeof live);
+    mib_text(r->peak_reserved, rsvd, sizeof rsvd);
     printf("%-*s %10s %10s %10s %6.1f%%", w, name, min, live, rsvd, r->waste * 100.0);
     for (int g = 0; g < GB_FIT_GPUS; g++)
       printf(" %-*s", g + 1 < GB_FIT_GPUS ? 10 : 0, r->profile[g] ? r->profile[g] : "none");
@@ -330,7 +340,7 @@ void gb_fit_run(gb_bench *b, const gb_workload *w, const char *allocator) {
       snprintf(row.status, sizeof row.status, "%s", why);
     } else {
       char min[16];
-      gb_size_text(r->min_capacity, min, sizeof min);
+      mib_text(r->min_capacity, min, sizeof min);
       snprintf(row.params, sizeof row.params, "min=%s waste=%.1f%% mig=%s/%s/%s/%s%s", min,
                r->waste * 100.0, r->profile[0] ? r->profile[0] : "none",
                r->profile[1] ? r->profile[1] : "none", r->profile[2] ? r->profile[2] : "none",

@@ -40,6 +40,11 @@
  * (cuda-async, cuda-pool) are labelled "(host emulation)": their answer is
  * that of the emulated pool's policy, not of the driver's.
  *
+ * cuda-malloc is charged by the host backend per call, rounded up to the
+ * granularity, so a trace of many small blocks needs more than its peak of
+ * reserved bytes (which counts the bytes asked for) says; a real cudaMalloc
+ * packs small blocks more tightly, so its answer is pessimistic.
+ *
  * Waste is min capacity / peak live - 1: the device memory the allocator
  * needs beyond what the trace holds at its peak, as a fraction of that peak
  * (a perfect allocator still shows up to one granule of it).

@@ -127,10 +127,11 @@ static bool reinit(size_t capacity, char *why, size_t len) {
 }
 
 /* Replay `plan` on `a`, each free followed by a synchronize of its stream
- * (see the top of this file). False with the failure in `why`, after giving
- * back what the run holds. */
-static bool replay_settled(const gpumem_allocator *a, const gb_plan *plan, gpumem_stream_t *streams,
-                           char *why, size_t len) {
+ * (see the top of this file). Returns the first failure's status (GPUMEM_OK
+ * when the whole plan ran), with the failure in `why`, after giving back
+ * what the run holds. */
+static gpumem_status replay_settled(const gpumem_allocator *a, const gb_plan *plan,
+                                    gpumem_stream_t *streams, char *why, size_t len) {
   size_t nslots = plan->slots ? plan->slots : 1;
   void **ptrs = calloc(nslots, sizeof *ptrs);
   size_t *sizes = calloc(nslots, sizeof *sizes);
@@ -140,7 +141,7 @@ static bool replay_settled(const gpumem_allocator *a, const gb_plan *plan, gpume
     free(ptrs);
     free(sizes);
     free(on);
-    return false;
+    return GPUMEM_ERR_OUT_OF_MEMORY;
   }
   gpumem_status st = GPUMEM_OK;
   size_t i = 0;
@@ -158,18 +159,17 @@ static bool replay_settled(const gpumem_allocator *a, const gb_plan *plan, gpume
       if (st == GPUMEM_OK) st = gpumem_stream_synchronize(s);
     }
   }
-  bool fits = st == GPUMEM_OK;
-  if (!fits) {
+  if (st != GPUMEM_OK) {
     snprintf(why, len, "operation %zu of %zu: %s", i - 1, plan->count, gpumem_last_error());
     for (size_t k = 0; k < nslots; k++) /* give back what the failed run holds */
-      if (ptrs[k] != NULL) a->free(a->ctx, ptrs[k], sizes[k], streams[on[k]]);
+      if (ptrs[k] != NULL) GB_CHECKED(a->free(a->ctx, ptrs[k], sizes[k], streams[on[k]]));
   }
   for (uint16_t k = 0; k < plan->streams; k++)
     GB_CHECKED(gpumem_stream_synchronize(streams[k]));
   free(ptrs);
   free(sizes);
   free(on);
-  return fits;
+  return st;
 }
 
 bool gb_fit_try_capacity(const char *allocator, const gb_plan *plan, int device, size_t capacity,
@@ -195,9 +195,17 @@ bool gb_fit_try_capacity(const char *allocator, const gb_plan *plan, int device,
     }
   }
   if (ok) {
-    t->fits = replay_settled(&a, plan, streams, t->why, sizeof t->why);
-    gpumem_stats st = GPUMEM_STATS_INIT;
-    if (t->fits && a.stats(a.ctx, &st) == GPUMEM_OK) t->peak_reserved = st.peak_bytes_reserved;
+    gpumem_status st = replay_settled(&a, plan, streams, t->why, sizeof t->why);
+    t->fits = st == GPUMEM_OK;
+    /* Out of memory is the answer "does not fit"; any other failure is not
+     * a capacity's doing and stops the search. */
+    if (st != GPUMEM_OK && st != GPUMEM_ERR_OUT_OF_MEMORY) {
+      snprintf(why, len, "%s", t->why);
+      ok = false;
+    }
+    gpumem_stats stats = GPUMEM_STATS_INIT;
+    if (t->fits && a.stats(a.ctx, &stats) == GPUMEM_OK)
+      t->peak_reserved = stats.peak_bytes_reserved;
   }
   for (int i = 0; i < made; i++)
     GB_CHECKED(gpumem_stream_destroy(streams[i]));

@@ -20,8 +20,10 @@ typedef struct gb_fit_try {
 } gb_fit_try;
 
 /* Run the trial. False (with the reason in `why`) when the trial could not
- * be made at all (the library could not be re-initialised); true otherwise,
- * with t->fits saying whether the trace fit. Leaves the library initialised
+ * be made (the library could not be re-initialised, a stream could not be
+ * made) or failed other than out of memory; true otherwise, with t->fits
+ * saying whether the trace fit (an allocator that cannot be created at
+ * this capacity does not fit). Leaves the library initialised
  * on the host backend at `capacity`. */
 bool gb_fit_try_capacity(const char *allocator, const gb_plan *plan, int device, size_t capacity,
                          gb_fit_try *t, char *why, size_t len);

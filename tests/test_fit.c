@@ -134,6 +134,10 @@ static void test_limit_is_reported(void **state) {
   assert_true(r.waste == 0.0);
   assert_int_equal(r.tries, 1);
   assert_string_equal(r.profile[0], "1g.5gb");
+  /* A failure that is not out of memory stops the search with its reason. */
+  p.streams = GB_MAX_STREAMS + 1;
+  assert_false(gb_fit_allocator("cuda-malloc", &p, 0, GIB, &r, why, sizeof why));
+  assert_string_equal(why, "the trace uses 65 streams (at most 64)");
   gb_plan_free(&p);
 }
 

@@ -488,11 +488,14 @@ gb_parse_result gb_parse_args(int argc, char **argv, gb_options *o) {
     for (size_t w = 0; w < gb_workload_count; w++)
       if (gb_workloads[w].flags & GB_WL_DEFAULT) o->workloads |= 1u << w;
   }
-  int replay = gb_workload_find("replay");
-  if (o->trace != NULL) o->workloads |= 1u << replay;
-  if ((o->workloads & (1u << replay)) && o->trace == NULL) {
-    fprintf(stderr, "gpumem-bench: replay needs --trace FILE\n");
-    return GB_PARSE_BAD;
+  int replay = gb_workload_find("replay"), fit = gb_workload_find("fit");
+  if (o->trace != NULL && !(o->workloads & (1u << fit))) o->workloads |= 1u << replay;
+  for (int need = 0; need < 2; need++) { /* replay and fit need the trace */
+    int wl = need ? fit : replay;
+    if ((o->workloads & (1u << wl)) && o->trace == NULL) {
+      fprintf(stderr, "gpumem-bench: %s needs --trace FILE\n", gb_workloads[wl].name);
+      return GB_PARSE_BAD;
+    }
   }
   for (size_t i = 0; i < o->nallocators; i++) {
     if (!allocator_known(o->allocators[i])) {

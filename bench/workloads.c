@@ -18,6 +18,7 @@
  *   replay   a recorded trace (op,id,size,stream; .csv or .csv.gz)
  *   first    latency of the first allocations of a fresh allocator
  *   grow     a device array made larger four ways (grow.c)
+ *   fit      the least device memory a trace runs in, per allocator (fit.c)
  *
  * Method: a warm-up run, then R timed repetitions; each repetition ends with
  * a synchronize of its streams, so deferred work is paid for; a row gives the
@@ -32,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fit.h"
 #include "harness.h"
 
 #define MIB ((size_t)1 << 20)
@@ -669,6 +671,10 @@ const gb_workload gb_workloads[] = {
      GB_BIT(GB_OPT_GROW_TARGET) | GB_BIT(GB_OPT_GROW_STEPS) | GB_BIT(GB_OPT_BATCH) |
          GB_BIT(GB_OPT_BATCH_ITERATIONS),
      GB_WL_DEFAULT | GB_WL_ONCE, grow_rows, NULL, NULL, run_grow},
+    {"fit",
+     "per allocator, the least device memory the --trace runs in (bisected on the host "
+     "backend, also on a GPU), and the MIG slices that hold it",
+     GB_BIT(GB_OPT_TRACE), GB_WL_ONCE, gb_fit_rows, NULL, NULL, gb_fit_run},
 };
 const size_t gb_workload_count = sizeof gb_workloads / sizeof gb_workloads[0];
 

@@ -368,6 +368,11 @@ static const gm_mig_model models[] = {
      h200_profiles},
 };
 
+const gm_mig_model *gm_mig_models(size_t *count) {
+  *count = sizeof models / sizeof models[0];
+  return models;
+}
+
 #define GENERIC_GPU "gpu"
 #define MAX_COUNT   7 /* "*N": at most a GPU's worth of instances */
 

@@ -52,6 +52,10 @@ typedef struct gm_mig_model {
   const gm_mig_profile *profiles;
 } gm_mig_model;
 
+/* The MIG-capable GPU models of the table in mig.c (A100 40/80 GB, H100,
+ * H200), `*count` of them; gpumem-bench fit reads their profiles. */
+const gm_mig_model *gm_mig_models(size_t *count);
+
 /* One physical GPU of a GPUMEM_HOST_MIG layout. */
 typedef struct gm_mig_spec_gpu {
   const gm_mig_model *model; /* NULL: a generic emulated GPU ("gpu") */

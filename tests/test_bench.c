@@ -658,7 +658,7 @@ static void test_parse_size(void **state) {
 
 static void test_workload_table(void **state) {
   (void)state;
-  assert_int_equal(gb_workload_count, 7);
+  assert_int_equal(gb_workload_count, 8);
   for (size_t w = 0; w < gb_workload_count; w++) {
     const gb_workload *wl = &gb_workloads[w];
     assert_int_equal(gb_workload_find(wl->name), (int)w);

@@ -44,10 +44,6 @@ gpumem_arena_t *gm_arena_allocator_arena(void *state);
 /* gpumem_stats_print without the API wrapper (no initialisation: usable at
  * exit). */
 gpumem_status gm_stats_print_file(const gpumem_allocator *a, FILE *out, gpumem_stats_format format);
-/* After an allocation failed with OUT_OF_MEMORY: ask the application's
- * handler (oom.c); true means retry once. When false, the first failure's
- * message is the one recorded. */
-bool gm_oom_retry(size_t size, int device);
 /* Forget the default allocator, destroying it if libgpumem made it (at
  * finalize). */
 gpumem_status gm_allocator_release_default(void);

@@ -735,7 +735,7 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
 
 GPUMEM_API gpumem_status gpumem_arena_alloc(gpumem_arena_t *arena, size_t size, size_t alignment,
                                             int device, void **ptr) {
-  GM_API_FORWARD(gm_arena_alloc(arena, size, alignment, device, ptr));
+  GM_API_FORWARD_ALLOC(gm_arena_alloc(arena, size, alignment, device, ptr), size, device);
 }
 
 /* The shard owning the unit of `offset`, or NULL (unmapped / outside). */

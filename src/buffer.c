@@ -330,7 +330,7 @@ gpumem_status gm_buffer_resize(gpumem_buffer_t *b, size_t new_size) {
 }
 
 GPUMEM_API gpumem_status gpumem_buffer_resize(gpumem_buffer_t *buffer, size_t new_size) {
-  GM_API_FORWARD(gm_buffer_resize(buffer, new_size));
+  GM_API_FORWARD_ALLOC(gm_buffer_resize(buffer, new_size), new_size, buffer->device);
 }
 
 gpumem_status gm_buffer_reserve(gpumem_buffer_t *b, size_t capacity) {
@@ -347,7 +347,7 @@ gpumem_status gm_buffer_reserve(gpumem_buffer_t *b, size_t capacity) {
 }
 
 GPUMEM_API gpumem_status gpumem_buffer_reserve(gpumem_buffer_t *buffer, size_t capacity) {
-  GM_API_FORWARD(gm_buffer_reserve(buffer, capacity));
+  GM_API_FORWARD_ALLOC(gm_buffer_reserve(buffer, capacity), capacity, buffer->device);
 }
 
 /* ---- releasing ---- */

@@ -767,7 +767,7 @@ static gpumem_status alloc_checked(gpumem_pool_t *p, size_t size, gpumem_stream_
 
 GPUMEM_API gpumem_status gpumem_pool_alloc(gpumem_pool_t *pool, size_t size, gpumem_stream_t stream,
                                            void **ptr) {
-  GM_API_FORWARD(gm_pool_alloc(pool, size, stream, ptr));
+  GM_API_FORWARD_ALLOC(gm_pool_alloc(pool, size, stream, ptr), size, pool->device);
 }
 
 /* The smallest size a request for `blk` may have asked: a cached size class

@@ -2,7 +2,8 @@
  * device) makes the device run out: a handler that frees a held block and
  * asks for a retry turns the failure into success; one that declines leaves
  * OUT_OF_MEMORY and today's message; none is today's behaviour; a handler
- * that allocates (and fails) inside itself is not called again. */
+ * that allocates (and fails) inside itself is not called again; pool, arena
+ * and buffer entry points ask it too. */
 #include <stdio.h>
 
 #include "helpers.h"
@@ -13,6 +14,7 @@
 typedef struct victim {
   gpumem_allocator *a;
   void *held;
+  size_t held_size; /* 0: BIG */
   int calls;
   size_t size;
   int device;
@@ -31,7 +33,7 @@ static bool on_oom(size_t size, int device, void *user) {
     v->nested_status = v->a->alloc(v->a->ctx, ASK, NULL, &p); /* fails: not offered again */
   }
   if (v->retry && v->held != NULL) {
-    gm_test_ignore(v->a->free(v->a->ctx, v->held, BIG, NULL));
+    gm_test_ignore(v->a->free(v->a->ctx, v->held, v->held_size ? v->held_size : BIG, NULL));
     v->held = NULL;
   }
   return v->retry;
@@ -116,12 +118,74 @@ static void test_retry_fails_again(void **state) {
   assert_gpumem_ok(gpumem_allocator_destroy(&a));
 }
 
+/* The entry points that allocate without an allocator struct ask the
+ * handler too: pool alloc, arena alloc, buffer resize and reserve. Each
+ * time, BIG held on device 1 leaves no room for ASK; the handler frees it
+ * and the retry succeeds. */
+static void test_direct_entry_points_retry(void **state) {
+  (void)state;
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
+  victim v;
+  setup_victim(&a, &v);
+  v.retry = true;
+  assert_gpumem_ok(gpumem_set_oom_handler(on_oom, &v));
+  void *p = NULL;
+
+  int one = 1;
+  gpumem_arena_config ac = GPUMEM_ARENA_CONFIG_INIT;
+  ac.devices = &one;
+  ac.device_count = 1;
+  gpumem_arena_t *arena = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&ac, &arena));
+  assert_gpumem_ok(gpumem_arena_alloc(arena, ASK, 0, 1, &p));
+  assert_int_equal(v.calls, 1);
+  assert_int_equal(v.size, ASK);
+  assert_int_equal(v.device, 1);
+  assert_gpumem_ok(gpumem_arena_free(arena, p));
+  assert_gpumem_ok(gpumem_arena_destroy(arena));
+
+  gpumem_buffer_config bc = GPUMEM_BUFFER_CONFIG_INIT;
+  bc.device = 1;
+  bc.max_size = (size_t)1 << 30;
+  gpumem_buffer_t *buf = NULL;
+  assert_gpumem_ok(gpumem_buffer_create(&bc, &buf));
+  assert_gpumem_ok(a.alloc(a.ctx, BIG, NULL, &v.held));
+  assert_gpumem_ok(gpumem_buffer_resize(buf, ASK));
+  assert_int_equal(v.calls, 2);
+  assert_int_equal(v.size, ASK);
+  assert_int_equal(gpumem_buffer_size(buf), ASK);
+  v.held_size = ASK; /* the device is full: the buffer's ASK and this ASK */
+  assert_gpumem_ok(a.alloc(a.ctx, ASK, NULL, &v.held));
+  assert_gpumem_ok(gpumem_buffer_reserve(buf, ASK + ASK / 2));
+  assert_int_equal(v.calls, 3);
+  assert_int_equal(v.size, ASK + ASK / 2);
+  assert_null(v.held);
+  assert_int_equal(gpumem_buffer_capacity(buf), ASK + ASK / 2);
+  v.held_size = 0;
+  assert_gpumem_ok(gpumem_buffer_destroy(buf));
+
+  gpumem_pool_config pc = GPUMEM_POOL_CONFIG_INIT;
+  pc.device = 1;
+  gpumem_pool_t *pool = NULL;
+  assert_gpumem_ok(a.alloc(a.ctx, BIG, NULL, &v.held));
+  assert_gpumem_ok(gpumem_pool_create(&pc, &pool));
+  assert_gpumem_ok(gpumem_pool_alloc(pool, ASK, NULL, &p));
+  assert_int_equal(v.calls, 4);
+  assert_int_equal(v.size, ASK);
+  assert_int_equal(v.device, 1);
+  assert_gpumem_ok(gpumem_pool_free(pool, p, NULL));
+  assert_gpumem_ok(gpumem_pool_destroy(pool));
+
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
+}
+
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_handler_frees_and_retries, gm_test_setup, drop_handler),
       cmocka_unit_test_setup_teardown(test_declined_and_none_keep_todays_failure, gm_test_setup,
                                       drop_handler),
       cmocka_unit_test_setup_teardown(test_retry_fails_again, gm_test_setup, drop_handler),
+      cmocka_unit_test_setup_teardown(test_direct_entry_points_retry, gm_test_setup, drop_handler),
   };
   return gm_test_run("oom", tests, GM_ARRAY_SIZE(tests), argc, argv, NULL);
 }

@@ -159,14 +159,17 @@ typedef bool (*gpumem_oom_fn)(size_t size, int device, void *user);
 
 /** Set the process-wide out-of-memory handler (NULL: none, the default:
  * failures return OUT_OF_MEMORY at once). It is called when an allocation
- * through a gpumem_allocator (gpumem_allocator_create's, from_*'s, the
- * default allocator) fails with OUT_OF_MEMORY, on the allocating thread,
+ * fails with OUT_OF_MEMORY: one through a gpumem_allocator
+ * (gpumem_allocator_create's, from_*'s, the default allocator), and
+ * gpumem_pool_alloc, gpumem_arena_alloc (with the device asked, which is
+ * GPUMEM_ARENA_ANY_DEVICE for an interleaved arena), gpumem_buffer_resize
+ * and gpumem_buffer_reserve (with the size or capacity asked for the whole
+ * buffer). It runs on the allocating thread,
  * with no library lock held. One retry at most per allocation. A failing
  * allocation made by the handler itself is not offered to it again (it
  * returns OUT_OF_MEMORY at once): no recursion, no loop. When the handler
- * returns false, the status and message are the original failure's. Not
- * called by gpumem_pool_alloc or gpumem_arena_alloc directly (wrap them in
- * an allocator). Thread-safe. Errors: none. */
+ * returns false, the status and message are the original failure's.
+ * Thread-safe. Errors: none. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_set_oom_handler(gpumem_oom_fn fn, void *user);
 
 /** What gpumem_stats_print writes. */

@@ -3,44 +3,77 @@
  * One recorded trace (resnet50_train) is one point; tuning an allocator on
  * it alone over-fits. `gpumem-bench synth` writes traces in the replay
  * format (op,id,size,stream, see trace_file.c) from a small model of what a
- * deep-learning framework asks of its allocator, for four families:
+ * deep-learning framework asks of its allocator, for four families (below).
  *
- * training    A transformer-like stack trained for `steps` steps at a fixed
- *             sequence length. Weights (per layer: qkv 3H^2, out H^2, two
- *             MLP matrices 4H^2 each, fp16) are allocated first and live to
- *             the end. Each step runs forward (per layer it saves the layer
- *             input B*S*H*2 bytes, the attention probabilities B*heads*S^2*2,
- *             the MLP activation B*S*4H*2, and allocates and frees a few
- *             temporaries), then a logits tensor and the loss, then backward
- *             in reverse layer order: a gradient of the activation is
- *             allocated, the saved tensors of that layer are freed (last
- *             saved first), and at the first step each weight gets its
- *             gradient (persistent from then on, like .grad). The optimizer
- *             step (Adam) allocates two fp32 moments per weight at the first
- *             step (persistent) and a per-weight temporary each step.
- * varlen      The same, but each step draws a sequence length uniformly in
- *             [seq/8, seq] (a multiple of 8): activations scale with the
- *             length, attention with its square, so block sizes change from
- *             step to step as with variable-length batches.
- * generation  Inference: `steps` requests. Each draws a prompt length in
- *             [seq/4, seq] and a token count in [tokens/2, tokens]. The
- *             prefill allocates a K and a V cache per layer for the prompt
- *             (B*len*H*2 bytes each) and temporaries; then every token, per
- *             layer, grows K and V like torch.cat (allocate len+1, free the
- *             old block) and allocates and frees small temporaries (q, the
- *             attention row, the MLP activation). The caches are freed at the
- *             end of the request.
- * mixture     varlen training with a generation request (an evaluation)
- *             after every `period` steps, sharing the weights.
+ * The defaults are chosen to reproduce the patterns that make real
+ * PyTorch workloads waste memory, not to suit any allocator: on recorded
+ * transformer training, variable-length inference and generation the arena
+ * reached peak reserved / peak live 1.08-1.21 and PyTorch with expandable
+ * segments 1.07-1.08, while gentler earlier defaults gave <= 1.02 here. The
+ * model is a 16-layer fp16 transformer, hidden 1024, 16 heads, a 32000-token
+ * vocabulary (embedding and LM head 62.5 MiB each in fp16): weights of
+ * 4 KiB (layer norms) to 64 MiB, as a 300M-parameter model has.
  *
- * Sizes are rounded up to 512 bytes as PyTorch's caching allocator does, and
- * small temporaries get a random size jitter, so seeds differ also for
- * training. The defaults (layers 16, batch 4, hidden 1024, heads 8, seq
- * 1024, tokens 32, period 4, steps by family) give peaks of a few GiB and a
- * few thousand to about 20 000 operations, so a replay on the host backend
- * takes seconds. Everything allocated is freed by the end of the trace (the
- * weights, gradients and optimizer state last), so replays balance without
- * the reader's end-of-trace frees.
+ * training    Mixed-precision training as torch.autocast + AdamW does it.
+ *             Weights are fp32 masters, allocated first. Each step draws a
+ *             padded length in [seq/2, seq] (a multiple of 64: dynamic
+ *             padding to the longest sequence of the micro-batch) and, one
+ *             step in four, a micro-batch one short (the last batch of an
+ *             accumulation round). Forward, per layer: autocast's fp16
+ *             copies of the four matmul weights (saved for backward, so
+ *             they live until then, interleaved with activations), layer
+ *             norm statistics, q/k/v (3*B*S*H*2), the scores (a temporary)
+ *             and the attention probabilities B*heads*S^2*2, the context,
+ *             the MLP up and GELU outputs (4*B*S*H*2 each); then the logits
+ *             in fp16 and their fp32 log-softmax (B*S*32000*4). Backward in
+ *             reverse layer order frees each layer's saved tensors after
+ *             using them and allocates the weight gradients as it goes
+ *             (fp32, zero_grad(set_to_none=True) frees them after the
+ *             optimizer step, so they are allocated anew every step); every
+ *             25 MiB of gradients a DDP-style bucket buffer is allocated for
+ *             the all-reduce and freed when the next one launches. Adam's two
+ *             fp32 moments per weight appear at the first optimizer step
+ *             (lazily, as torch.optim does) and stay; each weight gets a
+ *             temporary update.
+ * varlen      Variable-length inference (an encoder or a prefill server).
+ *             Each of `steps` batches draws its padded length from a
+ *             long-tailed (log-uniform) distribution in [16, seq]: as many
+ *             lengths in 16-31 as in 1024-2047, so most batches are short
+ *             and a few near the maximum. The batch holds up to `batch`
+ *             sequences within a token budget of batch*seq/4, as dynamic
+ *             batching by tokens does. Per layer: q, K and V (batch*len*H*2
+ *             each), the scores and softmax (batch*heads*len^2*2), the
+ *             context and the MLP (4x). The K and V of every layer and the
+ *             output are kept after the batch (a cache handed on, a result
+ *             waiting for its client) and released out of order: after each
+ *             batch, random held batches are freed until at most a random
+ *             number in [0, period] remain.
+ * generation  Continuous batching (as vLLM or TGI schedule, without paged
+ *             blocks: like Hugging Face's cache grown by torch.cat). `steps`
+ *             requests, at most `batch` running at once, at most two
+ *             admitted per decode step. A request draws a long-tailed prompt
+ *             length in [16, seq] and a token count in [tokens/8, tokens];
+ *             its prefill allocates its KV block (layers * 2 * H * 2 bytes
+ *             a token, 64 KiB: K and V of every layer in one block, which
+ *             keeps the operation count at a few per token) and prefill
+ *             temporaries (q/k/v, scores heads*len^2*2, MLP, logits). Every
+ *             decode step each running request grows its block by one
+ *             token: allocate the larger block, free the old one (MiB-sized
+ *             at these lengths), with an attention row temporary; the batch
+ *             has its hidden state, MLP and fp32 logits temporaries.
+ *             Requests finish at different times and free their block;
+ *             waiting ones take their place.
+ * mixture     training with an evaluation every `period` steps: a
+ *             generation phase of 4 requests, 4 at once, over the training
+ *             model's weights and optimizer state.
+ *
+ * Sizes are rounded up to 512 bytes as PyTorch's caching allocator does;
+ * small temporaries get a random size jitter. The defaults give 15k-22k
+ * operations (a replay takes seconds on the host backend) and peaks of
+ * 0.8 GiB (generation), 1.6-1.8 GiB (varlen) and 5-6 GiB (training,
+ * mixture). Everything allocated is freed by the end of the trace (the
+ * optimizer state and weights last), so replays balance without the
+ * reader's end-of-trace frees.
  *
  * The generator is deterministic: splitmix64 seeded with --seed, no rand(),
  * no floating point in any size, so a seed gives the same bytes everywhere.
@@ -615,33 +648,38 @@ static void synth_usage(FILE *f) {
           "for `gpumem-bench replay --trace FILE`. The same parameters and seed give the\n"
           "same trace. Sizes are rounded up to 512 B; everything is freed by the end.\n"
           "\n"
-          "families:\n"
-          "  training    fixed-length transformer training: weights first; per step\n"
-          "              forward saves input, attention (B*heads*S^2) and MLP activations\n"
-          "              per layer, backward frees them in reverse layer order; grads and\n"
-          "              Adam moments allocated at step 1 and kept; per-step temporaries\n"
-          "  varlen      training with a random sequence length in [seq/8, seq] per step:\n"
-          "              activations scale with it, attention with its square\n"
-          "  generation  `steps` requests: prompt length in [seq/4, seq], tokens in\n"
-          "              [tokens/2, tokens]; KV cache per layer grown each token by\n"
-          "              allocating len+1 and freeing the old block (torch.cat), plus\n"
-          "              small temporaries per layer and token\n"
-          "  mixture     varlen training with a generation request every `period` steps\n"
+          "families (a 16-layer transformer, hidden 1024, vocabulary 32000):\n"
+          "  training    mixed-precision training: fp32 weights; per step a padded length\n"
+          "              in [seq/2, seq] and sometimes a micro-batch one short; forward\n"
+          "              saves autocast fp16 weight copies, q/k/v, attention\n"
+          "              (B*heads*S^2) and MLP activations per layer; backward frees\n"
+          "              them in reverse layer order and allocates the weight grads\n"
+          "              (freed after each optimizer step), 25 MiB gradient buckets;\n"
+          "              Adam moments from the first step on\n"
+          "  varlen      inference batches of a long-tailed length in [16, seq], up to\n"
+          "              `batch` sequences within batch*seq/4 tokens; attention ~len^2;\n"
+          "              each batch's K/V and output kept, freed out of order (at most\n"
+          "              `period` batches held)\n"
+          "  generation  continuous batching: `steps` requests, `batch` at once; each\n"
+          "              request's KV block (64 KiB a token) grows every token by\n"
+          "              allocating the larger block and freeing the old (torch.cat);\n"
+          "              long-tailed prompts, [tokens/8, tokens] new tokens each\n"
+          "  mixture     training with a 4-request generation phase every `period` steps\n"
           "\n"
-          "options (defaults):\n"
+          "options (defaults: training / varlen / generation / mixture):\n"
           "  --family F     training, varlen, generation, mixture (required)\n"
           "  --seed N       PRNG seed, splitmix64 (%" PRIu64 ")\n"
-          "  --steps S      training steps, or requests for generation (30 training and\n"
-          "                 varlen, 4 generation, 12 mixture)\n"
+          "  --steps S      training steps, inference batches, or requests (20/60/24/12)\n"
           "  --layers L     transformer layers (%zu)\n"
-          "  --batch B      batch size (%zu)\n"
-          "  --hidden H     hidden size; fp16 tensors (%zu)\n"
+          "  --batch B      micro-batch; varlen: most sequences per batch; generation:\n"
+          "                 most requests at once (2/8/8/2)\n"
+          "  --hidden H     hidden size (%zu)\n"
           "  --heads N      attention heads (%zu)\n"
-          "  --seq S        sequence length; the maximum for varlen and prompts (%zu)\n"
-          "  --tokens T     most generated tokens per request (%zu)\n"
-          "  --period P     mixture: a generation request every P steps (%zu)\n"
+          "  --seq S        (most) sequence or prompt length (1024/2048/1024/1024)\n"
+          "  --tokens T     most generated tokens per request (256/256/256/64)\n"
+          "  --period P     varlen: most batches held; mixture: evaluate every P (%zu)\n"
           "  --out FILE     where to write the trace (required)\n",
-          d.seed, d.layers, d.batch, d.hidden, d.heads, d.seq, d.tokens, d.period);
+          d.seed, d.layers, d.hidden, d.heads, d.period);
 }
 
 static bool parse_u64_arg(const char *text, uint64_t *out) {

@@ -15,7 +15,11 @@
  * 4 KiB (layer norms) to 64 MiB, as a 300M-parameter model has.
  *
  * training    Mixed-precision training as torch.autocast + AdamW does it.
- *             Weights are fp32 masters, allocated first. Each step draws a
+ *             Weights are fp32 masters, allocated first. `steps` counts
+ *             micro-batches, two per optimizer step (gradient accumulation:
+ *             the first allocates each weight's .grad in backward, the
+ *             second allocates its gradient and adds it in place, and only
+ *             the second all-reduces and steps). Each micro-batch draws a
  *             padded length in [seq/2, seq] (a multiple of 64: dynamic
  *             padding to the longest sequence of the micro-batch) and, one
  *             step in four, a micro-batch one short (the last batch of an
@@ -70,7 +74,7 @@
  * Sizes are rounded up to 512 bytes as PyTorch's caching allocator does;
  * small temporaries get a random size jitter. The defaults give 15k-22k
  * operations (a replay takes seconds on the host backend) and peaks of
- * 0.8 GiB (generation), 1.6-1.8 GiB (varlen) and 5-6 GiB (training,
+ * 0.8 GiB (generation), 1.6-1.8 GiB (varlen) and 6.1-6.7 GiB (training,
  * mixture). Everything allocated is freed by the end of the trace (the
  * optimizer state and weights last), so replays balance without the
  * reader's end-of-trace frees.
@@ -95,6 +99,7 @@
 #define WEIGHTS_PER_LAYER 6 /* qkv, out, MLP up, MLP down, two layer norms */
 #define SAVED_PER_LAYER   11
 #define SYNTH_MAX_SLOTS   64 /* generation: concurrent requests; varlen: batches kept */
+#define ACCUM             2  /* training: micro-batches per optimizer step */
 #define BUCKET_BYTES      ((size_t)25 << 20) /* DDP's default bucket_cap_mb */
 /* The most operations a trace may have (160 MB of plan): parameters past it
  * are refused rather than left to exhaust host memory. */
@@ -167,7 +172,7 @@ typedef struct gen {
   uint64_t rng;
   uint32_t next_id;
   bool ok, too_long;
-  tensor embed, head;
+  tensor embed, head, gembed, ghead;
   tensor weights[SYNTH_MAX_LAYERS][WEIGHTS_PER_LAYER];
   tensor grads[SYNTH_MAX_LAYERS][WEIGHTS_PER_LAYER];
   tensor moments[SYNTH_MAX_LAYERS + 1][WEIGHTS_PER_LAYER][2]; /* + embed, head */
@@ -274,7 +279,20 @@ static void bucket_add(gen *g, buckets *b, size_t bytes) {
 }
 
 /* One training step: micro-batch `batch`, padded length `len`. */
-static void train_step(gen *g, size_t batch, size_t len) {
+/* A weight gradient from backward: the first micro-batch of an optimizer
+ * step allocates .grad; later ones allocate the new gradient and add it in
+ * place (AccumulateGrad), freeing it at once. */
+static void grad(gen *g, tensor *slot, size_t size, bool first) {
+  tensor t = t_alloc(g, size);
+  if (first)
+    *slot = t;
+  else
+    t_free(g, t);
+}
+
+/* One micro-batch: `batch` sequences padded to `len`; `first` and `last`
+ * say where it stands in its optimizer step (gradient accumulation). */
+static void train_step(gen *g, size_t batch, size_t len, bool first, bool last) {
   const gb_synth_config *c = g->c;
   size_t act = batch * len * c->hidden * FP16;
   size_t probs = batch * c->heads * len * len * FP16;
@@ -310,8 +328,8 @@ static void train_step(gen *g, size_t batch, size_t len) {
   t_free(g, dlogits);
   t_free(g, head16);
   buckets b = {0};
-  tensor ghead = t_alloc(g, g->head.size);
-  bucket_add(g, &b, ghead.size);
+  grad(g, &g->ghead, g->head.size, first);
+  if (last) bucket_add(g, &b, g->head.size);
   for (size_t l = c->layers; l-- > 0;) { /* backward, reverse order */
     tensor dgelu = t_alloc(g, 4 * act);
     t_free(g, saved[l][6]);
@@ -320,32 +338,33 @@ static void train_step(gen *g, size_t batch, size_t len) {
     t_free(g, dgelu);
     t_free(g, saved[l][10]);
     t_free(g, saved[l][9]);
-    g->grads[l][3] = t_alloc(g, wsize(g, 3));
-    g->grads[l][2] = t_alloc(g, wsize(g, 2));
+    grad(g, &g->grads[l][3], wsize(g, 3), first);
+    grad(g, &g->grads[l][2], wsize(g, 2), first);
     t_free(g, dup);
     temporary(g, probs); /* gradient of the probabilities */
     t_free(g, saved[l][4]);
     t_free(g, saved[l][3]);
     tensor dqkv = t_alloc(g, 3 * act);
     t_free(g, saved[l][2]);
-    g->grads[l][1] = t_alloc(g, wsize(g, 1));
-    g->grads[l][0] = t_alloc(g, wsize(g, 0));
+    grad(g, &g->grads[l][1], wsize(g, 1), first);
+    grad(g, &g->grads[l][0], wsize(g, 0), first);
     tensor dnext = t_alloc(g, act);
     t_free(g, saved[l][8]);
     t_free(g, saved[l][7]);
     t_free(g, dqkv);
     t_free(g, saved[l][1]);
     t_free(g, saved[l][0]);
-    g->grads[l][5] = t_alloc(g, wsize(g, 5));
-    g->grads[l][4] = t_alloc(g, wsize(g, 4));
+    grad(g, &g->grads[l][5], wsize(g, 5), first);
+    grad(g, &g->grads[l][4], wsize(g, 4), first);
     t_free(g, dx);
     dx = dnext;
-    for (int w = WEIGHTS_PER_LAYER; w-- > 0;)
+    for (int w = WEIGHTS_PER_LAYER; w-- > 0 && last;)
       bucket_add(g, &b, wsize(g, w));
   }
-  tensor gembed = t_alloc(g, g->embed.size);
+  grad(g, &g->gembed, g->embed.size, first);
   t_free(g, dx);
-  bucket_add(g, &b, gembed.size + BUCKET_BYTES); /* the last bucket goes now */
+  if (!last) return; /* DDP's no_sync: no all-reduce, no optimizer step */
+  bucket_add(g, &b, g->embed.size + BUCKET_BYTES); /* the last bucket goes now */
   t_free(g, b.inflight);
   /* Optimizer (Adam, foreach): moments at the first step, kept; one fp32
    * temporary per weight; then zero_grad(set_to_none=True) frees the grads. */
@@ -363,8 +382,8 @@ static void train_step(gen *g, size_t batch, size_t len) {
     }
   }
   g->have_moments = true;
-  t_free(g, gembed);
-  t_free(g, ghead);
+  t_free(g, g->gembed);
+  t_free(g, g->ghead);
   for (size_t l = 0; l < c->layers; l++)
     for (int w = 0; w < WEIGHTS_PER_LAYER; w++)
       t_free(g, g->grads[l][w]);
@@ -569,7 +588,8 @@ bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t wh
   switch (c->family) {
   case GB_SYNTH_TRAINING:
     for (size_t s = 0; s < c->steps && g->ok; s++)
-      train_step(g, train_batch(g), train_len(g));
+      train_step(g, train_batch(g), train_len(g), s % ACCUM == 0,
+                 s % ACCUM == ACCUM - 1 || s + 1 == c->steps);
     break;
   case GB_SYNTH_VARLEN:
     varlen(g);
@@ -579,7 +599,8 @@ bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t wh
     break;
   default: /* mixture */
     for (size_t s = 0; s < c->steps && g->ok; s++) {
-      train_step(g, train_batch(g), train_len(g));
+      train_step(g, train_batch(g), train_len(g), s % ACCUM == 0,
+                 s % ACCUM == ACCUM - 1 || s + 1 == c->steps);
       if ((s + 1) % c->period == 0) generate(g, 4, 4, c->tokens); /* evaluation */
     }
     break;
@@ -648,8 +669,9 @@ static void synth_usage(FILE *f) {
           "for `gpumem-bench replay --trace FILE`. The same parameters and seed give the\n"
           "same trace. Sizes are rounded up to 512 B; everything is freed by the end.\n"
           "\n"
-          "families (a 16-layer transformer, hidden 1024, vocabulary 32000):\n"
-          "  training    mixed-precision training: fp32 weights; per step a padded length\n"
+          "families: a 16-layer transformer, hidden 1024, vocabulary 32000\n"
+          "  training    mixed-precision training, 2 micro-batches per optimizer step:\n"
+          "              fp32 weights; per micro-batch a padded length\n"
           "              in [seq/2, seq] and sometimes a micro-batch one short; forward\n"
           "              saves autocast fp16 weight copies, q/k/v, attention\n"
           "              (B*heads*S^2) and MLP activations per layer; backward frees\n"
@@ -669,7 +691,8 @@ static void synth_usage(FILE *f) {
           "options (defaults: training / varlen / generation / mixture):\n"
           "  --family F     training, varlen, generation, mixture (required)\n"
           "  --seed N       PRNG seed, splitmix64 (%" PRIu64 ")\n"
-          "  --steps S      training steps, inference batches, or requests (20/60/24/12)\n"
+          "  --steps S      training micro-batches, inference batches, or requests\n"
+          "                 (20/60/24/12)\n"
           "  --layers L     transformer layers (%zu)\n"
           "  --batch B      micro-batch; varlen: most sequences per batch; generation:\n"
           "                 most requests at once (2/8/8/2)\n"

@@ -950,7 +950,7 @@ static void test_synth_deterministic_and_well_formed(void **state) {
  * layer's saved tensors in reverse layer order: autocast's fp16 copy of the
  * qkv weight ((3*1024^2 + 3*1024)*2 bytes, a size no activation takes) is
  * made once per layer in forward and freed in the other order. The weight
- * gradients are freed every step (zero_grad(set_to_none=True)). */
+ * gradients are allocated in every micro-batch's backward. */
 static void test_synth_training_frees_in_reverse(void **state) {
   (void)state;
   gb_plan p;
@@ -974,7 +974,7 @@ static void test_synth_training_frees_in_reverse(void **state) {
   assert_int_equal(nf, 16);
   for (size_t k = 0; k < 16; k++)
     assert_int_equal(frees[k], allocs[15 - k]);
-  assert_int_equal(copies, 16 * 20); /* every layer, every one of 20 steps */
+  assert_int_equal(copies, 16 * 20); /* every layer, every one of 20 micro-batches */
   /* The gradient of the last layer's MLP down weight (4*1024^2*4 bytes) is
    * allocated in every step's backward: at least 20 such allocations beside
    * the weight and its two Adam moments. */
@@ -982,6 +982,17 @@ static void test_synth_training_frees_in_reverse(void **state) {
   for (size_t i = 0; i < p.count; i++)
     if (p.ops[i].kind == GB_ALLOC && p.ops[i].size == (size_t)4 * 1024 * 1024 * 4) down32++;
   assert_true(down32 >= 16 * (20 + 3));
+  /* Gradient accumulation: two micro-batches per optimizer step, so the
+   * first Adam moments (a pair of 4*1024^2*4 bytes for layer 0's MLP down
+   * weight) come after two forwards: 32 autocast qkv copies before them. */
+  size_t before = 0;
+  for (size_t i = 98; i + 1 < p.count; i++) {
+    if (p.ops[i].kind == GB_ALLOC && p.ops[i].size == qkv16) before++;
+    if (p.ops[i].kind == GB_ALLOC && p.ops[i].size == (size_t)4 * 1024 * 1024 * 4 &&
+        p.ops[i + 1].kind == GB_ALLOC && p.ops[i + 1].size == p.ops[i].size)
+      break; /* the first moment pair */
+  }
+  assert_int_equal(before, 32);
   gb_plan_free(&p);
 }
 

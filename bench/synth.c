@@ -96,8 +96,8 @@
 #define VOCAB       32000 /* a Llama-sized vocabulary: embedding and logits */
 /* Most layers / weights per layer tracked; bounds the arrays below. */
 #define SYNTH_MAX_LAYERS  256
-#define WEIGHTS_PER_LAYER 6 /* qkv, out, MLP up, MLP down, two layer norms */
-#define SAVED_PER_LAYER   11
+#define WEIGHTS_PER_LAYER 6  /* qkv, out, MLP up, MLP down, two layer norms */
+#define SAVED_PER_LAYER   11 /* 7 activations, 4 autocast weight copies */
 #define SYNTH_MAX_SLOTS   64 /* generation: concurrent requests; varlen: batches kept */
 #define ACCUM             2  /* training: micro-batches per optimizer step */
 #define BUCKET_BYTES      ((size_t)25 << 20) /* DDP's default bucket_cap_mb */
@@ -203,7 +203,7 @@ static size_t long_tailed(gen *g, size_t lo, size_t hi) {
   size_t base = lo << uniform(g, 0, (size_t)octaves);
   size_t top = base * 2 - 1 < hi ? base * 2 - 1 : hi;
   size_t len = uniform(g, base, top) / 8 * 8;
-  return len < lo ? lo / 8 * 8 + 8 : len;
+  return len < 8 ? 8 : len;
 }
 
 static tensor t_alloc(gen *g, size_t bytes) {

@@ -3,44 +3,81 @@
  * One recorded trace (resnet50_train) is one point; tuning an allocator on
  * it alone over-fits. `gpumem-bench synth` writes traces in the replay
  * format (op,id,size,stream, see trace_file.c) from a small model of what a
- * deep-learning framework asks of its allocator, for four families:
+ * deep-learning framework asks of its allocator, for four families (below).
  *
- * training    A transformer-like stack trained for `steps` steps at a fixed
- *             sequence length. Weights (per layer: qkv 3H^2, out H^2, two
- *             MLP matrices 4H^2 each, fp16) are allocated first and live to
- *             the end. Each step runs forward (per layer it saves the layer
- *             input B*S*H*2 bytes, the attention probabilities B*heads*S^2*2,
- *             the MLP activation B*S*4H*2, and allocates and frees a few
- *             temporaries), then a logits tensor and the loss, then backward
- *             in reverse layer order: a gradient of the activation is
- *             allocated, the saved tensors of that layer are freed (last
- *             saved first), and at the first step each weight gets its
- *             gradient (persistent from then on, like .grad). The optimizer
- *             step (Adam) allocates two fp32 moments per weight at the first
- *             step (persistent) and a per-weight temporary each step.
- * varlen      The same, but each step draws a sequence length uniformly in
- *             [seq/8, seq] (a multiple of 8): activations scale with the
- *             length, attention with its square, so block sizes change from
- *             step to step as with variable-length batches.
- * generation  Inference: `steps` requests. Each draws a prompt length in
- *             [seq/4, seq] and a token count in [tokens/2, tokens]. The
- *             prefill allocates a K and a V cache per layer for the prompt
- *             (B*len*H*2 bytes each) and temporaries; then every token, per
- *             layer, grows K and V like torch.cat (allocate len+1, free the
- *             old block) and allocates and frees small temporaries (q, the
- *             attention row, the MLP activation). The caches are freed at the
- *             end of the request.
- * mixture     varlen training with a generation request (an evaluation)
- *             after every `period` steps, sharing the weights.
+ * The defaults are chosen to reproduce the patterns that make real
+ * PyTorch workloads waste memory, not to suit any allocator: on recorded
+ * transformer training, variable-length inference and generation the arena
+ * reached peak reserved / peak live 1.08-1.21 and PyTorch with expandable
+ * segments 1.07-1.08, while gentler earlier defaults gave <= 1.02 here. The
+ * model is a 16-layer fp16 transformer, hidden 1024, 16 heads, a 32000-token
+ * vocabulary (embedding and LM head 62.5 MiB each in fp16): weights of
+ * 4 KiB (layer norms) to 64 MiB, as a 300M-parameter model has.
  *
- * Sizes are rounded up to 512 bytes as PyTorch's caching allocator does, and
- * small temporaries get a random size jitter, so seeds differ also for
- * training. The defaults (layers 16, batch 4, hidden 1024, heads 8, seq
- * 1024, tokens 32, period 4, steps by family) give peaks of a few GiB and a
- * few thousand to about 20 000 operations, so a replay on the host backend
- * takes seconds. Everything allocated is freed by the end of the trace (the
- * weights, gradients and optimizer state last), so replays balance without
- * the reader's end-of-trace frees.
+ * training    Mixed-precision training as torch.autocast + AdamW does it.
+ *             Weights are fp32 masters, allocated first. `steps` counts
+ *             micro-batches, two per optimizer step (gradient accumulation:
+ *             the first allocates each weight's .grad in backward, the
+ *             second allocates its gradient and adds it in place, and only
+ *             the second all-reduces and steps). Each micro-batch draws a
+ *             padded length in [seq/2, seq] (a multiple of 64: dynamic
+ *             padding to the longest sequence of the micro-batch) and, one
+ *             step in four, a micro-batch one short (the last batch of an
+ *             accumulation round). Forward, per layer: autocast's fp16
+ *             copies of the four matmul weights (saved for backward, so
+ *             they live until then, interleaved with activations), layer
+ *             norm statistics, q/k/v (3*B*S*H*2), the scores (a temporary)
+ *             and the attention probabilities B*heads*S^2*2, the context,
+ *             the MLP up and GELU outputs (4*B*S*H*2 each); then the logits
+ *             in fp16 and their fp32 log-softmax (B*S*32000*4). Backward in
+ *             reverse layer order frees each layer's saved tensors after
+ *             using them and allocates the weight gradients as it goes
+ *             (fp32, zero_grad(set_to_none=True) frees them after the
+ *             optimizer step, so they are allocated anew every step); every
+ *             25 MiB of gradients a DDP-style bucket buffer is allocated for
+ *             the all-reduce and freed when the next one launches. Adam's two
+ *             fp32 moments per weight appear at the first optimizer step
+ *             (lazily, as torch.optim does) and stay; each weight gets a
+ *             temporary update.
+ * varlen      Variable-length inference (an encoder or a prefill server).
+ *             Each of `steps` batches draws its padded length from a
+ *             long-tailed (log-uniform) distribution in [16, seq]: as many
+ *             lengths in 16-31 as in 1024-2047, so most batches are short
+ *             and a few near the maximum. The batch holds up to `batch`
+ *             sequences within a token budget of batch*seq/4, as dynamic
+ *             batching by tokens does. Per layer: q, K and V (batch*len*H*2
+ *             each), the scores and softmax (batch*heads*len^2*2), the
+ *             context and the MLP (4x). The K and V of every layer and the
+ *             output are kept after the batch (a cache handed on, a result
+ *             waiting for its client) and released out of order: after each
+ *             batch, random held batches are freed until at most a random
+ *             number in [0, period] remain.
+ * generation  Continuous batching (as vLLM or TGI schedule, without paged
+ *             blocks: like Hugging Face's cache grown by torch.cat). `steps`
+ *             requests, at most `batch` running at once, at most two
+ *             admitted per decode step. A request draws a long-tailed prompt
+ *             length in [16, seq] and a token count in [tokens/8, tokens];
+ *             its prefill allocates its KV block (layers * 2 * H * 2 bytes
+ *             a token, 64 KiB: K and V of every layer in one block, which
+ *             keeps the operation count at a few per token) and prefill
+ *             temporaries (q/k/v, scores heads*len^2*2, MLP, logits). Every
+ *             decode step each running request grows its block by one
+ *             token: allocate the larger block, free the old one (MiB-sized
+ *             at these lengths), with an attention row temporary; the batch
+ *             has its hidden state, MLP and fp32 logits temporaries.
+ *             Requests finish at different times and free their block;
+ *             waiting ones take their place.
+ * mixture     training with an evaluation every `period` steps: a
+ *             generation phase of 4 requests, 4 at once, over the training
+ *             model's weights and optimizer state.
+ *
+ * Sizes are rounded up to 512 bytes as PyTorch's caching allocator does;
+ * small temporaries get a random size jitter. The defaults give 15k-22k
+ * operations (a replay takes seconds on the host backend) and peaks of
+ * 0.8 GiB (generation), 1.6-1.8 GiB (varlen) and 6.1-6.7 GiB (training,
+ * mixture). Everything allocated is freed by the end of the trace (the
+ * optimizer state and weights last), so replays balance without the
+ * reader's end-of-trace frees.
  *
  * The generator is deterministic: splitmix64 seeded with --seed, no rand(),
  * no floating point in any size, so a seed gives the same bytes everywhere.
@@ -56,10 +93,14 @@
 #define SYNTH_ROUND 512 /* PyTorch's caching allocator rounds to 512 B */
 #define FP16        2
 #define FP32        4
+#define VOCAB       32000 /* a Llama-sized vocabulary: embedding and logits */
 /* Most layers / weights per layer tracked; bounds the arrays below. */
 #define SYNTH_MAX_LAYERS  256
-#define WEIGHTS_PER_LAYER 4
-#define SAVED_PER_LAYER   3
+#define WEIGHTS_PER_LAYER 6  /* qkv, out, MLP up, MLP down, two layer norms */
+#define SAVED_PER_LAYER   11 /* 7 activations, 4 autocast weight copies */
+#define SYNTH_MAX_SLOTS   64 /* generation: concurrent requests; varlen: batches kept */
+#define ACCUM             2  /* training: micro-batches per optimizer step */
+#define BUCKET_BYTES      ((size_t)25 << 20) /* DDP's default bucket_cap_mb */
 /* The most operations a trace may have (160 MB of plan): parameters past it
  * are refused rather than left to exhaust host memory. */
 #define SYNTH_MAX_OPS 10000000
@@ -86,23 +127,34 @@ void gb_synth_defaults(gb_synth_config *c, gb_synth_family family) {
   c->family = family;
   c->seed = 1;
   c->layers = 16;
-  c->batch = 4;
   c->hidden = 1024;
-  c->heads = 8;
-  c->seq = 1024;
-  c->tokens = 32;
+  c->heads = 16;
   c->period = 4;
   switch (family) {
   case GB_SYNTH_TRAINING:
+    c->steps = 20;
+    c->batch = 2;
+    c->seq = 1024;
+    c->tokens = 256;
+    break;
   case GB_SYNTH_VARLEN:
-    c->steps = 30;
+    c->steps = 60;
+    c->batch = 8;
+    c->seq = 2048;
+    c->tokens = 256;
     break;
   case GB_SYNTH_GENERATION:
-    c->steps = 4;
+    c->steps = 24;
+    c->batch = 8;
+    c->seq = 1024;
+    c->tokens = 256;
     break;
   case GB_SYNTH_MIXTURE:
   default:
     c->steps = 12;
+    c->batch = 2;
+    c->seq = 1024;
+    c->tokens = 64;
     break;
   }
 }
@@ -120,10 +172,12 @@ typedef struct gen {
   uint64_t rng;
   uint32_t next_id;
   bool ok, too_long;
+  tensor embed, head, gembed, ghead;
   tensor weights[SYNTH_MAX_LAYERS][WEIGHTS_PER_LAYER];
   tensor grads[SYNTH_MAX_LAYERS][WEIGHTS_PER_LAYER];
-  tensor moments[SYNTH_MAX_LAYERS][WEIGHTS_PER_LAYER][2];
-  bool have_grads, have_moments;
+  tensor moments[SYNTH_MAX_LAYERS + 1][WEIGHTS_PER_LAYER][2]; /* + embed, head */
+  size_t wbytes; /* bytes per parameter: fp32 masters in training, fp16 */
+  bool have_moments;
 } gen;
 
 static uint64_t next_random(uint64_t *state) { /* splitmix64 */
@@ -136,6 +190,20 @@ static uint64_t next_random(uint64_t *state) { /* splitmix64 */
 /* Uniform in [lo, hi] (lo <= hi). */
 static size_t uniform(gen *g, size_t lo, size_t hi) {
   return lo + (size_t)(next_random(&g->rng) % (uint64_t)(hi - lo + 1));
+}
+
+/* Log-uniform in [lo, hi], a multiple of 8: every octave is as likely, so
+ * short lengths are many and lengths near `hi` few (a long tail). */
+static size_t long_tailed(gen *g, size_t lo, size_t hi) {
+  if (lo < 8) lo = 8;
+  if (hi < lo) hi = lo;
+  int octaves = 0;
+  while ((lo << (octaves + 1)) <= hi)
+    octaves++;
+  size_t base = lo << uniform(g, 0, (size_t)octaves);
+  size_t top = base * 2 - 1 < hi ? base * 2 - 1 : hi;
+  size_t len = uniform(g, base, top) / 8 * 8;
+  return len < 8 ? 8 : len;
 }
 
 static tensor t_alloc(gen *g, size_t bytes) {
@@ -160,109 +228,312 @@ static void temporary(gen *g, size_t bytes) {
   t_free(g, t_alloc(g, bytes + jitter));
 }
 
-/* Per-layer weight sizes in bytes (fp16): qkv, out, mlp up, mlp down. */
-static size_t weight_bytes(const gb_synth_config *c, int w) {
-  static const size_t mult[WEIGHTS_PER_LAYER] = {3, 1, 4, 4};
-  return mult[w] * c->hidden * c->hidden * FP16;
+/* Per-layer weight parameters: qkv with bias, out, MLP up with bias, MLP
+ * down, two layer norms (weight and bias). */
+static size_t weight_params(const gb_synth_config *c, int w) {
+  size_t h = c->hidden;
+  switch (w) {
+  case 0:
+    return 3 * h * h + 3 * h;
+  case 1:
+    return h * h;
+  case 2:
+    return 4 * h * h + 4 * h;
+  case 3:
+    return 4 * h * h;
+  default:
+    return 2 * h;
+  }
+}
+
+/* A weight's bytes in the model's storage type (g->wbytes per parameter). */
+static size_t wsize(const gen *g, int w) {
+  return weight_params(g->c, w) * g->wbytes;
 }
 
 static void alloc_weights(gen *g) {
+  g->embed = t_alloc(g, (size_t)VOCAB * g->c->hidden * g->wbytes);
   for (size_t l = 0; l < g->c->layers; l++)
     for (int w = 0; w < WEIGHTS_PER_LAYER; w++)
-      g->weights[l][w] = t_alloc(g, weight_bytes(g->c, w));
+      g->weights[l][w] = t_alloc(g, wsize(g, w));
+  g->head = t_alloc(g, (size_t)VOCAB * g->c->hidden * g->wbytes);
 }
 
-/* One training step at sequence length `len`. */
-static void train_step(gen *g, size_t len) {
+/* Gradient buckets: every BUCKET_BYTES of weight gradients produced in
+ * backward, a communication buffer of that size is allocated for the
+ * all-reduce and freed when the next bucket launches (overlap). */
+typedef struct buckets {
+  size_t pending;
+  tensor inflight;
+  bool have;
+} buckets;
+
+static void bucket_add(gen *g, buckets *b, size_t bytes) {
+  b->pending += bytes;
+  if (b->pending < BUCKET_BYTES) return;
+  tensor t = t_alloc(g, b->pending);
+  if (b->have) t_free(g, b->inflight);
+  b->inflight = t;
+  b->have = true;
+  b->pending = 0;
+}
+
+/* One training step: micro-batch `batch`, padded length `len`. */
+/* A weight gradient from backward: the first micro-batch of an optimizer
+ * step allocates .grad; later ones allocate the new gradient and add it in
+ * place (AccumulateGrad), freeing it at once. */
+static void grad(gen *g, tensor *slot, size_t size, bool first) {
+  tensor t = t_alloc(g, size);
+  if (first)
+    *slot = t;
+  else
+    t_free(g, t);
+}
+
+/* One micro-batch: `batch` sequences padded to `len`; `first` and `last`
+ * say where it stands in its optimizer step (gradient accumulation). */
+static void train_step(gen *g, size_t batch, size_t len, bool first, bool last) {
   const gb_synth_config *c = g->c;
-  size_t act = c->batch * len * c->hidden * FP16;
-  size_t attn = c->batch * c->heads * len * len * FP16;
+  size_t act = batch * len * c->hidden * FP16;
+  size_t probs = batch * c->heads * len * len * FP16;
+  size_t stats = batch * len * FP32 * 2; /* layer norm mean and rstd */
   tensor saved[SYNTH_MAX_LAYERS][SAVED_PER_LAYER];
+  tensor x = t_alloc(g, act);              /* embedding output */
   for (size_t l = 0; l < c->layers; l++) { /* forward */
-    saved[l][0] = t_alloc(g, act);         /* layer input */
-    temporary(g, 3 * act);                 /* qkv projection (kept as views: freed) */
-    saved[l][1] = t_alloc(g, attn);        /* attention probabilities */
-    temporary(g, attn);                    /* scores before softmax */
-    saved[l][2] = t_alloc(g, 4 * act);     /* MLP activation */
-    for (size_t k = uniform(g, 1, 3); k > 0; k--)
+    saved[l][0] = x;                       /* layer input */
+    for (int w = 0; w < 4; w++)            /* autocast's fp16 copies of the matmul weights */
+      saved[l][7 + w] = t_alloc(g, weight_params(c, w) * FP16);
+    saved[l][1] = t_alloc(g, stats);   /* ln1 statistics */
+    saved[l][2] = t_alloc(g, 3 * act); /* q, k, v */
+    temporary(g, probs);               /* scores before softmax */
+    saved[l][3] = t_alloc(g, probs);   /* attention probabilities */
+    saved[l][4] = t_alloc(g, act);     /* attention context */
+    temporary(g, act);                 /* out projection before residual */
+    saved[l][5] = t_alloc(g, 4 * act); /* MLP up */
+    saved[l][6] = t_alloc(g, 4 * act); /* GELU output */
+    x = t_alloc(g, act);               /* the residual stream, next input */
+    for (size_t k = uniform(g, 0, 2); k > 0; k--)
       temporary(g, uniform(g, 1, 64) * 1024);
   }
-  tensor logits = t_alloc(g, c->batch * len * 8192 * FP16);
+  tensor head16 = t_alloc(g, (size_t)VOCAB * c->hidden * FP16);
+  tensor logits = t_alloc(g, batch * len * VOCAB * FP16);
+  tensor logp = t_alloc(g, batch * len * VOCAB * FP32); /* log_softmax in fp32 */
+  t_free(g, x);
   tensor loss = t_alloc(g, 4);
   t_free(g, loss);
   tensor dlogits = t_alloc(g, logits.size);
+  t_free(g, logp);
   t_free(g, logits);
   tensor dx = t_alloc(g, act);
   t_free(g, dlogits);
+  t_free(g, head16);
+  buckets b = {0};
+  grad(g, &g->ghead, g->head.size, first);
+  if (last) bucket_add(g, &b, g->head.size);
   for (size_t l = c->layers; l-- > 0;) { /* backward, reverse order */
-    tensor dmlp = t_alloc(g, 4 * act);
+    tensor dgelu = t_alloc(g, 4 * act);
+    t_free(g, saved[l][6]);
+    tensor dup = t_alloc(g, 4 * act);
+    t_free(g, saved[l][5]);
+    t_free(g, dgelu);
+    t_free(g, saved[l][10]);
+    t_free(g, saved[l][9]);
+    grad(g, &g->grads[l][3], wsize(g, 3), first);
+    grad(g, &g->grads[l][2], wsize(g, 2), first);
+    t_free(g, dup);
+    temporary(g, probs); /* gradient of the probabilities */
+    t_free(g, saved[l][4]);
+    t_free(g, saved[l][3]);
+    tensor dqkv = t_alloc(g, 3 * act);
     t_free(g, saved[l][2]);
-    temporary(g, attn); /* gradient of the scores */
-    t_free(g, saved[l][1]);
+    grad(g, &g->grads[l][1], wsize(g, 1), first);
+    grad(g, &g->grads[l][0], wsize(g, 0), first);
     tensor dnext = t_alloc(g, act);
+    t_free(g, saved[l][8]);
+    t_free(g, saved[l][7]);
+    t_free(g, dqkv);
+    t_free(g, saved[l][1]);
     t_free(g, saved[l][0]);
-    t_free(g, dmlp);
+    grad(g, &g->grads[l][5], wsize(g, 5), first);
+    grad(g, &g->grads[l][4], wsize(g, 4), first);
     t_free(g, dx);
     dx = dnext;
-    if (!g->have_grads)
-      for (int w = WEIGHTS_PER_LAYER; w-- > 0;)
-        g->grads[l][w] = t_alloc(g, weight_bytes(c, w));
+    for (int w = WEIGHTS_PER_LAYER; w-- > 0 && last;)
+      bucket_add(g, &b, wsize(g, w));
   }
+  grad(g, &g->gembed, g->embed.size, first);
   t_free(g, dx);
-  g->have_grads = true;
-  for (size_t l = 0; l < c->layers; l++) { /* optimizer (Adam) */
+  if (!last) return; /* DDP's no_sync: no all-reduce, no optimizer step */
+  bucket_add(g, &b, g->embed.size + BUCKET_BYTES); /* the last bucket goes now */
+  t_free(g, b.inflight);
+  /* Optimizer (Adam, foreach): moments at the first step, kept; one fp32
+   * temporary per weight; then zero_grad(set_to_none=True) frees the grads. */
+  for (size_t l = 0; l <= c->layers; l++) {
     for (int w = 0; w < WEIGHTS_PER_LAYER; w++) {
-      size_t fp32 = weight_bytes(c, w) / FP16 * FP32;
+      bool edge = l == c->layers;
+      if (edge && w >= 2) break;
+      size_t wb = edge ? g->embed.size : wsize(g, w);
+      size_t fp32 = wb / g->wbytes * FP32;
       if (!g->have_moments) {
         g->moments[l][w][0] = t_alloc(g, fp32);
         g->moments[l][w][1] = t_alloc(g, fp32);
       }
-      temporary(g, weight_bytes(c, w)); /* the update before it is applied */
+      temporary(g, fp32); /* the update before it is applied */
     }
   }
   g->have_moments = true;
+  t_free(g, g->gembed);
+  t_free(g, g->ghead);
+  for (size_t l = 0; l < c->layers; l++)
+    for (int w = 0; w < WEIGHTS_PER_LAYER; w++)
+      t_free(g, g->grads[l][w]);
 }
 
-/* One generation request: prefill, then token steps growing the KV cache. */
-static void generate(gen *g) {
+/* ---- generation: continuous batching ---- */
+
+typedef struct request {
+  tensor kv;        /* the K and V of every layer, one block */
+  size_t len, left; /* tokens in the cache, tokens still to generate */
+} request;
+
+static void prefill(gen *g, request *r, size_t tokens) {
   const gb_synth_config *c = g->c;
-  size_t len = uniform(g, c->seq / 4 > 0 ? c->seq / 4 : 1, c->seq);
-  size_t tokens = uniform(g, c->tokens / 2 > 0 ? c->tokens / 2 : 1, c->tokens);
-  size_t row = c->batch * c->hidden * FP16; /* one token of K or V */
-  tensor k[SYNTH_MAX_LAYERS], v[SYNTH_MAX_LAYERS];
-  for (size_t l = 0; l < c->layers; l++) { /* prefill */
-    tensor x = t_alloc(g, len * row);
-    k[l] = t_alloc(g, len * row);
-    v[l] = t_alloc(g, len * row);
-    temporary(g, c->batch * c->heads * len * len * FP16);
-    temporary(g, 4 * len * row);
-    t_free(g, x);
+  size_t len = long_tailed(g, 16, c->seq);
+  size_t act = len * c->hidden * FP16;
+  r->len = len;
+  r->left = uniform(g, tokens / 8 > 0 ? tokens / 8 : 1, tokens);
+  r->kv = t_alloc(g, c->layers * 2 * len * c->hidden * FP16);
+  tensor x = t_alloc(g, act);
+  for (size_t l = 0; l < c->layers; l++) {
+    tensor qkv = t_alloc(g, 3 * act);
+    temporary(g, c->heads * len * len * FP16); /* scores, softmax in place */
+    t_free(g, qkv);
+    temporary(g, 4 * act); /* MLP activation */
   }
-  for (size_t t = 0; t < tokens; t++, len++) {
-    for (size_t l = 0; l < c->layers; l++) {
-      temporary(g, 3 * row);                   /* q, k, v of the token */
-      tensor nk = t_alloc(g, (len + 1) * row); /* torch.cat([k, new]) */
-      t_free(g, k[l]);
-      k[l] = nk;
-      tensor nv = t_alloc(g, (len + 1) * row);
-      t_free(g, v[l]);
-      v[l] = nv;
-      temporary(g, c->batch * c->heads * (len + 1) * FP16); /* attention row */
-      temporary(g, 4 * row);                                /* MLP activation */
+  temporary(g, (size_t)VOCAB * FP32); /* logits of the last position */
+  t_free(g, x);
+}
+
+/* `requests` requests, at most `concurrent` at once: each decode step runs
+ * every active request one token; a finished request frees its cache and a
+ * waiting one is prefilled in its place. */
+static void generate(gen *g, size_t requests, size_t concurrent, size_t tokens) {
+  const gb_synth_config *c = g->c;
+  request live[SYNTH_MAX_SLOTS];
+  size_t n = 0, started = 0;
+  size_t row = c->layers * 2 * c->hidden * FP16; /* one token of K and V, all layers */
+  if (concurrent > SYNTH_MAX_SLOTS) concurrent = SYNTH_MAX_SLOTS;
+  while (g->ok && (n > 0 || started < requests)) {
+    /* Admit waiting requests (at most two per step, as a scheduler does). */
+    for (int k = 0; k < 2 && n < concurrent && started < requests; k++, started++)
+      prefill(g, &live[n++], tokens);
+    tensor h = t_alloc(g, n * c->hidden * FP16); /* the batch's hidden state */
+    for (size_t i = 0; i < n; i++) {
+      request *r = &live[i];
+      temporary(g, c->heads * (r->len + 1) * FP16);  /* attention row */
+      tensor grown = t_alloc(g, (r->len + 1) * row); /* torch.cat([kv, new]) */
+      t_free(g, r->kv);
+      r->kv = grown;
+      r->len++;
     }
-    temporary(g, c->batch * 8192 * FP16); /* logits of the token */
-  }
-  for (size_t l = c->layers; l-- > 0;) {
-    t_free(g, v[l]);
-    t_free(g, k[l]);
+    temporary(g, n * 4 * c->hidden * FP16); /* MLP activation */
+    temporary(g, n * (size_t)VOCAB * FP32); /* logits */
+    t_free(g, h);
+    for (size_t i = 0; i < n;) { /* finished requests leave */
+      if (--live[i].left == 0) {
+        t_free(g, live[i].kv);
+        live[i] = live[--n];
+      } else {
+        i++;
+      }
+    }
   }
 }
 
-static size_t varlen_len(gen *g) {
-  size_t lo = g->c->seq / 8 / 8 * 8;
-  if (lo < 8) lo = 8;
-  size_t hi = g->c->seq < lo ? lo : g->c->seq;
-  return uniform(g, lo / 8, hi / 8) * 8;
+/* ---- varlen: variable-length inference batches ---- */
+
+typedef struct kept {
+  tensor kv[SYNTH_MAX_LAYERS][2];
+  tensor out;
+} kept;
+
+static void free_kept(gen *g, kept *k) {
+  for (size_t l = g->c->layers; l-- > 0;) {
+    t_free(g, k->kv[l][1]);
+    t_free(g, k->kv[l][0]);
+  }
+  t_free(g, k->out);
+}
+
+/* One forward batch of sequences padded to a long-tailed length; up to
+ * `batch` sequences within a token budget of batch*seq/4. Its K, V and output
+ * are kept in `k`. */
+static void varlen_batch(gen *g, kept *k) {
+  const gb_synth_config *c = g->c;
+  size_t len = long_tailed(g, 16, c->seq);
+  size_t budget = c->batch * c->seq / 4;
+  size_t batch = budget / len;
+  if (batch > c->batch) batch = c->batch;
+  if (batch == 0) batch = 1;
+  size_t act = batch * len * c->hidden * FP16;
+  size_t scores = batch * c->heads * len * len * FP16;
+  tensor x = t_alloc(g, act);
+  for (size_t l = 0; l < c->layers; l++) {
+    tensor q = t_alloc(g, act);
+    k->kv[l][0] = t_alloc(g, act);
+    k->kv[l][1] = t_alloc(g, act);
+    tensor s = t_alloc(g, scores);
+    tensor p = t_alloc(g, scores); /* softmax */
+    t_free(g, s);
+    tensor ctx = t_alloc(g, act);
+    t_free(g, p);
+    t_free(g, q);
+    tensor mlp = t_alloc(g, 4 * act);
+    t_free(g, ctx);
+    tensor y = t_alloc(g, act);
+    t_free(g, mlp);
+    t_free(g, x);
+    x = y;
+  }
+  k->out = t_alloc(g, batch * len * c->hidden * FP16 / 4 + batch * (size_t)VOCAB * FP16);
+  t_free(g, x);
+}
+
+static void varlen(gen *g) {
+  kept *held = calloc(SYNTH_MAX_SLOTS, sizeof *held);
+  if (held == NULL) {
+    g->ok = false;
+    return;
+  }
+  size_t n = 0, hold = g->c->period < SYNTH_MAX_SLOTS ? g->c->period : SYNTH_MAX_SLOTS - 1;
+  for (size_t s = 0; s < g->c->steps && g->ok; s++) {
+    varlen_batch(g, &held[n++]);
+    /* Consumers take results out of order: free random held batches until at
+     * most a random number in [0, period] remain. */
+    for (size_t keep = uniform(g, 0, hold); n > keep;) {
+      size_t i = uniform(g, 0, n - 1);
+      free_kept(g, &held[i]);
+      held[i] = held[--n];
+    }
+  }
+  while (n > 0)
+    free_kept(g, &held[--n]);
+  free(held);
+}
+
+/* Training's padded length this step: uniform in [seq/2, seq], a multiple
+ * of 64 (dynamic padding to the longest sequence of the micro-batch). */
+static size_t train_len(gen *g) {
+  size_t hi = g->c->seq / 64 > 0 ? g->c->seq / 64 : 1;
+  size_t lo = hi / 2 > 0 ? hi / 2 : 1;
+  return uniform(g, lo, hi) * 64;
+}
+
+/* The micro-batch: `batch`, or one fewer one step in four (the last
+ * micro-batch of an epoch or a gradient-accumulation round is short). */
+static size_t train_batch(gen *g) {
+  size_t b = g->c->batch;
+  return b > 1 && uniform(g, 0, 3) == 0 ? b - 1 : b;
 }
 
 bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t why_len) {
@@ -287,12 +558,16 @@ bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t wh
     }
   }
   /* Keep every size far from overflow: the largest tensor is the attention
-   * (batch*heads*seq^2*2) or a weight (4*hidden^2*2); 1 TiB is a bound
-   * no real GPU reaches. */
+   * (batch*heads*seq^2*2), a weight (4*hidden^2*2), the logits
+   * (batch*seq*vocab*4) or a KV cache; 1 TiB is a bound no real GPU
+   * reaches. */
   const double tib = 1099511627776.0;
   if ((double)c->batch * (double)c->heads * (double)c->seq * (double)c->seq * FP16 > tib ||
       (double)c->hidden * (double)c->hidden * 4 * FP32 > tib ||
-      (double)c->batch * (double)(c->seq + c->tokens) * (double)c->hidden * 4 * FP16 > tib) {
+      (double)c->batch * (double)c->seq * VOCAB * FP32 > tib ||
+      (double)c->layers * (double)(c->seq + c->tokens) * (double)c->hidden * 2 * FP16 *
+              (double)c->batch >
+          tib) {
     snprintf(why, why_len,
              "tensors over 1 TiB (batch %zu, heads %zu, seq %zu, hidden %zu): parameters too large",
              c->batch, c->heads, c->seq, c->hidden);
@@ -308,35 +583,43 @@ bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t wh
   g->c = c;
   g->rng = c->seed;
   g->ok = true;
+  g->wbytes = c->family == GB_SYNTH_TRAINING || c->family == GB_SYNTH_MIXTURE ? FP32 : FP16;
   alloc_weights(g);
-  for (size_t s = 0; s < c->steps && g->ok; s++) {
-    switch (c->family) {
-    case GB_SYNTH_TRAINING:
-      train_step(g, c->seq);
-      break;
-    case GB_SYNTH_VARLEN:
-      train_step(g, varlen_len(g));
-      break;
-    case GB_SYNTH_GENERATION:
-      generate(g);
-      break;
-    default: /* mixture */
-      train_step(g, varlen_len(g));
-      if ((s + 1) % c->period == 0) generate(g);
-      break;
+  switch (c->family) {
+  case GB_SYNTH_TRAINING:
+    for (size_t s = 0; s < c->steps && g->ok; s++)
+      train_step(g, train_batch(g), train_len(g), s % ACCUM == 0,
+                 s % ACCUM == ACCUM - 1 || s + 1 == c->steps);
+    break;
+  case GB_SYNTH_VARLEN:
+    varlen(g);
+    break;
+  case GB_SYNTH_GENERATION:
+    generate(g, c->steps, c->batch, c->tokens);
+    break;
+  default: /* mixture */
+    for (size_t s = 0; s < c->steps && g->ok; s++) {
+      train_step(g, train_batch(g), train_len(g), s % ACCUM == 0,
+                 s % ACCUM == ACCUM - 1 || s + 1 == c->steps);
+      if ((s + 1) % c->period == 0) generate(g, 4, 4, c->tokens); /* evaluation */
     }
+    break;
   }
-  /* Teardown: optimizer state, gradients, weights. */
-  for (size_t l = c->layers; l-- > 0;) {
-    for (int w = WEIGHTS_PER_LAYER; w-- > 0;) {
-      if (g->have_moments) {
+  /* Teardown: optimizer state, weights. */
+  if (g->have_moments) {
+    for (size_t l = c->layers + 1; l-- > 0;) {
+      for (int w = WEIGHTS_PER_LAYER; w-- > 0;) {
+        if (l == c->layers && w >= 2) continue;
         t_free(g, g->moments[l][w][1]);
         t_free(g, g->moments[l][w][0]);
       }
-      if (g->have_grads) t_free(g, g->grads[l][w]);
-      t_free(g, g->weights[l][w]);
     }
   }
+  t_free(g, g->head);
+  for (size_t l = c->layers; l-- > 0;)
+    for (int w = WEIGHTS_PER_LAYER; w-- > 0;)
+      t_free(g, g->weights[l][w]);
+  t_free(g, g->embed);
   if (plan->streams == 0) plan->streams = 1;
   bool ok = g->ok, g_too_long = g->too_long;
   free(g);
@@ -386,33 +669,40 @@ static void synth_usage(FILE *f) {
           "for `gpumem-bench replay --trace FILE`. The same parameters and seed give the\n"
           "same trace. Sizes are rounded up to 512 B; everything is freed by the end.\n"
           "\n"
-          "families:\n"
-          "  training    fixed-length transformer training: weights first; per step\n"
-          "              forward saves input, attention (B*heads*S^2) and MLP activations\n"
-          "              per layer, backward frees them in reverse layer order; grads and\n"
-          "              Adam moments allocated at step 1 and kept; per-step temporaries\n"
-          "  varlen      training with a random sequence length in [seq/8, seq] per step:\n"
-          "              activations scale with it, attention with its square\n"
-          "  generation  `steps` requests: prompt length in [seq/4, seq], tokens in\n"
-          "              [tokens/2, tokens]; KV cache per layer grown each token by\n"
-          "              allocating len+1 and freeing the old block (torch.cat), plus\n"
-          "              small temporaries per layer and token\n"
-          "  mixture     varlen training with a generation request every `period` steps\n"
+          "families: a 16-layer transformer, hidden 1024, vocabulary 32000\n"
+          "  training    mixed-precision training, 2 micro-batches per optimizer step:\n"
+          "              fp32 weights; per micro-batch a padded length\n"
+          "              in [seq/2, seq] and sometimes a micro-batch one short; forward\n"
+          "              saves autocast fp16 weight copies, q/k/v, attention\n"
+          "              (B*heads*S^2) and MLP activations per layer; backward frees\n"
+          "              them in reverse layer order and allocates the weight grads\n"
+          "              (freed after each optimizer step), 25 MiB gradient buckets;\n"
+          "              Adam moments from the first step on\n"
+          "  varlen      inference batches of a long-tailed length in [16, seq], up to\n"
+          "              `batch` sequences within batch*seq/4 tokens; attention ~len^2;\n"
+          "              each batch's K/V and output kept, freed out of order (at most\n"
+          "              `period` batches held)\n"
+          "  generation  continuous batching: `steps` requests, `batch` at once; each\n"
+          "              request's KV block (64 KiB a token) grows every token by\n"
+          "              allocating the larger block and freeing the old (torch.cat);\n"
+          "              long-tailed prompts, [tokens/8, tokens] new tokens each\n"
+          "  mixture     training with a 4-request generation phase every `period` steps\n"
           "\n"
-          "options (defaults):\n"
+          "options (defaults: training / varlen / generation / mixture):\n"
           "  --family F     training, varlen, generation, mixture (required)\n"
           "  --seed N       PRNG seed, splitmix64 (%" PRIu64 ")\n"
-          "  --steps S      training steps, or requests for generation (30 training and\n"
-          "                 varlen, 4 generation, 12 mixture)\n"
+          "  --steps S      training micro-batches, inference batches, or requests\n"
+          "                 (20/60/24/12)\n"
           "  --layers L     transformer layers (%zu)\n"
-          "  --batch B      batch size (%zu)\n"
-          "  --hidden H     hidden size; fp16 tensors (%zu)\n"
+          "  --batch B      micro-batch; varlen: most sequences per batch; generation:\n"
+          "                 most requests at once (2/8/8/2)\n"
+          "  --hidden H     hidden size (%zu)\n"
           "  --heads N      attention heads (%zu)\n"
-          "  --seq S        sequence length; the maximum for varlen and prompts (%zu)\n"
-          "  --tokens T     most generated tokens per request (%zu)\n"
-          "  --period P     mixture: a generation request every P steps (%zu)\n"
+          "  --seq S        (most) sequence or prompt length (1024/2048/1024/1024)\n"
+          "  --tokens T     most generated tokens per request (256/256/256/64)\n"
+          "  --period P     varlen: most batches held; mixture: evaluate every P (%zu)\n"
           "  --out FILE     where to write the trace (required)\n",
-          d.seed, d.layers, d.batch, d.hidden, d.heads, d.seq, d.tokens, d.period);
+          d.seed, d.layers, d.hidden, d.heads, d.period);
 }
 
 static bool parse_u64_arg(const char *text, uint64_t *out) {

@@ -919,8 +919,7 @@ static void synth(gb_plan *p, gb_synth_family f, uint64_t seed) {
 
 /* Same seed, same trace; another seed, another; every family well formed:
  * each free matches a live id with its size, all freed, sizes multiples of
- * 512, a few thousand to ~20k operations, peaks of a few hundred MiB to a
- * few GiB. */
+ * 512, ~10k to ~30k operations, peaks of 512 MiB to 8 GiB. */
 static void test_synth_deterministic_and_well_formed(void **state) {
   (void)state;
   for (int f = 0; f < GB_SYNTH_COUNT; f++) {
@@ -937,88 +936,135 @@ static void test_synth_deterministic_and_well_formed(void **state) {
       assert_int_equal(a.ops[i].size % 512, 0);
       assert_int_equal(a.ops[i].stream, 0);
     }
-    assert_in_range(a.count, 3000, 20000);
+    assert_in_range(a.count, 10000, 30000);
     size_t peak = gb_plan_live_curve(&a, NULL);
-    assert_in_range(peak, (size_t)256 << 20, (size_t)6 << 30);
+    assert_in_range(peak, (size_t)512 << 20, (size_t)8 << 30);
     gb_plan_free(&a);
     gb_plan_free(&b);
     gb_plan_free(&c);
   }
 }
 
-/* training: the weights come first (qkv of layer 0: 3*1024^2*2 bytes), and
- * backward frees each layer's saved tensors in reverse layer order: the
- * MLP activations (4*B*S*H*2 = 32 MiB) are allocated in one order and freed
- * in the other. */
+/* training: the weights come first (fp32 masters: the embedding,
+ * 32000*1024*4 bytes, then layer 0's qkv with bias), and backward frees each
+ * layer's saved tensors in reverse layer order: autocast's fp16 copy of the
+ * qkv weight ((3*1024^2 + 3*1024)*2 bytes, a size no activation takes) is
+ * made once per layer in forward and freed in the other order. The weight
+ * gradients are allocated in every micro-batch's backward. */
 static void test_synth_training_frees_in_reverse(void **state) {
   (void)state;
   gb_plan p;
   synth(&p, GB_SYNTH_TRAINING, 7);
   assert_int_equal(p.ops[0].kind, GB_ALLOC);
-  assert_int_equal(p.ops[0].size, (size_t)3 * 1024 * 1024 * 2);
-  const size_t mlp = (size_t)4 * 4 * 1024 * 1024 * 2;
+  assert_int_equal(p.ops[0].size, (size_t)32000 * 1024 * 4);
+  assert_int_equal(p.ops[1].size, ((size_t)3 * 1024 * 1024 + 3 * 1024) * 4);
+  const size_t qkv16 = ((size_t)3 * 1024 * 1024 + 3 * 1024) * 2;
   uint32_t allocs[16], frees[16];
-  size_t na = 0, nf = 0;
-  for (size_t i = 0; i < p.count && nf < 16; i++) {
-    if (p.ops[i].size != mlp) continue;
-    if (p.ops[i].kind == GB_ALLOC && na < 16) {
-      bool is_grad = false; /* backward's dmlp: freed before the next one */
-      for (size_t j = i + 1; j < p.count && j < i + 8; j++)
-        if (p.ops[j].kind == GB_FREE && p.ops[j].slot == p.ops[i].slot) is_grad = true;
-      if (!is_grad) allocs[na++] = p.ops[i].slot;
-    } else if (p.ops[i].kind == GB_FREE) {
-      bool saved = false;
-      for (size_t k = 0; k < na; k++)
-        if (allocs[k] == p.ops[i].slot) saved = true;
-      if (saved) frees[nf++] = p.ops[i].slot;
+  size_t na = 0, nf = 0, copies = 0;
+  for (size_t i = 0; i < p.count; i++) {
+    if (p.ops[i].size != qkv16) continue;
+    if (p.ops[i].kind == GB_ALLOC) {
+      copies++;
+      if (na < 16) allocs[na++] = p.ops[i].slot;
+    } else if (nf < 16) {
+      frees[nf++] = p.ops[i].slot;
     }
   }
   assert_int_equal(na, 16);
   assert_int_equal(nf, 16);
   for (size_t k = 0; k < 16; k++)
     assert_int_equal(frees[k], allocs[15 - k]);
+  assert_int_equal(copies, 16 * 20); /* every layer, every one of 20 micro-batches */
+  /* The gradient of the last layer's MLP down weight (4*1024^2*4 bytes) is
+   * allocated in every step's backward: at least 20 such allocations beside
+   * the weight and its two Adam moments. */
+  size_t down32 = 0;
+  for (size_t i = 0; i < p.count; i++)
+    if (p.ops[i].kind == GB_ALLOC && p.ops[i].size == (size_t)4 * 1024 * 1024 * 4) down32++;
+  assert_true(down32 >= 16 * (20 + 3));
+  /* Gradient accumulation: two micro-batches per optimizer step, so the
+   * first Adam moments (a pair of 4*1024^2*4 bytes for layer 0's MLP down
+   * weight) come after two forwards: 32 autocast qkv copies before them. */
+  size_t before = 0;
+  for (size_t i = 98; i + 1 < p.count; i++) {
+    if (p.ops[i].kind == GB_ALLOC && p.ops[i].size == qkv16) before++;
+    if (p.ops[i].kind == GB_ALLOC && p.ops[i].size == (size_t)4 * 1024 * 1024 * 4 &&
+        p.ops[i + 1].kind == GB_ALLOC && p.ops[i + 1].size == p.ops[i].size)
+      break; /* the first moment pair */
+  }
+  assert_int_equal(before, 32);
   gb_plan_free(&p);
 }
 
-/* generation: a K cache block is replaced by one a token (B*H*2 = 8 KiB)
- * larger, the old one freed right after (torch.cat). */
+/* generation: a request's KV block (16 layers x K and V x 1024 x 2 bytes =
+ * 64 KiB a token) is replaced by one a token larger, the old one freed
+ * right after (torch.cat); and requests run concurrently (continuous
+ * batching): consecutive growths mostly belong to different requests. */
 static void test_synth_generation_kv_grows(void **state) {
   (void)state;
   gb_plan p;
   synth(&p, GB_SYNTH_GENERATION, 3);
-  const size_t row = (size_t)4 * 1024 * 2;
-  size_t grown = 0;
+  const size_t row = (size_t)16 * 2 * 1024 * 2;
+  size_t grown = 0, switches = 0;
+  uint32_t last_new = 0;
   for (size_t i = 0; i + 1 < p.count; i++) {
     const gb_op *a = &p.ops[i], *f = &p.ops[i + 1];
     if (a->kind == GB_ALLOC && f->kind == GB_FREE && a->size == f->size + row &&
-        a->size % row == 0 && f->slot < a->slot)
+        a->size % row == 0 && f->slot < a->slot) {
+      if (grown > 0 && f->slot != last_new) switches++;
+      last_new = a->slot;
       grown++;
+      assert_true(a->size >= (size_t)17 * row); /* prompts of 16 tokens or more */
+    }
   }
-  /* 16 layers x (K, V) x at least 16 tokens x 4 requests */
-  assert_true(grown >= 16 * 2 * 16 * 4);
+  /* 24 requests x at least 32 tokens (256/8) */
+  assert_true(grown >= 24 * 32);
+  assert_true(switches * 2 > grown);
   gb_plan_free(&p);
 }
 
-/* varlen: the layer input (B*len*H*2) changes from step to step; training's
- * does not. */
+/* varlen: the layer activations (batch*len*H*2, len a multiple of 8) change
+ * from batch to batch, and the lengths are long-tailed: more batches below
+ * seq/4 (512) than above seq/2 (1024), and some above seq/2. */
 static void test_synth_varlen_sizes_vary(void **state) {
   (void)state;
   gb_plan p;
   synth(&p, GB_SYNTH_VARLEN, 5);
-  /* The first allocation after the 64 weights of each step is the input of
-   * layer 0; collect those (weights are 16*4; the first op after them). */
+  const size_t weights = 1 + 16 * 6 + 1;
   size_t distinct = 0, seen[64] = {0};
-  size_t input = p.ops[64].size;
-  assert_int_equal(input % (4 * 1024 * 2 * 8), 0); /* B*H*2 times a multiple of 8 */
-  for (size_t i = 64; i < p.count; i++) {
+  for (size_t i = weights; i < p.count; i++) {
     size_t sz = p.ops[i].size;
-    if (p.ops[i].kind != GB_ALLOC || sz % (4 * 1024 * 2 * 8) != 0 || sz > (size_t)8 << 20) continue;
+    if (p.ops[i].kind != GB_ALLOC || sz % (1024 * 2 * 8) != 0 || sz > (size_t)8 << 20) continue;
     bool known = false;
     for (size_t k = 0; k < distinct; k++)
       if (seen[k] == sz) known = true;
     if (!known && distinct < 64) seen[distinct++] = sz;
   }
   assert_true(distinct >= 10);
+  /* The attention scores (batch*16*len^2*2) come as a pair (scores, then
+   * softmax) right after K and V; recover len from the first pair of each
+   * batch and the batch's input x (batch*len*2048 bytes): a batch starts
+   * with x, q, k, v of one size, then the pair. */
+  size_t short_len = 0, long_len = 0, batches = 0;
+  for (size_t i = weights; i + 5 < p.count; i++) {
+    const gb_op *x = &p.ops[i];
+    if (x->kind != GB_ALLOC) continue;
+    /* a batch starts: x, q, k, v (all the same size), scores, softmax */
+    bool same = true;
+    for (size_t k = 1; k < 4; k++)
+      if (p.ops[i + k].kind != GB_ALLOC || p.ops[i + k].size != x->size) same = false;
+    if (!same || p.ops[i + 4].kind != GB_ALLOC || p.ops[i + 5].kind != GB_ALLOC ||
+        p.ops[i + 4].size != p.ops[i + 5].size)
+      continue;
+    /* scores / act = heads*len / H = len / 64 */
+    size_t len = p.ops[i + 4].size * 64 / x->size;
+    batches++;
+    if (len < 512) short_len++;
+    if (len > 1024) long_len++;
+  }
+  assert_int_equal(batches, 60);
+  assert_true(short_len > long_len);
+  assert_true(long_len > 0);
   gb_plan_free(&p);
 }
 
@@ -1081,7 +1127,8 @@ static void test_synth_bad_input(void **state) {
   assert_int_equal(c.family, GB_SYNTH_GENERATION);
   assert_int_equal(c.seed, 9);
   assert_int_equal(c.tokens, 8);
-  assert_int_equal(c.steps, 4);
+  assert_int_equal(c.steps, 24);
+  assert_int_equal(c.batch, 8);
   assert_string_equal(out, "x");
   char *bad_family[] = {"synth", "--family", "inference", "--out", "x"};
   assert_int_equal(gb_synth_parse(5, bad_family, &c, &out), 2);

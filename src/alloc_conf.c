@@ -209,13 +209,29 @@ static pthread_mutex_t warned_lock = PTHREAD_MUTEX_INITIALIZER;
 static char warned_text[GM_OPTION_STRING_MAX];
 static bool warned;
 
-static void conf_read(conf *c) {
+/* The settings `text` describes, over the defaults: kinds first, so that
+ * a key is checked against the kind wherever it stands. */
+static void conf_parse(const char *text, conf *c, bool warn) {
   *c = (conf){.kind = "gpumem-pool",
               .family = CONF_POOL,
               .pool = GPUMEM_POOL_CONFIG_INIT,
               .arena = GPUMEM_ARENA_CONFIG_INIT};
+  parse_pass(text, c, warn, true);
+  parse_pass(text, c, warn, false);
+}
+
+const char *gm_conf_parse_kind(const char *text, bool warn) {
+  conf c;
+  conf_parse(text, &c, warn);
+  return c.kind;
+}
+
+static void conf_read(conf *c) {
   const char *text = gm_option_string(GM_OPTION_ALLOC_CONF);
-  if (text[0] == '\0') return;
+  if (text[0] == '\0') {
+    conf_parse("", c, false);
+    return;
+  }
   pthread_mutex_lock(&warned_lock);
   bool warn = !warned || strcmp(warned_text, text) != 0;
   if (warn) {
@@ -223,8 +239,7 @@ static void conf_read(conf *c) {
     warned = true;
   }
   pthread_mutex_unlock(&warned_lock);
-  parse_pass(text, c, warn, true);
-  parse_pass(text, c, warn, false);
+  conf_parse(text, c, warn);
 }
 
 gpumem_status gm_conf_allocator_create(int device, gpumem_allocator *out) {

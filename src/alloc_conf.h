@@ -9,6 +9,8 @@
 #ifndef GPUMEM_SRC_ALLOC_CONF_H
 #define GPUMEM_SRC_ALLOC_CONF_H
 
+#include <stdbool.h>
+
 #include "gpumem/allocator.h"
 
 /* The allocator GPUMEM_ALLOC_CONF describes (kind and settings) for
@@ -18,5 +20,10 @@
  * those of creating it (gpumem_allocator_create's, gpumem_pool_create's,
  * gpumem_arena_create's). */
 gpumem_status gm_conf_allocator_create(int device, gpumem_allocator *out);
+
+/* Parse `text` as GPUMEM_ALLOC_CONF (warnings logged when `warn`) and return
+ * the allocator kind it names (a gpumem_allocator_list name, static text):
+ * the parser alone, for tests/fuzz/fuzz_options.c. */
+const char *gm_conf_parse_kind(const char *text, bool warn);
 
 #endif

@@ -6,15 +6,16 @@
  * it by the option's type (bool, int in a range, size with a unit, word,
  * string; GPUMEM_HOST_MIG's layout through gm_mig_spec_parse). The same text
  * goes to each primitive parser (gm_parse_int, _size, _bool, _word) and to
- * gm_fault_parse (GPUMEM_FAULT). Beyond the sanitizers, what an accepted text
- * yields is checked: a size with no unit is the decimal number; an int is
- * what strtoll reads; a word index is in range. */
+ * gm_fault_parse (GPUMEM_FAULT), and to GPUMEM_ALLOC_CONF's parser. Beyond the sanitizers, what an
+ * accepted text yields is checked: a size with no unit is the decimal number; an int is what
+ * strtoll reads; a word index is in range. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_conf.h"
 #include "backend.h"
 #include "gpumem/log.h"
 #include "mig.h"
@@ -45,6 +46,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   text[n] = '\0';
 
   if (id != GM_OPTION_LOG && id != GM_OPTION_LOG_FILE) gm_option_set(id, text, "fuzz");
+  /* GPUMEM_ALLOC_CONF's key:value list (parsed when an allocator is made):
+   * whatever the text, it names a kind libgpumem has. */
+  const char *kind = gm_conf_parse_kind(text, true);
+  gpumem_allocator_kind kinds[32];
+  size_t nkinds = gpumem_allocator_list(kinds, 32);
+  bool known = false;
+  for (size_t k = 0; k < nkinds && k < 32; k++)
+    known = known || strcmp(kinds[k].name, kind) == 0;
+  if (!known) abort();
 
   int64_t i = 0;
   if (gm_parse_int(text, &i)) {

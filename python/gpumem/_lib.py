@@ -24,6 +24,7 @@ library's own sentence (``gpumem_last_error``).
 import ctypes
 import ctypes.util
 import os
+import importlib
 import threading
 
 ENV = "GPUMEM_LIBRARY"
@@ -214,3 +215,12 @@ def as_stream(stream):
     if isinstance(stream, ctypes.c_void_p):
         return stream
     return ctypes.c_void_p(int(stream)) if int(stream) else None
+
+
+def require(module, user, what):
+    """Import `module` for the gpumem submodule `user`, or raise an
+    ImportError saying that `user` needs `what` and why the import failed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError("%s needs %s (import %s failed: %s)" % (user, what, module, e)) from e

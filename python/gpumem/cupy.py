@@ -49,11 +49,7 @@ class Block:
 
 
 def _cupy():
-    try:
-        import cupy
-    except ImportError as e:
-        raise ImportError("gpumem.cupy needs CuPy (import cupy failed: %s)" % e) from e
-    return cupy
+    return _lib.require("cupy", "gpumem.cupy", "CuPy")
 
 
 def malloc(size):

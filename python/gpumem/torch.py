@@ -35,11 +35,7 @@ class AllocatorInUse(RuntimeError):
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError as e:
-        raise ImportError("gpumem.torch needs PyTorch (import torch failed: %s)" % e) from e
-    return torch
+    return _lib.require("torch", "gpumem.torch", "PyTorch")
 
 
 def _reserved_elsewhere(torch):

@@ -534,6 +534,38 @@ bool gm_tlsf_remove_range(gm_tlsf *t, uint64_t offset, uint64_t size) {
   return true;
 }
 
+/* The whole `unit`-aligned units inside free block `b`: their count, and
+ * the offset of the first in *at. */
+static uint64_t whole_units(const gm_tlsf_block *b, uint64_t unit, uint64_t *at) {
+  uint64_t first = (b->offset + unit - 1) / unit * unit, end = (b->offset + b->size) / unit * unit;
+  *at = first;
+  return end > first ? (end - first) / unit : 0;
+}
+
+uint64_t gm_tlsf_free_units(const gm_tlsf *t, uint64_t unit, uint64_t *offset) {
+  uint64_t best = 0;
+  *offset = 0;
+  if (unit == 0 || unit % GM_TLSF_ALIGN != 0) return 0;
+  /* Classes from the largest down; a class whose blocks are all shorter
+   * than best + 1 units cannot hold a better one, nor can any below it. */
+  for (int fl = GM_TLSF_FL_COUNT - 1; fl >= 0; fl--) {
+    if (!((t->fl_bitmap >> fl) & 1)) continue;
+    for (int sl = GM_TLSF_SL_COUNT - 1; sl >= 0; sl--) {
+      uint64_t upper =
+          fl == 0 ? (uint64_t)(sl + 1) : (uint64_t)(GM_TLSF_SL_COUNT + sl + 1) << (fl - 1);
+      if ((upper * GM_TLSF_ALIGN - GM_TLSF_ALIGN) / unit <= best) return best * unit;
+      for (const gm_tlsf_block *b = t->heads[fl][sl]; b != NULL; b = b->next_free) {
+        uint64_t at = 0, n = whole_units(b, unit, &at);
+        if (n > best) {
+          best = n;
+          *offset = at;
+        }
+      }
+    }
+  }
+  return best * unit;
+}
+
 uint64_t gm_tlsf_largest_free(const gm_tlsf *t) {
   if (t->fl_bitmap == 0) return 0;
   int fl = log2_floor(t->fl_bitmap);

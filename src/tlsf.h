@@ -110,6 +110,16 @@ bool gm_tlsf_remove_tail(gm_tlsf *t, uint64_t end, uint64_t size);
  * host memory for the bookkeeping is short. */
 bool gm_tlsf_remove_range(gm_tlsf *t, uint64_t offset, uint64_t size);
 
+/* The longest run of whole `unit`-aligned units (`unit` a multiple of
+ * GM_TLSF_ALIGN, e.g. the arena's granule) lying inside one free block:
+ * its length in bytes (a multiple of unit; 0 if no free block holds a
+ * whole unit) and its start in *offset. Memory there serves no block: the
+ * arena can unmap it and map it where it is needed. Looks at the free
+ * lists from the largest class down and stops at the first class that
+ * cannot beat what it has found: no per-granule bookkeeping on the alloc
+ * and free paths. */
+uint64_t gm_tlsf_free_units(const gm_tlsf *t, uint64_t unit, uint64_t *offset);
+
 /* The largest free block's size and the number of free blocks. */
 uint64_t gm_tlsf_largest_free(const gm_tlsf *t);
 

@@ -220,11 +220,93 @@ static void test_tlsf_remove_range_model(void **state) {
   gm_tlsf_destroy(&t);
 }
 
+/* gm_tlsf_free_units: the longest run of whole aligned units inside one
+ * free block, against a brute-force look at every free block, over random
+ * heaps; and a few cases by hand. */
+typedef struct best_run {
+  uint64_t unit, units, offset;
+} best_run;
+
+static void brute_run(const gm_tlsf_block *b, void *user) {
+  best_run *r = user;
+  if (!b->free) return;
+  uint64_t first = (b->offset + r->unit - 1) / r->unit * r->unit;
+  uint64_t end = (b->offset + b->size) / r->unit * r->unit;
+  if (end > first && (end - first) / r->unit > r->units) r->units = (end - first) / r->unit;
+}
+
+static void test_tlsf_free_units(void **state) {
+  (void)state;
+  gm_tlsf t;
+  gm_tlsf_init(&t);
+  bool no_host = false;
+  uint64_t at = 0;
+  assert_int_equal(gm_tlsf_free_units(&t, 8 * U, &at), 0); /* empty heap */
+  assert_true(gm_tlsf_add(&t, 0, 64 * U));
+  gm_tlsf_block *a = gm_tlsf_alloc(&t, 3 * U, U, &no_host);  /* [0, 3) */
+  gm_tlsf_block *b = gm_tlsf_alloc(&t, 30 * U, U, &no_host); /* [3, 33) */
+  gm_tlsf_block *c = gm_tlsf_alloc(&t, 20 * U, U, &no_host); /* [33, 53) */
+  assert_non_null(c);
+  /* Free: [53, 64), which holds one whole 8-unit run at 56. */
+  assert_int_equal(gm_tlsf_free_units(&t, 8 * U, &at), 8 * U);
+  assert_int_equal(at, 56 * U);
+  assert_int_equal(gm_tlsf_free_units(&t, 16 * U, &at), 0); /* none of 16 */
+  gm_tlsf_free(&t, b); /* [3, 33): whole units at 8, 16 and 24 */
+  assert_int_equal(gm_tlsf_free_units(&t, 8 * U, &at), 24 * U);
+  assert_int_equal(at, 8 * U);
+  assert_int_equal(gm_tlsf_free_units(&t, 3, &at), 0); /* not a multiple of 256 */
+  gm_tlsf_free(&t, a);
+  gm_tlsf_free(&t, c);
+  assert_int_equal(gm_tlsf_free_units(&t, 8 * U, &at), 64 * U);
+  assert_int_equal(at, 0);
+  gm_tlsf_destroy(&t);
+  /* Random heaps against brute force. */
+  uint64_t seed = 0x2545f4914f6cdd1du;
+  unsigned nonzero = 0;
+  for (int round = 0; round < 200; round++) {
+    gm_tlsf_init(&t);
+    assert_true(gm_tlsf_add(&t, 0, 4096 * U));
+    gm_tlsf_block *live[128];
+    size_t n = 0;
+    for (int i = 0; i < 300; i++) {
+      seed ^= seed << 13;
+      seed ^= seed >> 7;
+      seed ^= seed << 17;
+      if (seed % 3 != 0 || n == 0) {
+        gm_tlsf_block *x = gm_tlsf_alloc(&t, (1 + (seed >> 8) % 64) * U, U, &no_host);
+        if (x != NULL && n < 128)
+          live[n++] = x;
+        else if (x != NULL)
+          gm_tlsf_free(&t, x);
+      } else {
+        size_t k = (size_t)(seed >> 20) % n;
+        gm_tlsf_free(&t, live[k]);
+        live[k] = live[--n];
+      }
+    }
+    for (uint64_t unit = U; unit <= 64 * U; unit *= 4) {
+      best_run r = {unit, 0, 0};
+      gm_tlsf_walk(&t, brute_run, &r);
+      uint64_t got = gm_tlsf_free_units(&t, unit, &at);
+      assert_int_equal(got, r.units * unit);
+      nonzero += got != 0;
+      if (got != 0) { /* the run lies in free memory, aligned */
+        assert_int_equal(at % unit, 0);
+        assert_int_equal(gm_tlsf_classify(&t, at), GM_TLSF_FREE);
+        assert_int_equal(gm_tlsf_classify(&t, at + got - U), GM_TLSF_FREE);
+      }
+    }
+    gm_tlsf_destroy(&t);
+  }
+  assert_true(nonzero > 100);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tlsf_heap),
       cmocka_unit_test(test_tlsf_remove_range),
       cmocka_unit_test(test_tlsf_remove_range_model),
+      cmocka_unit_test(test_tlsf_free_units),
   };
   return cmocka_run_group_tests_name("tlsf", tests, NULL, NULL);
 }

@@ -66,10 +66,17 @@
  * calls. Free finds the shard
  * from the unit table without a lock, then the block from the shard's map.
  *
- * Locks: a shard's lock may be held while taking the growth mutex, never the
- * other way round. Alloc and free hold one shard lock at a time (a shard
- * that borrows from its neighbours lets go of its own first); only gm_arena_check()
- * holds them all, taken in ascending order.
+ * Locks: the growth mutex comes first, a shard's lock after it, never the
+ * other way round: a thread holding a shard lock takes no other lock. The
+ * fast paths (alloc from the thread's shard or a neighbour, free) hold one
+ * shard lock at a time and never the mutex. The slow path (alloc_or_grow,
+ * give_back_top) lets go of every shard lock, takes the mutex, then the
+ * one shard it works on, and looks at that shard's heap again before
+ * growing. So whoever holds the mutex may lock any shard, one at a time:
+ * what a slow path that takes memory out of other shards' heaps (to unmap
+ * it and map it elsewhere, issue 16) needs. gm_arena_check() takes the
+ * mutex, then every shard in ascending order. A growth's driver calls are
+ * made with the mutex and the growing shard's lock held, as before.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -370,10 +377,10 @@ fail:
 /* The sentence for OUT_OF_MEMORY: the request and each member's state. */
 static void describe_members(gpumem_arena_t *a, char *buf, size_t len);
 
-/* Map at least `need` more bytes for shard `s` (whose lock is held). */
+/* Map at least `need` more bytes for shard `s`. The caller holds the
+ * growth mutex, then the shard's lock (the lock order). */
 static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
   gpumem_status st = GPUMEM_OK;
-  pthread_mutex_lock(&a->grow_lock);
   /* A free block at the end of the shard's memory, ending at top, is
    * extended by the growth: only the rest needs mapping. */
   size_t tail = (size_t)gm_tlsf_tail_free(&s->heap, a->top);
@@ -407,7 +414,6 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
   GM_TRACE_MAPPING("arena", a, true, (void *)(a->base + a->top - want), want, a->top,
                    s->member >= 0 ? a->members[s->member] : -1);
 fail:
-  pthread_mutex_unlock(&a->grow_lock);
   return st;
 }
 
@@ -495,7 +501,12 @@ gpumem_status gm_arena_create(const gpumem_arena_config *config, gpumem_arena_t 
     size_t heaps = a->placement == GPUMEM_PLACE_LOCAL ? a->nmembers : 1;
     for (size_t m = 0; m < heaps; m++) {
       shard *s = &a->shards[m * a->shards_per];
-      GM_TRY(grow(a, s, initial));
+      pthread_mutex_lock(&a->grow_lock);
+      shard_lock(s);
+      st = grow(a, s, initial);
+      shard_unlock(s);
+      pthread_mutex_unlock(&a->grow_lock);
+      if (st != GPUMEM_OK) goto fail;
     }
   }
   a->magic = ARENA_MAGIC;
@@ -597,25 +608,23 @@ static gm_tlsf_block *try_shard(shard *s, size_t size, size_t align, bool *no_ho
  * can go (growths are mapped back to back from the base). *gave is set to
  * its size, or 0 when there is none to give. All or nothing: a failed
  * unmap changes nothing; a failed release maps the allocation back.
- * Takes the owning shard's lock, then the growth mutex; the caller holds no
- * shard lock. */
+ * Takes the growth mutex, then the owning shard's lock (the lock order:
+ * the growths and the unit table cannot change meanwhile); the caller
+ * holds neither. */
 static gpumem_status give_back_top(gpumem_arena_t *a, int member, size_t *gave) {
   *gave = 0;
   pthread_mutex_lock(&a->grow_lock);
-  size_t n = a->ngrowths;
-  growth last = n > 0 ? a->growths[n - 1] : (growth){0};
-  pthread_mutex_unlock(&a->grow_lock);
-  if (n == 0 || last.member != member) return GPUMEM_OK;
-  uint16_t owner =
-      atomic_load_explicit(&a->unit_owner[last.offset >> a->unit_shift], memory_order_acquire);
-  if (owner == 0) return GPUMEM_OK;
-  shard *o = &a->shards[owner - 1];
-  gpumem_status st = GPUMEM_OK;
-  shard_lock(o);
-  pthread_mutex_lock(&a->grow_lock);
+  if (a->ngrowths == 0 || a->growths[a->ngrowths - 1].member != member) {
+    pthread_mutex_unlock(&a->grow_lock);
+    return GPUMEM_OK;
+  }
   const growth *g = &a->growths[a->ngrowths - 1];
+  uint16_t owner =
+      atomic_load_explicit(&a->unit_owner[g->offset >> a->unit_shift], memory_order_relaxed);
+  shard *o = &a->shards[owner - 1]; /* a mapped growth always has an owner */
+  gpumem_status st = GPUMEM_OK;
   uintptr_t at = a->base + g->offset;
-  if (a->ngrowths != n || g->offset != last.offset || g->offset + g->size != a->top) goto done;
+  shard_lock(o);
   unpark(o); /* a parked block is free memory too */
   if (gm_tlsf_tail_free(&o->heap, a->top) < g->size) goto done;
   if ((st = gm_be_unmap(at, g->size)) != GPUMEM_OK) goto done;
@@ -641,15 +650,18 @@ static gpumem_status give_back_top(gpumem_arena_t *a, int member, size_t *gave) 
   a->ngrowths--;
   GM_TRACE_MAPPING("arena", a, false, (void *)at, *gave, a->top, a->members[member]);
 done:
-  pthread_mutex_unlock(&a->grow_lock);
   shard_unlock(o);
+  pthread_mutex_unlock(&a->grow_lock);
   return st;
 }
 
-/* Under the shard's lock: its parked block, its heap, or a growth of the
- * arena for this shard (`*st` says why a growth failed). */
+/* Under the growth mutex, then the shard's lock (the lock order): its
+ * parked block, its heap, or a growth of the arena for this shard (`*st`
+ * says why a growth failed). The shard is looked at again under the mutex,
+ * so that memory freed since the caller's first look is used. */
 static gm_tlsf_block *alloc_or_grow(gpumem_arena_t *a, shard *s, size_t bytes, size_t align,
                                     bool *no_host, gpumem_status *st) {
+  pthread_mutex_lock(&a->grow_lock);
   shard_lock(s);
   gm_tlsf_block *b = take_parked(s, bytes, align);
   if (b == NULL) b = gm_tlsf_alloc(&s->heap, bytes, align, no_host);
@@ -659,6 +671,7 @@ static gm_tlsf_block *alloc_or_grow(gpumem_arena_t *a, shard *s, size_t bytes, s
   }
   if (b != NULL) count_alloc(s);
   shard_unlock(s);
+  pthread_mutex_unlock(&a->grow_lock);
   return b;
 }
 
@@ -1016,20 +1029,20 @@ gpumem_status gm_arena_check(gpumem_arena_t *a, char *why_out, size_t why_len) {
   char why[GM_ERROR_DETAIL_MAX] = "";
   size_t len = sizeof why, total = 0;
   bool ok = true;
-  /* A consistent picture: every heap, then the mapping (ascending shard
-   * order, then the growth mutex: see the lock rules above). */
+  /* A consistent picture: the growth mutex, then every shard in ascending
+   * order (see the lock rules above). */
+  pthread_mutex_lock(&a->grow_lock);
   for (unsigned i = 0; i < a->nshards; i++)
     shard_lock(&a->shards[i]);
-  pthread_mutex_lock(&a->grow_lock);
   for (unsigned i = 0; ok && i < a->nshards; i++)
     ok = check_shard(a, i, &total, why, len);
   gpumem_status query = GPUMEM_OK; /* a driver query that failed: not a broken invariant */
   if (ok) ok = check_mapping(a, &query, why, len);
   if (ok && total != a->top)
     ok = (snprintf(why, len, "heaps manage %zu bytes, %zu are mapped", total, a->top), false);
-  pthread_mutex_unlock(&a->grow_lock);
-  for (unsigned i = 0; i < a->nshards; i++)
+  for (unsigned i = a->nshards; i-- > 0;)
     shard_unlock(&a->shards[i]);
+  pthread_mutex_unlock(&a->grow_lock);
   if (why_out != NULL && why_len > 0) snprintf(why_out, why_len, "%s", ok ? "" : why);
   if (query != GPUMEM_OK) return gm_error(query, "arena check could not finish: %s", why);
   return ok ? GPUMEM_OK : gm_error(GPUMEM_ERR_INTERNAL, "arena check failed: %s", why);

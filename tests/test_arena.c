@@ -11,6 +11,7 @@
  * corruption. On the CUDA backend the cases that need one device run on the
  * GPU; the four-device cases skip (they need emulated devices).
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1093,6 +1094,92 @@ static void test_threads(void **state) {
   assert_gpumem_ok(gpumem_arena_destroy(x.arena));
 }
 
+/* The slow path under contention: threads on one device fill a small
+ * arena (one granule per chunk, 8 granules in all), so allocations grow
+ * it, run out of room, and give free growths at the top back, while
+ * another thread checks the arena and reads its statistics over and over.
+ * The growth mutex comes before any shard lock everywhere (the lock
+ * order): this must neither deadlock nor see a broken invariant (TSan
+ * runs it too). Only OUT_OF_MEMORY may fail an allocation. */
+typedef struct contention {
+  gpumem_arena_t *arena;
+  size_t g;
+  pthread_barrier_t start; /* every thread begins at once */
+  atomic_int ids, done, other_failures, oom, check_failures, checks;
+} contention;
+
+static void *grow_worker(void *arg) {
+  contention *c = arg;
+  uint64_t rng = 1234 + (uint64_t)atomic_fetch_add(&c->ids, 1) * 7919;
+  pthread_barrier_wait(&c->start);
+  void *held[4] = {0};
+  for (int i = 0; i < 3000; i++) {
+    uint64_t r = rng_next(&rng);
+    int k = (int)(r % 4);
+    if (held[k] != NULL) {
+      if (gpumem_arena_free(c->arena, held[k]) != GPUMEM_OK) c->other_failures++;
+      held[k] = NULL;
+      continue;
+    }
+    size_t size = 256 + (size_t)((r >> 8) % (4 * c->g));
+    gpumem_status st = gpumem_arena_alloc(c->arena, size, 0, 0, &held[k]);
+    if (st == GPUMEM_ERR_OUT_OF_MEMORY)
+      c->oom++;
+    else if (st != GPUMEM_OK)
+      c->other_failures++;
+  }
+  for (int k = 0; k < 4; k++)
+    if (held[k] != NULL && gpumem_arena_free(c->arena, held[k]) != GPUMEM_OK) c->other_failures++;
+  c->done++;
+  return NULL;
+}
+
+static void *check_worker(void *arg) {
+  contention *c = arg;
+  pthread_barrier_wait(&c->start);
+  do {
+    char why[256];
+    if (gpumem_arena_check(c->arena, why, sizeof why) != GPUMEM_OK) c->check_failures++;
+    gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
+    if (gpumem_arena_get_stats(c->arena, &s) != GPUMEM_OK) c->check_failures++;
+    c->checks++;
+  } while (atomic_load(&c->done) < 4);
+  return NULL;
+}
+
+static void test_threads_slow_path(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* sized in granules of the emulated device */
+  contention c = {0};
+  c.g = granularity(0);
+  gpumem_arena_config cfg = GPUMEM_ARENA_CONFIG_INIT;
+  cfg.chunk_size = c.g;
+  cfg.max_size = 8 * c.g;
+  cfg.shards = 4;
+  assert_gpumem_ok(gpumem_arena_create(&cfg, &c.arena));
+  uint64_t unmaps = gm_backend_calls(GM_OP_unmap);
+  assert_int_equal(pthread_barrier_init(&c.start, NULL, 5), 0);
+  pthread_t t[5];
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, grow_worker, &c), 0);
+  assert_int_equal(pthread_create(&t[4], NULL, check_worker, &c), 0);
+  for (int i = 0; i < 5; i++)
+    pthread_join(t[i], NULL);
+  pthread_barrier_destroy(&c.start);
+  print_message("%d out-of-memory answers, %d checks, %" PRIu64 " unmaps (give-backs)\n",
+                atomic_load(&c.oom), atomic_load(&c.checks),
+                gm_backend_calls(GM_OP_unmap) - unmaps);
+  assert_int_equal(c.other_failures, 0);
+  assert_int_equal(c.check_failures, 0);
+  assert_true(c.checks > 0);
+  assert_true(c.oom > 0); /* the arena was full at times (give-backs depend on timing) */
+  gpumem_arena_stats s = stats_of(c.arena);
+  assert_int_equal(s.base.bytes_in_use, 0);
+  assert_true(s.growths > 0);
+  assert_checked(c.arena);
+  assert_gpumem_ok(gpumem_arena_destroy(c.arena));
+}
+
 /* ---- through the allocator interface ---- */
 
 static void test_allocator_interface(void **state) {
@@ -1188,6 +1275,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_model_local, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_interleave, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_threads, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_threads_slow_path, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_allocator_interface, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_check_reports_a_failed_query, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_failed_destroy_can_be_retried, setup_four,

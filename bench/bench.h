@@ -119,6 +119,40 @@ const char *gb_grower_description(gb_grower g);
  * allocations (driver_calls.c, the bench's one use of an internal header). */
 uint64_t gb_driver_calls(void);
 
+/* The cost model (driver_calls.c, whose essay gives the defaults and their
+ * sources): microseconds per driver call of these kinds. */
+typedef enum gb_cost_op {
+  GB_COST_PHYS_CREATE,
+  GB_COST_MAP,
+  GB_COST_SET_ACCESS,
+  GB_COST_UNMAP,
+  GB_COST_PHYS_RELEASE,
+  GB_COST_VA_RESERVE,
+  GB_COST_VA_FREE,
+  GB_COST_DEV_MALLOC,
+  GB_COST_DEV_FREE,
+  GB_COST_POOL_ALLOC,
+  GB_COST_POOL_FREE,
+  GB_COST_POOL_TRIM,
+  GB_COST_COUNT
+} gb_cost_op;
+
+/* The name of a cost entry ("map"), and all of them, comma separated. */
+const char *gb_cost_name(gb_cost_op op);
+const char *gb_cost_names(void);
+/* The default table (us[GB_COST_COUNT]). */
+void gb_cost_defaults(double *us);
+/* The calls of each kind made so far (counts[GB_COST_COUNT]). */
+void gb_cost_counts(uint64_t *counts);
+/* Modelled microseconds of the calls made between two gb_cost_counts. */
+double gb_cost_model_us(const uint64_t *before, const uint64_t *after, const double *us);
+/* Override entries of `us` from "name=us,name=us". False, `us` unchanged,
+ * with the reason in `why` for an unknown name (listing the names), a
+ * missing '=', or a value that is not a number in 0..1e7. */
+bool gb_cost_parse(const char *text, double *us, char *why, size_t len);
+/* "phys_create=12 map=1.1 ..." for the report's legend. */
+void gb_cost_text(const double *us, char *buf, size_t len);
+
 /* Grow an array from 0 to `target` bytes in `step` increments. Returns the
  * elapsed ns (negative after writing `err`), the driver calls made, and the
  * most bytes held at once. `chunk` is the device's granularity. */
@@ -129,5 +163,44 @@ double gb_grow_steps(gb_grower g, int device, size_t target, size_t step, size_t
  * iterations and the driver calls made after the first one. */
 double gb_grow_batch(gb_grower g, int device, size_t n, size_t iterations, size_t chunk,
                      uint64_t *calls_after_first, size_t *peak, char *err, size_t len);
+
+/* ---- synthetic traces (synth.c; its essay describes the families) ---- */
+
+typedef enum gb_synth_family {
+  GB_SYNTH_TRAINING,
+  GB_SYNTH_VARLEN,
+  GB_SYNTH_GENERATION,
+  GB_SYNTH_MIXTURE,
+  GB_SYNTH_COUNT
+} gb_synth_family;
+
+/* A family's parameters: `steps` are training steps (generation: requests);
+ * the model's sizes in elements; fp16 tensors. */
+typedef struct gb_synth_config {
+  gb_synth_family family;
+  uint64_t seed;
+  size_t steps, layers, batch, hidden, heads, seq, tokens, period;
+} gb_synth_config;
+
+/* The family's name ("training", ...), and the family of a name (false if
+ * none has it). */
+const char *gb_synth_family_name(gb_synth_family f);
+bool gb_synth_family_parse(const char *name, gb_synth_family *f);
+/* The documented defaults of `family`, seed 1. */
+void gb_synth_defaults(gb_synth_config *c, gb_synth_family family);
+/* Append the family's operations to `plan` (slots are unique ids, all on
+ * stream 0, everything freed by the end). False with the reason in `why`
+ * for a parameter out of range (named with its value: layers 1..256, others
+ * at least 1, no tensor over 1 TiB) or when host memory runs out. */
+bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t why_len);
+/* Write `plan` as a trace, gzip when `path` ends in .gz. False with the
+ * reason (naming the path) in `why`. */
+bool gb_synth_write(const gb_plan *plan, const char *path, char *why, size_t why_len);
+/* synth's command line (argv[0] is "synth"): 0 to go on with `c` and `out`
+ * set, 1 after --help, 2 on bad input, said on stderr. */
+int gb_synth_parse(int argc, char **argv, gb_synth_config *c, const char **out);
+/* `gpumem-bench synth ...`: returns the exit status (0, or 2 on bad input or
+ * an unwritable file). */
+int gb_synth_main(int argc, char **argv);
 
 #endif

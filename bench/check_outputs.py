@@ -15,7 +15,7 @@ import sys
 
 COLUMNS = ["backend", "device", "date", "allocator", "workload", "params", "threads", "ops", "reps",
            "median_ns", "min_ns", "max_ns", "ops_per_s", "scaling", "peak_live_bytes",
-           "peak_reserved_bytes", "driver_calls", "status", "memory"]
+           "peak_reserved_bytes", "driver_calls", "status", "memory", "model_us_per_op"]
 
 
 def main(csv_path, json_path):
@@ -41,6 +41,15 @@ def main(csv_path, json_path):
     for r, j in zip(rows, doc["results"]):
         assert (r["allocator"], r["workload"], r["params"], r["memory"]) == \
             (j["allocator"], j["workload"], j["params"], j["memory"]), (r, j)
+    # The cost model: a number on every device row but grow's and first's
+    # (their calls are not from timed repetitions of one plan), none on host rows.
+    assert doc["header"]["driver_cost_us"]["set_access"] == 30, doc["header"]
+    for r, j in zip(rows, doc["results"]):
+        want = r["memory"] == "device" and r["workload"] not in ("grow", "first")
+        assert (r["model_us_per_op"] != "") == want, r
+        assert (j["model_us_per_op"] is not None) == want, j
+        if want:
+            assert abs(float(r["model_us_per_op"]) - j["model_us_per_op"]) < 1e-3, (r, j)
     print(f"outputs ok ({len(rows)} rows, yardsticks: {', '.join(yardsticks)})")
 
 

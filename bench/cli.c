@@ -44,6 +44,7 @@ typedef enum arg_kind {
   ARG_PROB,       /* double in (0, 1] */
   ARG_TEXT,       /* const char *: the argument itself */
   ARG_NAMES,      /* the allocator list */
+  ARG_COSTS,      /* the cost model's overrides: name=us,... */
 } arg_kind;
 
 typedef struct option_desc {
@@ -117,7 +118,9 @@ static const option_desc option_table[] = {
     {GB_OPT_STREAMS, "streams", "N", ARG_COUNT, AT(streams), 0, 1, GB_MAX_STREAMS, NULL,
      "number of streams (default 4)", "1..64"},
     {GB_OPT_TRACE, "trace", "FILE", ARG_TEXT, AT(trace), 0, 0, 0, NULL,
-     "the trace to replay (.csv or .csv.gz); giving it selects replay", NULL},
+     "the trace to replay (.csv or .csv.gz, or synth:FAMILY:SEED, see `synth --help`); giving "
+     "it selects replay",
+     NULL},
     {GB_OPT_FIRST, "first", "N", ARG_COUNT, AT(first), 0, 1, 100000, NULL,
      "allocations timed on a fresh allocator (default 16)", "1..100000"},
     {GB_OPT_GROW_TARGET, "grow-target", "SIZE", ARG_SIZE, AT(grow_target), 0, 1, SIZE_OPTION_MAX,
@@ -129,6 +132,11 @@ static const option_desc option_table[] = {
      "the size N of the N+-1 pattern (default 1G, --quick 64M)", "a size of at least 2 bytes"},
     {GB_OPT_BATCH_ITERATIONS, "batch-iterations", "N", ARG_COUNT, AT(batch_iterations), 0, 1,
      10000000, NULL, "N+-1 repetitions (default 1000, --quick 100)", "1..1e7"},
+    {GB_OPT_DRIVER_COST, "driver-cost", "NAME=US,...", ARG_COSTS, 0, 0, 0, 0, NULL,
+     "the cost model's us per driver call, e.g. map=1.5,set_access=25 (defaults: H100 "
+     "figures, phys_create=12 map=1.1 set_access=30 unmap=20 phys_release=12 va_reserve=2 "
+     "va_free=2 dev_malloc=42 dev_free=42 pool_alloc=0.6 pool_free=0.6 pool_trim=12)",
+     NULL},
 };
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
 
@@ -256,6 +264,8 @@ static void usage(FILE *f) {
   gpumem_allocator_kind kinds[GB_MAX_ALLOCATORS];
   size_t n = all_allocators(kinds, GB_MAX_ALLOCATORS);
   fprintf(f, "usage: gpumem-bench [options] [workload ...]\n"
+             "       gpumem-bench synth --family F [--seed N] [params] --out FILE  (synthetic "
+             "traces: synth --help)\n"
              "Every allocator runs the same workloads, planned from a seed before timing (README: "
              "\"gpumem-bench\").\n\nOptions:\n");
   uint64_t printed = 0, read_by_workloads = 0;
@@ -333,6 +343,7 @@ static void defaults(gb_options *o) {
                     .ngrow_steps = 2,
                     .batch = GIB,
                     .batch_iterations = 1000};
+  gb_cost_defaults(o->driver_cost);
   memcpy(o->sizes, sizes, sizeof sizes);
   o->nsizes = sizeof sizes / sizeof sizes[0];
   memcpy(o->threads, threads, sizeof threads);
@@ -411,6 +422,11 @@ static gb_parse_result take(gb_options *o, const option_desc *d, const char *tex
   case ARG_NAMES:
     ok = split_allocators(o, text);
     break;
+  case ARG_COSTS: {
+    char why[400];
+    if (!gb_cost_parse(text, o->driver_cost, why, sizeof why)) return bad(why, text);
+    break;
+  }
   }
   if (!ok) {
     char what[160];

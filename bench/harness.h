@@ -68,6 +68,7 @@ typedef enum gb_opt {
   GB_OPT_GROW_STEPS,
   GB_OPT_BATCH,
   GB_OPT_BATCH_ITERATIONS,
+  GB_OPT_DRIVER_COST,
   GB_OPT_COUNT
 } gb_opt;
 
@@ -94,6 +95,7 @@ typedef struct gb_options {
   size_t grow_target, grow_steps[GB_MAX_LIST], ngrow_steps, batch, batch_iterations;
   const char *csv, *json, *export_dir;
   bool quick, progress;
+  double driver_cost[GB_COST_COUNT]; /* us per driver call: the cost model */
 } gb_options;
 
 typedef enum gb_parse_result {
@@ -142,6 +144,8 @@ typedef struct gb_result {
   double scaling;   /* threads: against one thread; else 0 */
   bool has_calls;   /* grow: driver calls counted */
   uint64_t calls;
+  bool has_model;  /* model_us was computed (device rows of timed plans) */
+  double model_us; /* modelled driver us per op in the timed repetitions */
   size_t peak_live, peak_reserved;
   bool host_memory; /* a yardstick's row: host memory, not the device's */
   char status[200]; /* "ok" or why the row failed */

@@ -16,6 +16,7 @@
  * GiB, when that is more (a replay on a device smaller than its trace fails
  * every row out of memory and measures nothing). The header says which.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -115,7 +116,35 @@ static int start(gb_bench *b, gb_header *h) {
   return GB_EXIT_OK;
 }
 
+/* `--trace synth:FAMILY:SEED`: the family's trace with its defaults,
+ * generated in memory (what `synth --family FAMILY --seed SEED` writes). */
+static bool synth_trace(gb_plan *plan, const char *spec, char *why, size_t len) {
+  char family[32];
+  const char *colon = strchr(spec, ':');
+  size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+  gb_synth_family f;
+  snprintf(family, sizeof family, "%.*s", (int)(n < sizeof family ? n : sizeof family - 1), spec);
+  if (!gb_synth_family_parse(family, &f)) {
+    snprintf(why, len, "synth:%s: unknown family (training, varlen, generation, mixture)", spec);
+    return false;
+  }
+  gb_synth_config c;
+  gb_synth_defaults(&c, f);
+  if (colon != NULL) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long seed = strtoull(colon + 1, &end, 10);
+    if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0) {
+      snprintf(why, len, "synth:%s: the seed is not a whole number", spec);
+      return false;
+    }
+    c.seed = seed;
+  }
+  return gb_synth_plan(plan, &c, why, len);
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "synth") == 0) return gb_synth_main(argc - 1, argv + 1);
   static gb_options o;
   switch (gb_parse_args(argc, argv, &o)) {
   case GB_PARSE_DONE:
@@ -130,7 +159,10 @@ int main(int argc, char **argv) {
   int rc = GB_EXIT_OK;
   if (o.trace != NULL) {
     char why[512];
-    if (!gb_plan_read_trace(&b.trace, o.trace, why, sizeof why)) {
+    bool read = strncmp(o.trace, "synth:", 6) == 0
+                    ? synth_trace(&b.trace, o.trace + 6, why, sizeof why)
+                    : gb_plan_read_trace(&b.trace, o.trace, why, sizeof why);
+    if (!read) {
       fprintf(stderr, "gpumem-bench: cannot replay: %s\n", why);
       gb_plan_free(&b.trace);
       return GB_EXIT_USAGE;

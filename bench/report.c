@@ -50,6 +50,7 @@ const char *const gb_csv_columns[] = {"backend",
                                       "driver_calls",
                                       "status",
                                       "memory",
+                                      "model_us_per_op",
                                       NULL};
 
 void gb_result_init(gb_result *r, const char *allocator, const char *workload) {
@@ -140,9 +141,14 @@ void gb_report_begin(gb_report *r, const gb_header *h, int width, size_t total_r
            "of a pair\n",
            host);
   }
-  printf("\n%-*s %-8s %-32s %9s %12s %12s %12s %12s %9s %10s %10s %6s %7s %s\n", width, "allocator",
-         "workload", "params", "ops/rep", "median ns", "min ns", "max ns", "ops/s", "scaling",
-         "peak live", "peak rsvd", "r/l", "calls", "memory");
+  char costs[400];
+  gb_cost_text(r->o->driver_cost, costs, sizeof costs);
+  printf("model us/op: a MODEL, not measured: the driver calls of the timed repetitions times "
+         "us per call (%s; --driver-cost overrides), divided by the operations\n",
+         costs);
+  printf("\n%-*s %-8s %-32s %9s %12s %12s %12s %12s %9s %10s %10s %6s %7s %11s %s\n", width,
+         "allocator", "workload", "params", "ops/rep", "median ns", "min ns", "max ns", "ops/s",
+         "scaling", "peak live", "peak rsvd", "r/l", "calls", "model us/op", "memory");
   fflush(stdout);
   if (r->csv != NULL) {
     for (int i = 0; gb_csv_columns[i] != NULL; i++)
@@ -170,9 +176,11 @@ static void print_row(const gb_report *r, const gb_result *row) {
   if (strcmp(row->workload, "threads") == 0)
     snprintf(scaling, sizeof scaling, "%.2fx", row->scaling);
   if (row->has_calls) snprintf(calls, sizeof calls, "%llu", (unsigned long long)row->calls);
-  printf("%-*s %-8s %-32s %9zu %12.0f %12.0f %12.0f %12.0f %9s %10s %10s %6s %7s %s\n", w,
+  char model[24] = "-";
+  if (row->has_model && !row->host_memory) snprintf(model, sizeof model, "%.3f", row->model_us);
+  printf("%-*s %-8s %-32s %9zu %12.0f %12.0f %12.0f %12.0f %9s %10s %10s %6s %7s %11s %s\n", w,
          row->allocator, row->workload, row->params, row->ops, row->ns.median, row->ns.min,
-         row->ns.max, row->ops_per_s, scaling, live, rsvd, ratio, calls, memory_name(row));
+         row->ns.max, row->ops_per_s, scaling, live, rsvd, ratio, calls, model, memory_name(row));
 }
 
 /* A CSV field in double quotes, inner quotes doubled. */
@@ -198,7 +206,9 @@ static void csv_row(const gb_report *r, const gb_result *row) {
   if (row->has_calls) fprintf(f, "%llu", (unsigned long long)row->calls);
   fputc(',', f);
   csv_quoted(f, row->status);
-  fprintf(f, ",%s\n", memory_name(row));
+  fprintf(f, ",%s,", memory_name(row));
+  if (row->has_model && !row->host_memory) fprintf(f, "%.4f", row->model_us);
+  fputc('\n', f);
   fflush(f);
 }
 
@@ -238,6 +248,10 @@ static bool write_json(const gb_report *r) {
   gm_json_uint(&j, "warmup", r->o->warmup);
   gm_json_uint(&j, "reps", r->o->reps);
   gm_json_string(&j, "note", h->note);
+  gm_json_object(&j, "driver_cost_us"); /* the cost model's table */
+  for (int i = 0; i < GB_COST_COUNT; i++)
+    gm_json_number(&j, gb_cost_name((gb_cost_op)i), r->o->driver_cost[i], 3);
+  gm_json_end(&j);
   gm_json_end(&j);
   gm_json_array(&j, "results");
   for (size_t i = 0; i < r->count; i++) {
@@ -259,6 +273,10 @@ static bool write_json(const gb_report *r) {
     gm_json_int(&j, "driver_calls", row->has_calls ? (long long)row->calls : -1);
     gm_json_string(&j, "status", row->status);
     gm_json_string(&j, "memory", memory_name(row));
+    if (row->has_model && !row->host_memory)
+      gm_json_number(&j, "model_us_per_op", row->model_us, 4);
+    else
+      gm_json_null(&j, "model_us_per_op");
     gm_json_end(&j);
   }
   gm_json_end(&j);

@@ -236,6 +236,14 @@ static void drop_streams(int n, gpumem_stream_t *s) {
     GB_CHECKED(gpumem_stream_destroy(s[i]));
 }
 
+/* The modelled driver time per operation of the timed repetitions
+ * (`ops`: their operations, all repetitions together). */
+static void set_model(const gb_bench *b, gb_result *r, const uint64_t *before,
+                      const uint64_t *after, size_t ops) {
+  r->has_model = ops > 0;
+  r->model_us = ops > 0 ? gb_cost_model_us(before, after, b->o->driver_cost) / (double)ops : 0;
+}
+
 static void fill_timing(gb_result *r, double *samples, size_t reps, size_t per) {
   r->reps = (int)reps;
   r->ops = per;
@@ -255,14 +263,18 @@ static void time_plan(gb_bench *b, const gpumem_allocator *a, const gb_plan *pla
   if (!make_streams(b, ns, streams, r)) return;
   double samples[GB_MAX_REPS];
   size_t done = 0;
+  uint64_t before[GB_COST_COUNT], after[GB_COST_COUNT];
   for (size_t i = 0; i < b->o->warmup + b->o->reps; i++) {
+    if (i == b->o->warmup) gb_cost_counts(before);
     double t = gb_run_plan(a, plan, streams, b->device, touch, r->status, sizeof r->status);
     if (t < 0) break;
     if (i >= b->o->warmup) samples[done++] = t / (double)per;
   }
+  gb_cost_counts(after);
   drop_streams(ns, streams);
   if (done < b->o->reps) return; /* status holds the error */
   fill_timing(r, samples, done, per);
+  set_model(b, r, before, after, done * per);
   r->peak_live = gb_plan_live_curve(plan, NULL);
   gpumem_stats st = GPUMEM_STATS_INIT;
   if (a->stats(a->ctx, &st) == GPUMEM_OK) r->peak_reserved = st.peak_bytes_reserved;
@@ -425,13 +437,17 @@ static void run_threaded(gb_bench *b, const gb_workload *w, size_t row, const gb
   }
   double samples[GB_MAX_REPS];
   size_t done = 0;
+  uint64_t before[GB_COST_COUNT], after[GB_COST_COUNT];
   for (size_t rep = 0; ok && rep < b->o->warmup + b->o->reps; rep++) {
+    if (rep == b->o->warmup) gb_cost_counts(before);
     double t = run_threads_once(jobs, nt, r);
     ok = t >= 0;
     if (ok && rep >= b->o->warmup) samples[done++] = t / (double)total_ops;
   }
+  gb_cost_counts(after);
   if (ok) {
     fill_timing(r, samples, done, total_ops);
+    set_model(b, r, before, after, done * total_ops);
     if (nt == 1) *one_thread = r->ops_per_s;
     r->scaling = *one_thread > 0 ? r->ops_per_s / *one_thread : 0;
     for (int t = 0; t < nt; t++) /* threads overlap: an upper bound */

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -826,24 +827,264 @@ static void test_report(void **state) {
   assert_string_equal(
       text, "backend,device,date,allocator,workload,params,threads,ops,reps,median_ns,"
             "min_ns,max_ns,ops_per_s,scaling,peak_live_bytes,peak_reserved_bytes,"
-            "driver_calls,status,memory\n"
+            "driver_calls,status,memory,model_us_per_op\n"
             "host,\"dev \"\"0\"\"\",today,malloc,pairs,\"size=4K\",1,10,1,0.0,0.0,0.0,0.0,"
-            "0.000,4096,0,,\"ok\",host\n");
+            "0.000,4096,0,,\"ok\",host,\n");
+  /* A device row with the cost model's figure: in the CSV and the JSON. */
+  gb_result_init(&row, "gpumem-arena", "replay");
+  row.ops = 10;
+  row.reps = 1;
+  row.has_model = true;
+  row.model_us = 1.25;
+  gb_report_row(&r, &row);
+  text = read_file(csv);
+  assert_non_null(strstr(text, ",\"ok\",device,1.2500\n"));
   gb_result_init(&row, "cuda-pool", "replay");
   snprintf(row.status, sizeof row.status, "operation 3 of 9: out of memory");
   gb_report_row(&r, &row);
   assert_int_equal(gb_report_end(&r), GB_EXIT_FAILED); /* a row failed */
   text = read_file(csv);
   assert_non_null(strstr(text, ",cuda-pool,replay,\"\",1,0,0,"));
-  assert_non_null(strstr(text, ",\"operation 3 of 9: out of memory\",device\n"));
+  assert_non_null(strstr(text, ",\"operation 3 of 9: out of memory\",device,\n"));
   text = read_file(json);
   assert_non_null(strstr(text, "{\"header\":{\"library\":"));
   assert_non_null(strstr(text, "\"device\":\"dev \\\"0\\\"\",\"backend\":\"host\""));
-  assert_non_null(strstr(text, "\"status\":\"ok\",\"memory\":\"host\"}"));
+  assert_non_null(strstr(text, "\"status\":\"ok\",\"memory\":\"host\",\"model_us_per_op\":null}"));
+  assert_non_null(strstr(text, "\"memory\":\"device\",\"model_us_per_op\":1.2500}"));
   assert_non_null(strstr(text, "\"driver_calls\":-1,\"status\":\"operation 3 of 9: out of "
-                               "memory\",\"memory\":\"device\"}]}\n"));
+                               "memory\",\"memory\":\"device\",\"model_us_per_op\":null}]}\n"));
+  assert_non_null(strstr(text, "\"driver_cost_us\":{\"phys_create\":12.000,\"map\":1.100,"));
   unlink(csv);
   unlink(json);
+}
+
+/* ---- the driver cost model (driver_calls.c) ---- */
+
+/* Known call counts give the table's arithmetic; the defaults are the
+ * cuda-facts.md figures; overrides replace only the entries named. */
+static void test_cost_model(void **state) {
+  (void)state;
+  double us[GB_COST_COUNT];
+  gb_cost_defaults(us);
+  assert_true(us[GB_COST_PHYS_CREATE] == 12.0 && us[GB_COST_MAP] == 1.1 &&
+              us[GB_COST_SET_ACCESS] == 30.0 && us[GB_COST_UNMAP] == 20.0 &&
+              us[GB_COST_PHYS_RELEASE] == 12.0 && us[GB_COST_DEV_MALLOC] == 42.0);
+  uint64_t before[GB_COST_COUNT] = {0}, after[GB_COST_COUNT] = {0};
+  before[GB_COST_MAP] = 5;
+  after[GB_COST_MAP] = 15;        /* 10 maps: 11 us */
+  after[GB_COST_SET_ACCESS] = 2;  /* 60 us */
+  after[GB_COST_PHYS_CREATE] = 3; /* 36 us */
+  assert_true(fabs(gb_cost_model_us(before, after, us) - 107.0) < 1e-9);
+  char why[400];
+  assert_true(gb_cost_parse("map=1.5,set_access=25", us, why, sizeof why));
+  assert_true(us[GB_COST_MAP] == 1.5 && us[GB_COST_SET_ACCESS] == 25.0 &&
+              us[GB_COST_UNMAP] == 20.0);
+  assert_true(fabs(gb_cost_model_us(before, after, us) - (15.0 + 50.0 + 36.0)) < 1e-9);
+  char text[400];
+  gb_cost_text(us, text, sizeof text);
+  assert_non_null(strstr(text, "phys_create=12 map=1.5 set_access=25 unmap=20"));
+  /* Refused, the table unchanged, naming what was wrong. */
+  assert_false(gb_cost_parse("map=2,mapp=1", us, why, sizeof why));
+  assert_string_equal(why, "--driver-cost: unknown driver call 'mapp' (names: phys_create, map, "
+                           "set_access, unmap, phys_release, va_reserve, va_free, dev_malloc, "
+                           "dev_free, pool_alloc, pool_free, pool_trim)");
+  assert_true(us[GB_COST_MAP] == 1.5);
+  assert_false(gb_cost_parse("unmap=-3", us, why, sizeof why));
+  assert_string_equal(why, "--driver-cost: unmap wants microseconds in 0..1e7, not '-3'");
+  assert_false(gb_cost_parse("unmap=fast", us, why, sizeof why));
+  assert_string_equal(why, "--driver-cost: unmap wants microseconds in 0..1e7, not 'fast'");
+  assert_false(gb_cost_parse("unmap", us, why, sizeof why));
+  assert_string_equal(why, "--driver-cost wants NAME=US, not 'unmap'");
+  assert_false(gb_cost_parse("map=", us, why, sizeof why));
+  assert_false(gb_cost_parse("", us, why, sizeof why));
+  assert_true(us[GB_COST_UNMAP] == 20.0);
+  /* The command line: --driver-cost sets gb_options' table. */
+  static gb_options o;
+  assert_int_equal(parse(&o, "--driver-cost", "dev_malloc=50", NULL), GB_PARSE_RUN);
+  assert_true(o.driver_cost[GB_COST_DEV_MALLOC] == 50.0 && o.driver_cost[GB_COST_MAP] == 1.1);
+  assert_int_equal(parse(&o, "--driver-cost", "bogus=1", NULL), GB_PARSE_BAD);
+}
+
+/* ---- synthetic traces (synth.c) ---- */
+
+static void synth(gb_plan *p, gb_synth_family f, uint64_t seed) {
+  gb_synth_config c;
+  gb_synth_defaults(&c, f);
+  c.seed = seed;
+  char why[256] = "";
+  memset(p, 0, sizeof *p);
+  assert_true(gb_synth_plan(p, &c, why, sizeof why));
+  assert_string_equal(why, "");
+}
+
+/* Same seed, same trace; another seed, another; every family well formed:
+ * each free matches a live id with its size, all freed, sizes multiples of
+ * 512, a few thousand to ~20k operations, peaks of a few hundred MiB to a
+ * few GiB. */
+static void test_synth_deterministic_and_well_formed(void **state) {
+  (void)state;
+  for (int f = 0; f < GB_SYNTH_COUNT; f++) {
+    gb_plan a, b, c;
+    synth(&a, (gb_synth_family)f, 1);
+    synth(&b, (gb_synth_family)f, 1);
+    synth(&c, (gb_synth_family)f, 2);
+    assert_true(plans_equal(&a, &b));
+    assert_false(plans_equal(&a, &c));
+    check_balanced(&a);
+    check_balanced(&c);
+    for (size_t i = 0; i < a.count; i++) {
+      assert_true(a.ops[i].size >= 512);
+      assert_int_equal(a.ops[i].size % 512, 0);
+      assert_int_equal(a.ops[i].stream, 0);
+    }
+    assert_in_range(a.count, 3000, 20000);
+    size_t peak = gb_plan_live_curve(&a, NULL);
+    assert_in_range(peak, (size_t)256 << 20, (size_t)6 << 30);
+    gb_plan_free(&a);
+    gb_plan_free(&b);
+    gb_plan_free(&c);
+  }
+}
+
+/* training: the weights come first (qkv of layer 0: 3*1024^2*2 bytes), and
+ * backward frees each layer's saved tensors in reverse layer order: the
+ * MLP activations (4*B*S*H*2 = 32 MiB) are allocated in one order and freed
+ * in the other. */
+static void test_synth_training_frees_in_reverse(void **state) {
+  (void)state;
+  gb_plan p;
+  synth(&p, GB_SYNTH_TRAINING, 7);
+  assert_int_equal(p.ops[0].kind, GB_ALLOC);
+  assert_int_equal(p.ops[0].size, (size_t)3 * 1024 * 1024 * 2);
+  const size_t mlp = (size_t)4 * 4 * 1024 * 1024 * 2;
+  uint32_t allocs[16], frees[16];
+  size_t na = 0, nf = 0;
+  for (size_t i = 0; i < p.count && nf < 16; i++) {
+    if (p.ops[i].size != mlp) continue;
+    if (p.ops[i].kind == GB_ALLOC && na < 16) {
+      bool is_grad = false; /* backward's dmlp: freed before the next one */
+      for (size_t j = i + 1; j < p.count && j < i + 8; j++)
+        if (p.ops[j].kind == GB_FREE && p.ops[j].slot == p.ops[i].slot) is_grad = true;
+      if (!is_grad) allocs[na++] = p.ops[i].slot;
+    } else if (p.ops[i].kind == GB_FREE) {
+      bool saved = false;
+      for (size_t k = 0; k < na; k++)
+        if (allocs[k] == p.ops[i].slot) saved = true;
+      if (saved) frees[nf++] = p.ops[i].slot;
+    }
+  }
+  assert_int_equal(na, 16);
+  assert_int_equal(nf, 16);
+  for (size_t k = 0; k < 16; k++)
+    assert_int_equal(frees[k], allocs[15 - k]);
+  gb_plan_free(&p);
+}
+
+/* generation: a K cache block is replaced by one a token (B*H*2 = 8 KiB)
+ * larger, the old one freed right after (torch.cat). */
+static void test_synth_generation_kv_grows(void **state) {
+  (void)state;
+  gb_plan p;
+  synth(&p, GB_SYNTH_GENERATION, 3);
+  const size_t row = (size_t)4 * 1024 * 2;
+  size_t grown = 0;
+  for (size_t i = 0; i + 1 < p.count; i++) {
+    const gb_op *a = &p.ops[i], *f = &p.ops[i + 1];
+    if (a->kind == GB_ALLOC && f->kind == GB_FREE && a->size == f->size + row &&
+        a->size % row == 0 && f->slot < a->slot)
+      grown++;
+  }
+  /* 16 layers x (K, V) x at least 16 tokens x 4 requests */
+  assert_true(grown >= 16 * 2 * 16 * 4);
+  gb_plan_free(&p);
+}
+
+/* varlen: the layer input (B*len*H*2) changes from step to step; training's
+ * does not. */
+static void test_synth_varlen_sizes_vary(void **state) {
+  (void)state;
+  gb_plan p;
+  synth(&p, GB_SYNTH_VARLEN, 5);
+  /* The first allocation after the 64 weights of each step is the input of
+   * layer 0; collect those (weights are 16*4; the first op after them). */
+  size_t distinct = 0, seen[64] = {0};
+  size_t input = p.ops[64].size;
+  assert_int_equal(input % (4 * 1024 * 2 * 8), 0); /* B*H*2 times a multiple of 8 */
+  for (size_t i = 64; i < p.count; i++) {
+    size_t sz = p.ops[i].size;
+    if (p.ops[i].kind != GB_ALLOC || sz % (4 * 1024 * 2 * 8) != 0 || sz > (size_t)8 << 20) continue;
+    bool known = false;
+    for (size_t k = 0; k < distinct; k++)
+      if (seen[k] == sz) known = true;
+    if (!known && distinct < 64) seen[distinct++] = sz;
+  }
+  assert_true(distinct >= 10);
+  gb_plan_free(&p);
+}
+
+/* The trace written (plain and .gz) reads back as the same plan. */
+static void test_synth_write_reads_back(void **state) {
+  (void)state;
+  gb_plan p;
+  synth(&p, GB_SYNTH_MIXTURE, 2);
+  const char *suffixes[] = {".csv", ".csv.gz"};
+  for (int k = 0; k < 2; k++) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/gpumem-synth-%d%s", (int)getpid(), suffixes[k]);
+    char why[512] = "";
+    assert_true(gb_synth_write(&p, path, why, sizeof why));
+    gb_plan back = {0};
+    assert_true(gb_plan_read_trace(&back, path, why, sizeof why));
+    assert_int_equal(back.count, p.count);
+    for (size_t i = 0; i < p.count; i++) {
+      assert_int_equal(back.ops[i].kind, p.ops[i].kind);
+      assert_int_equal(back.ops[i].size, p.ops[i].size);
+    }
+    assert_int_equal(gb_plan_live_curve(&back, NULL), gb_plan_live_curve(&p, NULL));
+    gb_plan_free(&back);
+    unlink(path);
+  }
+  char why[512] = "";
+  assert_false(gb_synth_write(&p, "/nonexistent-dir/x.csv", why, sizeof why));
+  assert_non_null(strstr(why, "cannot write /nonexistent-dir/x.csv: No such file or directory"));
+  gb_plan_free(&p);
+}
+
+/* Bad parameters and options are refused, naming them. */
+static void test_synth_bad_input(void **state) {
+  (void)state;
+  gb_synth_config c;
+  char why[256];
+  gb_plan p = {0};
+  gb_synth_defaults(&c, GB_SYNTH_TRAINING);
+  c.layers = 300;
+  assert_false(gb_synth_plan(&p, &c, why, sizeof why));
+  assert_string_equal(why, "--layers 300 is out of range 1..256");
+  gb_synth_defaults(&c, GB_SYNTH_VARLEN);
+  c.heads = 0;
+  assert_false(gb_synth_plan(&p, &c, why, sizeof why));
+  assert_string_equal(why, "--heads must be at least 1");
+  gb_synth_defaults(&c, GB_SYNTH_TRAINING);
+  c.seq = (size_t)1 << 22;
+  assert_false(gb_synth_plan(&p, &c, why, sizeof why));
+  assert_non_null(strstr(why, "tensors over 1 TiB"));
+  assert_int_equal(p.count, 0);
+  const char *out;
+  char *ok[] = {"synth", "--family", "generation", "--seed", "9", "--tokens", "8", "--out", "x"};
+  assert_int_equal(gb_synth_parse(9, ok, &c, &out), 0);
+  assert_int_equal(c.family, GB_SYNTH_GENERATION);
+  assert_int_equal(c.seed, 9);
+  assert_int_equal(c.tokens, 8);
+  assert_int_equal(c.steps, 4);
+  assert_string_equal(out, "x");
+  char *bad_family[] = {"synth", "--family", "inference", "--out", "x"};
+  assert_int_equal(gb_synth_parse(5, bad_family, &c, &out), 2);
+  char *bad_number[] = {"synth", "--family", "training", "--steps", "-3", "--out", "x"};
+  assert_int_equal(gb_synth_parse(7, bad_number, &c, &out), 2);
+  char *no_out[] = {"synth", "--family", "training"};
+  assert_int_equal(gb_synth_parse(3, no_out, &c, &out), 2);
+  char *unknown[] = {"synth", "--family", "training", "--fast", "1", "--out", "x"};
+  assert_int_equal(gb_synth_parse(7, unknown, &c, &out), 2);
 }
 
 int main(int argc, char **argv) {
@@ -852,6 +1093,13 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_random_is_seeded),
       cmocka_unit_test(test_random_balance_cap_and_sizes),
       cmocka_unit_test(test_summary),
+      cmocka_unit_test(test_synth_deterministic_and_well_formed),
+      cmocka_unit_test(test_synth_training_frees_in_reverse),
+      cmocka_unit_test(test_synth_generation_kv_grows),
+      cmocka_unit_test(test_synth_varlen_sizes_vary),
+      cmocka_unit_test(test_synth_write_reads_back),
+      cmocka_unit_test(test_synth_bad_input),
+      cmocka_unit_test(test_cost_model),
       cmocka_unit_test(test_trace_good),
       cmocka_unit_test(test_trace_bad_lines),
       cmocka_unit_test(test_trace_empty_fields_and_nuls_refused),

@@ -100,6 +100,7 @@
 #define ARENA_DYING   0x67617264u /* "gard": a destroy failed part way; only destroy is allowed */
 #define DEFAULT_CHUNK ((size_t)8 << 20)
 #define MAX_SHARDS    64
+#define VA_FACTOR     4 /* range reserved per byte of physical memory allowed */
 
 typedef struct shard {
   gm_spinlock lock; /* on a cache line of its own */
@@ -110,15 +111,6 @@ typedef struct shard {
   gm_tlsf_block *parked;  /* the last block freed here, kept whole (see park()) */
 } shard;
 
-typedef struct growth {
-  size_t offset, size;
-  int member;             /* LOCAL: the member whose memory it is; INTERLEAVE: -1 */
-  gpumem_phys_t *handles; /* one physical allocation per piece (mapping), in address order;
-                           * 0 once released (destroy) */
-  size_t nhandles;        /* pieces_of(size) */
-  size_t mapped;          /* pieces [0, mapped) are mapped (less after a failed destroy) */
-} growth;
-
 struct gpumem_arena {
   uint32_t magic;
   gpumem_placement placement;
@@ -127,6 +119,7 @@ struct gpumem_arena {
   int8_t member_of[GPUMEM_MAX_DEVICES]; /* device ordinal -> member index, -1 */
   gpumem_access_desc access[GPUMEM_MAX_DEVICES];
   size_t granularity, chunk, stripe, max_size;
+  size_t va_size; /* the range reserved: VA_FACTOR x max_size */
   unsigned handle_types;
   uintptr_t base;
   unsigned shards_per; /* per member (LOCAL) or in all (INTERLEAVE) */
@@ -137,10 +130,16 @@ struct gpumem_arena {
   size_t nunits;
   int unit_shift; /* log2(granularity): granule of an offset */
   pthread_mutex_t grow_lock;
-  size_t top; /* bytes mapped from the base (grow_lock) */
-  size_t member_mapped[GPUMEM_MAX_DEVICES];
-  growth *growths;
-  size_t ngrowths, capgrowths;
+  size_t top;           /* the end of the highest page ever mapped (grow_lock) */
+  size_t page;          /* bytes per page: the granularity (LOCAL), the stripe (INTERLEAVE) */
+  gpumem_phys_t *pages; /* per page slot: the allocation mapped there, 0 if none (grow_lock) */
+  size_t nslots;
+  gpumem_phys_t *pool[GPUMEM_MAX_DEVICES]; /* per member: created pages mapped nowhere */
+  size_t npool[GPUMEM_MAX_DEVICES];
+  size_t member_mapped[GPUMEM_MAX_DEVICES];  /* bytes of the member's pages mapped */
+  size_t member_created[GPUMEM_MAX_DEVICES]; /* mapped + pooled */
+  size_t created, peak_created;              /* over all members */
+  uint64_t growths, pages_created, pages_released, pages_remapped;
   _Atomic uint64_t failed;
 };
 
@@ -297,8 +296,11 @@ static gpumem_status set_geometry(gpumem_arena_t *a, const gpumem_arena_config *
   }
   GM_REQUIRE(max <= SIZE_MAX / 4 && gm_round_up(max, a->chunk, &a->max_size),
              GPUMEM_ERR_INVALID_ARGUMENT, "maximum size %zu is too large", c->max_size);
-  GM_REQUIRE(a->max_size / g <= ((size_t)1 << 28), GPUMEM_ERR_INVALID_ARGUMENT,
-             "maximum size %zu is more than 2^28 granules of %zu bytes", a->max_size, g);
+  GM_REQUIRE(a->max_size / g <= ((size_t)1 << 26), GPUMEM_ERR_INVALID_ARGUMENT,
+             "maximum size %zu is more than 2^26 granules of %zu bytes (the arena reserves %d "
+             "times as much address range)",
+             a->max_size, g, VA_FACTOR);
+  a->va_size = a->max_size * VA_FACTOR;
   size_t initial = 0, total_initial = 0;
   GM_REQUIRE(
       gm_round_up(c->initial_size, a->chunk, &initial) &&
@@ -310,111 +312,227 @@ fail:
   return st;
 }
 
-/* ---- growth ---- */
+/* ---- pages ---- */
 
-/* Mappings a growth of `size` bytes is made of, each from its own physical
- * allocation: one (LOCAL) or one per stripe (INTERLEAVE). */
-static size_t pieces_of(const gpumem_arena_t *a, size_t size) {
-  return a->placement == GPUMEM_PLACE_LOCAL ? 1 : size / a->stripe;
+/* The member whose memory the page slot at `offset` holds: fixed by its
+ * stripe (INTERLEAVE), else the member of the heap it serves. */
+static size_t slot_member(const gpumem_arena_t *a, size_t offset, const shard *s) {
+  return a->placement == GPUMEM_PLACE_LOCAL ? (size_t)s->member : offset / a->page % a->nmembers;
 }
 
-/* The bytes of each piece of a growth of `size` bytes. */
-static size_t piece_size(const gpumem_arena_t *a, size_t size) {
-  return a->placement == GPUMEM_PLACE_LOCAL ? size : a->stripe;
+static inline void unpark(shard *s);
+
+/* Hand the granules of [offset, offset + size) to heap `owner` (index + 1;
+ * 0: unmapped). */
+static void set_owner(gpumem_arena_t *a, size_t offset, size_t size, uint16_t owner) {
+  for (size_t u = offset >> a->unit_shift; u < (offset + size) >> a->unit_shift; u++)
+    atomic_store_explicit(&a->unit_owner[u], owner, memory_order_release);
 }
 
-/* The member whose memory piece `k` of growth `g` is: the growth's member
- * (LOCAL), or the members in turn (INTERLEAVE; growths start on a multiple
- * of stripe x members, so this is also offset / stripe % members). */
-static size_t piece_member(const gpumem_arena_t *a, const growth *g, size_t k) {
-  return a->placement == GPUMEM_PLACE_LOCAL ? (size_t)g->member : k % a->nmembers;
-}
-
-/* Undo the driver steps of a growth (rollback and destroy): unmap the first
- * `pieces_mapped` pieces and release every allocation made, newest first. */
-static void unmap_growth(const gpumem_arena_t *a, const growth *g, size_t pieces_mapped) {
-  size_t piece = piece_size(a, g->size);
-  for (size_t k = pieces_mapped; k-- > 0;) {
-    if (gm_be_unmap(a->base + g->offset + k * piece, piece) != GPUMEM_OK)
-      gm_log(GPUMEM_LOG_ERROR, "arena: unmap failed: %s", gm_error_detail());
-  }
-  for (size_t k = g->nhandles; k-- > 0;) {
-    if (g->handles[k] != 0 && gm_be_phys_release(g->handles[k]) != GPUMEM_OK)
-      gm_log(GPUMEM_LOG_ERROR, "arena: release failed: %s", gm_error_detail());
-  }
-}
-
-/* Create, map and open up [offset, offset + size) for shard `s`; all or
- * nothing. Every piece gets its own allocation, mapped from its start:
- * cuMemMap's offset "currently must be zero" (cuda.h, cuMemMap). All the
- * allocations are made before the first map, so running out of memory
- * costs no map to undo. The growth record is filled (handles allocated) on
- * success. */
-static gpumem_status map_growth(gpumem_arena_t *a, const shard *s, size_t offset, size_t size,
-                                growth *g) {
-  gpumem_status st = GPUMEM_OK;
-  size_t pieces = pieces_of(a, size), piece = piece_size(a, size), mapped = 0;
-  *g = (growth){offset, size, s->member, NULL, pieces, 0};
-  g->handles = calloc(pieces, sizeof *g->handles);
-  GM_REQUIRE(g->handles != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
-             "no host memory for a growth record of %zu allocations", pieces);
-  for (size_t k = 0; k < pieces; k++) {
-    GM_TRY(gm_phys_create_shareable(a->members[piece_member(a, g, k)], piece, false,
-                                    &a->handle_types, "arena", &g->handles[k]));
-  }
-  for (; mapped < pieces; mapped++)
-    GM_TRY(gm_be_map(a->base + offset + mapped * piece, piece, 0, g->handles[mapped]));
-  GM_TRY(gm_be_set_access(a->base + offset, size, a->access, a->nmembers));
-  g->mapped = pieces;
+/* Unmap the page at `offset`, which heap `v` no longer manages, into its
+ * member's pool. */
+static gpumem_status unmap_page(gpumem_arena_t *a, size_t offset, size_t m) {
+  gpumem_status st = gm_be_unmap(a->base + offset, a->page);
+  if (st != GPUMEM_OK) return st;
+  size_t slot = offset / a->page;
+  a->pool[m][a->npool[m]++] = a->pages[slot];
+  a->pages[slot] = 0;
+  set_owner(a, offset, a->page, 0);
+  a->member_mapped[m] -= a->page;
   return GPUMEM_OK;
-fail:
-  if (g->handles != NULL) unmap_growth(a, g, mapped);
-  free(g->handles);
-  g->handles = NULL;
+}
+
+/* Reclaim: take whole free pages out of heap `v` (locked) and unmap them
+ * into the pools until each member m's pool holds want[m] pages or `v` has
+ * no whole free page of a member still short. The longest free run first
+ * (gm_tlsf_free_units): the memory no block will miss soonest. */
+static gpumem_status reclaim_from(gpumem_arena_t *a, shard *v, const size_t *want) {
+  unpark(v); /* a parked block is free memory too */
+  for (;;) {
+    uint64_t off = 0, len = gm_tlsf_free_units(&v->heap, a->page, &off);
+    bool took = false;
+    for (size_t at = (size_t)off; at < off + len; at += a->page) {
+      size_t m = slot_member(a, at, v);
+      if (a->npool[m] >= want[m]) continue;
+      if (!gm_tlsf_remove_range(&v->heap, at, a->page))
+        return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
+      gpumem_status st = unmap_page(a, at, m);
+      if (st != GPUMEM_OK) {
+        if (!gm_tlsf_add(&v->heap, at, a->page)) /* bookkeeping only: a spare descriptor */
+          gm_log(GPUMEM_LOG_ERROR, "arena: a page at offset %zu is lost to its heap", at);
+        return st;
+      }
+      took = true;
+    }
+    if (!took) return GPUMEM_OK;
+  }
+}
+
+/* Reclaim from every heap whose pages may serve shard `s` (its member's
+ * for LOCAL, all for INTERLEAVE), `s` first. The caller holds the mutex
+ * and `s`'s lock; the others are locked one at a time (the lock order). */
+static gpumem_status reclaim(gpumem_arena_t *a, shard *s, const size_t *want) {
+  unsigned first = s->member >= 0 ? (unsigned)s->member * a->shards_per : 0;
+  unsigned count = s->member >= 0 ? a->shards_per : a->nshards;
+  unsigned mine = (unsigned)(s - a->shards) - first;
+  gpumem_status st = GPUMEM_OK;
+  for (unsigned k = 0; k < count && st == GPUMEM_OK; k++) {
+    bool short_any = false;
+    for (size_t m = 0; m < a->nmembers; m++)
+      short_any = short_any || a->npool[m] < want[m];
+    if (!short_any) break;
+    shard *v = &a->shards[first + (mine + k) % count];
+    if (v != s) shard_lock(v);
+    st = reclaim_from(a, v, want);
+    if (v != s) shard_unlock(v);
+  }
   return st;
+}
+
+/* The first run of `n` unmapped page slots in the range, or SIZE_MAX. */
+static size_t find_hole(const gpumem_arena_t *a, size_t n) {
+  size_t run = 0;
+  for (size_t i = 0; i < a->nslots; i++) {
+    run = a->pages[i] == 0 ? run + 1 : 0;
+    if (run == n) return (i + 1 - n) * a->page;
+  }
+  return SIZE_MAX;
+}
+
+static size_t pooled_bytes(const gpumem_arena_t *a) {
+  size_t n = 0;
+  for (size_t m = 0; m < a->nmembers; m++)
+    n += a->npool[m];
+  return n * a->page;
+}
+
+/* Release up to n[m] pooled pages of each member m (the undo of
+ * create_pages; trim): the first error is returned, what failed stays
+ * pooled. */
+static gpumem_status release_pages(gpumem_arena_t *a, const size_t *n) {
+  gpumem_status st = GPUMEM_OK;
+  for (size_t m = 0; m < a->nmembers; m++) {
+    for (size_t k = 0; k < n[m] && a->npool[m] > 0; k++) {
+      gpumem_status rs = gm_be_phys_release(a->pool[m][a->npool[m] - 1]);
+      if (rs != GPUMEM_OK) {
+        if (st == GPUMEM_OK) st = rs;
+        break;
+      }
+      a->npool[m]--;
+      a->member_created[m] -= a->page;
+      a->created -= a->page;
+      a->pages_released++;
+    }
+  }
+  return st;
+}
+
+/* Pages created, one driver allocation each, into member m's pool until it
+ * holds want[m] (made[m] counts them); OUT_OF_MEMORY past max_size. */
+static gpumem_status create_pages(gpumem_arena_t *a, const size_t *want, size_t *made) {
+  for (size_t m = 0; m < a->nmembers; m++) {
+    while (a->npool[m] < want[m]) {
+      if (a->created + a->page > a->max_size) {
+        return gm_error(GPUMEM_ERR_OUT_OF_MEMORY,
+                        "the arena has mapped %zu of its maximum %zu bytes (%zu pooled) and "
+                        "has no more free pages to move",
+                        a->created, a->max_size, pooled_bytes(a));
+      }
+      gpumem_phys_t h = 0;
+      gpumem_status st =
+          gm_phys_create_shareable(a->members[m], a->page, false, &a->handle_types, "arena", &h);
+      if (st != GPUMEM_OK) return st;
+      a->pool[m][a->npool[m]++] = h;
+      made[m]++;
+      a->member_created[m] += a->page;
+      a->created += a->page;
+      a->pages_created++;
+      if (a->created > a->peak_created) a->peak_created = a->created;
+    }
+  }
+  return GPUMEM_OK;
 }
 
 /* The sentence for OUT_OF_MEMORY: the request and each member's state. */
 static void describe_members(gpumem_arena_t *a, char *buf, size_t len);
 
 /* Map at least `need` more bytes for shard `s`. The caller holds the
- * growth mutex, then the shard's lock (the lock order). */
+ * growth mutex, then the shard's lock (the lock order). The new range is
+ * [start, start + want): at `top`, extending the shard's free block that
+ * ends there, or, when the range has no room left there, the first hole of
+ * unmapped slots. Its pages come from the pools, then from free pages
+ * anywhere (reclaim), then from the device; each is mapped at its slot and
+ * one access call opens the whole range for every member. On failure the
+ * pages taken go to the pools and the heaps are as they were. */
 static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
   gpumem_status st = GPUMEM_OK;
-  /* A free block at the end of the shard's memory, ending at top, is
-   * extended by the growth: only the rest needs mapping. */
   size_t tail = (size_t)gm_tlsf_tail_free(&s->heap, a->top);
-  size_t want = 0;
+  size_t want = 0, start = a->top, mapped = 0, want_pages[GPUMEM_MAX_DEVICES] = {0};
+  size_t made[GPUMEM_MAX_DEVICES] = {0}; /* pages created here: released again on failure */
+  uint64_t from_pool = 0;
   gm_round_up(need > tail ? need - tail : a->chunk, a->chunk, &want);
-  growth g = {0};
-  GM_REQUIRE(want <= a->max_size - a->top, GPUMEM_ERR_OUT_OF_MEMORY,
-             "the arena has mapped %zu of its maximum %zu bytes and needs %zu more", a->top,
-             a->max_size, want);
-  GM_REQUIRE(
-      gm_array_make_room((void **)&a->growths, &a->capgrowths, a->ngrowths, sizeof *a->growths, 16),
-      GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the growth list");
-  GM_TRY(map_growth(a, s, a->top, want, &g));
-  if (!gm_tlsf_add(&s->heap, a->top, want)) {
-    unmap_growth(a, &g, pieces_of(a, want));
-    free(g.handles);
-    st = gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
-    goto fail;
+  if (want > a->va_size - a->top) { /* no room at the top: a hole, just what is needed */
+    tail = 0;
+    gm_round_up(need, a->page, &want);
+    start = want <= a->va_size ? find_hole(a, want / a->page) : SIZE_MAX;
+    if (start == SIZE_MAX) {
+      return gm_error(GPUMEM_ERR_OUT_OF_MEMORY,
+                      "the arena has mapped %zu of its maximum %zu bytes and its range of %zu "
+                      "bytes has no %zu unmapped bytes in a row",
+                      a->created - pooled_bytes(a), a->max_size, a->va_size, want);
+    }
   }
-  uint16_t owner = (uint16_t)(s - a->shards + 1);
-  for (size_t u = a->top >> a->unit_shift; u < (a->top + want) >> a->unit_shift; u++)
-    atomic_store_explicit(&a->unit_owner[u], owner, memory_order_release);
-  a->growths[a->ngrowths++] = g;
-  if (a->placement == GPUMEM_PLACE_LOCAL) {
-    a->member_mapped[s->member] += want;
-  } else {
-    for (size_t i = 0; i < a->nmembers; i++)
-      a->member_mapped[i] += want / a->nmembers;
+  for (size_t at = start; at < start + want; at += a->page)
+    want_pages[slot_member(a, at, s)]++;
+  /* The free tail joins the new range: out of the heap while others are
+   * reclaimed, so that no page of it is. */
+  if (tail > 0 && !gm_tlsf_remove_tail(&s->heap, a->top, tail))
+    return gm_error(GPUMEM_ERR_INTERNAL, "the free tail of %zu bytes could not be taken", tail);
+  GM_TRY(reclaim(a, s, want_pages));
+  for (size_t m = 0; m < a->nmembers; m++) /* pages that were mapped before: remaps */
+    from_pool += want_pages[m] < a->npool[m] ? want_pages[m] : a->npool[m];
+  GM_TRY(create_pages(a, want_pages, made));
+  for (; mapped < want / a->page; mapped++) {
+    size_t at = start + mapped * a->page, m = slot_member(a, at, s);
+    gpumem_phys_t h = a->pool[m][--a->npool[m]];
+    a->pages[at / a->page] = h;
+    st = gm_be_map(a->base + at, a->page, 0, h);
+    if (st != GPUMEM_OK) {
+      a->pages[at / a->page] = 0;
+      a->npool[m]++;
+      goto fail;
+    }
+    a->member_mapped[m] += a->page;
   }
-  a->top += want;
-  GM_TRACE_MAPPING("arena", a, true, (void *)(a->base + a->top - want), want, a->top,
+  GM_TRY(gm_be_set_access(a->base + start, want, a->access, a->nmembers));
+  GM_REQUIRE(gm_tlsf_add(&s->heap, start - tail, want + tail), GPUMEM_ERR_OUT_OF_MEMORY,
+             "no host memory for the heap's bookkeeping");
+  set_owner(a, start, want, (uint16_t)(s - a->shards + 1));
+  if (start + want > a->top) a->top = start + want;
+  a->growths++;
+  a->pages_remapped += from_pool;
+  GM_TRACE_MAPPING("arena", a, true, (void *)(a->base + start), want, a->created,
                    s->member >= 0 ? a->members[s->member] : -1);
+  return GPUMEM_OK;
 fail:
+  while (mapped-- > 0) { /* back to the pools */
+    size_t at = start + mapped * a->page;
+    if (unmap_page(a, at, slot_member(a, at, s)) != GPUMEM_OK)
+      gm_log(GPUMEM_LOG_ERROR, "arena: unmap failed: %s", gm_error_detail());
+  }
+  if (release_pages(a, made) != GPUMEM_OK)
+    gm_log(GPUMEM_LOG_ERROR, "arena: release failed: %s", gm_error_detail());
+  if (tail > 0 && !gm_tlsf_add(&s->heap, start - tail, tail))
+    gm_log(GPUMEM_LOG_ERROR, "arena: a free tail of %zu bytes is lost to its heap", tail);
   return st;
+}
+
+/* Release every pooled page (trim, destroy). */
+static gpumem_status release_pool(gpumem_arena_t *a) {
+  size_t all[GPUMEM_MAX_DEVICES];
+  for (size_t m = 0; m < GPUMEM_MAX_DEVICES; m++)
+    all[m] = SIZE_MAX;
+  return release_pages(a, all);
 }
 
 /* ---- creation and destruction ---- */
@@ -424,45 +542,31 @@ static void free_arena(gpumem_arena_t *a) {
     for (unsigned i = 0; i < a->nshards; i++)
       gm_tlsf_destroy(&a->shards[i].heap);
   }
-  for (size_t i = 0; i < a->ngrowths; i++)
-    free(a->growths[i].handles);
-  free(a->growths);
+  for (size_t m = 0; m < GPUMEM_MAX_DEVICES; m++)
+    free(a->pool[m]);
+  free(a->pages);
   free((void *)a->unit_owner);
   free(a->shards);
   free(a);
 }
 
-/* Unmap growth g's pieces, newest first, stopping at the first failure (so
- * that [0, mapped) stays mapped), then release every piece no longer mapped.
- * Each step that succeeds is recorded in g; the first error is returned. */
-static gpumem_status release_growth(const gpumem_arena_t *a, growth *g) {
-  gpumem_status st = GPUMEM_OK;
-  size_t piece = piece_size(a, g->size);
-  while (g->mapped > 0 && st == GPUMEM_OK) {
-    st = gm_be_unmap(a->base + g->offset + (g->mapped - 1) * piece, piece);
-    if (st == GPUMEM_OK) g->mapped--;
-  }
-  for (size_t k = g->nhandles; k-- > g->mapped;) {
-    if (g->handles[k] == 0) continue;
-    gpumem_status rs = gm_be_phys_release(g->handles[k]);
-    if (rs == GPUMEM_OK) g->handles[k] = 0;
-    if (rs != GPUMEM_OK && st == GPUMEM_OK) st = rs;
-  }
-  return st;
-}
-
-/* Unmap and release every growth, newest first, and return the range: as
- * much as can be, recording what was done, so that a second call finishes
- * what a failure left. The range is freed only once nothing is mapped in it
+/* Unmap every page into its pool, newest slot first, stopping at the first
+ * failure, then release the pools and return the range: as much as can be,
+ * recording what was done, so that a second call finishes what a failure
+ * left. The range is freed only once nothing is mapped in it
  * (cuMemAddressFree of a range with mappings fails). */
 static gpumem_status release_all(gpumem_arena_t *a) {
   gpumem_status st = GPUMEM_OK;
-  for (size_t i = a->ngrowths; i-- > 0;) {
-    gpumem_status gs = release_growth(a, &a->growths[i]);
-    if (gs != GPUMEM_OK && st == GPUMEM_OK) st = gs;
+  for (size_t i = a->nslots; i-- > 0 && st == GPUMEM_OK;) {
+    if (a->pages[i] == 0) continue;
+    size_t at = i * a->page;
+    uint16_t o = atomic_load_explicit(&a->unit_owner[at >> a->unit_shift], memory_order_relaxed);
+    st = unmap_page(a, at, slot_member(a, at, &a->shards[o - 1]));
   }
+  gpumem_status rs = release_pool(a);
+  if (st == GPUMEM_OK) st = rs;
   if (st == GPUMEM_OK && a->base != 0) {
-    st = gm_be_va_free(a->base, a->max_size);
+    st = gm_be_va_free(a->base, a->va_size);
     if (st == GPUMEM_OK) a->base = 0;
   }
   return st;
@@ -483,17 +587,24 @@ gpumem_status gm_arena_create(const gpumem_arena_config *config, gpumem_arena_t 
   GM_REQUIRE(gm_is_pow2(a->granularity), GPUMEM_ERR_NOT_SUPPORTED,
              "granularity %zu is not a power of two", a->granularity);
   a->unit_shift = __builtin_ctzll(a->granularity);
-  a->nunits = a->max_size >> a->unit_shift;
+  a->nunits = a->va_size >> a->unit_shift;
+  a->page = a->placement == GPUMEM_PLACE_LOCAL ? a->granularity : a->stripe;
+  a->nslots = a->va_size / a->page;
   a->shards = gm_aligned_zalloc(a->nshards * sizeof *a->shards);
   a->unit_owner = calloc(a->nunits, sizeof *a->unit_owner);
-  GM_REQUIRE(a->shards != NULL && a->unit_owner != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
-             "no host memory for %u heaps and %zu chunk entries", a->nshards, a->nunits);
+  a->pages = calloc(a->nslots, sizeof *a->pages);
+  bool pools = true;
+  for (size_t m = 0; m < a->nmembers; m++) /* room for every page: a push never fails */
+    pools = pools && (a->pool[m] = malloc(a->max_size / a->page * sizeof *a->pool[m])) != NULL;
+  GM_REQUIRE(a->shards != NULL && a->unit_owner != NULL && a->pages != NULL && pools,
+             GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for %u heaps and %zu page entries",
+             a->nshards, a->nslots);
   for (unsigned i = 0; i < a->nshards; i++) {
     atomic_init(&a->shards[i].lock.held, 0);
     a->shards[i].member = a->placement == GPUMEM_PLACE_LOCAL ? (int)(i / a->shards_per) : -1;
     gm_tlsf_init(&a->shards[i].heap);
   }
-  GM_TRY(gm_be_va_reserve_internal(a->max_size, a->granularity, "arena", &a->base));
+  GM_TRY(gm_be_va_reserve_internal(a->va_size, a->granularity, "arena", &a->base));
   pthread_mutex_init(&a->grow_lock, NULL);
   if (c->initial_size > 0) {
     size_t initial = 0;
@@ -602,59 +713,6 @@ static gm_tlsf_block *try_shard(shard *s, size_t size, size_t align, bool *no_ho
   return b;
 }
 
-/* LOCAL only: give the newest growth back to the device when it belongs to
- * `member` and lies wholly free in its shard's heap, so that a growth the
- * device had no room for may fit. Only the growth at the top of the range
- * can go (growths are mapped back to back from the base). *gave is set to
- * its size, or 0 when there is none to give. All or nothing: a failed
- * unmap changes nothing; a failed release maps the allocation back.
- * Takes the growth mutex, then the owning shard's lock (the lock order:
- * the growths and the unit table cannot change meanwhile); the caller
- * holds neither. */
-static gpumem_status give_back_top(gpumem_arena_t *a, int member, size_t *gave) {
-  *gave = 0;
-  pthread_mutex_lock(&a->grow_lock);
-  if (a->ngrowths == 0 || a->growths[a->ngrowths - 1].member != member) {
-    pthread_mutex_unlock(&a->grow_lock);
-    return GPUMEM_OK;
-  }
-  const growth *g = &a->growths[a->ngrowths - 1];
-  uint16_t owner =
-      atomic_load_explicit(&a->unit_owner[g->offset >> a->unit_shift], memory_order_relaxed);
-  shard *o = &a->shards[owner - 1]; /* a mapped growth always has an owner */
-  gpumem_status st = GPUMEM_OK;
-  uintptr_t at = a->base + g->offset;
-  shard_lock(o);
-  unpark(o); /* a parked block is free memory too */
-  if (gm_tlsf_tail_free(&o->heap, a->top) < g->size) goto done;
-  if ((st = gm_be_unmap(at, g->size)) != GPUMEM_OK) goto done;
-  if ((st = gm_be_phys_release(g->handles[0])) != GPUMEM_OK) {
-    char detail[GM_ERROR_DETAIL_MAX];
-    snprintf(detail, sizeof detail, "%s", gm_error_detail());
-    if (gm_be_map(at, g->size, 0, g->handles[0]) != GPUMEM_OK ||
-        gm_be_set_access(at, g->size, a->access, a->nmembers) != GPUMEM_OK) {
-      gm_log(GPUMEM_LOG_ERROR, "arena: mapping a growth back after a failed release: %s",
-             gm_error_detail());
-    }
-    st = gm_error(st, "giving a free growth of %zu bytes back to device %d: %s", g->size,
-                  a->members[member], detail);
-    goto done;
-  }
-  gm_tlsf_remove_tail(&o->heap, a->top, g->size); /* cannot fail: checked free above */
-  for (size_t u = g->offset >> a->unit_shift; u < a->top >> a->unit_shift; u++)
-    atomic_store_explicit(&a->unit_owner[u], 0, memory_order_release);
-  a->member_mapped[member] -= g->size;
-  a->top = g->offset;
-  *gave = g->size;
-  free(g->handles);
-  a->ngrowths--;
-  GM_TRACE_MAPPING("arena", a, false, (void *)at, *gave, a->top, a->members[member]);
-done:
-  shard_unlock(o);
-  pthread_mutex_unlock(&a->grow_lock);
-  return st;
-}
-
 /* Under the growth mutex, then the shard's lock (the lock order): its
  * parked block, its heap, or a growth of the arena for this shard (`*st`
  * says why a growth failed). The shard is looked at again under the mutex,
@@ -710,24 +768,7 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
   if (b == NULL && !no_host) {
     b = alloc_or_grow(a, s, bytes, align, &no_host, &st); /* frees since the first look too */
   }
-  /* LOCAL, out of memory: the device's memory may lie free in growths at
-   * the top of the range that no single shard can use for this request
-   * (each holds too little). Give them back, newest first, and grow again
-   * while that frees anything. */
-  size_t gave = 0;
-  while (b == NULL && !no_host && local && st == GPUMEM_ERR_OUT_OF_MEMORY) {
-    char why[GM_ERROR_DETAIL_MAX];
-    snprintf(why, sizeof why, "%s", gm_error_detail());
-    gpumem_status given = give_back_top(a, member, &gave);
-    if (given != GPUMEM_OK || gave == 0) {
-      if (given == GPUMEM_OK) gm_error(st, "%s", why); /* the growth's reason stands */
-      if (given != GPUMEM_OK) st = given;
-      break;
-    }
-    b = alloc_or_grow(a, s, bytes, align, &no_host, &st);
-  }
   if (b != NULL) {
-    gm_error_discard(); /* a growth that failed before memory was given back */
     *ptr = (void *)(a->base + b->offset);
     GM_TRACE_ALLOC("arena", a, *ptr, size, GM_TRACE_NO_STREAM, local ? device : -1);
     return GPUMEM_OK;
@@ -753,7 +794,7 @@ GPUMEM_API gpumem_status gpumem_arena_alloc(gpumem_arena_t *arena, size_t size, 
 
 /* The shard owning the unit of `offset`, or NULL (unmapped / outside). */
 static shard *shard_of(const gpumem_arena_t *a, uintptr_t p, size_t *offset) {
-  if (p < a->base || p - a->base >= a->max_size) return NULL;
+  if (p < a->base || p - a->base >= a->va_size) return NULL;
   *offset = p - a->base;
   uint16_t o = atomic_load_explicit(&a->unit_owner[*offset >> a->unit_shift], memory_order_acquire);
   return o ? &a->shards[o - 1] : NULL;
@@ -891,16 +932,23 @@ static void collect(gpumem_arena_t *a, gpumem_arena_stats *out) {
     }
     shard_unlock(s);
   }
+  size_t mapped = out->base.bytes_reserved; /* the heaps manage what is mapped */
   pthread_mutex_lock(&a->grow_lock);
-  out->growths = a->ngrowths;
+  out->growths = a->growths;
+  out->pages_created = a->pages_created;
+  out->pages_released = a->pages_released;
+  out->pages_remapped = a->pages_remapped;
+  out->page_size = a->page;
+  out->base.bytes_reserved = a->created;
+  out->base.peak_bytes_reserved = a->peak_created;
   for (size_t m = 0; m < a->nmembers; m++) {
+    out->bytes_pooled += a->npool[m] * a->page;
     out->devices[m].device = a->members[m];
     out->devices[m].bytes_mapped = a->member_mapped[m];
     if (a->placement == GPUMEM_PLACE_INTERLEAVE) out->devices[m].bytes_in_use = in_use[m];
   }
   pthread_mutex_unlock(&a->grow_lock);
-  out->base.peak_bytes_reserved = out->base.bytes_reserved; /* mapped memory only grows */
-  out->bytes_free = out->base.bytes_reserved - out->base.bytes_in_use;
+  out->bytes_free = mapped - out->base.bytes_in_use;
   out->fragmentation =
       out->bytes_free ? 1.0 - (double)out->base.largest_free / (double)out->bytes_free : 0.0;
 }
@@ -944,66 +992,72 @@ GPUMEM_API gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena, gpumem_ar
     return false;                    \
   } while (0)
 
-/* The pieces of growth `i`: one live allocation each, on the member whose
- * memory the piece is, and read-write access for every member. Adds each
- * piece's bytes to its member's count. */
-static bool check_pieces(gpumem_arena_t *a, const growth *g, size_t i, size_t *per_member,
-                         gpumem_status *query, char *why, size_t len) {
-  size_t pieces = pieces_of(a, g->size), piece = piece_size(a, g->size);
-  if (g->nhandles != pieces || g->handles == NULL)
-    VIOLATION("growth %zu has %zu allocations for %zu pieces", i, g->nhandles, pieces);
-  for (size_t k = 0; k < pieces; k++) {
-    size_t at = g->offset + k * piece, m = piece_member(a, g, k);
-    gpumem_phys_props props;
-    if ((*query = gm_be_phys_props(g->handles[k], &props)) != GPUMEM_OK)
-      VIOLATION("querying piece %zu of growth %zu (offset %zu): %s", k, i, at, gm_error_detail());
-    if (props.device != a->members[m])
-      VIOLATION("the memory at offset %zu (growth %zu) is on device %d, expected device %d", at, i,
-                props.device, a->members[m]);
-    for (size_t d = 0; d < a->nmembers; d++) {
-      gpumem_access_flags f = GPUMEM_ACCESS_NONE;
-      if ((*query = gm_be_get_access(a->base + at, a->members[d], &f)) != GPUMEM_OK)
-        VIOLATION("querying device %d's access at offset %zu (growth %zu): %s", a->members[d], at,
-                  i, gm_error_detail());
-      if (f != GPUMEM_ACCESS_READWRITE)
-        VIOLATION("device %d lacks read-write access at offset %zu (growth %zu)", a->members[d], at,
-                  i);
-    }
-    per_member[m] += piece;
+/* The page at `offset` (slot `i`): a live allocation of one page on the
+ * member its slot serves, read-write for every member. */
+static bool check_page(gpumem_arena_t *a, size_t i, size_t m, gpumem_status *query, char *why,
+                       size_t len) {
+  size_t at = i * a->page;
+  gpumem_phys_props props;
+  if ((*query = gm_be_phys_props(a->pages[i], &props)) != GPUMEM_OK)
+    VIOLATION("querying the page at offset %zu: %s", at, gm_error_detail());
+  if (props.device != a->members[m])
+    VIOLATION("the page at offset %zu is memory of device %d, expected device %d", at, props.device,
+              a->members[m]);
+  for (size_t d = 0; d < a->nmembers; d++) {
+    gpumem_access_flags f = GPUMEM_ACCESS_NONE;
+    if ((*query = gm_be_get_access(a->base + at, a->members[d], &f)) != GPUMEM_OK)
+      VIOLATION("querying device %d's access at offset %zu: %s", a->members[d], at,
+                gm_error_detail());
+    if (f != GPUMEM_ACCESS_READWRITE)
+      VIOLATION("device %d lacks read-write access at offset %zu", a->members[d], at);
   }
   return true;
 }
 
-/* The mapping: growths tile [0, top), units are owned exactly there, each
- * piece is memory of the right member, and every member has read-write
- * access to every growth. */
+/* The mapping: a slot has a page exactly where its granules have an owner
+ * (one owner per page), below `top`; each page is memory of the right
+ * member with access for every member; the pools hold pages mapped nowhere
+ * of their member; the counters add up. */
 static bool check_mapping(gpumem_arena_t *a, gpumem_status *query, char *why, size_t len) {
-  size_t at = 0, per_member[GPUMEM_MAX_DEVICES] = {0};
-  for (size_t i = 0; i < a->ngrowths; i++) {
-    const growth *g = &a->growths[i];
-    if (g->offset != at)
-      VIOLATION("growth %zu starts at offset %zu, expected %zu", i, g->offset, at);
-    if (g->size == 0 || g->size % a->chunk != 0)
-      VIOLATION("growth %zu has size %zu, not a multiple of the chunk %zu", i, g->size, a->chunk);
-    uint16_t owner = atomic_load(&a->unit_owner[g->offset >> a->unit_shift]);
-    for (size_t u = g->offset >> a->unit_shift; u < (g->offset + g->size) >> a->unit_shift; u++) {
-      uint16_t o = atomic_load(&a->unit_owner[u]);
-      if (o == 0 || o > a->nshards || o != owner)
-        VIOLATION("granule %zu of growth %zu has owner %u, expected %u", u, i, o, owner);
-    }
-    if (a->placement == GPUMEM_PLACE_LOCAL && a->shards[owner - 1].member != g->member)
-      VIOLATION("growth %zu is memory of member %d but its heap serves member %d", i, g->member,
-                a->shards[owner - 1].member);
-    if (!check_pieces(a, g, i, per_member, query, why, len)) return false;
-    at += g->size;
+  size_t per_member[GPUMEM_MAX_DEVICES] = {0}, created = 0, units = a->page >> a->unit_shift;
+  for (size_t i = 0; i < a->nslots; i++) {
+    size_t u0 = (i * a->page) >> a->unit_shift;
+    uint16_t owner = atomic_load(&a->unit_owner[u0]);
+    for (size_t u = u0; u < u0 + units; u++)
+      if (atomic_load(&a->unit_owner[u]) != owner)
+        VIOLATION("granule %zu has owner %u, the page it is in %u", u,
+                  (unsigned)atomic_load(&a->unit_owner[u]), owner);
+    if ((a->pages[i] != 0) != (owner != 0))
+      VIOLATION("page slot %zu %s a page but its granules %s an owner", i,
+                a->pages[i] ? "has" : "has no", owner ? "have" : "have no");
+    if (a->pages[i] == 0) continue;
+    if (owner > a->nshards) VIOLATION("granule %zu has owner %u of %u", u0, owner, a->nshards);
+    if ((i + 1) * a->page > a->top)
+      VIOLATION("page slot %zu is mapped above the top %zu", i, a->top);
+    size_t m = slot_member(a, i * a->page, &a->shards[owner - 1]);
+    if (!check_page(a, i, m, query, why, len)) return false;
+    per_member[m] += a->page;
   }
-  if (at != a->top) VIOLATION("growths cover %zu bytes, the arena says %zu are mapped", at, a->top);
-  for (size_t u = a->top >> a->unit_shift; u < a->nunits; u++)
-    if (atomic_load(&a->unit_owner[u]) != 0) VIOLATION("unmapped granule %zu has an owner", u);
-  for (size_t m = 0; m < a->nmembers; m++)
+  for (size_t m = 0; m < a->nmembers; m++) {
     if (per_member[m] != a->member_mapped[m])
-      VIOLATION("member %d: growths hold %zu bytes, the counter says %zu", a->members[m],
+      VIOLATION("member %d: %zu bytes of pages are mapped, the counter says %zu", a->members[m],
                 per_member[m], a->member_mapped[m]);
+    for (size_t k = 0; k < a->npool[m]; k++) {
+      gpumem_phys_props props;
+      if ((*query = gm_be_phys_props(a->pool[m][k], &props)) != GPUMEM_OK)
+        VIOLATION("querying pooled page %zu of device %d: %s", k, a->members[m], gm_error_detail());
+      if (props.device != a->members[m])
+        VIOLATION("pooled page %zu of device %d is memory of device %d", k, a->members[m],
+                  props.device);
+    }
+    if (a->member_mapped[m] + a->npool[m] * a->page != a->member_created[m])
+      VIOLATION("member %d: %zu bytes mapped and %zu pooled, but %zu created", a->members[m],
+                a->member_mapped[m], a->npool[m] * a->page, a->member_created[m]);
+    created += a->member_created[m];
+  }
+  if (created != a->created || created > a->max_size || a->created > a->peak_created)
+    VIOLATION("%zu bytes created over the members, the arena says %zu (peak %zu, maximum %zu)",
+              created, a->created, a->peak_created, a->max_size);
   return true;
 }
 
@@ -1038,8 +1092,11 @@ gpumem_status gm_arena_check(gpumem_arena_t *a, char *why_out, size_t why_len) {
     ok = check_shard(a, i, &total, why, len);
   gpumem_status query = GPUMEM_OK; /* a driver query that failed: not a broken invariant */
   if (ok) ok = check_mapping(a, &query, why, len);
-  if (ok && total != a->top)
-    ok = (snprintf(why, len, "heaps manage %zu bytes, %zu are mapped", total, a->top), false);
+  size_t mapped = 0;
+  for (size_t m = 0; m < a->nmembers; m++)
+    mapped += a->member_mapped[m];
+  if (ok && total != mapped)
+    ok = (snprintf(why, len, "heaps manage %zu bytes, %zu are mapped", total, mapped), false);
   for (unsigned i = a->nshards; i-- > 0;)
     shard_unlock(&a->shards[i]);
   pthread_mutex_unlock(&a->grow_lock);

@@ -367,8 +367,11 @@ static void test_local_placement(void **state) {
   }
   assert_int_equal(s.base.bytes_reserved, 16 * g);
   assert_int_equal(s.growths, 4);
-  /* Each growth is one physical allocation on its device. */
-  assert_int_equal(gm_test_counters().phys_handles, 4);
+  /* Each growth is one physical allocation per granule (a page, the unit
+   * that moves) on its device. */
+  assert_int_equal(gm_test_counters().phys_handles, 16);
+  assert_int_equal(s.pages_created, 16);
+  assert_int_equal(s.page_size, g);
   assert_int_equal(gm_test_counters().mapped_bytes, (int64_t)(16 * g));
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
@@ -677,9 +680,9 @@ static gpumem_arena_t *four_shards_grown_once(void *held[4]) {
 }
 
 /* The device's memory all mapped and all free, but in four shards of 2 MiB
- * each: a 4 MiB block is served by giving free growths at the top of the
- * range back to the device and growing again. */
-static void test_free_growths_given_back_when_a_request_does_not_fit(void **state) {
+ * each: a 4 MiB block is served by unmapping free pages (2 MiB each) and
+ * mapping them where the block goes, with no memory created or released. */
+static void test_free_pages_move_where_a_request_needs_them(void **state) {
   (void)state;
   if (!gm_test_on_host()) skip(); /* an 8 MiB device */
   void *held[4];
@@ -689,75 +692,101 @@ static void test_free_growths_given_back_when_a_request_does_not_fit(void **stat
   gpumem_arena_stats st = stats_of(a);
   assert_int_equal(st.base.bytes_reserved, 8 * MiB);
   assert_int_equal(st.base.bytes_in_use, 0);
+  assert_int_equal(st.pages_created, 4);
   uint64_t unmaps = gm_backend_calls(GM_OP_unmap), releases = gm_backend_calls(GM_OP_phys_release);
+  uint64_t creates = gm_backend_calls(GM_OP_phys_create), maps = gm_backend_calls(GM_OP_map);
+  uint64_t grants = gm_backend_calls(GM_OP_set_access);
   void *big = on_new_thread(a, 4 * MiB, false);
-  /* The two newest growths went back; one of 4 MiB took their place. */
+  /* Two free pages moved: two unmaps, two maps, one access call. */
   assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 2);
-  assert_int_equal(gm_backend_calls(GM_OP_phys_release) - releases, 2);
+  assert_int_equal(gm_backend_calls(GM_OP_map) - maps, 2);
+  assert_int_equal(gm_backend_calls(GM_OP_set_access) - grants, 1);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_release) - releases, 0);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 0);
   st = stats_of(a);
   assert_int_equal(st.base.bytes_reserved, 8 * MiB);
   assert_int_equal(st.base.bytes_in_use, 4 * MiB);
+  assert_int_equal(st.pages_remapped, 2);
+  assert_int_equal(st.bytes_pooled, 0);
   assert_int_equal(gm_test_counters().mapped_bytes, 8 * MiB);
   write_block(big, 4 * MiB, 21);
   assert_int_equal(block_mismatches(big, 4 * MiB, 21), 0);
   assert_checked(a);
-  /* Nothing free at the top now: an 8 MiB request fails and changes nothing. */
+  /* Only 4 MiB free: an 8 MiB request fails; the free pages it took stay
+   * in the pool (memory of the arena, mapped nowhere), nothing is lost. */
   gm_backend_counters before = gm_test_counters();
   void *p = NULL;
   assert_gpumem_status(gpumem_arena_alloc(a, 8 * MiB, 0, 0, &p), GPUMEM_ERR_OUT_OF_MEMORY);
   assert_last_error_contains("the arena cannot grow");
-  assert_last_error_contains("device 0: 8388608 mapped, 4194304 in use");
-  assert_true(same_counters(before, gm_test_counters()));
+  assert_last_error_contains("(4194304 pooled)");
+  assert_int_equal(gm_test_counters().phys_handles, before.phys_handles);
+  assert_int_equal(gm_test_counters().mapped_bytes, 4 * MiB);
+  st = stats_of(a);
+  assert_int_equal(st.base.bytes_reserved, 8 * MiB);
+  assert_int_equal(st.bytes_pooled, 4 * MiB);
   assert_checked(a);
-  /* The 2 MiB pieces left serve 2 MiB blocks without growing. */
+  /* The pooled pages serve 2 MiB blocks without creating memory. */
   void *small[2];
   for (int i = 0; i < 2; i++)
     assert_gpumem_ok(gpumem_arena_alloc(a, 2 * MiB, 0, 0, &small[i]));
-  assert_true(same_counters(before, gm_test_counters()));
+  assert_int_equal(gm_test_counters().phys_handles, before.phys_handles);
+  assert_int_equal(gm_test_counters().mapped_bytes, 8 * MiB);
+  assert_int_equal(stats_of(a).bytes_pooled, 0);
   for (int i = 0; i < 2; i++)
     assert_gpumem_ok(gpumem_arena_free(a, small[i]));
   assert_gpumem_ok(gpumem_arena_free(a, big));
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
+  assert_int_equal(gm_test_counters().phys_handles, 0);
 }
 
-/* A failed give-back changes nothing: unmap refused, or release refused
- * (the growth is mapped back). */
-static void test_give_back_rolls_back(void **state) {
+/* A move that fails at a driver step (the unmap of a free page, the map at
+ * its new place, the access call) leaves the arena consistent with no
+ * memory lost: a page that could not be unmapped stays free in its heap,
+ * pages already unmapped wait in the pool, and everything stays usable. */
+static void test_failed_move_rolls_back(void **state) {
   (void)state;
   if (!gm_test_on_host()) skip(); /* an 8 MiB device */
-  void *held[4];
-  gpumem_arena_t *a = four_shards_grown_once(held);
-  write_block(held[3], 2 * MiB, 4);
-  for (int i = 0; i < 3; i++)
-    assert_gpumem_ok(gpumem_arena_free(a, held[i]));
-  gm_op ops[2] = {GM_OP_unmap, GM_OP_phys_release};
-  for (int k = 0; k < 2; k++) {
-    assert_gpumem_ok(gpumem_arena_free(a, held[3]));
+  gm_op ops[4] = {GM_OP_unmap, GM_OP_unmap, GM_OP_map, GM_OP_set_access};
+  uint64_t nth[4] = {1, 2, 1, 1};
+  for (int k = 0; k < 4; k++) {
+    void *held[4];
+    gpumem_arena_t *a = four_shards_grown_once(held);
+    write_block(held[3], 2 * MiB, 4);
+    for (int i = 0; i < 4; i++)
+      assert_gpumem_ok(gpumem_arena_free(a, held[i]));
     gm_backend_counters before = gm_test_counters();
-    gm_fault_inject(ops[k], 1, GPUMEM_ERR_INJECTED);
-    void *p = NULL;
-    p = NULL;
+    gm_fault_inject(ops[k], nth[k], GPUMEM_ERR_INJECTED);
     borrow_arg arg = {a, 4 * MiB, false, NULL, GPUMEM_OK};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, alloc_on_thread, &arg), 0);
     pthread_join(t, NULL);
     gm_fault_clear();
-    assert_int_equal(arg.st, GPUMEM_ERR_INJECTED);
+    if (arg.st != GPUMEM_ERR_INJECTED)
+      fail_msg("%s #%llu: alloc returned %s (%s)", gm_op_name(ops[k]), (unsigned long long)nth[k],
+               gpumem_status_name(arg.st), gpumem_last_error());
     assert_null(arg.p);
-    (void)p;
     gpumem_arena_stats st = stats_of(a);
     assert_int_equal(st.base.bytes_reserved, 8 * MiB);
     assert_int_equal(st.base.bytes_in_use, 0);
     gm_backend_counters after = gm_test_counters();
-    assert_int_equal(after.mapped_bytes, before.mapped_bytes);
     assert_int_equal(after.phys_handles, before.phys_handles);
+    assert_int_equal(after.mapped_bytes + (int64_t)st.bytes_pooled, 8 * MiB);
+    if (k == 0) assert_int_equal(after.mapped_bytes, before.mapped_bytes); /* nothing moved */
     assert_checked(a);
-    /* The memory is still usable where it was. */
-    assert_gpumem_ok(gpumem_arena_alloc(a, 2 * MiB, 0, 0, &held[3]));
+    /* The memory is still usable: pooled pages are mapped again. */
+    void *more[4];
+    for (int i = 0; i < 4; i++) {
+      assert_gpumem_ok(gpumem_arena_alloc(a, 2 * MiB, 0, 0, &more[i]));
+      write_block(more[i], 2 * MiB, (unsigned)(10 + i));
+    }
+    for (int i = 0; i < 4; i++)
+      assert_int_equal(block_mismatches(more[i], 2 * MiB, (unsigned)(10 + i)), 0);
+    assert_int_equal(gm_test_counters().phys_handles, before.phys_handles);
+    assert_int_equal(stats_of(a).bytes_pooled, 0);
+    assert_checked(a);
+    assert_gpumem_ok(gpumem_arena_destroy(a));
   }
-  assert_gpumem_ok(gpumem_arena_free(a, held[3]));
-  assert_gpumem_ok(gpumem_arena_destroy(a));
 }
 
 /* ---- handle types and initial memory ---- */
@@ -790,7 +819,7 @@ static void test_handle_types_and_initial_size(void **state) {
   assert_int_equal(s.devices[0].bytes_mapped, 4 * g);
   assert_int_equal(s.devices[1].bytes_mapped, 4 * g);
   assert_int_equal(s.growths, 2);
-  assert_int_equal(gm_test_counters().phys_handles, 2);
+  assert_int_equal(gm_test_counters().phys_handles, 8); /* a page per granule */
   /* The memory is there already: a thread on the first shard allocates
    * without growing (the test's thread may have another slot; then its
    * shard grows, which is what the header says). */
@@ -847,14 +876,14 @@ static void test_fabric_not_asked_where_not_advertised(void **state) {
   assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_gpumem_ok(gpumem_log_set_level(level));
   assert_gpumem_ok(st);
-  /* One creation per member, none of them with fabric. */
-  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 2);
+  /* One creation per page (two granules on each member), none with fabric. */
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 4);
   /* The last line (an earlier one may say NVML is missing): device 1 fell
    * back, and device 3 used POSIX_FD at once. */
   assert_string_equal(log.line, "gpumem: info: arena on device 1: the device does not support "
                                 "fabric handles; using POSIX file descriptors");
   assert_int_equal(stats_of(a).growths, 2);
-  assert_int_equal(gm_test_counters().phys_handles, 2);
+  assert_int_equal(gm_test_counters().phys_handles, 4);
   void *p = NULL;
   assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, 3, &p));
   assert_checked(a);
@@ -1264,9 +1293,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_growth_rolls_back, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_device_out_of_memory, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_shard_borrows_before_growing, setup_four, teardown_four),
-      cmocka_unit_test_setup_teardown(test_free_growths_given_back_when_a_request_does_not_fit,
-                                      setup_small, teardown_four),
-      cmocka_unit_test_setup_teardown(test_give_back_rolls_back, setup_small, teardown_four),
+      cmocka_unit_test_setup_teardown(test_free_pages_move_where_a_request_needs_them, setup_small,
+                                      teardown_four),
+      cmocka_unit_test_setup_teardown(test_failed_move_rolls_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_handle_types_and_initial_size, setup_four,
                                       teardown_four),
       cmocka_unit_test_setup_teardown(test_fabric_not_asked_where_not_advertised,

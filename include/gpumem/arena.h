@@ -150,6 +150,11 @@ typedef struct gpumem_arena_stats {
   size_t device_count; /**< members: the first device_count entries of `devices` are filled */
   gpumem_arena_device_stats devices[GPUMEM_MAX_DEVICES]; /**< each member's share, in the
                                                               order of the config's devices */
+  size_t page_size;        /**< the unit physical memory moves in: granularity (LOCAL), stripe */
+  size_t bytes_pooled;     /**< physical memory created and mapped nowhere (in bytes_reserved) */
+  uint64_t pages_created;  /**< physical allocations made, one page each */
+  uint64_t pages_released; /**< pages given back to the device (trim, destroy) */
+  uint64_t pages_remapped; /**< pages mapped again at another address (moved from free memory) */
 } gpumem_arena_stats;
 
 /** Initialiser of a gpumem_arena_stats (sets struct_size). */

@@ -966,7 +966,11 @@ static void assert_no_overlap(const model_block *live, size_t n, size_t k) {
   }
 }
 
-static void run_model(gpumem_placement place, size_t steps) {
+/* `tight`: physical memory capped near what is live (max_size 48 granules
+ * per member, live bytes kept under 24), so that growths move free pages;
+ * every block is then written whole and read back whole when freed, and
+ * an OUT_OF_MEMORY (fragmentation) must change nothing. */
+static void run_model(gpumem_placement place, size_t steps, bool tight) {
   int devs[4];
   size_t n = members(devs);
   size_t g = granularity(0);
@@ -975,17 +979,18 @@ static void run_model(gpumem_placement place, size_t steps) {
   c.device_count = n;
   c.placement = place;
   c.chunk_size = place == GPUMEM_PLACE_LOCAL ? 2 * g : 2 * g * n;
-  c.max_size = 512 * g * n;
+  c.max_size = (tight ? 48 : 512) * g * n;
   c.shards = 2;
   gpumem_arena_t *a = NULL;
   assert_gpumem_ok(gpumem_arena_create(&c, &a));
   model_block *live = calloc(steps, sizeof *live);
-  size_t nlive = 0, in_use = 0;
+  size_t nlive = 0, in_use = 0, ooms = 0;
   uint64_t rng = 0x9e3779b97f4a7c15ULL;
   static const size_t aligns[5] = {0, 256, 512, 4096, 0};
   for (size_t step = 0; step < steps; step++) {
     uint64_t r = rng_next(&rng);
     bool do_alloc = nlive == 0 || (r % 100) < 55;
+    if (tight && in_use > 24 * g * n) do_alloc = false;
     if (do_alloc) {
       size_t size = (r >> 8) % 100 < 90 ? 1 + (r >> 16) % 8192 : 1 + (r >> 16) % (3 * g);
       size_t align = aligns[(r >> 40) % 4];
@@ -993,6 +998,10 @@ static void run_model(gpumem_placement place, size_t steps) {
       int device = devs[(r >> 48) % n];
       void *p = NULL;
       gpumem_status st = gpumem_arena_alloc(a, size, align, device, &p);
+      if (tight && st == GPUMEM_ERR_OUT_OF_MEMORY) {
+        ooms++;
+        continue; /* the stats and check below still run at the next step */
+      }
       if (st != GPUMEM_OK) fail_msg("step %zu: alloc(%zu): %s", step, size, gpumem_last_error());
       model_block *b = &live[nlive++];
       *b = (model_block){(uintptr_t)p, size, (size + 255) / 256 * 256, device, (unsigned)step};
@@ -1005,12 +1014,16 @@ static void run_model(gpumem_placement place, size_t steps) {
       }
       assert_no_overlap(live, nlive, nlive - 1);
       in_use += b->rounded;
-      if (step % 64 == 0) write_block(p, size < 4096 ? size : 4096, b->seed);
+      if (tight) b->seed = (unsigned)step * 64;
+      if (b->seed % 64 == 0) write_block(p, tight || size < 4096 ? size : 4096, b->seed);
     } else {
       size_t k = (size_t)(r >> 8) % nlive;
       model_block b = live[k];
-      if (b.seed % 64 == 0)
-        assert_int_equal(block_mismatches((void *)b.p, b.size < 4096 ? b.size : 4096, b.seed), 0);
+      if (b.seed % 64 == 0) {
+        size_t len = tight || b.size < 4096 ? b.size : 4096;
+        if (block_mismatches((void *)b.p, len, b.seed) != 0)
+          fail_msg("step %zu: block %#lx (%zu bytes) changed", step, (unsigned long)b.p, b.size);
+      }
       assert_gpumem_ok(gpumem_arena_free(a, (void *)b.p));
       if ((r >> 20) % 16 == 0) { /* a double free changes nothing */
         gpumem_status st = gpumem_arena_free(a, (void *)b.p);
@@ -1032,6 +1045,12 @@ static void run_model(gpumem_placement place, size_t steps) {
   gpumem_arena_stats s = stats_of(a);
   assert_int_equal(s.base.bytes_in_use, 0);
   assert_int_equal(s.base.allocs, s.base.frees);
+  if (tight) { /* pages did move, and the cap held */
+    if (s.pages_remapped == 0) fail_msg("no page moved (%zu out of memory)", ooms);
+    assert_true(s.base.peak_bytes_reserved <= c.max_size);
+    print_message("  %zu steps: %llu pages moved, %llu created, %zu out of memory\n", steps,
+                  (unsigned long long)s.pages_remapped, (unsigned long long)s.pages_created, ooms);
+  }
   assert_checked(a);
   free(live);
   assert_gpumem_ok(gpumem_arena_destroy(a));
@@ -1039,12 +1058,22 @@ static void run_model(gpumem_placement place, size_t steps) {
 
 static void test_model_local(void **state) {
   (void)state;
-  run_model(GPUMEM_PLACE_LOCAL, 20000);
+  run_model(GPUMEM_PLACE_LOCAL, 20000, false);
+}
+
+static void test_model_local_moves(void **state) {
+  (void)state;
+  run_model(GPUMEM_PLACE_LOCAL, 4000, true);
+}
+
+static void test_model_interleave_moves(void **state) {
+  (void)state;
+  run_model(GPUMEM_PLACE_INTERLEAVE, 3000, true);
 }
 
 static void test_model_interleave(void **state) {
   (void)state;
-  run_model(GPUMEM_PLACE_INTERLEAVE, 8000);
+  run_model(GPUMEM_PLACE_INTERLEAVE, 8000, false);
 }
 
 /* ---- threads ---- */
@@ -1303,6 +1332,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_peer_refusal, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_local, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_interleave, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_model_local_moves, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_model_interleave_moves, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_threads, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_threads_slow_path, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_allocator_interface, setup_four, teardown_four),

@@ -1,48 +1,65 @@
 /* arena.c: the multi-GPU peer-mapped arena (gpumem/arena.h).
  *
- * Layout. An arena reserves one virtual range of max_size bytes at creation
- * and maps physical memory into it from the bottom up, one growth at a time;
- * `top` is the end of what is mapped. A growth is a multiple of the chunk
- * size and starts on a chunk boundary; a table with one entry per granule
- * of the range (a power of two, so the lookup is a shift) says which heap
- * (shard) owns it. LOCAL: a growth is one physical allocation on the shard's
- * device, one mapping. INTERLEAVE: a growth is one physical allocation per
- * stripe, stripe k of the growth on member k % members, each mapped from
- * its start, so any address's device follows from its offset. (Not one
- * allocation per member with each stripe mapped at an offset into it:
- * cuMemMap's offset "currently must be zero", cuda.h, and the host backend
- * refuses it as the GPU does. NVIDIA's vectorAddMMAP sample also gives each
- * device's piece its own cuMemCreate.) Either way the whole growth then
- * gets read-write access for every member in one cuMemSetAccess with a
- * descriptor per member, which is what lets a kernel on any member use any
- * block without peer enabling.
+ * Physical memory not tied to an address (issue 16). The arena reserves
+ * one virtual range of VA_FACTOR (4) x max_size bytes at creation; max_size
+ * bounds the physical memory it holds, the range is 4x larger because
+ * address space is cheap and memory that moves leaves unmapped holes
+ * behind. Physical memory comes in pages: one physical allocation of one
+ * granule (LOCAL) or one stripe (INTERLEAVE), always mapped whole at
+ * offset 0 of the allocation (cuMemMap's offset "currently must be zero",
+ * cuda.h; the host backend refuses it too), so a page can be unmapped from
+ * one place and mapped at any other page slot. A table with one handle per
+ * page slot says what is mapped where (0: nothing); a table with one entry
+ * per granule (a power of two, so the lookup is a shift) says which heap
+ * (shard) owns it. INTERLEAVE: slot k holds memory of member k % members,
+ * so any address's device follows from its offset, and a page of member m
+ * only ever goes to a slot of member m. Each member has a pool of pages
+ * created and mapped nowhere. Every page is mapped with read-write access
+ * for every member, which is what lets a kernel on any member use any block
+ * without peer enabling.
  *
- * A growth is three kinds of driver step: every allocation is created, then
- * every piece mapped, then access granted; a failure at any step unmaps and
- * releases what the earlier steps made, and the bookkeeping (growth record,
- * heap region) is prepared before the first step or undone with it, so the
- * arena is exactly as it was. Destroy unmaps every piece and releases every
- * allocation.
+ * A growth (the slow path, under the growth mutex, when no shard of the
+ * device has a fitting block) needs `need` contiguous mapped bytes for
+ * shard s. Where: at `top`, the end of the highest page ever mapped, by a
+ * multiple of the chunk, extending s's free block that ends there (only
+ * what is missing is mapped; the block is taken out of the heap meanwhile,
+ * so that it is not reclaimed); when the range has no room left at the top,
+ * the first hole of unmapped slots that fits (a linear scan of the slot
+ * table, rare). Which pages, in this order: (a) the member's pool; (b)
+ * reclaim: whole free pages anywhere in the heaps that can serve s (its
+ * member's shards; every shard for INTERLEAVE), s's own first, the longest
+ * free run first (gm_tlsf_free_units, found from the free lists with no
+ * per-granule counters on the alloc/free paths), each cut out of its heap
+ * (gm_tlsf_remove_range), unmapped and pooled; (c) new pages from the
+ * device, while the arena holds less than max_size. Reclaim before create
+ * keeps reserved memory at what the blocks need (peak reserved / peak live
+ * 1.00 on the generation traces that reached 1.04-1.08 before); its price
+ * is driver calls when a workload needs new contiguous memory over and over
+ * (a growing KV cache): an unmap (20 us modelled) and a map (1.1 us) per
+ * moved page. Each page is then mapped at its slot and ONE cuMemSetAccess
+ * covers the whole new range for every member (cuda.h allows a range over
+ * several mappings; the host backend accepts exactly that), and the range
+ * joins s's heap (gm_tlsf_add joins it to free neighbours on both sides).
  *
- * What a growth costs. LOCAL: 3 driver calls whatever its size (create, map,
- * set access), and 2 at destroy. INTERLEAVE, a growth of `size` bytes is
- * p = size / stripe pieces: p creates + p maps + 1 set access, and p unmaps
- * + p releases at destroy. The p maps are the price of interleaving (a
- * mapping holds one device's memory); the p creates replace the `members`
- * creates of a layout that mapped at offsets, so growth takes at most twice
- * the calls it did then, and exactly as many when a growth is one stripe per
- * member. Counted on the host backend (granularity 2 MiB, four members): a
- * default 8 MiB growth, 4+4+1 = 9 calls (the offset layout: 9 too); a
- * 64 MiB growth at the default 2 MiB stripe, 32+32+1 = 65 (offsets: 37);
- * at an 8 MiB stripe, 8+8+1 = 17 (offsets: 13). The defaults stay: the
- * stripe is the granularity (the finest spread, so a block of members x
- * granularity already uses every device's bandwidth), and the chunk 8 MiB
- * rounded up to stripe x members (one stripe per member on four members).
- * A growth happens once per chunk of new memory and nothing is unmapped
- * before destroy (except a free growth given back when the device is out
- * of memory, below), so its calls are paid once, not per allocation; a caller
- * that grows by large steps and wants fewer calls sets a larger
- * stripe_size (calls per growth = 2 x size / stripe + 1).
+ * Rollback. A failed unmap during reclaim puts the page back into its heap
+ * as free memory; a failed map or access call unmaps what this growth
+ * mapped into the pools; pages this growth created are released again;
+ * pages reclaimed stay pooled (memory of the arena, counted in
+ * bytes_reserved and bytes_pooled, used by the next growth). So a failure
+ * at any driver step leaves the arena consistent, nothing lost, and the
+ * same request tried again succeeds when the failure was transient (the
+ * sweep checks that at every call). The device out of memory on create is
+ * OUT_OF_MEMORY only after the pool and every free page have been used:
+ * the special case "give back the newest free growth" of the earlier
+ * layout is subsumed.
+ *
+ * What it costs. LOCAL: a growth of p pages is p creates + p maps + 1 set
+ * access when nothing is pooled or free (the earlier layout: 1 + 1 + 1);
+ * destroy p unmaps + p releases. INTERLEAVE was already one allocation per
+ * stripe. Pages are paid once each; what moves costs an unmap + a map per
+ * page. Destroy unmaps every page into the pools (newest slot first,
+ * stopping at a failure), releases the pools, then frees the range; what a
+ * failure left stays recorded and a second destroy goes on from there.
  *
  * Sub-allocation. Each shard is a TLSF heap (tlsf.c) over offsets of the
  * range, with a spin lock. LOCAL arenas have `shards` heaps per member,
@@ -55,28 +72,21 @@
  * another thread's request instead of being stranded while the arena maps
  * more; only when none fits does it grow by at least a chunk (only what is
  * missing when its last free block ends at `top`, since the growth then
- * extends that block). When the device has no room for that growth (LOCAL),
- * give_back_top unmaps the newest growth if it is the device's and wholly
- * free in its shard (tlsf's remove_tail takes it out of that heap, the
- * granule table forgets it, `top` comes down) and the growth is tried
- * again, growth after growth; only the top can go, since growths are
- * mapped back to back and `top` is the one boundary. Else OUT_OF_MEMORY.
- * The look at the
- * neighbours costs a lock each, on the path that would otherwise make driver
- * calls. Free finds the shard
- * from the unit table without a lock, then the block from the shard's map.
+ * extends that block). Free finds the shard from the unit table without a
+ * lock, then the block from the shard's map. A reclaim changes the unit
+ * table only for granules in free memory, which no valid free touches.
  *
  * Locks: the growth mutex comes first, a shard's lock after it, never the
- * other way round: a thread holding a shard lock takes no other lock. The
- * fast paths (alloc from the thread's shard or a neighbour, free) hold one
- * shard lock at a time and never the mutex. The slow path (alloc_or_grow,
- * give_back_top) lets go of every shard lock, takes the mutex, then the
- * one shard it works on, and looks at that shard's heap again before
- * growing. So whoever holds the mutex may lock any shard, one at a time:
- * what a slow path that takes memory out of other shards' heaps (to unmap
- * it and map it elsewhere, issue 16) needs. gm_arena_check() takes the
+ * other way round: a thread without the mutex holds at most one shard
+ * lock and takes no other lock while holding it. The fast paths (alloc
+ * from the thread's shard or a neighbour, free, stats) hold one shard lock
+ * at a time. The slow path (alloc_or_grow) lets go of every shard lock,
+ * takes the mutex, then the shard it grows, and looks at that shard's heap
+ * again before growing; reclaim then locks the other shards one at a time
+ * while holding it. Two shard locks at once is safe only for the mutex's
+ * holder: no one else waits for a second lock. gm_arena_check() takes the
  * mutex, then every shard in ascending order. A growth's driver calls are
- * made with the mutex and the growing shard's lock held, as before.
+ * made with the mutex and the growing shard's lock held.
  */
 #include <inttypes.h>
 #include <pthread.h>

@@ -111,6 +111,7 @@
 #define DEFAULT_CHUNK ((size_t)8 << 20)
 #define MAX_SHARDS    64
 #define VA_FACTOR     4 /* range reserved per byte of physical memory allowed */
+#define SLACK_PCT     5 /* physical memory over use that a growth may create (within_slack) */
 
 typedef struct shard {
   gm_spinlock lock; /* on a cache line of its own */
@@ -149,6 +150,7 @@ struct gpumem_arena {
   size_t member_mapped[GPUMEM_MAX_DEVICES];  /* bytes of the member's pages mapped */
   size_t member_created[GPUMEM_MAX_DEVICES]; /* mapped + pooled */
   size_t created, peak_created;              /* over all members */
+  size_t peak_used; /* the most the heaps used, seen by growths (within_slack) */
   uint64_t growths, pages_created, pages_released, pages_remapped;
   _Atomic uint64_t failed;
 };
@@ -399,6 +401,55 @@ static gpumem_status reclaim(gpumem_arena_t *a, shard *s, const size_t *want) {
   return st;
 }
 
+/* Whether creating `bytes` more keeps the physical memory held within
+ * SLACK_PCT percent of the most the blocks have used (all heaps' used
+ * bytes, the request `need` included, as seen by growths): then a growth
+ * creates pages rather than moving free ones. The peak, not the use now:
+ * between peaks the arena holds what the next peak will need. Moving costs driver calls every time
+ * a workload needs new contiguous memory again (each training step, each token); a little slack
+ * lets the arena settle into a layout that serves the steady state with no
+ * calls at all. The caller holds the mutex and `s`'s lock; the other
+ * shards are locked one at a time. */
+static bool within_slack(gpumem_arena_t *a, shard *s, size_t need, size_t bytes) {
+  size_t used = need;
+  for (unsigned i = 0; i < a->nshards; i++) {
+    shard *v = &a->shards[i];
+    if (v != s) shard_lock(v);
+    used += (size_t)v->heap.bytes_used;
+    if (v != s) shard_unlock(v);
+  }
+  if (used > a->peak_used) a->peak_used = used;
+  return a->created + bytes <= a->peak_used + a->peak_used / 100 * SLACK_PCT;
+}
+
+/* A region of `s` below the top whose last block is free and is followed
+ * by unmapped slots enough to extend it to `need` bytes: the fewest slots
+ * of any. Its end in *start, the bytes to map in *want, the free block's
+ * size in *tail. So a block that grows a little at a time (a KV cache:
+ * each step allocates a slightly larger block, then frees the previous)
+ * grows in place into the hole its neighbours' moved pages left, mapping
+ * only the difference. O(regions of the heap). */
+static bool find_extension(const gpumem_arena_t *a, const shard *s, size_t need, size_t *start,
+                           size_t *want, size_t *tail) {
+  size_t best = SIZE_MAX;
+  for (size_t r = 0; r < s->heap.nregions; r++) {
+    const gm_tlsf_region *reg = &s->heap.regions[r];
+    size_t end = (size_t)(reg->offset + reg->size);
+    if (end >= a->top || !reg->last->free || reg->last->size >= need) continue;
+    size_t pages = (need - (size_t)reg->last->size + a->page - 1) / a->page;
+    if (pages >= best || end + pages * a->page > a->va_size) continue;
+    size_t k = 0;
+    while (k < pages && a->pages[end / a->page + k] == 0)
+      k++;
+    if (k < pages) continue;
+    best = pages;
+    *start = end;
+    *want = pages * a->page;
+    *tail = (size_t)reg->last->size;
+  }
+  return best != SIZE_MAX;
+}
+
 /* The first run of `n` unmapped page slots in the range, or SIZE_MAX. */
 static size_t find_hole(const gpumem_arena_t *a, size_t n) {
   size_t run = 0;
@@ -481,7 +532,9 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
   size_t made[GPUMEM_MAX_DEVICES] = {0}; /* pages created here: released again on failure */
   uint64_t from_pool = 0;
   gm_round_up(need > tail ? need - tail : a->chunk, a->chunk, &want);
-  if (want > a->va_size - a->top) { /* no room at the top: a hole, just what is needed */
+  if (find_extension(a, s, need, &start, &want, &tail)) {
+    /* in place, below the top */
+  } else if (want > a->va_size - a->top) { /* no room at the top: a hole, just what is needed */
     tail = 0;
     gm_round_up(need, a->page, &want);
     start = want <= a->va_size ? find_hole(a, want / a->page) : SIZE_MAX;
@@ -496,9 +549,13 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
     want_pages[slot_member(a, at, s)]++;
   /* The free tail joins the new range: out of the heap while others are
    * reclaimed, so that no page of it is. */
-  if (tail > 0 && !gm_tlsf_remove_tail(&s->heap, a->top, tail))
+  if (tail > 0 && !gm_tlsf_remove_tail(&s->heap, start, tail))
     return gm_error(GPUMEM_ERR_INTERNAL, "the free tail of %zu bytes could not be taken", tail);
-  GM_TRY(reclaim(a, s, want_pages));
+  size_t missing = 0;
+  for (size_t m = 0; m < a->nmembers; m++)
+    missing += want_pages[m] > a->npool[m] ? want_pages[m] - a->npool[m] : 0;
+  if (missing > 0 && !within_slack(a, s, need, missing * a->page))
+    GM_TRY(reclaim(a, s, want_pages));
   for (size_t m = 0; m < a->nmembers; m++) /* pages that were mapped before: remaps */
     from_pool += want_pages[m] < a->npool[m] ? want_pages[m] : a->npool[m];
   GM_TRY(create_pages(a, want_pages, made));

@@ -941,6 +941,37 @@ GPUMEM_API gpumem_status gpumem_arena_owner(gpumem_arena_t *arena, const void *p
   GM_API_FORWARD(gm_arena_owner(arena, ptr, device));
 }
 
+/* ---- trim ---- */
+
+gpumem_status gm_arena_trim(gpumem_arena_t *a, size_t *released) {
+  gpumem_status st = check_arena(a);
+  if (st != GPUMEM_OK) return st;
+  size_t all[GPUMEM_MAX_DEVICES];
+  for (size_t m = 0; m < GPUMEM_MAX_DEVICES; m++)
+    all[m] = SIZE_MAX;
+  pthread_mutex_lock(&a->grow_lock);
+  size_t before = a->created;
+  /* Every whole free page of every heap into the pools (one shard lock at
+   * a time, under the mutex: the lock order), then the pools to the
+   * devices. A failure stops there: what was done stays done. */
+  for (unsigned i = 0; i < a->nshards && st == GPUMEM_OK; i++) {
+    shard *v = &a->shards[i];
+    shard_lock(v);
+    st = reclaim_from(a, v, all);
+    shard_unlock(v);
+  }
+  gpumem_status rs = release_pool(a);
+  if (st == GPUMEM_OK) st = rs;
+  a->peak_used = 0; /* the slack is measured from here on */
+  if (released != NULL) *released = before - a->created;
+  pthread_mutex_unlock(&a->grow_lock);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_arena_trim(gpumem_arena_t *arena, size_t *released) {
+  GM_API_FORWARD(gm_arena_trim(arena, released));
+}
+
 /* ---- statistics ---- */
 
 typedef struct interleave_use {

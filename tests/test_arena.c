@@ -740,6 +740,45 @@ static void test_free_pages_move_where_a_request_needs_them(void **state) {
   assert_int_equal(gm_test_counters().phys_handles, 0);
 }
 
+/* Trim gives free pages back: what blocks use stays, contents intact;
+ * a release that fails leaves the page pooled and a second trim finishes. */
+static void test_trim_gives_free_pages_back(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* an 8 MiB device */
+  void *held[4];
+  gpumem_arena_t *a = four_shards_grown_once(held);
+  write_block(held[1], 2 * MiB, 7);
+  assert_gpumem_ok(gpumem_arena_free(a, held[0]));
+  assert_gpumem_ok(gpumem_arena_free(a, held[2]));
+  assert_gpumem_ok(gpumem_arena_free(a, held[3]));
+  uint64_t releases = gm_backend_calls(GM_OP_phys_release);
+  gm_fault_inject(GM_OP_phys_release, 2, GPUMEM_ERR_INJECTED);
+  size_t released = 0;
+  assert_gpumem_status(gpumem_arena_trim(a, &released), GPUMEM_ERR_INJECTED);
+  gm_fault_clear();
+  assert_int_equal(released, 2 * MiB);
+  gpumem_arena_stats st = stats_of(a);
+  assert_int_equal(st.base.bytes_reserved, 6 * MiB);
+  assert_int_equal(st.bytes_pooled, 4 * MiB);
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_trim(a, &released));
+  assert_int_equal(released, 4 * MiB);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_release) - releases, 4); /* one failed */
+  st = stats_of(a);
+  assert_int_equal(st.base.bytes_reserved, 2 * MiB);
+  assert_int_equal(st.base.peak_bytes_reserved, 8 * MiB);
+  assert_int_equal(st.pages_released, 3);
+  assert_int_equal(gm_test_counters().mapped_bytes, 2 * MiB);
+  assert_int_equal(block_mismatches(held[1], 2 * MiB, 7), 0);
+  assert_checked(a);
+  /* The memory comes back when needed. */
+  void *p = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 4 * MiB, 0, 0, &p));
+  assert_checked(a);
+  assert_gpumem_status(gpumem_arena_trim(NULL, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
 /* A move that fails at a driver step (the unmap of a free page, the map at
  * its new place, the access call) leaves the arena consistent with no
  * memory lost: a page that could not be unmapped stays free in its heap,
@@ -1324,6 +1363,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_shard_borrows_before_growing, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_free_pages_move_where_a_request_needs_them, setup_small,
                                       teardown_four),
+      cmocka_unit_test_setup_teardown(test_trim_gives_free_pages_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_failed_move_rolls_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_handle_types_and_initial_size, setup_four,
                                       teardown_four),

@@ -219,6 +219,17 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_owner(gpumem_arena_t *are
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena,
                                                                  gpumem_arena_stats *stats);
 
+/** Give the physical memory that serves no block back to the devices:
+ * every whole free page is unmapped and released, with the pool (pages a
+ * failed growth left unmapped). Live blocks stay where they are; the next
+ * growth creates or moves pages again. `*released` (may be NULL) gets the
+ * bytes given back. Errors: INVALID_ARGUMENT (NULL, not an arena), a failed
+ * unmap or release (the driver's error: that page stays, mapped and free
+ * or pooled, and the arena stays consistent; trim may be called again).
+ * Thread-safe; takes every shard's lock in turn. */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_trim(gpumem_arena_t *arena,
+                                                            size_t *released);
+
 /** Walk every invariant of the sub-allocator and the mapping (blocks tile
  * the mapped memory, free neighbours are coalesced, free lists and bitmaps
  * agree, counters match, every chunk has its owner and its access for every

@@ -1263,13 +1263,13 @@ static void test_threads_slow_path(void **state) {
   for (int i = 0; i < 5; i++)
     pthread_join(t[i], NULL);
   pthread_barrier_destroy(&c.start);
-  print_message("%d out-of-memory answers, %d checks, %" PRIu64 " unmaps (give-backs)\n",
+  print_message("%d out-of-memory answers, %d checks, %" PRIu64 " unmaps (pages moved)\n",
                 atomic_load(&c.oom), atomic_load(&c.checks),
                 gm_backend_calls(GM_OP_unmap) - unmaps);
   assert_int_equal(c.other_failures, 0);
   assert_int_equal(c.check_failures, 0);
   assert_true(c.checks > 0);
-  assert_true(c.oom > 0); /* the arena was full at times (give-backs depend on timing) */
+  assert_true(c.oom > 0); /* the arena was full at times (moves depend on timing) */
   gpumem_arena_stats s = stats_of(c.arena);
   assert_int_equal(s.base.bytes_in_use, 0);
   assert_true(s.growths > 0);

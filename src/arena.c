@@ -110,8 +110,9 @@
 #define ARENA_DYING   0x67617264u /* "gard": a destroy failed part way; only destroy is allowed */
 #define DEFAULT_CHUNK ((size_t)8 << 20)
 #define MAX_SHARDS    64
-#define VA_FACTOR     4 /* range reserved per byte of physical memory allowed */
-#define SLACK_PCT     5 /* physical memory over use that a growth may create (within_slack) */
+#define VA_FACTOR     4  /* range reserved per byte of physical memory allowed */
+#define SLACK_PCT     5  /* physical memory over use that a growth may create (prefer_create) */
+#define MOVE_OPS      64 /* allocations per moved page that moves may cost (prefer_create) */
 
 typedef struct shard {
   gm_spinlock lock; /* on a cache line of its own */
@@ -150,7 +151,7 @@ struct gpumem_arena {
   size_t member_mapped[GPUMEM_MAX_DEVICES];  /* bytes of the member's pages mapped */
   size_t member_created[GPUMEM_MAX_DEVICES]; /* mapped + pooled */
   size_t created, peak_created;              /* over all members */
-  size_t peak_used; /* the most the heaps used, seen by growths (within_slack) */
+  size_t peak_used; /* the most the heaps used, seen by growths (prefer_create) */
   uint64_t growths, pages_created, pages_released, pages_remapped;
   _Atomic uint64_t failed;
 };
@@ -401,25 +402,34 @@ static gpumem_status reclaim(gpumem_arena_t *a, shard *s, const size_t *want) {
   return st;
 }
 
-/* Whether creating `bytes` more keeps the physical memory held within
- * SLACK_PCT percent of the most the blocks have used (all heaps' used
- * bytes, the request `need` included, as seen by growths): then a growth
- * creates pages rather than moving free ones. The peak, not the use now:
- * between peaks the arena holds what the next peak will need. Moving costs driver calls every time
- * a workload needs new contiguous memory again (each training step, each token); a little slack
- * lets the arena settle into a layout that serves the steady state with no
- * calls at all. The caller holds the mutex and `s`'s lock; the other
+/* Whether a growth should create `bytes` of new pages rather than move
+ * free ones: when the memory held stays within SLACK_PCT percent of the
+ * most the blocks have used (all heaps' used bytes, the request `need`
+ * included, as seen by growths; the peak, not the use now: between peaks
+ * the arena holds what the next peak will need), or when moves have
+ * already cost their budget: as many moved pages as the arena holds (one
+ * turnover, while it finds its layout), then a moved page (an unmap and a
+ * map, ~21 us modelled) per MOVE_OPS allocations. A workload that needs new contiguous
+ * memory over and over (random sizes under a cap) would otherwise move
+ * pages at every growth; past the budget it grows as the arena did before
+ * pages moved. Never past max_size (the caller falls back to moving when
+ * creation fails). The caller holds the mutex and `s`'s lock; the other
  * shards are locked one at a time. */
-static bool within_slack(gpumem_arena_t *a, shard *s, size_t need, size_t bytes) {
+static bool prefer_create(gpumem_arena_t *a, shard *s, size_t need, size_t pages) {
   size_t used = need;
+  uint64_t allocs = 0;
   for (unsigned i = 0; i < a->nshards; i++) {
     shard *v = &a->shards[i];
     if (v != s) shard_lock(v);
     used += (size_t)v->heap.bytes_used;
+    allocs += v->allocs;
     if (v != s) shard_unlock(v);
   }
   if (used > a->peak_used) a->peak_used = used;
-  return a->created + bytes <= a->peak_used + a->peak_used / 100 * SLACK_PCT;
+  size_t bytes = pages * a->page;
+  if (a->created + bytes > a->max_size) return false;
+  return a->created + bytes <= a->peak_used + a->peak_used / 100 * SLACK_PCT ||
+         a->pages_remapped + pages > allocs / MOVE_OPS + a->created / a->page;
 }
 
 /* A region of `s` below the top whose last block is free and is followed
@@ -554,11 +564,16 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
   size_t missing = 0;
   for (size_t m = 0; m < a->nmembers; m++)
     missing += want_pages[m] > a->npool[m] ? want_pages[m] - a->npool[m] : 0;
-  if (missing > 0 && !within_slack(a, s, need, missing * a->page))
+  bool create_first = missing > 0 && prefer_create(a, s, need, missing);
+  if (missing > 0 && !create_first) GM_TRY(reclaim(a, s, want_pages));
+  st = create_pages(a, want_pages, made);
+  if (st == GPUMEM_ERR_OUT_OF_MEMORY && create_first) { /* the device is full: move after all */
     GM_TRY(reclaim(a, s, want_pages));
-  for (size_t m = 0; m < a->nmembers; m++) /* pages that were mapped before: remaps */
-    from_pool += want_pages[m] < a->npool[m] ? want_pages[m] : a->npool[m];
-  GM_TRY(create_pages(a, want_pages, made));
+    st = create_pages(a, want_pages, made);
+  }
+  if (st != GPUMEM_OK) goto fail;
+  for (size_t m = 0; m < a->nmembers; m++) /* pages not created here were mapped before */
+    from_pool += want_pages[m] - made[m];
   for (; mapped < want / a->page; mapped++) {
     size_t at = start + mapped * a->page, m = slot_member(a, at, s);
     gpumem_phys_t h = a->pool[m][--a->npool[m]];

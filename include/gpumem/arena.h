@@ -1,8 +1,8 @@
 /* gpumem/arena.h: a multi-GPU arena, peer-mapped, with an O(1) sub-allocator.
  *
  * An arena is one range of virtual addresses shared by a set of member
- * devices. Physical memory is mapped into it in chunks, each chunk on one
- * device (or, interleaved, striped over all of them), and every chunk is
+ * devices. Physical memory is mapped into it in pages, each page on one
+ * device (or, interleaved, striped over all of them), and every page is
  * mapped with read-write access for every member: a kernel on any member can
  * dereference any pointer from the arena, with no cudaDeviceEnablePeerAccess.
  *

@@ -740,6 +740,54 @@ static void test_free_pages_move_where_a_request_needs_them(void **state) {
   assert_int_equal(gm_test_counters().phys_handles, 0);
 }
 
+/* A free block followed by unmapped range (pages moved away from there)
+ * grows in place: only the missing page is mapped, right after it, and
+ * the new block starts where the freed one did (a growing KV cache). */
+static void test_free_block_extends_in_place(void **state) {
+  (void)state;
+  size_t g = granularity(0);
+  int dev = 0;
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = &dev;
+  c.device_count = 1;
+  c.chunk_size = g;
+  c.max_size = 8 * g;
+  c.shards = 1;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  void *p[3], *d = NULL, *e = NULL;
+  for (int i = 0; i < 3; i++) /* pages 0-1, 2-3, 4-5 */
+    assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &p[i]));
+  write_block(p[2], 2 * g, 3);
+  assert_gpumem_ok(gpumem_arena_free(a, p[1]));
+  /* 3g: pages 2-3 move to the top, one page is created (7 of 8 held). */
+  uint64_t unmaps = gm_backend_calls(GM_OP_unmap);
+  assert_gpumem_ok(gpumem_arena_alloc(a, 3 * g, 0, 0, &d));
+  assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 2);
+  assert_ptr_equal(d, (char *)p[2] + 2 * g);
+  write_block(d, 3 * g, 4);
+  gpumem_arena_stats s = stats_of(a);
+  assert_int_equal(s.pages_remapped, 2);
+  assert_int_equal(s.base.bytes_reserved, 7 * g);
+  /* Free the first block: 2g free, then the unmapped hole. 3g grows it in
+   * place by one new page. */
+  assert_gpumem_ok(gpumem_arena_free(a, p[0]));
+  uint64_t maps = gm_backend_calls(GM_OP_map), creates = gm_backend_calls(GM_OP_phys_create);
+  unmaps = gm_backend_calls(GM_OP_unmap);
+  assert_gpumem_ok(gpumem_arena_alloc(a, 3 * g, 0, 0, &e));
+  assert_ptr_equal(e, p[0]);
+  assert_int_equal(gm_backend_calls(GM_OP_map) - maps, 1);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 1);
+  assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 0);
+  write_block(e, 3 * g, 5);
+  assert_int_equal(block_mismatches(p[2], 2 * g, 3), 0);
+  assert_int_equal(block_mismatches(d, 3 * g, 4), 0);
+  assert_int_equal(block_mismatches(e, 3 * g, 5), 0);
+  assert_int_equal(stats_of(a).base.bytes_reserved, 8 * g);
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
 /* Trim gives free pages back: what blocks use stays, contents intact;
  * a release that fails leaves the page pooled and a second trim finishes. */
 static void test_trim_gives_free_pages_back(void **state) {
@@ -1364,6 +1412,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_free_pages_move_where_a_request_needs_them, setup_small,
                                       teardown_four),
       cmocka_unit_test_setup_teardown(test_trim_gives_free_pages_back, setup_small, teardown_four),
+      cmocka_unit_test_setup_teardown(test_free_block_extends_in_place, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_failed_move_rolls_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_handle_types_and_initial_size, setup_four,
                                       teardown_four),

@@ -1,48 +1,73 @@
 /* arena.c: the multi-GPU peer-mapped arena (gpumem/arena.h).
  *
- * Layout. An arena reserves one virtual range of max_size bytes at creation
- * and maps physical memory into it from the bottom up, one growth at a time;
- * `top` is the end of what is mapped. A growth is a multiple of the chunk
- * size and starts on a chunk boundary; a table with one entry per granule
- * of the range (a power of two, so the lookup is a shift) says which heap
- * (shard) owns it. LOCAL: a growth is one physical allocation on the shard's
- * device, one mapping. INTERLEAVE: a growth is one physical allocation per
- * stripe, stripe k of the growth on member k % members, each mapped from
- * its start, so any address's device follows from its offset. (Not one
- * allocation per member with each stripe mapped at an offset into it:
- * cuMemMap's offset "currently must be zero", cuda.h, and the host backend
- * refuses it as the GPU does. NVIDIA's vectorAddMMAP sample also gives each
- * device's piece its own cuMemCreate.) Either way the whole growth then
- * gets read-write access for every member in one cuMemSetAccess with a
- * descriptor per member, which is what lets a kernel on any member use any
- * block without peer enabling.
+ * Physical memory not tied to an address (issue 16). The arena reserves
+ * one virtual range of VA_FACTOR (4) x max_size bytes at creation; max_size
+ * bounds the physical memory it holds, the range is 4x larger because
+ * address space is cheap and memory that moves leaves unmapped holes
+ * behind. Physical memory comes in pages: one physical allocation of one
+ * granule (LOCAL) or one stripe (INTERLEAVE), always mapped whole at
+ * offset 0 of the allocation (cuMemMap's offset "currently must be zero",
+ * cuda.h; the host backend refuses it too), so a page can be unmapped from
+ * one place and mapped at any other page slot. A table with one handle per
+ * page slot says what is mapped where (0: nothing); a table with one entry
+ * per granule (a power of two, so the lookup is a shift) says which heap
+ * (shard) owns it. INTERLEAVE: slot k holds memory of member k % members,
+ * so any address's device follows from its offset, and a page of member m
+ * only ever goes to a slot of member m. Each member has a pool of pages
+ * created and mapped nowhere. Every page is mapped with read-write access
+ * for every member, which is what lets a kernel on any member use any block
+ * without peer enabling.
  *
- * A growth is three kinds of driver step: every allocation is created, then
- * every piece mapped, then access granted; a failure at any step unmaps and
- * releases what the earlier steps made, and the bookkeeping (growth record,
- * heap region) is prepared before the first step or undone with it, so the
- * arena is exactly as it was. Destroy unmaps every piece and releases every
- * allocation.
+ * A growth (the slow path, under the growth mutex, when no shard of the
+ * device has a fitting block) needs `need` contiguous mapped bytes for
+ * shard s. Where: at `top`, the end of the highest page ever mapped, by a
+ * multiple of the chunk, extending s's free block that ends there (only
+ * what is missing is mapped; the block is taken out of the heap meanwhile,
+ * so that it is not reclaimed); when the range has no room left at the top,
+ * the first hole of unmapped slots that fits (a linear scan of the slot
+ * table, rare). Which pages, in this order: (a) the member's pool; (b)
+ * reclaim: whole free pages anywhere in the heaps that can serve s (its
+ * member's shards; every shard for INTERLEAVE), s's own first, the longest
+ * free run first (gm_tlsf_free_units, found from the free lists with no
+ * per-granule counters on the alloc/free paths), each cut out of its heap
+ * (gm_tlsf_remove_range), unmapped and pooled; (c) new pages from the
+ * device, while the arena holds less than max_size. Pure reclaim-first
+ * keeps reserved memory at what the blocks need, but a workload that needs
+ * new contiguous memory again and again (each training step, each token of
+ * a growing KV cache, random sizes under a cap) then pays an unmap (20 us
+ * modelled) and a map (1.1 us) per moved page at every growth. So (c)
+ * comes before (b) while the memory held stays within SLACK_PCT (5%) of
+ * the most the blocks have used, or when moves have spent their budget
+ * (prefer_create), and a free block that ends before unmapped slots (left
+ * where pages moved away) is extended in place by the missing pages
+ * (find_extension) before the top is: a growing block grows where it is.
+ * Measured on the host backend: generation traces 1.04-1.08 -> 1.02-1.05
+ * peak reserved / peak live at <= 0.08 us/op modelled; pure reclaim-first
+ * was 1.00 at 1.6-3.2 us/op. Each page is then mapped at its slot and
+ * ONE cuMemSetAccess covers the whole new range for every member (cuda.h
+ * allows a range over several mappings; the host backend accepts exactly
+ * that), and the range joins s's heap (gm_tlsf_add joins it to free
+ * neighbours on both sides).
  *
- * What a growth costs. LOCAL: 3 driver calls whatever its size (create, map,
- * set access), and 2 at destroy. INTERLEAVE, a growth of `size` bytes is
- * p = size / stripe pieces: p creates + p maps + 1 set access, and p unmaps
- * + p releases at destroy. The p maps are the price of interleaving (a
- * mapping holds one device's memory); the p creates replace the `members`
- * creates of a layout that mapped at offsets, so growth takes at most twice
- * the calls it did then, and exactly as many when a growth is one stripe per
- * member. Counted on the host backend (granularity 2 MiB, four members): a
- * default 8 MiB growth, 4+4+1 = 9 calls (the offset layout: 9 too); a
- * 64 MiB growth at the default 2 MiB stripe, 32+32+1 = 65 (offsets: 37);
- * at an 8 MiB stripe, 8+8+1 = 17 (offsets: 13). The defaults stay: the
- * stripe is the granularity (the finest spread, so a block of members x
- * granularity already uses every device's bandwidth), and the chunk 8 MiB
- * rounded up to stripe x members (one stripe per member on four members).
- * A growth happens once per chunk of new memory and nothing is unmapped
- * before destroy (except a free growth given back when the device is out
- * of memory, below), so its calls are paid once, not per allocation; a caller
- * that grows by large steps and wants fewer calls sets a larger
- * stripe_size (calls per growth = 2 x size / stripe + 1).
+ * Rollback. A failed unmap during reclaim puts the page back into its heap
+ * as free memory; a failed map or access call unmaps what this growth
+ * mapped into the pools; pages this growth created are released again;
+ * pages reclaimed stay pooled (memory of the arena, counted in
+ * bytes_reserved and bytes_pooled, used by the next growth). So a failure
+ * at any driver step leaves the arena consistent, nothing lost, and the
+ * same request tried again succeeds when the failure was transient (the
+ * sweep checks that at every call). The device out of memory on create is
+ * OUT_OF_MEMORY only after the pool and every free page have been used:
+ * the special case "give back the newest free growth" of the earlier
+ * layout is subsumed.
+ *
+ * What it costs. LOCAL: a growth of p pages is p creates + p maps + 1 set
+ * access when nothing is pooled or free (the earlier layout: 1 + 1 + 1);
+ * destroy p unmaps + p releases. INTERLEAVE was already one allocation per
+ * stripe. Pages are paid once each; what moves costs an unmap + a map per
+ * page. Destroy unmaps every page into the pools (newest slot first,
+ * stopping at a failure), releases the pools, then frees the range; what a
+ * failure left stays recorded and a second destroy goes on from there.
  *
  * Sub-allocation. Each shard is a TLSF heap (tlsf.c) over offsets of the
  * range, with a spin lock. LOCAL arenas have `shards` heaps per member,
@@ -55,21 +80,21 @@
  * another thread's request instead of being stranded while the arena maps
  * more; only when none fits does it grow by at least a chunk (only what is
  * missing when its last free block ends at `top`, since the growth then
- * extends that block). When the device has no room for that growth (LOCAL),
- * give_back_top unmaps the newest growth if it is the device's and wholly
- * free in its shard (tlsf's remove_tail takes it out of that heap, the
- * granule table forgets it, `top` comes down) and the growth is tried
- * again, growth after growth; only the top can go, since growths are
- * mapped back to back and `top` is the one boundary. Else OUT_OF_MEMORY.
- * The look at the
- * neighbours costs a lock each, on the path that would otherwise make driver
- * calls. Free finds the shard
- * from the unit table without a lock, then the block from the shard's map.
+ * extends that block). Free finds the shard from the unit table without a
+ * lock, then the block from the shard's map. A reclaim changes the unit
+ * table only for granules in free memory, which no valid free touches.
  *
- * Locks: a shard's lock may be held while taking the growth mutex, never the
- * other way round. Alloc and free hold one shard lock at a time (a shard
- * that borrows from its neighbours lets go of its own first); only gm_arena_check()
- * holds them all, taken in ascending order.
+ * Locks: the growth mutex comes first, a shard's lock after it, never the
+ * other way round: a thread without the mutex holds at most one shard
+ * lock and takes no other lock while holding it. The fast paths (alloc
+ * from the thread's shard or a neighbour, free, stats) hold one shard lock
+ * at a time. The slow path (alloc_or_grow) lets go of every shard lock,
+ * takes the mutex, then the shard it grows, and looks at that shard's heap
+ * again before growing; reclaim then locks the other shards one at a time
+ * while holding it. Two shard locks at once is safe only for the mutex's
+ * holder: no one else waits for a second lock. gm_arena_check() takes the
+ * mutex, then every shard in ascending order. A growth's driver calls are
+ * made with the mutex and the growing shard's lock held.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -93,6 +118,9 @@
 #define ARENA_DYING   0x67617264u /* "gard": a destroy failed part way; only destroy is allowed */
 #define DEFAULT_CHUNK ((size_t)8 << 20)
 #define MAX_SHARDS    64
+#define VA_FACTOR     4  /* range reserved per byte of physical memory allowed */
+#define SLACK_PCT     5  /* physical memory over use that a growth may create (prefer_create) */
+#define MOVE_OPS      64 /* allocations per moved page that moves may cost (prefer_create) */
 
 typedef struct shard {
   gm_spinlock lock; /* on a cache line of its own */
@@ -103,15 +131,6 @@ typedef struct shard {
   gm_tlsf_block *parked;  /* the last block freed here, kept whole (see park()) */
 } shard;
 
-typedef struct growth {
-  size_t offset, size;
-  int member;             /* LOCAL: the member whose memory it is; INTERLEAVE: -1 */
-  gpumem_phys_t *handles; /* one physical allocation per piece (mapping), in address order;
-                           * 0 once released (destroy) */
-  size_t nhandles;        /* pieces_of(size) */
-  size_t mapped;          /* pieces [0, mapped) are mapped (less after a failed destroy) */
-} growth;
-
 struct gpumem_arena {
   uint32_t magic;
   gpumem_placement placement;
@@ -120,6 +139,7 @@ struct gpumem_arena {
   int8_t member_of[GPUMEM_MAX_DEVICES]; /* device ordinal -> member index, -1 */
   gpumem_access_desc access[GPUMEM_MAX_DEVICES];
   size_t granularity, chunk, stripe, max_size;
+  size_t va_size; /* the range reserved: VA_FACTOR x max_size */
   unsigned handle_types;
   uintptr_t base;
   unsigned shards_per; /* per member (LOCAL) or in all (INTERLEAVE) */
@@ -130,10 +150,17 @@ struct gpumem_arena {
   size_t nunits;
   int unit_shift; /* log2(granularity): granule of an offset */
   pthread_mutex_t grow_lock;
-  size_t top; /* bytes mapped from the base (grow_lock) */
-  size_t member_mapped[GPUMEM_MAX_DEVICES];
-  growth *growths;
-  size_t ngrowths, capgrowths;
+  size_t top;           /* the end of the highest page ever mapped (grow_lock) */
+  size_t page;          /* bytes per page: the granularity (LOCAL), the stripe (INTERLEAVE) */
+  gpumem_phys_t *pages; /* per page slot: the allocation mapped there, 0 if none (grow_lock) */
+  size_t nslots;
+  gpumem_phys_t *pool[GPUMEM_MAX_DEVICES]; /* per member: created pages mapped nowhere */
+  size_t npool[GPUMEM_MAX_DEVICES];
+  size_t member_mapped[GPUMEM_MAX_DEVICES];  /* bytes of the member's pages mapped */
+  size_t member_created[GPUMEM_MAX_DEVICES]; /* mapped + pooled */
+  size_t created, peak_created;              /* over all members */
+  size_t peak_used; /* the most the heaps used, seen by growths (prefer_create) */
+  uint64_t growths, pages_created, pages_released, pages_remapped;
   _Atomic uint64_t failed;
 };
 
@@ -290,8 +317,11 @@ static gpumem_status set_geometry(gpumem_arena_t *a, const gpumem_arena_config *
   }
   GM_REQUIRE(max <= SIZE_MAX / 4 && gm_round_up(max, a->chunk, &a->max_size),
              GPUMEM_ERR_INVALID_ARGUMENT, "maximum size %zu is too large", c->max_size);
-  GM_REQUIRE(a->max_size / g <= ((size_t)1 << 28), GPUMEM_ERR_INVALID_ARGUMENT,
-             "maximum size %zu is more than 2^28 granules of %zu bytes", a->max_size, g);
+  GM_REQUIRE(a->max_size / g <= ((size_t)1 << 26), GPUMEM_ERR_INVALID_ARGUMENT,
+             "maximum size %zu is more than 2^26 granules of %zu bytes (the arena reserves %d "
+             "times as much address range)",
+             a->max_size, g, VA_FACTOR);
+  a->va_size = a->max_size * VA_FACTOR;
   size_t initial = 0, total_initial = 0;
   GM_REQUIRE(
       gm_round_up(c->initial_size, a->chunk, &initial) &&
@@ -303,112 +333,296 @@ fail:
   return st;
 }
 
-/* ---- growth ---- */
+/* ---- pages ---- */
 
-/* Mappings a growth of `size` bytes is made of, each from its own physical
- * allocation: one (LOCAL) or one per stripe (INTERLEAVE). */
-static size_t pieces_of(const gpumem_arena_t *a, size_t size) {
-  return a->placement == GPUMEM_PLACE_LOCAL ? 1 : size / a->stripe;
+/* The member whose memory the page slot at `offset` holds: fixed by its
+ * stripe (INTERLEAVE), else the member of the heap it serves. */
+static size_t slot_member(const gpumem_arena_t *a, size_t offset, const shard *s) {
+  return a->placement == GPUMEM_PLACE_LOCAL ? (size_t)s->member : offset / a->page % a->nmembers;
 }
 
-/* The bytes of each piece of a growth of `size` bytes. */
-static size_t piece_size(const gpumem_arena_t *a, size_t size) {
-  return a->placement == GPUMEM_PLACE_LOCAL ? size : a->stripe;
+static inline void unpark(shard *s);
+
+/* Hand the granules of [offset, offset + size) to heap `owner` (index + 1;
+ * 0: unmapped). */
+static void set_owner(gpumem_arena_t *a, size_t offset, size_t size, uint16_t owner) {
+  for (size_t u = offset >> a->unit_shift; u < (offset + size) >> a->unit_shift; u++)
+    atomic_store_explicit(&a->unit_owner[u], owner, memory_order_release);
 }
 
-/* The member whose memory piece `k` of growth `g` is: the growth's member
- * (LOCAL), or the members in turn (INTERLEAVE; growths start on a multiple
- * of stripe x members, so this is also offset / stripe % members). */
-static size_t piece_member(const gpumem_arena_t *a, const growth *g, size_t k) {
-  return a->placement == GPUMEM_PLACE_LOCAL ? (size_t)g->member : k % a->nmembers;
-}
-
-/* Undo the driver steps of a growth (rollback and destroy): unmap the first
- * `pieces_mapped` pieces and release every allocation made, newest first. */
-static void unmap_growth(const gpumem_arena_t *a, const growth *g, size_t pieces_mapped) {
-  size_t piece = piece_size(a, g->size);
-  for (size_t k = pieces_mapped; k-- > 0;) {
-    if (gm_be_unmap(a->base + g->offset + k * piece, piece) != GPUMEM_OK)
-      gm_log(GPUMEM_LOG_ERROR, "arena: unmap failed: %s", gm_error_detail());
-  }
-  for (size_t k = g->nhandles; k-- > 0;) {
-    if (g->handles[k] != 0 && gm_be_phys_release(g->handles[k]) != GPUMEM_OK)
-      gm_log(GPUMEM_LOG_ERROR, "arena: release failed: %s", gm_error_detail());
-  }
-}
-
-/* Create, map and open up [offset, offset + size) for shard `s`; all or
- * nothing. Every piece gets its own allocation, mapped from its start:
- * cuMemMap's offset "currently must be zero" (cuda.h, cuMemMap). All the
- * allocations are made before the first map, so running out of memory
- * costs no map to undo. The growth record is filled (handles allocated) on
- * success. */
-static gpumem_status map_growth(gpumem_arena_t *a, const shard *s, size_t offset, size_t size,
-                                growth *g) {
-  gpumem_status st = GPUMEM_OK;
-  size_t pieces = pieces_of(a, size), piece = piece_size(a, size), mapped = 0;
-  *g = (growth){offset, size, s->member, NULL, pieces, 0};
-  g->handles = calloc(pieces, sizeof *g->handles);
-  GM_REQUIRE(g->handles != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
-             "no host memory for a growth record of %zu allocations", pieces);
-  for (size_t k = 0; k < pieces; k++) {
-    GM_TRY(gm_phys_create_shareable(a->members[piece_member(a, g, k)], piece, false,
-                                    &a->handle_types, "arena", &g->handles[k]));
-  }
-  for (; mapped < pieces; mapped++)
-    GM_TRY(gm_be_map(a->base + offset + mapped * piece, piece, 0, g->handles[mapped]));
-  GM_TRY(gm_be_set_access(a->base + offset, size, a->access, a->nmembers));
-  g->mapped = pieces;
+/* Unmap the page at `offset`, which heap `v` no longer manages, into its
+ * member's pool. */
+static gpumem_status unmap_page(gpumem_arena_t *a, size_t offset, size_t m) {
+  gpumem_status st = gm_be_unmap(a->base + offset, a->page);
+  if (st != GPUMEM_OK) return st;
+  size_t slot = offset / a->page;
+  a->pool[m][a->npool[m]++] = a->pages[slot];
+  a->pages[slot] = 0;
+  set_owner(a, offset, a->page, 0);
+  a->member_mapped[m] -= a->page;
   return GPUMEM_OK;
-fail:
-  if (g->handles != NULL) unmap_growth(a, g, mapped);
-  free(g->handles);
-  g->handles = NULL;
+}
+
+/* Reclaim: take whole free pages out of heap `v` (locked) and unmap them
+ * into the pools until each member m's pool holds want[m] pages or `v` has
+ * no whole free page of a member still short. The longest free run first
+ * (gm_tlsf_free_units): the memory no block will miss soonest. */
+static gpumem_status reclaim_from(gpumem_arena_t *a, shard *v, const size_t *want) {
+  unpark(v); /* a parked block is free memory too */
+  for (;;) {
+    uint64_t off = 0, len = gm_tlsf_free_units(&v->heap, a->page, &off);
+    bool took = false;
+    for (size_t at = (size_t)off; at < off + len; at += a->page) {
+      size_t m = slot_member(a, at, v);
+      if (a->npool[m] >= want[m]) continue;
+      if (!gm_tlsf_remove_range(&v->heap, at, a->page))
+        return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
+      gpumem_status st = unmap_page(a, at, m);
+      if (st != GPUMEM_OK) {
+        if (!gm_tlsf_add(&v->heap, at, a->page)) /* bookkeeping only: a spare descriptor */
+          gm_log(GPUMEM_LOG_ERROR, "arena: a page at offset %zu is lost to its heap", at);
+        return st;
+      }
+      took = true;
+    }
+    if (!took) return GPUMEM_OK;
+  }
+}
+
+/* Reclaim from every heap whose pages may serve shard `s` (its member's
+ * for LOCAL, all for INTERLEAVE), `s` first. The caller holds the mutex
+ * and `s`'s lock; the others are locked one at a time (the lock order). */
+static gpumem_status reclaim(gpumem_arena_t *a, shard *s, const size_t *want) {
+  unsigned first = s->member >= 0 ? (unsigned)s->member * a->shards_per : 0;
+  unsigned count = s->member >= 0 ? a->shards_per : a->nshards;
+  unsigned mine = (unsigned)(s - a->shards) - first;
+  gpumem_status st = GPUMEM_OK;
+  for (unsigned k = 0; k < count && st == GPUMEM_OK; k++) {
+    bool short_any = false;
+    for (size_t m = 0; m < a->nmembers; m++)
+      short_any = short_any || a->npool[m] < want[m];
+    if (!short_any) break;
+    shard *v = &a->shards[first + (mine + k) % count];
+    if (v != s) shard_lock(v);
+    st = reclaim_from(a, v, want);
+    if (v != s) shard_unlock(v);
+  }
   return st;
+}
+
+/* Whether a growth should create `bytes` of new pages rather than move
+ * free ones: when the memory held stays within SLACK_PCT percent of the
+ * most the blocks have used (all heaps' used bytes, the request `need`
+ * included, as seen by growths; the peak, not the use now: between peaks
+ * the arena holds what the next peak will need), or when moves have
+ * already cost their budget: as many moved pages as the arena holds (one
+ * turnover, while it finds its layout), then a moved page (an unmap and a
+ * map, ~21 us modelled) per MOVE_OPS allocations. A workload that needs new contiguous
+ * memory over and over (random sizes under a cap) would otherwise move
+ * pages at every growth; past the budget it grows as the arena did before
+ * pages moved. Never past max_size (the caller falls back to moving when
+ * creation fails). The caller holds the mutex and `s`'s lock; the other
+ * shards are locked one at a time. */
+static bool prefer_create(gpumem_arena_t *a, shard *s, size_t need, size_t pages) {
+  size_t used = need;
+  uint64_t allocs = 0;
+  for (unsigned i = 0; i < a->nshards; i++) {
+    shard *v = &a->shards[i];
+    if (v != s) shard_lock(v);
+    used += (size_t)v->heap.bytes_used;
+    allocs += v->allocs;
+    if (v != s) shard_unlock(v);
+  }
+  if (used > a->peak_used) a->peak_used = used;
+  size_t bytes = pages * a->page;
+  if (a->created + bytes > a->max_size) return false;
+  return a->created + bytes <= a->peak_used + a->peak_used / 100 * SLACK_PCT ||
+         a->pages_remapped + pages > allocs / MOVE_OPS + a->created / a->page;
+}
+
+/* A region of `s` below the top whose last block is free and is followed
+ * by unmapped slots enough to extend it to `need` bytes: the fewest slots
+ * of any. Its end in *start, the bytes to map in *want, the free block's
+ * size in *tail. So a block that grows a little at a time (a KV cache:
+ * each step allocates a slightly larger block, then frees the previous)
+ * grows in place into the hole its neighbours' moved pages left, mapping
+ * only the difference. O(regions of the heap). */
+static bool find_extension(const gpumem_arena_t *a, const shard *s, size_t need, size_t *start,
+                           size_t *want, size_t *tail) {
+  size_t best = SIZE_MAX;
+  for (size_t r = 0; r < s->heap.nregions; r++) {
+    const gm_tlsf_region *reg = &s->heap.regions[r];
+    size_t end = (size_t)(reg->offset + reg->size);
+    if (end >= a->top || !reg->last->free || reg->last->size >= need) continue;
+    size_t pages = (need - (size_t)reg->last->size + a->page - 1) / a->page;
+    if (pages >= best || end + pages * a->page > a->va_size) continue;
+    size_t k = 0;
+    while (k < pages && a->pages[end / a->page + k] == 0)
+      k++;
+    if (k < pages) continue;
+    best = pages;
+    *start = end;
+    *want = pages * a->page;
+    *tail = (size_t)reg->last->size;
+  }
+  return best != SIZE_MAX;
+}
+
+/* The first run of `n` unmapped page slots in the range, or SIZE_MAX. */
+static size_t find_hole(const gpumem_arena_t *a, size_t n) {
+  size_t run = 0;
+  for (size_t i = 0; i < a->nslots; i++) {
+    run = a->pages[i] == 0 ? run + 1 : 0;
+    if (run == n) return (i + 1 - n) * a->page;
+  }
+  return SIZE_MAX;
+}
+
+static size_t pooled_bytes(const gpumem_arena_t *a) {
+  size_t n = 0;
+  for (size_t m = 0; m < a->nmembers; m++)
+    n += a->npool[m];
+  return n * a->page;
+}
+
+/* Release up to n[m] pooled pages of each member m (the undo of
+ * create_pages; trim): the first error is returned, what failed stays
+ * pooled. */
+static gpumem_status release_pages(gpumem_arena_t *a, const size_t *n) {
+  gpumem_status st = GPUMEM_OK;
+  for (size_t m = 0; m < a->nmembers; m++) {
+    for (size_t k = 0; k < n[m] && a->npool[m] > 0; k++) {
+      gpumem_status rs = gm_be_phys_release(a->pool[m][a->npool[m] - 1]);
+      if (rs != GPUMEM_OK) {
+        if (st == GPUMEM_OK) st = rs;
+        break;
+      }
+      a->npool[m]--;
+      a->member_created[m] -= a->page;
+      a->created -= a->page;
+      a->pages_released++;
+    }
+  }
+  return st;
+}
+
+/* Pages created, one driver allocation each, into member m's pool until it
+ * holds want[m] (made[m] counts them); OUT_OF_MEMORY past max_size. */
+static gpumem_status create_pages(gpumem_arena_t *a, const size_t *want, size_t *made) {
+  for (size_t m = 0; m < a->nmembers; m++) {
+    while (a->npool[m] < want[m]) {
+      if (a->created + a->page > a->max_size) {
+        return gm_error(GPUMEM_ERR_OUT_OF_MEMORY,
+                        "the arena has mapped %zu of its maximum %zu bytes (%zu pooled) and "
+                        "has no more free pages to move",
+                        a->created, a->max_size, pooled_bytes(a));
+      }
+      gpumem_phys_t h = 0;
+      gpumem_status st =
+          gm_phys_create_shareable(a->members[m], a->page, false, &a->handle_types, "arena", &h);
+      if (st != GPUMEM_OK) return st;
+      a->pool[m][a->npool[m]++] = h;
+      made[m]++;
+      a->member_created[m] += a->page;
+      a->created += a->page;
+      a->pages_created++;
+      if (a->created > a->peak_created) a->peak_created = a->created;
+    }
+  }
+  return GPUMEM_OK;
 }
 
 /* The sentence for OUT_OF_MEMORY: the request and each member's state. */
 static void describe_members(gpumem_arena_t *a, char *buf, size_t len);
 
-/* Map at least `need` more bytes for shard `s` (whose lock is held). */
+/* Map at least `need` more bytes for shard `s`. The caller holds the
+ * growth mutex, then the shard's lock (the lock order). The new range is
+ * [start, start + want): at `top`, extending the shard's free block that
+ * ends there, or, when the range has no room left there, the first hole of
+ * unmapped slots. Its pages come from the pools, then from free pages
+ * anywhere (reclaim), then from the device; each is mapped at its slot and
+ * one access call opens the whole range for every member. On failure the
+ * pages taken go to the pools and the heaps are as they were. */
 static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
   gpumem_status st = GPUMEM_OK;
-  pthread_mutex_lock(&a->grow_lock);
-  /* A free block at the end of the shard's memory, ending at top, is
-   * extended by the growth: only the rest needs mapping. */
   size_t tail = (size_t)gm_tlsf_tail_free(&s->heap, a->top);
-  size_t want = 0;
+  size_t want = 0, start = a->top, mapped = 0, want_pages[GPUMEM_MAX_DEVICES] = {0};
+  size_t made[GPUMEM_MAX_DEVICES] = {0}; /* pages created here: released again on failure */
+  uint64_t from_pool = 0;
   gm_round_up(need > tail ? need - tail : a->chunk, a->chunk, &want);
-  growth g = {0};
-  GM_REQUIRE(want <= a->max_size - a->top, GPUMEM_ERR_OUT_OF_MEMORY,
-             "the arena has mapped %zu of its maximum %zu bytes and needs %zu more", a->top,
-             a->max_size, want);
-  GM_REQUIRE(
-      gm_array_make_room((void **)&a->growths, &a->capgrowths, a->ngrowths, sizeof *a->growths, 16),
-      GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the growth list");
-  GM_TRY(map_growth(a, s, a->top, want, &g));
-  if (!gm_tlsf_add(&s->heap, a->top, want)) {
-    unmap_growth(a, &g, pieces_of(a, want));
-    free(g.handles);
-    st = gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
-    goto fail;
+  if (find_extension(a, s, need, &start, &want, &tail)) {
+    /* in place, below the top */
+  } else if (want > a->va_size - a->top) { /* no room at the top: a hole, just what is needed */
+    tail = 0;
+    gm_round_up(need, a->page, &want);
+    start = want <= a->va_size ? find_hole(a, want / a->page) : SIZE_MAX;
+    if (start == SIZE_MAX) {
+      return gm_error(GPUMEM_ERR_OUT_OF_MEMORY,
+                      "the arena has mapped %zu of its maximum %zu bytes and its range of %zu "
+                      "bytes has no %zu unmapped bytes in a row",
+                      a->created - pooled_bytes(a), a->max_size, a->va_size, want);
+    }
   }
-  uint16_t owner = (uint16_t)(s - a->shards + 1);
-  for (size_t u = a->top >> a->unit_shift; u < (a->top + want) >> a->unit_shift; u++)
-    atomic_store_explicit(&a->unit_owner[u], owner, memory_order_release);
-  a->growths[a->ngrowths++] = g;
-  if (a->placement == GPUMEM_PLACE_LOCAL) {
-    a->member_mapped[s->member] += want;
-  } else {
-    for (size_t i = 0; i < a->nmembers; i++)
-      a->member_mapped[i] += want / a->nmembers;
+  for (size_t at = start; at < start + want; at += a->page)
+    want_pages[slot_member(a, at, s)]++;
+  /* The free tail joins the new range: out of the heap while others are
+   * reclaimed, so that no page of it is. */
+  if (tail > 0 && !gm_tlsf_remove_tail(&s->heap, start, tail))
+    return gm_error(GPUMEM_ERR_INTERNAL, "the free tail of %zu bytes could not be taken", tail);
+  size_t missing = 0;
+  for (size_t m = 0; m < a->nmembers; m++)
+    missing += want_pages[m] > a->npool[m] ? want_pages[m] - a->npool[m] : 0;
+  bool create_first = missing > 0 && prefer_create(a, s, need, missing);
+  if (missing > 0 && !create_first) GM_TRY(reclaim(a, s, want_pages));
+  st = create_pages(a, want_pages, made);
+  if (st == GPUMEM_ERR_OUT_OF_MEMORY && create_first) { /* the device is full: move after all */
+    GM_TRY(reclaim(a, s, want_pages));
+    st = create_pages(a, want_pages, made);
   }
-  a->top += want;
-  GM_TRACE_MAPPING("arena", a, true, (void *)(a->base + a->top - want), want, a->top,
+  if (st != GPUMEM_OK) goto fail;
+  for (size_t m = 0; m < a->nmembers; m++) /* pages not created here were mapped before */
+    from_pool += want_pages[m] - made[m];
+  for (; mapped < want / a->page; mapped++) {
+    size_t at = start + mapped * a->page, m = slot_member(a, at, s);
+    gpumem_phys_t h = a->pool[m][--a->npool[m]];
+    a->pages[at / a->page] = h;
+    st = gm_be_map(a->base + at, a->page, 0, h);
+    if (st != GPUMEM_OK) {
+      a->pages[at / a->page] = 0;
+      a->npool[m]++;
+      goto fail;
+    }
+    a->member_mapped[m] += a->page;
+  }
+  GM_TRY(gm_be_set_access(a->base + start, want, a->access, a->nmembers));
+  GM_REQUIRE(gm_tlsf_add(&s->heap, start - tail, want + tail), GPUMEM_ERR_OUT_OF_MEMORY,
+             "no host memory for the heap's bookkeeping");
+  set_owner(a, start, want, (uint16_t)(s - a->shards + 1));
+  if (start + want > a->top) a->top = start + want;
+  a->growths++;
+  a->pages_remapped += from_pool;
+  GM_TRACE_MAPPING("arena", a, true, (void *)(a->base + start), want, a->created,
                    s->member >= 0 ? a->members[s->member] : -1);
+  return GPUMEM_OK;
 fail:
-  pthread_mutex_unlock(&a->grow_lock);
+  while (mapped-- > 0) { /* back to the pools */
+    size_t at = start + mapped * a->page;
+    if (unmap_page(a, at, slot_member(a, at, s)) != GPUMEM_OK)
+      gm_log(GPUMEM_LOG_ERROR, "arena: unmap failed: %s", gm_error_detail());
+  }
+  if (release_pages(a, made) != GPUMEM_OK)
+    gm_log(GPUMEM_LOG_ERROR, "arena: release failed: %s", gm_error_detail());
+  if (tail > 0 && !gm_tlsf_add(&s->heap, start - tail, tail))
+    gm_log(GPUMEM_LOG_ERROR, "arena: a free tail of %zu bytes is lost to its heap", tail);
   return st;
+}
+
+/* Release every pooled page (trim, destroy). */
+static gpumem_status release_pool(gpumem_arena_t *a) {
+  size_t all[GPUMEM_MAX_DEVICES];
+  for (size_t m = 0; m < GPUMEM_MAX_DEVICES; m++)
+    all[m] = SIZE_MAX;
+  return release_pages(a, all);
 }
 
 /* ---- creation and destruction ---- */
@@ -418,45 +632,31 @@ static void free_arena(gpumem_arena_t *a) {
     for (unsigned i = 0; i < a->nshards; i++)
       gm_tlsf_destroy(&a->shards[i].heap);
   }
-  for (size_t i = 0; i < a->ngrowths; i++)
-    free(a->growths[i].handles);
-  free(a->growths);
+  for (size_t m = 0; m < GPUMEM_MAX_DEVICES; m++)
+    free(a->pool[m]);
+  free(a->pages);
   free((void *)a->unit_owner);
   free(a->shards);
   free(a);
 }
 
-/* Unmap growth g's pieces, newest first, stopping at the first failure (so
- * that [0, mapped) stays mapped), then release every piece no longer mapped.
- * Each step that succeeds is recorded in g; the first error is returned. */
-static gpumem_status release_growth(const gpumem_arena_t *a, growth *g) {
-  gpumem_status st = GPUMEM_OK;
-  size_t piece = piece_size(a, g->size);
-  while (g->mapped > 0 && st == GPUMEM_OK) {
-    st = gm_be_unmap(a->base + g->offset + (g->mapped - 1) * piece, piece);
-    if (st == GPUMEM_OK) g->mapped--;
-  }
-  for (size_t k = g->nhandles; k-- > g->mapped;) {
-    if (g->handles[k] == 0) continue;
-    gpumem_status rs = gm_be_phys_release(g->handles[k]);
-    if (rs == GPUMEM_OK) g->handles[k] = 0;
-    if (rs != GPUMEM_OK && st == GPUMEM_OK) st = rs;
-  }
-  return st;
-}
-
-/* Unmap and release every growth, newest first, and return the range: as
- * much as can be, recording what was done, so that a second call finishes
- * what a failure left. The range is freed only once nothing is mapped in it
+/* Unmap every page into its pool, newest slot first, stopping at the first
+ * failure, then release the pools and return the range: as much as can be,
+ * recording what was done, so that a second call finishes what a failure
+ * left. The range is freed only once nothing is mapped in it
  * (cuMemAddressFree of a range with mappings fails). */
 static gpumem_status release_all(gpumem_arena_t *a) {
   gpumem_status st = GPUMEM_OK;
-  for (size_t i = a->ngrowths; i-- > 0;) {
-    gpumem_status gs = release_growth(a, &a->growths[i]);
-    if (gs != GPUMEM_OK && st == GPUMEM_OK) st = gs;
+  for (size_t i = a->nslots; i-- > 0 && st == GPUMEM_OK;) {
+    if (a->pages[i] == 0) continue;
+    size_t at = i * a->page;
+    uint16_t o = atomic_load_explicit(&a->unit_owner[at >> a->unit_shift], memory_order_relaxed);
+    st = unmap_page(a, at, slot_member(a, at, &a->shards[o - 1]));
   }
+  gpumem_status rs = release_pool(a);
+  if (st == GPUMEM_OK) st = rs;
   if (st == GPUMEM_OK && a->base != 0) {
-    st = gm_be_va_free(a->base, a->max_size);
+    st = gm_be_va_free(a->base, a->va_size);
     if (st == GPUMEM_OK) a->base = 0;
   }
   return st;
@@ -477,17 +677,24 @@ gpumem_status gm_arena_create(const gpumem_arena_config *config, gpumem_arena_t 
   GM_REQUIRE(gm_is_pow2(a->granularity), GPUMEM_ERR_NOT_SUPPORTED,
              "granularity %zu is not a power of two", a->granularity);
   a->unit_shift = __builtin_ctzll(a->granularity);
-  a->nunits = a->max_size >> a->unit_shift;
+  a->nunits = a->va_size >> a->unit_shift;
+  a->page = a->placement == GPUMEM_PLACE_LOCAL ? a->granularity : a->stripe;
+  a->nslots = a->va_size / a->page;
   a->shards = gm_aligned_zalloc(a->nshards * sizeof *a->shards);
   a->unit_owner = calloc(a->nunits, sizeof *a->unit_owner);
-  GM_REQUIRE(a->shards != NULL && a->unit_owner != NULL, GPUMEM_ERR_OUT_OF_MEMORY,
-             "no host memory for %u heaps and %zu chunk entries", a->nshards, a->nunits);
+  a->pages = calloc(a->nslots, sizeof *a->pages);
+  bool pools = true;
+  for (size_t m = 0; m < a->nmembers; m++) /* room for every page: a push never fails */
+    pools = pools && (a->pool[m] = malloc(a->max_size / a->page * sizeof *a->pool[m])) != NULL;
+  GM_REQUIRE(a->shards != NULL && a->unit_owner != NULL && a->pages != NULL && pools,
+             GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for %u heaps and %zu page entries",
+             a->nshards, a->nslots);
   for (unsigned i = 0; i < a->nshards; i++) {
     atomic_init(&a->shards[i].lock.held, 0);
     a->shards[i].member = a->placement == GPUMEM_PLACE_LOCAL ? (int)(i / a->shards_per) : -1;
     gm_tlsf_init(&a->shards[i].heap);
   }
-  GM_TRY(gm_be_va_reserve_internal(a->max_size, a->granularity, "arena", &a->base));
+  GM_TRY(gm_be_va_reserve_internal(a->va_size, a->granularity, "arena", &a->base));
   pthread_mutex_init(&a->grow_lock, NULL);
   if (c->initial_size > 0) {
     size_t initial = 0;
@@ -495,7 +702,12 @@ gpumem_status gm_arena_create(const gpumem_arena_config *config, gpumem_arena_t 
     size_t heaps = a->placement == GPUMEM_PLACE_LOCAL ? a->nmembers : 1;
     for (size_t m = 0; m < heaps; m++) {
       shard *s = &a->shards[m * a->shards_per];
-      GM_TRY(grow(a, s, initial));
+      pthread_mutex_lock(&a->grow_lock);
+      shard_lock(s);
+      st = grow(a, s, initial);
+      shard_unlock(s);
+      pthread_mutex_unlock(&a->grow_lock);
+      if (st != GPUMEM_OK) goto fail;
     }
   }
   a->magic = ARENA_MAGIC;
@@ -591,65 +803,13 @@ static gm_tlsf_block *try_shard(shard *s, size_t size, size_t align, bool *no_ho
   return b;
 }
 
-/* LOCAL only: give the newest growth back to the device when it belongs to
- * `member` and lies wholly free in its shard's heap, so that a growth the
- * device had no room for may fit. Only the growth at the top of the range
- * can go (growths are mapped back to back from the base). *gave is set to
- * its size, or 0 when there is none to give. All or nothing: a failed
- * unmap changes nothing; a failed release maps the allocation back.
- * Takes the owning shard's lock, then the growth mutex; the caller holds no
- * shard lock. */
-static gpumem_status give_back_top(gpumem_arena_t *a, int member, size_t *gave) {
-  *gave = 0;
-  pthread_mutex_lock(&a->grow_lock);
-  size_t n = a->ngrowths;
-  growth last = n > 0 ? a->growths[n - 1] : (growth){0};
-  pthread_mutex_unlock(&a->grow_lock);
-  if (n == 0 || last.member != member) return GPUMEM_OK;
-  uint16_t owner =
-      atomic_load_explicit(&a->unit_owner[last.offset >> a->unit_shift], memory_order_acquire);
-  if (owner == 0) return GPUMEM_OK;
-  shard *o = &a->shards[owner - 1];
-  gpumem_status st = GPUMEM_OK;
-  shard_lock(o);
-  pthread_mutex_lock(&a->grow_lock);
-  const growth *g = &a->growths[a->ngrowths - 1];
-  uintptr_t at = a->base + g->offset;
-  if (a->ngrowths != n || g->offset != last.offset || g->offset + g->size != a->top) goto done;
-  unpark(o); /* a parked block is free memory too */
-  if (gm_tlsf_tail_free(&o->heap, a->top) < g->size) goto done;
-  if ((st = gm_be_unmap(at, g->size)) != GPUMEM_OK) goto done;
-  if ((st = gm_be_phys_release(g->handles[0])) != GPUMEM_OK) {
-    char detail[GM_ERROR_DETAIL_MAX];
-    snprintf(detail, sizeof detail, "%s", gm_error_detail());
-    if (gm_be_map(at, g->size, 0, g->handles[0]) != GPUMEM_OK ||
-        gm_be_set_access(at, g->size, a->access, a->nmembers) != GPUMEM_OK) {
-      gm_log(GPUMEM_LOG_ERROR, "arena: mapping a growth back after a failed release: %s",
-             gm_error_detail());
-    }
-    st = gm_error(st, "giving a free growth of %zu bytes back to device %d: %s", g->size,
-                  a->members[member], detail);
-    goto done;
-  }
-  gm_tlsf_remove_tail(&o->heap, a->top, g->size); /* cannot fail: checked free above */
-  for (size_t u = g->offset >> a->unit_shift; u < a->top >> a->unit_shift; u++)
-    atomic_store_explicit(&a->unit_owner[u], 0, memory_order_release);
-  a->member_mapped[member] -= g->size;
-  a->top = g->offset;
-  *gave = g->size;
-  free(g->handles);
-  a->ngrowths--;
-  GM_TRACE_MAPPING("arena", a, false, (void *)at, *gave, a->top, a->members[member]);
-done:
-  pthread_mutex_unlock(&a->grow_lock);
-  shard_unlock(o);
-  return st;
-}
-
-/* Under the shard's lock: its parked block, its heap, or a growth of the
- * arena for this shard (`*st` says why a growth failed). */
+/* Under the growth mutex, then the shard's lock (the lock order): its
+ * parked block, its heap, or a growth of the arena for this shard (`*st`
+ * says why a growth failed). The shard is looked at again under the mutex,
+ * so that memory freed since the caller's first look is used. */
 static gm_tlsf_block *alloc_or_grow(gpumem_arena_t *a, shard *s, size_t bytes, size_t align,
                                     bool *no_host, gpumem_status *st) {
+  pthread_mutex_lock(&a->grow_lock);
   shard_lock(s);
   gm_tlsf_block *b = take_parked(s, bytes, align);
   if (b == NULL) b = gm_tlsf_alloc(&s->heap, bytes, align, no_host);
@@ -659,6 +819,7 @@ static gm_tlsf_block *alloc_or_grow(gpumem_arena_t *a, shard *s, size_t bytes, s
   }
   if (b != NULL) count_alloc(s);
   shard_unlock(s);
+  pthread_mutex_unlock(&a->grow_lock);
   return b;
 }
 
@@ -697,24 +858,7 @@ gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, i
   if (b == NULL && !no_host) {
     b = alloc_or_grow(a, s, bytes, align, &no_host, &st); /* frees since the first look too */
   }
-  /* LOCAL, out of memory: the device's memory may lie free in growths at
-   * the top of the range that no single shard can use for this request
-   * (each holds too little). Give them back, newest first, and grow again
-   * while that frees anything. */
-  size_t gave = 0;
-  while (b == NULL && !no_host && local && st == GPUMEM_ERR_OUT_OF_MEMORY) {
-    char why[GM_ERROR_DETAIL_MAX];
-    snprintf(why, sizeof why, "%s", gm_error_detail());
-    gpumem_status given = give_back_top(a, member, &gave);
-    if (given != GPUMEM_OK || gave == 0) {
-      if (given == GPUMEM_OK) gm_error(st, "%s", why); /* the growth's reason stands */
-      if (given != GPUMEM_OK) st = given;
-      break;
-    }
-    b = alloc_or_grow(a, s, bytes, align, &no_host, &st);
-  }
   if (b != NULL) {
-    gm_error_discard(); /* a growth that failed before memory was given back */
     *ptr = (void *)(a->base + b->offset);
     GM_TRACE_ALLOC("arena", a, *ptr, size, GM_TRACE_NO_STREAM, local ? device : -1);
     return GPUMEM_OK;
@@ -740,7 +884,7 @@ GPUMEM_API gpumem_status gpumem_arena_alloc(gpumem_arena_t *arena, size_t size, 
 
 /* The shard owning the unit of `offset`, or NULL (unmapped / outside). */
 static shard *shard_of(const gpumem_arena_t *a, uintptr_t p, size_t *offset) {
-  if (p < a->base || p - a->base >= a->max_size) return NULL;
+  if (p < a->base || p - a->base >= a->va_size) return NULL;
   *offset = p - a->base;
   uint16_t o = atomic_load_explicit(&a->unit_owner[*offset >> a->unit_shift], memory_order_acquire);
   return o ? &a->shards[o - 1] : NULL;
@@ -820,6 +964,37 @@ GPUMEM_API gpumem_status gpumem_arena_owner(gpumem_arena_t *arena, const void *p
   GM_API_FORWARD(gm_arena_owner(arena, ptr, device));
 }
 
+/* ---- trim ---- */
+
+gpumem_status gm_arena_trim(gpumem_arena_t *a, size_t *released) {
+  gpumem_status st = check_arena(a);
+  if (st != GPUMEM_OK) return st;
+  size_t all[GPUMEM_MAX_DEVICES];
+  for (size_t m = 0; m < GPUMEM_MAX_DEVICES; m++)
+    all[m] = SIZE_MAX;
+  pthread_mutex_lock(&a->grow_lock);
+  size_t before = a->created;
+  /* Every whole free page of every heap into the pools (one shard lock at
+   * a time, under the mutex: the lock order), then the pools to the
+   * devices. A failure stops there: what was done stays done. */
+  for (unsigned i = 0; i < a->nshards && st == GPUMEM_OK; i++) {
+    shard *v = &a->shards[i];
+    shard_lock(v);
+    st = reclaim_from(a, v, all);
+    shard_unlock(v);
+  }
+  gpumem_status rs = release_pool(a);
+  if (st == GPUMEM_OK) st = rs;
+  a->peak_used = 0; /* the slack is measured from here on */
+  if (released != NULL) *released = before - a->created;
+  pthread_mutex_unlock(&a->grow_lock);
+  return st;
+}
+
+GPUMEM_API gpumem_status gpumem_arena_trim(gpumem_arena_t *arena, size_t *released) {
+  GM_API_FORWARD(gm_arena_trim(arena, released));
+}
+
 /* ---- statistics ---- */
 
 typedef struct interleave_use {
@@ -878,16 +1053,23 @@ static void collect(gpumem_arena_t *a, gpumem_arena_stats *out) {
     }
     shard_unlock(s);
   }
+  size_t mapped = out->base.bytes_reserved; /* the heaps manage what is mapped */
   pthread_mutex_lock(&a->grow_lock);
-  out->growths = a->ngrowths;
+  out->growths = a->growths;
+  out->pages_created = a->pages_created;
+  out->pages_released = a->pages_released;
+  out->pages_remapped = a->pages_remapped;
+  out->page_size = a->page;
+  out->base.bytes_reserved = a->created;
+  out->base.peak_bytes_reserved = a->peak_created;
   for (size_t m = 0; m < a->nmembers; m++) {
+    out->bytes_pooled += a->npool[m] * a->page;
     out->devices[m].device = a->members[m];
     out->devices[m].bytes_mapped = a->member_mapped[m];
     if (a->placement == GPUMEM_PLACE_INTERLEAVE) out->devices[m].bytes_in_use = in_use[m];
   }
   pthread_mutex_unlock(&a->grow_lock);
-  out->base.peak_bytes_reserved = out->base.bytes_reserved; /* mapped memory only grows */
-  out->bytes_free = out->base.bytes_reserved - out->base.bytes_in_use;
+  out->bytes_free = mapped - out->base.bytes_in_use;
   out->fragmentation =
       out->bytes_free ? 1.0 - (double)out->base.largest_free / (double)out->bytes_free : 0.0;
 }
@@ -931,66 +1113,72 @@ GPUMEM_API gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena, gpumem_ar
     return false;                    \
   } while (0)
 
-/* The pieces of growth `i`: one live allocation each, on the member whose
- * memory the piece is, and read-write access for every member. Adds each
- * piece's bytes to its member's count. */
-static bool check_pieces(gpumem_arena_t *a, const growth *g, size_t i, size_t *per_member,
-                         gpumem_status *query, char *why, size_t len) {
-  size_t pieces = pieces_of(a, g->size), piece = piece_size(a, g->size);
-  if (g->nhandles != pieces || g->handles == NULL)
-    VIOLATION("growth %zu has %zu allocations for %zu pieces", i, g->nhandles, pieces);
-  for (size_t k = 0; k < pieces; k++) {
-    size_t at = g->offset + k * piece, m = piece_member(a, g, k);
-    gpumem_phys_props props;
-    if ((*query = gm_be_phys_props(g->handles[k], &props)) != GPUMEM_OK)
-      VIOLATION("querying piece %zu of growth %zu (offset %zu): %s", k, i, at, gm_error_detail());
-    if (props.device != a->members[m])
-      VIOLATION("the memory at offset %zu (growth %zu) is on device %d, expected device %d", at, i,
-                props.device, a->members[m]);
-    for (size_t d = 0; d < a->nmembers; d++) {
-      gpumem_access_flags f = GPUMEM_ACCESS_NONE;
-      if ((*query = gm_be_get_access(a->base + at, a->members[d], &f)) != GPUMEM_OK)
-        VIOLATION("querying device %d's access at offset %zu (growth %zu): %s", a->members[d], at,
-                  i, gm_error_detail());
-      if (f != GPUMEM_ACCESS_READWRITE)
-        VIOLATION("device %d lacks read-write access at offset %zu (growth %zu)", a->members[d], at,
-                  i);
-    }
-    per_member[m] += piece;
+/* The page at `offset` (slot `i`): a live allocation of one page on the
+ * member its slot serves, read-write for every member. */
+static bool check_page(gpumem_arena_t *a, size_t i, size_t m, gpumem_status *query, char *why,
+                       size_t len) {
+  size_t at = i * a->page;
+  gpumem_phys_props props;
+  if ((*query = gm_be_phys_props(a->pages[i], &props)) != GPUMEM_OK)
+    VIOLATION("querying the page at offset %zu: %s", at, gm_error_detail());
+  if (props.device != a->members[m])
+    VIOLATION("the page at offset %zu is memory of device %d, expected device %d", at, props.device,
+              a->members[m]);
+  for (size_t d = 0; d < a->nmembers; d++) {
+    gpumem_access_flags f = GPUMEM_ACCESS_NONE;
+    if ((*query = gm_be_get_access(a->base + at, a->members[d], &f)) != GPUMEM_OK)
+      VIOLATION("querying device %d's access at offset %zu: %s", a->members[d], at,
+                gm_error_detail());
+    if (f != GPUMEM_ACCESS_READWRITE)
+      VIOLATION("device %d lacks read-write access at offset %zu", a->members[d], at);
   }
   return true;
 }
 
-/* The mapping: growths tile [0, top), units are owned exactly there, each
- * piece is memory of the right member, and every member has read-write
- * access to every growth. */
+/* The mapping: a slot has a page exactly where its granules have an owner
+ * (one owner per page), below `top`; each page is memory of the right
+ * member with access for every member; the pools hold pages mapped nowhere
+ * of their member; the counters add up. */
 static bool check_mapping(gpumem_arena_t *a, gpumem_status *query, char *why, size_t len) {
-  size_t at = 0, per_member[GPUMEM_MAX_DEVICES] = {0};
-  for (size_t i = 0; i < a->ngrowths; i++) {
-    const growth *g = &a->growths[i];
-    if (g->offset != at)
-      VIOLATION("growth %zu starts at offset %zu, expected %zu", i, g->offset, at);
-    if (g->size == 0 || g->size % a->chunk != 0)
-      VIOLATION("growth %zu has size %zu, not a multiple of the chunk %zu", i, g->size, a->chunk);
-    uint16_t owner = atomic_load(&a->unit_owner[g->offset >> a->unit_shift]);
-    for (size_t u = g->offset >> a->unit_shift; u < (g->offset + g->size) >> a->unit_shift; u++) {
-      uint16_t o = atomic_load(&a->unit_owner[u]);
-      if (o == 0 || o > a->nshards || o != owner)
-        VIOLATION("granule %zu of growth %zu has owner %u, expected %u", u, i, o, owner);
-    }
-    if (a->placement == GPUMEM_PLACE_LOCAL && a->shards[owner - 1].member != g->member)
-      VIOLATION("growth %zu is memory of member %d but its heap serves member %d", i, g->member,
-                a->shards[owner - 1].member);
-    if (!check_pieces(a, g, i, per_member, query, why, len)) return false;
-    at += g->size;
+  size_t per_member[GPUMEM_MAX_DEVICES] = {0}, created = 0, units = a->page >> a->unit_shift;
+  for (size_t i = 0; i < a->nslots; i++) {
+    size_t u0 = (i * a->page) >> a->unit_shift;
+    uint16_t owner = atomic_load(&a->unit_owner[u0]);
+    for (size_t u = u0; u < u0 + units; u++)
+      if (atomic_load(&a->unit_owner[u]) != owner)
+        VIOLATION("granule %zu has owner %u, the page it is in %u", u,
+                  (unsigned)atomic_load(&a->unit_owner[u]), owner);
+    if ((a->pages[i] != 0) != (owner != 0))
+      VIOLATION("page slot %zu %s a page but its granules %s an owner", i,
+                a->pages[i] ? "has" : "has no", owner ? "have" : "have no");
+    if (a->pages[i] == 0) continue;
+    if (owner > a->nshards) VIOLATION("granule %zu has owner %u of %u", u0, owner, a->nshards);
+    if ((i + 1) * a->page > a->top)
+      VIOLATION("page slot %zu is mapped above the top %zu", i, a->top);
+    size_t m = slot_member(a, i * a->page, &a->shards[owner - 1]);
+    if (!check_page(a, i, m, query, why, len)) return false;
+    per_member[m] += a->page;
   }
-  if (at != a->top) VIOLATION("growths cover %zu bytes, the arena says %zu are mapped", at, a->top);
-  for (size_t u = a->top >> a->unit_shift; u < a->nunits; u++)
-    if (atomic_load(&a->unit_owner[u]) != 0) VIOLATION("unmapped granule %zu has an owner", u);
-  for (size_t m = 0; m < a->nmembers; m++)
+  for (size_t m = 0; m < a->nmembers; m++) {
     if (per_member[m] != a->member_mapped[m])
-      VIOLATION("member %d: growths hold %zu bytes, the counter says %zu", a->members[m],
+      VIOLATION("member %d: %zu bytes of pages are mapped, the counter says %zu", a->members[m],
                 per_member[m], a->member_mapped[m]);
+    for (size_t k = 0; k < a->npool[m]; k++) {
+      gpumem_phys_props props;
+      if ((*query = gm_be_phys_props(a->pool[m][k], &props)) != GPUMEM_OK)
+        VIOLATION("querying pooled page %zu of device %d: %s", k, a->members[m], gm_error_detail());
+      if (props.device != a->members[m])
+        VIOLATION("pooled page %zu of device %d is memory of device %d", k, a->members[m],
+                  props.device);
+    }
+    if (a->member_mapped[m] + a->npool[m] * a->page != a->member_created[m])
+      VIOLATION("member %d: %zu bytes mapped and %zu pooled, but %zu created", a->members[m],
+                a->member_mapped[m], a->npool[m] * a->page, a->member_created[m]);
+    created += a->member_created[m];
+  }
+  if (created != a->created || created > a->max_size || a->created > a->peak_created)
+    VIOLATION("%zu bytes created over the members, the arena says %zu (peak %zu, maximum %zu)",
+              created, a->created, a->peak_created, a->max_size);
   return true;
 }
 
@@ -1016,20 +1204,23 @@ gpumem_status gm_arena_check(gpumem_arena_t *a, char *why_out, size_t why_len) {
   char why[GM_ERROR_DETAIL_MAX] = "";
   size_t len = sizeof why, total = 0;
   bool ok = true;
-  /* A consistent picture: every heap, then the mapping (ascending shard
-   * order, then the growth mutex: see the lock rules above). */
+  /* A consistent picture: the growth mutex, then every shard in ascending
+   * order (see the lock rules above). */
+  pthread_mutex_lock(&a->grow_lock);
   for (unsigned i = 0; i < a->nshards; i++)
     shard_lock(&a->shards[i]);
-  pthread_mutex_lock(&a->grow_lock);
   for (unsigned i = 0; ok && i < a->nshards; i++)
     ok = check_shard(a, i, &total, why, len);
   gpumem_status query = GPUMEM_OK; /* a driver query that failed: not a broken invariant */
   if (ok) ok = check_mapping(a, &query, why, len);
-  if (ok && total != a->top)
-    ok = (snprintf(why, len, "heaps manage %zu bytes, %zu are mapped", total, a->top), false);
-  pthread_mutex_unlock(&a->grow_lock);
-  for (unsigned i = 0; i < a->nshards; i++)
+  size_t mapped = 0;
+  for (size_t m = 0; m < a->nmembers; m++)
+    mapped += a->member_mapped[m];
+  if (ok && total != mapped)
+    ok = (snprintf(why, len, "heaps manage %zu bytes, %zu are mapped", total, mapped), false);
+  for (unsigned i = a->nshards; i-- > 0;)
     shard_unlock(&a->shards[i]);
+  pthread_mutex_unlock(&a->grow_lock);
   if (why_out != NULL && why_len > 0) snprintf(why_out, why_len, "%s", ok ? "" : why);
   if (query != GPUMEM_OK) return gm_error(query, "arena check could not finish: %s", why);
   return ok ? GPUMEM_OK : gm_error(GPUMEM_ERR_INTERNAL, "arena check failed: %s", why);

@@ -17,6 +17,7 @@ gpumem_status gm_arena_destroy(gpumem_arena_t *a);
 gpumem_status gm_arena_owner(gpumem_arena_t *a, const void *ptr, int *device);
 gpumem_status gm_arena_get_stats(gpumem_arena_t *a, gpumem_arena_stats *out);
 gpumem_status gm_arena_check(gpumem_arena_t *a, char *why_out, size_t why_len);
+gpumem_status gm_arena_trim(gpumem_arena_t *a, size_t *released);
 gpumem_status gm_arena_alloc(gpumem_arena_t *a, size_t size, size_t alignment, int device,
                              void **ptr);
 gpumem_status gm_arena_free(gpumem_arena_t *a, void *ptr);

@@ -276,6 +276,43 @@ static void coalesce_and_insert(gm_tlsf *t, gm_tlsf_block *b) {
   list_insert(t, b);
 }
 
+/* ---- regions ---- */
+
+/* Set the region index of every block from `b` on to `i`. */
+static void relabel(gm_tlsf_block *b, uint32_t i) {
+  for (; b != NULL; b = b->next_phys)
+    b->region = i;
+}
+
+/* Remove region `i`, emptied by the caller: the last region takes its
+ * place (its blocks are relabelled). */
+static void drop_region(gm_tlsf *t, size_t i) {
+  size_t last = t->nregions - 1;
+  if (i != last) {
+    t->regions[i] = t->regions[last];
+    relabel(t->regions[i].first, (uint32_t)i);
+  }
+  t->nregions--;
+}
+
+/* If a region starts where region `i` ends, append its blocks to region
+ * `i` and drop it (the blocks at the seam are not coalesced here). */
+static void join_next_region(gm_tlsf *t, size_t i) {
+  gm_tlsf_region *r = &t->regions[i];
+  uint64_t end = r->offset + r->size;
+  for (size_t j = 0; j < t->nregions; j++) {
+    gm_tlsf_region *n = &t->regions[j];
+    if (j == i || n->offset != end) continue;
+    relabel(n->first, (uint32_t)i);
+    r->last->next_phys = n->first;
+    n->first->prev_phys = r->last;
+    r->last = n->last;
+    r->size += n->size;
+    drop_region(t, j);
+    return;
+  }
+}
+
 /* ---- adding memory ---- */
 
 bool gm_tlsf_add(gm_tlsf *t, uint64_t offset, uint64_t size) {
@@ -307,6 +344,7 @@ bool gm_tlsf_add(gm_tlsf *t, uint64_t offset, uint64_t size) {
   r->last = b;
   r->size += size;
   t->bytes_total += size;
+  join_next_region(t, b->region);
   coalesce_and_insert(t, b);
   return true;
 }
@@ -430,16 +468,102 @@ bool gm_tlsf_remove_tail(gm_tlsf *t, uint64_t end, uint64_t size) {
   else
     r->first = NULL;
   give_spare(t, b);
-  if (r->size == 0) { /* the last region takes the emptied one's place */
-    size_t last = t->nregions - 1;
-    if (i != last) {
-      t->regions[i] = t->regions[last];
-      for (gm_tlsf_block *x = t->regions[i].first; x != NULL; x = x->next_phys)
-        x->region = (uint32_t)i;
-    }
-    t->nregions--;
-  }
+  if (r->size == 0) drop_region(t, i);
   return true;
+}
+
+bool gm_tlsf_remove_range(gm_tlsf *t, uint64_t offset, uint64_t size) {
+  if (size == 0 || offset % GM_TLSF_ALIGN != 0 || size % GM_TLSF_ALIGN != 0 ||
+      offset > UINT64_MAX - size)
+    return false;
+  size_t i = 0;
+  while (i < t->nregions &&
+         (offset < t->regions[i].offset || offset - t->regions[i].offset >= t->regions[i].size))
+    i++;
+  if (i == t->nregions) return false;
+  gm_tlsf_block *b = t->regions[i].first;
+  while (b != NULL && offset - b->offset >= b->size)
+    b = b->next_phys;
+  uint64_t end = offset + size;
+  if (b == NULL || !b->free || end > b->offset + b->size) return false;
+  bool front = offset > b->offset, back = end < b->offset + b->size;
+  bool before = front || b->prev_phys != NULL, after = back || b->next_phys != NULL;
+  /* Everything that can fail, before anything changes: a descriptor for the
+   * back part, a region entry for the part after the hole. */
+  if (!reserve_spares(t, 1)) return false;
+  if (before && after &&
+      !gm_array_make_room((void **)&t->regions, &t->capregions, t->nregions, sizeof *t->regions, 8))
+    return false;
+  gm_tlsf_region *r = &t->regions[i];
+  uint64_t r_end = r->offset + r->size;
+  list_remove(t, b);
+  t->bytes_total -= size;
+  gm_tlsf_block *first_after = b->next_phys, *last_after = r->last, *nb = NULL;
+  if (back) { /* [end, b's end) stays free, the first block after the hole */
+    nb = take_spare(t);
+    nb->offset = end;
+    nb->size = b->offset + b->size - end;
+    nb->region = (uint32_t)i;
+    nb->next_phys = b->next_phys;
+    nb->prev_free = nb->next_free = NULL;
+    if (b->next_phys != NULL) b->next_phys->prev_phys = nb;
+    if (last_after == b) last_after = nb;
+    first_after = nb;
+  }
+  gm_tlsf_block *last_before = front ? b : b->prev_phys;
+  if (last_before != NULL) last_before->next_phys = NULL;
+  if (first_after != NULL) first_after->prev_phys = NULL;
+  if (front)
+    b->size = offset - b->offset;
+  else
+    give_spare(t, b);
+  if (before) {
+    r->last = last_before;
+    r->size = offset - r->offset;
+  }
+  if (after && before) { /* the part after the hole becomes a region of its own */
+    size_t j = t->nregions++;
+    t->regions[j] = (gm_tlsf_region){end, r_end - end, first_after, last_after};
+    relabel(first_after, (uint32_t)j);
+  } else if (after) {
+    *r = (gm_tlsf_region){end, r_end - end, first_after, last_after};
+  }
+  if (front) list_insert(t, b);
+  if (back) list_insert(t, nb);
+  if (!before && !after) drop_region(t, i);
+  return true;
+}
+
+/* The whole `unit`-aligned units inside free block `b`: their count, and
+ * the offset of the first in *at. */
+static uint64_t whole_units(const gm_tlsf_block *b, uint64_t unit, uint64_t *at) {
+  uint64_t first = (b->offset + unit - 1) / unit * unit, end = (b->offset + b->size) / unit * unit;
+  *at = first;
+  return end > first ? (end - first) / unit : 0;
+}
+
+uint64_t gm_tlsf_free_units(const gm_tlsf *t, uint64_t unit, uint64_t *offset) {
+  uint64_t best = 0;
+  *offset = 0;
+  if (unit == 0 || unit % GM_TLSF_ALIGN != 0) return 0;
+  /* Classes from the largest down; a class whose blocks are all shorter
+   * than best + 1 units cannot hold a better one, nor can any below it. */
+  for (int fl = GM_TLSF_FL_COUNT - 1; fl >= 0; fl--) {
+    if (!((t->fl_bitmap >> fl) & 1)) continue;
+    for (int sl = GM_TLSF_SL_COUNT - 1; sl >= 0; sl--) {
+      uint64_t upper =
+          fl == 0 ? (uint64_t)(sl + 1) : (uint64_t)(GM_TLSF_SL_COUNT + sl + 1) << (fl - 1);
+      if ((upper * GM_TLSF_ALIGN - GM_TLSF_ALIGN) / unit <= best) return best * unit;
+      for (const gm_tlsf_block *b = t->heads[fl][sl]; b != NULL; b = b->next_free) {
+        uint64_t at = 0, n = whole_units(b, unit, &at);
+        if (n > best) {
+          best = n;
+          *offset = at;
+        }
+      }
+    }
+  }
+  return best * unit;
 }
 
 uint64_t gm_tlsf_largest_free(const gm_tlsf *t) {

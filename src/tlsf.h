@@ -67,7 +67,9 @@ void gm_tlsf_destroy(gm_tlsf *t);
 
 /* Hand [offset, offset + size) to the heap as free space (both multiples of
  * GM_TLSF_ALIGN). A range that starts where a region ends extends it and
- * merges with a free block at its end. False when host memory for the
+ * merges with a free block at its end; a range that ends where a region
+ * starts joins that region too (a hole left by gm_tlsf_remove_range that is
+ * filled again closes up: its free neighbours on both sides merge). False when host memory for the
  * bookkeeping is short; the heap is then unchanged. */
 bool gm_tlsf_add(gm_tlsf *t, uint64_t offset, uint64_t size);
 
@@ -98,6 +100,25 @@ uint64_t gm_tlsf_tail_free(const gm_tlsf *t, uint64_t end);
  * region's last block is free and at least `size` long). A region emptied
  * so is removed. False, and nothing changes, when they are not. */
 bool gm_tlsf_remove_tail(gm_tlsf *t, uint64_t end, uint64_t size);
+
+/* Take [offset, offset + size) (multiples of GM_TLSF_ALIGN, size > 0) out
+ * of the heap; it must lie inside one free block. What was left of that
+ * block on either side stays free, and a region cut in two becomes two
+ * regions (the blocks after the hole are relabelled: O(blocks) there). For
+ * taking memory that is about to be unmapped out of a heap. False, and
+ * nothing changes, when the range is not wholly inside one free block or
+ * host memory for the bookkeeping is short. */
+bool gm_tlsf_remove_range(gm_tlsf *t, uint64_t offset, uint64_t size);
+
+/* The longest run of whole `unit`-aligned units (`unit` a multiple of
+ * GM_TLSF_ALIGN, e.g. the arena's granule) lying inside one free block:
+ * its length in bytes (a multiple of unit; 0 if no free block holds a
+ * whole unit) and its start in *offset. Memory there serves no block: the
+ * arena can unmap it and map it where it is needed. Looks at the free
+ * lists from the largest class down and stops at the first class that
+ * cannot beat what it has found: no per-granule bookkeeping on the alloc
+ * and free paths. */
+uint64_t gm_tlsf_free_units(const gm_tlsf *t, uint64_t unit, uint64_t *offset);
 
 /* The largest free block's size and the number of free blocks. */
 uint64_t gm_tlsf_largest_free(const gm_tlsf *t);

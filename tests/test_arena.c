@@ -11,6 +11,7 @@
  * corruption. On the CUDA backend the cases that need one device run on the
  * GPU; the four-device cases skip (they need emulated devices).
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -366,8 +367,11 @@ static void test_local_placement(void **state) {
   }
   assert_int_equal(s.base.bytes_reserved, 16 * g);
   assert_int_equal(s.growths, 4);
-  /* Each growth is one physical allocation on its device. */
-  assert_int_equal(gm_test_counters().phys_handles, 4);
+  /* Each growth is one physical allocation per granule (a page, the unit
+   * that moves) on its device. */
+  assert_int_equal(gm_test_counters().phys_handles, 16);
+  assert_int_equal(s.pages_created, 16);
+  assert_int_equal(s.page_size, g);
   assert_int_equal(gm_test_counters().mapped_bytes, (int64_t)(16 * g));
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
@@ -676,9 +680,9 @@ static gpumem_arena_t *four_shards_grown_once(void *held[4]) {
 }
 
 /* The device's memory all mapped and all free, but in four shards of 2 MiB
- * each: a 4 MiB block is served by giving free growths at the top of the
- * range back to the device and growing again. */
-static void test_free_growths_given_back_when_a_request_does_not_fit(void **state) {
+ * each: a 4 MiB block is served by unmapping free pages (2 MiB each) and
+ * mapping them where the block goes, with no memory created or released. */
+static void test_free_pages_move_where_a_request_needs_them(void **state) {
   (void)state;
   if (!gm_test_on_host()) skip(); /* an 8 MiB device */
   void *held[4];
@@ -688,75 +692,188 @@ static void test_free_growths_given_back_when_a_request_does_not_fit(void **stat
   gpumem_arena_stats st = stats_of(a);
   assert_int_equal(st.base.bytes_reserved, 8 * MiB);
   assert_int_equal(st.base.bytes_in_use, 0);
+  assert_int_equal(st.pages_created, 4);
   uint64_t unmaps = gm_backend_calls(GM_OP_unmap), releases = gm_backend_calls(GM_OP_phys_release);
+  uint64_t creates = gm_backend_calls(GM_OP_phys_create), maps = gm_backend_calls(GM_OP_map);
+  uint64_t grants = gm_backend_calls(GM_OP_set_access);
   void *big = on_new_thread(a, 4 * MiB, false);
-  /* The two newest growths went back; one of 4 MiB took their place. */
+  /* Two free pages moved: two unmaps, two maps, one access call. */
   assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 2);
-  assert_int_equal(gm_backend_calls(GM_OP_phys_release) - releases, 2);
+  assert_int_equal(gm_backend_calls(GM_OP_map) - maps, 2);
+  assert_int_equal(gm_backend_calls(GM_OP_set_access) - grants, 1);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_release) - releases, 0);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 0);
   st = stats_of(a);
   assert_int_equal(st.base.bytes_reserved, 8 * MiB);
   assert_int_equal(st.base.bytes_in_use, 4 * MiB);
+  assert_int_equal(st.pages_remapped, 2);
+  assert_int_equal(st.bytes_pooled, 0);
   assert_int_equal(gm_test_counters().mapped_bytes, 8 * MiB);
   write_block(big, 4 * MiB, 21);
   assert_int_equal(block_mismatches(big, 4 * MiB, 21), 0);
   assert_checked(a);
-  /* Nothing free at the top now: an 8 MiB request fails and changes nothing. */
+  /* Only 4 MiB free: an 8 MiB request fails; the free pages it took stay
+   * in the pool (memory of the arena, mapped nowhere), nothing is lost. */
   gm_backend_counters before = gm_test_counters();
   void *p = NULL;
   assert_gpumem_status(gpumem_arena_alloc(a, 8 * MiB, 0, 0, &p), GPUMEM_ERR_OUT_OF_MEMORY);
   assert_last_error_contains("the arena cannot grow");
-  assert_last_error_contains("device 0: 8388608 mapped, 4194304 in use");
-  assert_true(same_counters(before, gm_test_counters()));
+  assert_last_error_contains("(4194304 pooled)");
+  assert_int_equal(gm_test_counters().phys_handles, before.phys_handles);
+  assert_int_equal(gm_test_counters().mapped_bytes, 4 * MiB);
+  st = stats_of(a);
+  assert_int_equal(st.base.bytes_reserved, 8 * MiB);
+  assert_int_equal(st.bytes_pooled, 4 * MiB);
   assert_checked(a);
-  /* The 2 MiB pieces left serve 2 MiB blocks without growing. */
+  /* The pooled pages serve 2 MiB blocks without creating memory. */
   void *small[2];
   for (int i = 0; i < 2; i++)
     assert_gpumem_ok(gpumem_arena_alloc(a, 2 * MiB, 0, 0, &small[i]));
-  assert_true(same_counters(before, gm_test_counters()));
+  assert_int_equal(gm_test_counters().phys_handles, before.phys_handles);
+  assert_int_equal(gm_test_counters().mapped_bytes, 8 * MiB);
+  assert_int_equal(stats_of(a).bytes_pooled, 0);
   for (int i = 0; i < 2; i++)
     assert_gpumem_ok(gpumem_arena_free(a, small[i]));
   assert_gpumem_ok(gpumem_arena_free(a, big));
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
+  assert_int_equal(gm_test_counters().phys_handles, 0);
 }
 
-/* A failed give-back changes nothing: unmap refused, or release refused
- * (the growth is mapped back). */
-static void test_give_back_rolls_back(void **state) {
+/* A free block followed by unmapped range (pages moved away from there)
+ * grows in place: only the missing page is mapped, right after it, and
+ * the new block starts where the freed one did (a growing KV cache). */
+static void test_free_block_extends_in_place(void **state) {
+  (void)state;
+  size_t g = granularity(0);
+  int dev = 0;
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = &dev;
+  c.device_count = 1;
+  c.chunk_size = g;
+  c.max_size = 8 * g;
+  c.shards = 1;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  void *p[3], *d = NULL, *e = NULL;
+  for (int i = 0; i < 3; i++) /* pages 0-1, 2-3, 4-5 */
+    assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &p[i]));
+  write_block(p[2], 2 * g, 3);
+  assert_gpumem_ok(gpumem_arena_free(a, p[1]));
+  /* 3g: pages 2-3 move to the top, one page is created (7 of 8 held). */
+  uint64_t unmaps = gm_backend_calls(GM_OP_unmap);
+  assert_gpumem_ok(gpumem_arena_alloc(a, 3 * g, 0, 0, &d));
+  assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 2);
+  assert_ptr_equal(d, (char *)p[2] + 2 * g);
+  write_block(d, 3 * g, 4);
+  gpumem_arena_stats s = stats_of(a);
+  assert_int_equal(s.pages_remapped, 2);
+  assert_int_equal(s.base.bytes_reserved, 7 * g);
+  /* Free the first block: 2g free, then the unmapped hole. 3g grows it in
+   * place by one new page. */
+  assert_gpumem_ok(gpumem_arena_free(a, p[0]));
+  uint64_t maps = gm_backend_calls(GM_OP_map), creates = gm_backend_calls(GM_OP_phys_create);
+  unmaps = gm_backend_calls(GM_OP_unmap);
+  assert_gpumem_ok(gpumem_arena_alloc(a, 3 * g, 0, 0, &e));
+  assert_ptr_equal(e, p[0]);
+  assert_int_equal(gm_backend_calls(GM_OP_map) - maps, 1);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 1);
+  assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 0);
+  write_block(e, 3 * g, 5);
+  assert_int_equal(block_mismatches(p[2], 2 * g, 3), 0);
+  assert_int_equal(block_mismatches(d, 3 * g, 4), 0);
+  assert_int_equal(block_mismatches(e, 3 * g, 5), 0);
+  assert_int_equal(stats_of(a).base.bytes_reserved, 8 * g);
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+/* Trim gives free pages back: what blocks use stays, contents intact;
+ * a release that fails leaves the page pooled and a second trim finishes. */
+static void test_trim_gives_free_pages_back(void **state) {
   (void)state;
   if (!gm_test_on_host()) skip(); /* an 8 MiB device */
   void *held[4];
   gpumem_arena_t *a = four_shards_grown_once(held);
-  write_block(held[3], 2 * MiB, 4);
-  for (int i = 0; i < 3; i++)
-    assert_gpumem_ok(gpumem_arena_free(a, held[i]));
-  gm_op ops[2] = {GM_OP_unmap, GM_OP_phys_release};
-  for (int k = 0; k < 2; k++) {
-    assert_gpumem_ok(gpumem_arena_free(a, held[3]));
+  write_block(held[1], 2 * MiB, 7);
+  assert_gpumem_ok(gpumem_arena_free(a, held[0]));
+  assert_gpumem_ok(gpumem_arena_free(a, held[2]));
+  assert_gpumem_ok(gpumem_arena_free(a, held[3]));
+  uint64_t releases = gm_backend_calls(GM_OP_phys_release);
+  gm_fault_inject(GM_OP_phys_release, 2, GPUMEM_ERR_INJECTED);
+  size_t released = 0;
+  assert_gpumem_status(gpumem_arena_trim(a, &released), GPUMEM_ERR_INJECTED);
+  gm_fault_clear();
+  assert_int_equal(released, 2 * MiB);
+  gpumem_arena_stats st = stats_of(a);
+  assert_int_equal(st.base.bytes_reserved, 6 * MiB);
+  assert_int_equal(st.bytes_pooled, 4 * MiB);
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_trim(a, &released));
+  assert_int_equal(released, 4 * MiB);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_release) - releases, 4); /* one failed */
+  st = stats_of(a);
+  assert_int_equal(st.base.bytes_reserved, 2 * MiB);
+  assert_int_equal(st.base.peak_bytes_reserved, 8 * MiB);
+  assert_int_equal(st.pages_released, 3);
+  assert_int_equal(gm_test_counters().mapped_bytes, 2 * MiB);
+  assert_int_equal(block_mismatches(held[1], 2 * MiB, 7), 0);
+  assert_checked(a);
+  /* The memory comes back when needed. */
+  void *p = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 4 * MiB, 0, 0, &p));
+  assert_checked(a);
+  assert_gpumem_status(gpumem_arena_trim(NULL, NULL), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+/* A move that fails at a driver step (the unmap of a free page, the map at
+ * its new place, the access call) leaves the arena consistent with no
+ * memory lost: a page that could not be unmapped stays free in its heap,
+ * pages already unmapped wait in the pool, and everything stays usable. */
+static void test_failed_move_rolls_back(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* an 8 MiB device */
+  gm_op ops[4] = {GM_OP_unmap, GM_OP_unmap, GM_OP_map, GM_OP_set_access};
+  uint64_t nth[4] = {1, 2, 1, 1};
+  for (int k = 0; k < 4; k++) {
+    void *held[4];
+    gpumem_arena_t *a = four_shards_grown_once(held);
+    write_block(held[3], 2 * MiB, 4);
+    for (int i = 0; i < 4; i++)
+      assert_gpumem_ok(gpumem_arena_free(a, held[i]));
     gm_backend_counters before = gm_test_counters();
-    gm_fault_inject(ops[k], 1, GPUMEM_ERR_INJECTED);
-    void *p = NULL;
-    p = NULL;
+    gm_fault_inject(ops[k], nth[k], GPUMEM_ERR_INJECTED);
     borrow_arg arg = {a, 4 * MiB, false, NULL, GPUMEM_OK};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, alloc_on_thread, &arg), 0);
     pthread_join(t, NULL);
     gm_fault_clear();
-    assert_int_equal(arg.st, GPUMEM_ERR_INJECTED);
+    if (arg.st != GPUMEM_ERR_INJECTED)
+      fail_msg("%s #%llu: alloc returned %s (%s)", gm_op_name(ops[k]), (unsigned long long)nth[k],
+               gpumem_status_name(arg.st), gpumem_last_error());
     assert_null(arg.p);
-    (void)p;
     gpumem_arena_stats st = stats_of(a);
     assert_int_equal(st.base.bytes_reserved, 8 * MiB);
     assert_int_equal(st.base.bytes_in_use, 0);
     gm_backend_counters after = gm_test_counters();
-    assert_int_equal(after.mapped_bytes, before.mapped_bytes);
     assert_int_equal(after.phys_handles, before.phys_handles);
+    assert_int_equal(after.mapped_bytes + (int64_t)st.bytes_pooled, 8 * MiB);
+    if (k == 0) assert_int_equal(after.mapped_bytes, before.mapped_bytes); /* nothing moved */
     assert_checked(a);
-    /* The memory is still usable where it was. */
-    assert_gpumem_ok(gpumem_arena_alloc(a, 2 * MiB, 0, 0, &held[3]));
+    /* The memory is still usable: pooled pages are mapped again. */
+    void *more[4];
+    for (int i = 0; i < 4; i++) {
+      assert_gpumem_ok(gpumem_arena_alloc(a, 2 * MiB, 0, 0, &more[i]));
+      write_block(more[i], 2 * MiB, (unsigned)(10 + i));
+    }
+    for (int i = 0; i < 4; i++)
+      assert_int_equal(block_mismatches(more[i], 2 * MiB, (unsigned)(10 + i)), 0);
+    assert_int_equal(gm_test_counters().phys_handles, before.phys_handles);
+    assert_int_equal(stats_of(a).bytes_pooled, 0);
+    assert_checked(a);
+    assert_gpumem_ok(gpumem_arena_destroy(a));
   }
-  assert_gpumem_ok(gpumem_arena_free(a, held[3]));
-  assert_gpumem_ok(gpumem_arena_destroy(a));
 }
 
 /* ---- handle types and initial memory ---- */
@@ -789,7 +906,7 @@ static void test_handle_types_and_initial_size(void **state) {
   assert_int_equal(s.devices[0].bytes_mapped, 4 * g);
   assert_int_equal(s.devices[1].bytes_mapped, 4 * g);
   assert_int_equal(s.growths, 2);
-  assert_int_equal(gm_test_counters().phys_handles, 2);
+  assert_int_equal(gm_test_counters().phys_handles, 8); /* a page per granule */
   /* The memory is there already: a thread on the first shard allocates
    * without growing (the test's thread may have another slot; then its
    * shard grows, which is what the header says). */
@@ -846,14 +963,14 @@ static void test_fabric_not_asked_where_not_advertised(void **state) {
   assert_gpumem_ok(gpumem_log_set_callback(NULL, NULL));
   assert_gpumem_ok(gpumem_log_set_level(level));
   assert_gpumem_ok(st);
-  /* One creation per member, none of them with fabric. */
-  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 2);
+  /* One creation per page (two granules on each member), none with fabric. */
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 4);
   /* The last line (an earlier one may say NVML is missing): device 1 fell
    * back, and device 3 used POSIX_FD at once. */
   assert_string_equal(log.line, "gpumem: info: arena on device 1: the device does not support "
                                 "fabric handles; using POSIX file descriptors");
   assert_int_equal(stats_of(a).growths, 2);
-  assert_int_equal(gm_test_counters().phys_handles, 2);
+  assert_int_equal(gm_test_counters().phys_handles, 4);
   void *p = NULL;
   assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, 3, &p));
   assert_checked(a);
@@ -936,7 +1053,11 @@ static void assert_no_overlap(const model_block *live, size_t n, size_t k) {
   }
 }
 
-static void run_model(gpumem_placement place, size_t steps) {
+/* `tight`: physical memory capped near what is live (max_size 48 granules
+ * per member, live bytes kept under 24), so that growths move free pages;
+ * every block is then written whole and read back whole when freed, and
+ * an OUT_OF_MEMORY (fragmentation) must change nothing. */
+static void run_model(gpumem_placement place, size_t steps, bool tight) {
   int devs[4];
   size_t n = members(devs);
   size_t g = granularity(0);
@@ -945,17 +1066,18 @@ static void run_model(gpumem_placement place, size_t steps) {
   c.device_count = n;
   c.placement = place;
   c.chunk_size = place == GPUMEM_PLACE_LOCAL ? 2 * g : 2 * g * n;
-  c.max_size = 512 * g * n;
+  c.max_size = (tight ? 48 : 512) * g * n;
   c.shards = 2;
   gpumem_arena_t *a = NULL;
   assert_gpumem_ok(gpumem_arena_create(&c, &a));
   model_block *live = calloc(steps, sizeof *live);
-  size_t nlive = 0, in_use = 0;
+  size_t nlive = 0, in_use = 0, ooms = 0;
   uint64_t rng = 0x9e3779b97f4a7c15ULL;
   static const size_t aligns[5] = {0, 256, 512, 4096, 0};
   for (size_t step = 0; step < steps; step++) {
     uint64_t r = rng_next(&rng);
     bool do_alloc = nlive == 0 || (r % 100) < 55;
+    if (tight && in_use > 24 * g * n) do_alloc = false;
     if (do_alloc) {
       size_t size = (r >> 8) % 100 < 90 ? 1 + (r >> 16) % 8192 : 1 + (r >> 16) % (3 * g);
       size_t align = aligns[(r >> 40) % 4];
@@ -963,6 +1085,10 @@ static void run_model(gpumem_placement place, size_t steps) {
       int device = devs[(r >> 48) % n];
       void *p = NULL;
       gpumem_status st = gpumem_arena_alloc(a, size, align, device, &p);
+      if (tight && st == GPUMEM_ERR_OUT_OF_MEMORY) {
+        ooms++;
+        continue; /* the stats and check below still run at the next step */
+      }
       if (st != GPUMEM_OK) fail_msg("step %zu: alloc(%zu): %s", step, size, gpumem_last_error());
       model_block *b = &live[nlive++];
       *b = (model_block){(uintptr_t)p, size, (size + 255) / 256 * 256, device, (unsigned)step};
@@ -975,12 +1101,16 @@ static void run_model(gpumem_placement place, size_t steps) {
       }
       assert_no_overlap(live, nlive, nlive - 1);
       in_use += b->rounded;
-      if (step % 64 == 0) write_block(p, size < 4096 ? size : 4096, b->seed);
+      if (tight) b->seed = (unsigned)step * 64;
+      if (b->seed % 64 == 0) write_block(p, tight || size < 4096 ? size : 4096, b->seed);
     } else {
       size_t k = (size_t)(r >> 8) % nlive;
       model_block b = live[k];
-      if (b.seed % 64 == 0)
-        assert_int_equal(block_mismatches((void *)b.p, b.size < 4096 ? b.size : 4096, b.seed), 0);
+      if (b.seed % 64 == 0) {
+        size_t len = tight || b.size < 4096 ? b.size : 4096;
+        if (block_mismatches((void *)b.p, len, b.seed) != 0)
+          fail_msg("step %zu: block %#lx (%zu bytes) changed", step, (unsigned long)b.p, b.size);
+      }
       assert_gpumem_ok(gpumem_arena_free(a, (void *)b.p));
       if ((r >> 20) % 16 == 0) { /* a double free changes nothing */
         gpumem_status st = gpumem_arena_free(a, (void *)b.p);
@@ -1002,6 +1132,12 @@ static void run_model(gpumem_placement place, size_t steps) {
   gpumem_arena_stats s = stats_of(a);
   assert_int_equal(s.base.bytes_in_use, 0);
   assert_int_equal(s.base.allocs, s.base.frees);
+  if (tight) { /* pages did move, and the cap held */
+    if (s.pages_remapped == 0) fail_msg("no page moved (%zu out of memory)", ooms);
+    assert_true(s.base.peak_bytes_reserved <= c.max_size);
+    print_message("  %zu steps: %llu pages moved, %llu created, %zu out of memory\n", steps,
+                  (unsigned long long)s.pages_remapped, (unsigned long long)s.pages_created, ooms);
+  }
   assert_checked(a);
   free(live);
   assert_gpumem_ok(gpumem_arena_destroy(a));
@@ -1009,12 +1145,22 @@ static void run_model(gpumem_placement place, size_t steps) {
 
 static void test_model_local(void **state) {
   (void)state;
-  run_model(GPUMEM_PLACE_LOCAL, 20000);
+  run_model(GPUMEM_PLACE_LOCAL, 20000, false);
+}
+
+static void test_model_local_moves(void **state) {
+  (void)state;
+  run_model(GPUMEM_PLACE_LOCAL, 4000, true);
+}
+
+static void test_model_interleave_moves(void **state) {
+  (void)state;
+  run_model(GPUMEM_PLACE_INTERLEAVE, 3000, true);
 }
 
 static void test_model_interleave(void **state) {
   (void)state;
-  run_model(GPUMEM_PLACE_INTERLEAVE, 8000);
+  run_model(GPUMEM_PLACE_INTERLEAVE, 8000, false);
 }
 
 /* ---- threads ---- */
@@ -1091,6 +1237,92 @@ static void test_threads(void **state) {
   assert_int_equal(s.shards, 4);
   assert_checked(x.arena);
   assert_gpumem_ok(gpumem_arena_destroy(x.arena));
+}
+
+/* The slow path under contention: threads on one device fill a small
+ * arena (one granule per chunk, 8 granules in all), so allocations grow
+ * it, run out of room, and give free growths at the top back, while
+ * another thread checks the arena and reads its statistics over and over.
+ * The growth mutex comes before any shard lock everywhere (the lock
+ * order): this must neither deadlock nor see a broken invariant (TSan
+ * runs it too). Only OUT_OF_MEMORY may fail an allocation. */
+typedef struct contention {
+  gpumem_arena_t *arena;
+  size_t g;
+  pthread_barrier_t start; /* every thread begins at once */
+  atomic_int ids, done, other_failures, oom, check_failures, checks;
+} contention;
+
+static void *grow_worker(void *arg) {
+  contention *c = arg;
+  uint64_t rng = 1234 + (uint64_t)atomic_fetch_add(&c->ids, 1) * 7919;
+  pthread_barrier_wait(&c->start);
+  void *held[4] = {0};
+  for (int i = 0; i < 3000; i++) {
+    uint64_t r = rng_next(&rng);
+    int k = (int)(r % 4);
+    if (held[k] != NULL) {
+      if (gpumem_arena_free(c->arena, held[k]) != GPUMEM_OK) c->other_failures++;
+      held[k] = NULL;
+      continue;
+    }
+    size_t size = 256 + (size_t)((r >> 8) % (4 * c->g));
+    gpumem_status st = gpumem_arena_alloc(c->arena, size, 0, 0, &held[k]);
+    if (st == GPUMEM_ERR_OUT_OF_MEMORY)
+      c->oom++;
+    else if (st != GPUMEM_OK)
+      c->other_failures++;
+  }
+  for (int k = 0; k < 4; k++)
+    if (held[k] != NULL && gpumem_arena_free(c->arena, held[k]) != GPUMEM_OK) c->other_failures++;
+  c->done++;
+  return NULL;
+}
+
+static void *check_worker(void *arg) {
+  contention *c = arg;
+  pthread_barrier_wait(&c->start);
+  do {
+    char why[256];
+    if (gpumem_arena_check(c->arena, why, sizeof why) != GPUMEM_OK) c->check_failures++;
+    gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
+    if (gpumem_arena_get_stats(c->arena, &s) != GPUMEM_OK) c->check_failures++;
+    c->checks++;
+  } while (atomic_load(&c->done) < 4);
+  return NULL;
+}
+
+static void test_threads_slow_path(void **state) {
+  (void)state;
+  if (!gm_test_on_host()) skip(); /* sized in granules of the emulated device */
+  contention c = {0};
+  c.g = granularity(0);
+  gpumem_arena_config cfg = GPUMEM_ARENA_CONFIG_INIT;
+  cfg.chunk_size = c.g;
+  cfg.max_size = 8 * c.g;
+  cfg.shards = 4;
+  assert_gpumem_ok(gpumem_arena_create(&cfg, &c.arena));
+  uint64_t unmaps = gm_backend_calls(GM_OP_unmap);
+  assert_int_equal(pthread_barrier_init(&c.start, NULL, 5), 0);
+  pthread_t t[5];
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, grow_worker, &c), 0);
+  assert_int_equal(pthread_create(&t[4], NULL, check_worker, &c), 0);
+  for (int i = 0; i < 5; i++)
+    pthread_join(t[i], NULL);
+  pthread_barrier_destroy(&c.start);
+  print_message("%d out-of-memory answers, %d checks, %" PRIu64 " unmaps (pages moved)\n",
+                atomic_load(&c.oom), atomic_load(&c.checks),
+                gm_backend_calls(GM_OP_unmap) - unmaps);
+  assert_int_equal(c.other_failures, 0);
+  assert_int_equal(c.check_failures, 0);
+  assert_true(c.checks > 0);
+  assert_true(c.oom > 0); /* the arena was full at times (moves depend on timing) */
+  gpumem_arena_stats s = stats_of(c.arena);
+  assert_int_equal(s.base.bytes_in_use, 0);
+  assert_true(s.growths > 0);
+  assert_checked(c.arena);
+  assert_gpumem_ok(gpumem_arena_destroy(c.arena));
 }
 
 /* ---- through the allocator interface ---- */
@@ -1177,9 +1409,11 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_growth_rolls_back, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_device_out_of_memory, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_shard_borrows_before_growing, setup_four, teardown_four),
-      cmocka_unit_test_setup_teardown(test_free_growths_given_back_when_a_request_does_not_fit,
-                                      setup_small, teardown_four),
-      cmocka_unit_test_setup_teardown(test_give_back_rolls_back, setup_small, teardown_four),
+      cmocka_unit_test_setup_teardown(test_free_pages_move_where_a_request_needs_them, setup_small,
+                                      teardown_four),
+      cmocka_unit_test_setup_teardown(test_trim_gives_free_pages_back, setup_small, teardown_four),
+      cmocka_unit_test_setup_teardown(test_free_block_extends_in_place, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_failed_move_rolls_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_handle_types_and_initial_size, setup_four,
                                       teardown_four),
       cmocka_unit_test_setup_teardown(test_fabric_not_asked_where_not_advertised,
@@ -1187,7 +1421,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_peer_refusal, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_local, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_interleave, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_model_local_moves, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_model_interleave_moves, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_threads, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_threads_slow_path, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_allocator_interface, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_check_reports_a_failed_query, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_failed_destroy_can_be_retried, setup_four,

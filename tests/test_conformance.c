@@ -97,6 +97,57 @@ static void test_set_access_needs_a_fully_mapped_range(void **state) {
   assert_gpumem_ok(gpumem_vmm_free(va, 2 * g));
 }
 
+/* cuda.h, cuMemSetAccess: the range must contain "all allocations created
+ * by cuMemMap / cuMemCreate" in it, i.e. one call may cover several
+ * mappings, each of its own allocation (what the arena does for a growth
+ * of several pieces, and will do for pages moved next to each other).
+ * Then one cuMemUnmap over both mappings: accepted on the host; on a GPU
+ * the test records what the driver says (cuda.h asks for "the entire
+ * contiguous address range that was mapped to", which does not say
+ * whether two mappings may go in one call) and falls back to one call
+ * each. */
+static void test_set_access_covers_several_mappings(void **state) {
+  (void)state;
+  size_t g = granularity(0);
+  void *va = NULL;
+  gpumem_phys_t h[2] = {0, 0};
+  gpumem_phys_props props = {0, GPUMEM_HANDLE_NONE, false};
+  assert_gpumem_ok(gpumem_vmm_reserve(2 * g, 0, &va));
+  char *lo = va, *hi = lo + g;
+  for (int i = 0; i < 2; i++) {
+    assert_gpumem_ok(gpumem_vmm_create(&props, g, &h[i]));
+    assert_gpumem_ok(gpumem_vmm_map(i == 0 ? lo : hi, g, 0, h[i]));
+  }
+  gpumem_access_desc rw = {0, GPUMEM_ACCESS_READWRITE};
+  assert_gpumem_ok(gpumem_vmm_set_access(va, 2 * g, &rw, 1));
+  for (int i = 0; i < 2; i++) {
+    gpumem_access_flags f = GPUMEM_ACCESS_NONE;
+    assert_gpumem_ok(gpumem_vmm_get_access(i == 0 ? lo : hi + g - 1, 0, &f));
+    assert_int_equal(f, GPUMEM_ACCESS_READWRITE);
+  }
+  /* Both mappings hold data across the seam. */
+  unsigned char out[512], back[512];
+  gm_test_fill(out, sizeof out, 9);
+  assert_gpumem_ok(gpumem_memcpy(hi - 256, out, sizeof out, NULL));
+  assert_gpumem_ok(gpumem_memcpy(back, hi - 256, sizeof back, NULL));
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  assert_int_equal(gm_test_mismatches(back, sizeof back, 9), 0);
+  gpumem_status st = gpumem_vmm_unmap(va, 2 * g);
+  if (gm_test_on_host()) {
+    assert_gpumem_ok(st);
+    assert_int_equal(gm_test_counters().mapped_bytes, 0);
+  } else {
+    print_message("one unmap over two mappings: %s\n", gpumem_status_string(st));
+    if (st != GPUMEM_OK) {
+      assert_gpumem_ok(gpumem_vmm_unmap(lo, g));
+      assert_gpumem_ok(gpumem_vmm_unmap(hi, g));
+    }
+  }
+  for (int i = 0; i < 2; i++)
+    assert_gpumem_ok(gpumem_vmm_release(h[i]));
+  assert_gpumem_ok(gpumem_vmm_free(va, 2 * g));
+}
+
 /* cuda.h, CUmemAllocationProp::requestedHandleTypes and
  * cuMemExportToShareableHandle: only a handle type asked for at creation
  * can be exported. */
@@ -544,6 +595,7 @@ int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unmap_takes_whole_mappings),
       cmocka_unit_test(test_set_access_needs_a_fully_mapped_range),
+      cmocka_unit_test(test_set_access_covers_several_mappings),
       cmocka_unit_test(test_export_needs_the_type_asked_at_creation),
       cmocka_unit_test(test_fabric_follows_the_attribute),
       cmocka_unit_test(test_work_runs_later_and_queries_say_so),

@@ -264,6 +264,46 @@ static void scenario_arena(int placement) {
   sa = NULL;
 }
 
+/* ---- scenario: an arena whose free pages move ---- */
+
+/* Physical memory capped at 16 granules: after frees, a larger block is
+ * served by unmapping free pages and mapping them at its place (reclaim),
+ * then a smaller one by creating pages again; every driver step of a move
+ * (unmap, map, access) fails in turn. */
+static void scenario_arena_moves(int placement) {
+  verify = verify_arena;
+  int devs[DEVICES] = {0, 1, 2, 3};
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = devs;
+  c.device_count = placement == GPUMEM_PLACE_LOCAL ? 1 : DEVICES;
+  c.placement = (gpumem_placement)placement;
+  c.chunk_size = placement == GPUMEM_PLACE_LOCAL ? gran : DEVICES * gran;
+  c.max_size = 16 * gran;
+  c.shards = 1;
+  STEP(gpumem_arena_create(&c, &sa));
+  int dev = placement == GPUMEM_PLACE_LOCAL ? 0 : GPUMEM_ARENA_ANY_DEVICE;
+  for (int i = 0; i < 4; i++) {
+    size_t size = 3 * gran;
+    STEP(gpumem_arena_alloc(sa, size, 0, dev, &sa_live[i]));
+    fill(sa_live[i], size, 40 + i);
+    sa_size[i] = size;
+  }
+  for (int i = 0; i < 4; i += 2) {
+    STEP(gpumem_arena_free(sa, sa_live[i]));
+    sa_live[i] = NULL;
+    sa_size[i] = 0;
+  }
+  STEP(gpumem_arena_alloc(sa, 7 * gran, 0, dev, &sa_live[4])); /* moves free pages */
+  fill(sa_live[4], 7 * gran, 44);
+  sa_size[4] = 7 * gran;
+  STEP(gpumem_arena_alloc(sa, gran, 0, dev, &sa_live[5]));
+  fill(sa_live[5], gran, 45);
+  sa_size[5] = gran;
+  sa_dying = true;
+  STEP(gpumem_arena_destroy(sa));
+  sa = NULL;
+}
+
 /* ---- scenario: an allocator of the registry ---- */
 
 static gpumem_allocator sl;
@@ -481,6 +521,8 @@ static const scenario scenarios[] = {
     {"pool (no cache)", scenario_pool, 0},
     {"arena LOCAL", scenario_arena, GPUMEM_PLACE_LOCAL},
     {"arena INTERLEAVE", scenario_arena, GPUMEM_PLACE_INTERLEAVE},
+    {"arena LOCAL, pages moved", scenario_arena_moves, GPUMEM_PLACE_LOCAL},
+    {"arena INTERLEAVE, pages moved", scenario_arena_moves, GPUMEM_PLACE_INTERLEAVE},
     {"buffer send/receive", scenario_ipc, 0},
 };
 

@@ -1,8 +1,8 @@
 /* gpumem/arena.h: a multi-GPU arena, peer-mapped, with an O(1) sub-allocator.
  *
  * An arena is one range of virtual addresses shared by a set of member
- * devices. Physical memory is mapped into it in chunks, each chunk on one
- * device (or, interleaved, striped over all of them), and every chunk is
+ * devices. Physical memory is mapped into it in pages, each page on one
+ * device (or, interleaved, striped over all of them), and every page is
  * mapped with read-write access for every member: a kernel on any member can
  * dereference any pointer from the arena, with no cudaDeviceEnablePeerAccess.
  *
@@ -23,24 +23,31 @@
  * members, `stripe_size` bytes on each in turn, so a large block spreads its
  * bandwidth over every member; the device argument of alloc is then ignored.
  *
- * What growing costs. LOCAL: one physical allocation, one map and one
- * access call per growth. INTERLEAVE: every stripe is its own physical
- * allocation (CUDA maps an allocation only from its start), so a growth of
- * S bytes makes S / stripe_size creations, as many maps and one access call
- * for all members, and destroy as many unmaps and releases. With the
- * defaults (stripe = granularity, chunk 8 MiB), over four members with a
- * 2 MiB granularity, an 8 MiB growth is 4 creations + 4 maps + 1 access
- * call; a 64 MiB block grown at once, 32 + 32 + 1. A larger stripe_size
- * means fewer calls per growth and a coarser spread (a block smaller than
- * members x stripe_size does not reach every member). Growth happens once
- * per new chunk: memory is not unmapped before destroy.
+ * Physical memory moves. The arena's memory is made of pages, each its
+ * own physical allocation: one granule (LOCAL) or one stripe (INTERLEAVE).
+ * When no free block fits a request, the arena maps pages at a new place
+ * in its range (4 x max_size of address space): pages it holds unmapped
+ * (the pool), then free pages unmapped from anywhere in the device's free
+ * memory, and only then new pages from the device. So free memory in holes
+ * too small for a request still serves it, and the physical memory held
+ * (bytes_reserved) stays close to what the blocks need. max_size bounds
+ * that physical memory.
+ *
+ * What growing costs: per page mapped, a map, plus a creation for a new
+ * page or an unmap for a moved one; one access call per growth for all
+ * members; destroy unmaps and releases every page. With a 2 MiB
+ * granularity, an 8 MiB growth of new memory is 4 creations + 4 maps + 1
+ * access call. A larger stripe_size (INTERLEAVE) means fewer calls per
+ * growth and a coarser spread (a block smaller than members x stripe_size
+ * does not reach every member).
  *
  * Sub-allocation is TLSF (two-level segregated fit) over offsets with all
  * metadata on the host: alloc and free are O(1) whatever the number of live
  * blocks, free neighbours coalesce, and alignment up to the granularity is
  * honoured. Blocks are multiples of 256 bytes. The arena grows by mapping
- * more chunks (on the named device, for LOCAL) up to `max_size`; it never
- * unmaps memory before destroy.
+ * at least a chunk (on the named device, for LOCAL) while it holds less
+ * than `max_size` of physical memory; free pages it unmaps to move them
+ * stay its own until destroy.
  *
  * Free is immediate: a freed block can be handed out again by the next
  * alloc, from any thread. Free a block only when the work that uses it has
@@ -52,10 +59,9 @@
  * thread allocates from its own shard (threads are spread over the shards
  * in turn), so threads do not wait for each other except when they share a
  * shard or free each other's blocks. A shard without a fitting block takes
- * one from the other shards of its device before it maps more memory; and
- * where the device has no room for the growth (LOCAL), the wholly free
- * growths at the top of the range are given back to it first, newest first,
- * so that memory stranded in small pieces serves a large block.
+ * one from the other shards of its device before it maps more memory, and
+ * free pages of every shard of the device are moved before new memory is
+ * created.
  */
 #ifndef GPUMEM_ARENA_H
 #define GPUMEM_ARENA_H
@@ -130,18 +136,18 @@ typedef struct gpumem_arena_device_stats {
 /** What an arena holds now. In `base`: bytes_in_use, inside allocated blocks
  * (sizes rounded to 256); peak_bytes_in_use, the sum of each shard's peak (an
  * upper bound of the arena's; exact with one shard); bytes_reserved, the
- * physical memory mapped over all members (never less until destroy, so its
- * peak is itself); allocs, frees, failed_allocs; largest_free, the largest
- * block one allocation could get without growing. */
+ * physical memory the arena holds over all members, mapped or pooled, and
+ * peak_bytes_reserved its peak; allocs, frees, failed_allocs; largest_free,
+ * the largest block one allocation could get without growing. */
 typedef struct gpumem_arena_stats {
   gpumem_stats base;          /**< the figures every allocator reports (see above) */
   gpumem_placement placement; /**< as configured */
-  size_t max_size;            /**< the virtual range, in bytes */
+  size_t max_size;            /**< the most physical memory it may hold (range: 4x) */
   /** @var gpumem_arena_stats::stripe_size
    * INTERLEAVE: bytes per member per stripe; 0 for LOCAL */
   /** bytes mapped by one growth at least (the configured chunk_size or its default) */
   size_t chunk_size, stripe_size, granularity; /**< the members' largest minimum granularity */
-  size_t bytes_free;                           /**< mapped and not in use */
+  size_t bytes_free;                           /**< mapped and not in use (pool excluded) */
   /** allocated blocks */
   size_t blocks_in_use, free_blocks; /**< free blocks (each one coalesced range) */
   double fragmentation;              /**< 1 - largest_free / bytes_free (0 when nothing is free) */
@@ -150,6 +156,11 @@ typedef struct gpumem_arena_stats {
   size_t device_count; /**< members: the first device_count entries of `devices` are filled */
   gpumem_arena_device_stats devices[GPUMEM_MAX_DEVICES]; /**< each member's share, in the
                                                               order of the config's devices */
+  size_t page_size;        /**< the unit physical memory moves in: granularity (LOCAL), stripe */
+  size_t bytes_pooled;     /**< physical memory created and mapped nowhere (in bytes_reserved) */
+  uint64_t pages_created;  /**< physical allocations made, one page each */
+  uint64_t pages_released; /**< pages given back to the device (trim, destroy) */
+  uint64_t pages_remapped; /**< pages mapped again at another address (moved from free memory) */
 } gpumem_arena_stats;
 
 /** Initialiser of a gpumem_arena_stats (sets struct_size). */
@@ -184,7 +195,9 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_destroy(gpumem_arena_t *a
  * Errors: INVALID_ARGUMENT (NULL, size 0, a bad alignment), INVALID_DEVICE
  * (not a member), CAPACITY (larger than the arena could ever map),
  * OUT_OF_MEMORY (the arena is at max_size or the device is full: the message
- * has the request and each member's mapped, used and largest free bytes). */
+ * has the request and each member's mapped, used and largest free bytes).
+ * A failed growth may leave pages it unmapped from free memory in the pool
+ * (bytes_pooled): still the arena's, used by the next growth. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_alloc(gpumem_arena_t *arena, size_t size,
                                                              size_t alignment, int device,
                                                              void **ptr);
@@ -205,6 +218,17 @@ GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_owner(gpumem_arena_t *are
  * struct_size not set). Thread-safe. */
 GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_get_stats(gpumem_arena_t *arena,
                                                                  gpumem_arena_stats *stats);
+
+/** Give the physical memory that serves no block back to the devices:
+ * every whole free page is unmapped and released, with the pool (pages a
+ * failed growth left unmapped). Live blocks stay where they are; the next
+ * growth creates or moves pages again. `*released` (may be NULL) gets the
+ * bytes given back. Errors: INVALID_ARGUMENT (NULL, not an arena), a failed
+ * unmap or release (the driver's error: that page stays, mapped and free
+ * or pooled, and the arena stays consistent; trim may be called again).
+ * Thread-safe; takes every shard's lock in turn. */
+GPUMEM_API GPUMEM_NODISCARD gpumem_status gpumem_arena_trim(gpumem_arena_t *arena,
+                                                            size_t *released);
 
 /** Walk every invariant of the sub-allocator and the mapping (blocks tile
  * the mapped memory, free neighbours are coalesced, free lists and bitmaps

@@ -249,6 +249,30 @@ static void test_free_with_the_wrong_size_refused(void **state) {
                            "with size 100: it was allocated with 769 to 1024 bytes");
 }
 
+/* gpumem-arena's trim gives its free pages back to the device (the pages
+ * of a block still allocated stay). */
+static void test_arena_allocator_trim(void **state) {
+  (void)state;
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_ok(gpumem_allocator_create("gpumem-arena", 0, &a));
+  assert_non_null(a.trim);
+  void *big = NULL, *small = NULL;
+  assert_gpumem_ok(a.alloc(a.ctx, (size_t)64 << 20, NULL, &big));
+  assert_gpumem_ok(a.alloc(a.ctx, 4096, NULL, &small));
+  assert_gpumem_ok(a.free(a.ctx, big, (size_t)64 << 20, NULL));
+  gpumem_stats before = GPUMEM_STATS_INIT, after = GPUMEM_STATS_INIT;
+  assert_gpumem_ok(a.stats(a.ctx, &before));
+  assert_true(before.bytes_reserved >= ((size_t)64 << 20));
+  assert_gpumem_ok(a.trim(a.ctx));
+  assert_gpumem_ok(a.stats(a.ctx, &after));
+  assert_true(after.bytes_reserved < ((size_t)8 << 20)); /* the small block's pages alone */
+  assert_true(after.bytes_reserved >= 4096);
+  assert_int_equal(after.bytes_in_use, before.bytes_in_use);
+  if (gm_test_on_host()) memset(small, 0x5a, 4096); /* still mapped: host memory here */
+  assert_gpumem_ok(a.free(a.ctx, small, 4096, NULL));
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
+}
+
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wrapped_pool_keeps_its_configuration),
@@ -258,6 +282,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_destroy_reports_and_can_be_retried),
       cmocka_unit_test(test_list_into_null_only_counts),
       cmocka_unit_test(test_free_with_the_wrong_size_refused),
+      cmocka_unit_test(test_arena_allocator_trim),
       cmocka_unit_test_setup_teardown(test_failures_keep_their_detail, small_device,
                                       gm_test_teardown_host),
   };

@@ -69,11 +69,17 @@ static gpumem_status arena_reserved(void *state, size_t *current, size_t *peak) 
   return st;
 }
 
+/* Give the free pages back (gpumem_arena_trim); for a wrapped arena too:
+ * the memory is free, whoever owns the arena. */
+static gpumem_status arena_trim(void *state) {
+  return gm_arena_trim(((arena_state *)state)->arena, NULL);
+}
+
 const gm_allocator_impl gm_allocator_gpumem_arena = {
-    "gpumem-arena", "libgpumem's peer-mapped arena (TLSF over VMM chunks), on one device",
+    "gpumem-arena", "libgpumem's peer-mapped arena (TLSF over VMM pages that move), on one device",
     open_arena,     close_arena,
     arena_alloc,    arena_free,
-    arena_reserved, NULL,
+    arena_reserved, arena_trim,
     false,
 };
 
@@ -86,7 +92,7 @@ const gm_allocator_impl gm_allocator_wrapped_arena = {
     "arena",        "an arena configured by the caller",
     NULL,           keep_arena,
     arena_alloc,    arena_free,
-    arena_reserved, NULL,
+    arena_reserved, arena_trim,
     false,
 };
 

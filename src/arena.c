@@ -19,35 +19,51 @@
  * without peer enabling.
  *
  * A growth (the slow path, under the growth mutex, when no shard of the
- * device has a fitting block) needs `need` contiguous mapped bytes for
- * shard s. Where: at `top`, the end of the highest page ever mapped, by a
- * multiple of the chunk, extending s's free block that ends there (only
- * what is missing is mapped; the block is taken out of the heap meanwhile,
- * so that it is not reclaimed); when the range has no room left at the top,
- * the first hole of unmapped slots that fits (a linear scan of the slot
- * table, rare). Which pages, in this order: (a) the member's pool; (b)
- * reclaim: whole free pages anywhere in the heaps that can serve s (its
- * member's shards; every shard for INTERLEAVE), s's own first, the longest
- * free run first (gm_tlsf_free_units, found from the free lists with no
- * per-granule counters on the alloc/free paths), each cut out of its heap
- * (gm_tlsf_remove_range), unmapped and pooled; (c) new pages from the
- * device, while the arena holds less than max_size. Pure reclaim-first
- * keeps reserved memory at what the blocks need, but a workload that needs
- * new contiguous memory again and again (each training step, each token of
- * a growing KV cache, random sizes under a cap) then pays an unmap (20 us
- * modelled) and a map (1.1 us) per moved page at every growth. So (c)
- * comes before (b) while the memory held stays within SLACK_PCT (5%) of
- * the most the blocks have used, or when moves have spent their budget
- * (prefer_create), and a free block that ends before unmapped slots (left
- * where pages moved away) is extended in place by the missing pages
- * (find_extension) before the top is: a growing block grows where it is.
- * Measured on the host backend: generation traces 1.04-1.08 -> 1.02-1.05
- * peak reserved / peak live at <= 0.08 us/op modelled; pure reclaim-first
- * was 1.00 at 1.6-3.2 us/op. Each page is then mapped at its slot and
- * ONE cuMemSetAccess covers the whole new range for every member (cuda.h
- * allows a range over several mappings; the host backend accepts exactly
- * that), and the range joins s's heap (gm_tlsf_add joins it to free
- * neighbours on both sides).
+ * device has a fitting block) needs `need` contiguous bytes for shard s.
+ * Where: the window (best_window) with the fewest pages to map, among the
+ * stretches of the range made only of s's free blocks and unmapped slots
+ * (GMLake's stitching, done by moving pages rather than by mapping them
+ * twice): a free block and the hole after it (a growing KV cache grows
+ * where it is), holes on both sides of a free block, the free tail at
+ * `top` and the unmapped range beyond it (widened there to a multiple of
+ * the chunk, so that small requests do not grow one page at a time), or a
+ * hole alone. Its free blocks leave the heap while pages are found (so
+ * that reclaim leaves them); then each unmapped slot of the window gets a
+ * page, in this order: (a) the member's pool; (b) reclaim: whole free
+ * pages anywhere in the heaps that can serve s (its member's shards; every
+ * shard for INTERLEAVE), s's own first, the longest free run first
+ * (gm_tlsf_free_units, found from the free lists with no per-granule
+ * counters on the alloc/free paths), each run cut out of its heap
+ * (gm_tlsf_remove_range) and unmapped with ONE call however many pages it
+ * holds (unmap_run: a range of several whole mappings, as cuda-samples'
+ * vectorAddMMAP unmaps its stripes; the conformance suite checks the
+ * driver agrees), then pooled; (c) new pages from the device, while the
+ * arena holds less than max_size. Pure reclaim-first keeps reserved
+ * memory at what the blocks need, but a workload that needs new
+ * contiguous memory again and again (each training step, each token of a
+ * growing KV cache, random sizes under a cap) then pays an unmap (20 us
+ * modelled) per moved run and a map (1.1 us) per page at every growth. So
+ * (c) comes before (b) while the memory held stays within SLACK_PCT (5%)
+ * of the most the blocks have used, or when moves have spent their budget
+ * (prefer_create). Each page is then mapped at its slot, ONE
+ * cuMemSetAccess covers the span of the new pages for every member (cuda.h
+ * allows a range over several mappings; the free pages between them are
+ * mapped already; the host backend accepts exactly that), and the whole
+ * window joins s's heap as one free block (gm_tlsf_add joins it to free
+ * neighbours on both sides). Large requests (1 MiB and up) take the
+ * smallest free block that fits (tlsf.c), so the big holes stay whole.
+ *
+ * Measured (host backend, gpumem-bench replay, peak reserved / peak live,
+ * modelled driver us/op in the steady state): the earlier growth (extend
+ * at the top, a free block followed by a hole, or a hole; good fit; one
+ * unmap per page) against this one: generation 1.34/1.31/1.30 ->
+ * 1.17/1.15/1.20, variable-length batches 1.04/1.14/1.05 (0.24, 0,
+ * 0.25 us/op) -> 1.035/1.033/1.024 (0, 0.01, 0), training, mixture and
+ * resnet50_train unchanged (1.005-1.017). Generation stays above 1.05:
+ * a KV block is freed only after its larger copy exists, so at 5% slack
+ * nearly every token needs a new window and moves |difference of two
+ * requests' blocks| of pages; with unlimited moves it reaches 1.05 at
+ * 0.8-1.2 us/op modelled, past the 0.2 us/op that moves may cost.
  *
  * Rollback. A failed unmap during reclaim puts the page back into its heap
  * as free memory; a failed map or access call unmaps what this growth
@@ -64,8 +80,10 @@
  * What it costs. LOCAL: a growth of p pages is p creates + p maps + 1 set
  * access when nothing is pooled or free (the earlier layout: 1 + 1 + 1);
  * destroy p unmaps + p releases. INTERLEAVE was already one allocation per
- * stripe. Pages are paid once each; what moves costs an unmap + a map per
- * page. Destroy unmaps every page into the pools (newest slot first,
+ * stripe. Pages are paid once each; what moves costs one unmap per run of
+ * neighbouring free pages and a map per page. Finding the window walks
+ * s's regions and the slot table up to `top` (a growth is rare; the
+ * alloc and free paths are unchanged). Destroy unmaps every page into the pools (newest slot first,
  * stopping at a failure), releases the pools, then frees the range; what a
  * failure left stays recorded and a second destroy goes on from there.
  *
@@ -350,40 +368,55 @@ static void set_owner(gpumem_arena_t *a, size_t offset, size_t size, uint16_t ow
     atomic_store_explicit(&a->unit_owner[u], owner, memory_order_release);
 }
 
-/* Unmap the page at `offset`, which heap `v` no longer manages, into its
- * member's pool. */
-static gpumem_status unmap_page(gpumem_arena_t *a, size_t offset, size_t m) {
-  gpumem_status st = gm_be_unmap(a->base + offset, a->page);
+/* Unmap the `n` pages from `offset` on, which heap `v` no longer
+ * manages, into their members' pools: ONE call for the whole run (a range
+ * of several whole mappings, as cuda-samples' vectorAddMMAP unmaps its
+ * stripes; the host backend checks that it takes whole mappings), so that
+ * moving k neighbouring pages costs one unmap, not k. */
+static gpumem_status unmap_run(gpumem_arena_t *a, size_t offset, size_t n, const shard *v) {
+  gpumem_status st = gm_be_unmap(a->base + offset, n * a->page);
   if (st != GPUMEM_OK) return st;
-  size_t slot = offset / a->page;
-  a->pool[m][a->npool[m]++] = a->pages[slot];
-  a->pages[slot] = 0;
-  set_owner(a, offset, a->page, 0);
-  a->member_mapped[m] -= a->page;
+  for (size_t k = 0; k < n; k++) {
+    size_t at = offset + k * a->page, slot = at / a->page, m = slot_member(a, at, v);
+    a->pool[m][a->npool[m]++] = a->pages[slot];
+    a->pages[slot] = 0;
+    a->member_mapped[m] -= a->page;
+  }
+  set_owner(a, offset, n * a->page, 0);
   return GPUMEM_OK;
 }
 
 /* Reclaim: take whole free pages out of heap `v` (locked) and unmap them
  * into the pools until each member m's pool holds want[m] pages or `v` has
  * no whole free page of a member still short. The longest free run first
- * (gm_tlsf_free_units): the memory no block will miss soonest. */
+ * (gm_tlsf_free_units): the memory no block will miss soonest; the pages
+ * of a run that are taken leave in one unmap call (unmap_run). */
 static gpumem_status reclaim_from(gpumem_arena_t *a, shard *v, const size_t *want) {
   unpark(v); /* a parked block is free memory too */
   for (;;) {
     uint64_t off = 0, len = gm_tlsf_free_units(&v->heap, a->page, &off);
     bool took = false;
-    for (size_t at = (size_t)off; at < off + len; at += a->page) {
-      size_t m = slot_member(a, at, v);
-      if (a->npool[m] >= want[m]) continue;
-      if (!gm_tlsf_remove_range(&v->heap, at, a->page))
+    for (size_t at = (size_t)off; at < off + len;) {
+      size_t n = 0, taken[GPUMEM_MAX_DEVICES] = {0};
+      for (; at + n * a->page < off + len; n++) { /* the next pages of members still short */
+        size_t m = slot_member(a, at + n * a->page, v);
+        if (a->npool[m] + taken[m] >= want[m]) break;
+        taken[m]++;
+      }
+      if (n == 0) {
+        at += a->page;
+        continue;
+      }
+      if (!gm_tlsf_remove_range(&v->heap, at, n * a->page))
         return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
-      gpumem_status st = unmap_page(a, at, m);
+      gpumem_status st = unmap_run(a, at, n, v);
       if (st != GPUMEM_OK) {
-        if (!gm_tlsf_add(&v->heap, at, a->page)) /* bookkeeping only: a spare descriptor */
-          gm_log(GPUMEM_LOG_ERROR, "arena: a page at offset %zu is lost to its heap", at);
+        if (!gm_tlsf_add(&v->heap, at, n * a->page)) /* bookkeeping only: a spare descriptor */
+          gm_log(GPUMEM_LOG_ERROR, "arena: %zu pages at offset %zu are lost to their heap", n, at);
         return st;
       }
       took = true;
+      at += n * a->page;
     }
     if (!took) return GPUMEM_OK;
   }
@@ -440,44 +473,6 @@ static bool prefer_create(gpumem_arena_t *a, shard *s, size_t need, size_t pages
          a->pages_remapped + pages > allocs / MOVE_OPS + a->created / a->page;
 }
 
-/* A region of `s` below the top whose last block is free and is followed
- * by unmapped slots enough to extend it to `need` bytes: the fewest slots
- * of any. Its end in *start, the bytes to map in *want, the free block's
- * size in *tail. So a block that grows a little at a time (a KV cache:
- * each step allocates a slightly larger block, then frees the previous)
- * grows in place into the hole its neighbours' moved pages left, mapping
- * only the difference. O(regions of the heap). */
-static bool find_extension(const gpumem_arena_t *a, const shard *s, size_t need, size_t *start,
-                           size_t *want, size_t *tail) {
-  size_t best = SIZE_MAX;
-  for (size_t r = 0; r < s->heap.nregions; r++) {
-    const gm_tlsf_region *reg = &s->heap.regions[r];
-    size_t end = (size_t)(reg->offset + reg->size);
-    if (end >= a->top || !reg->last->free || reg->last->size >= need) continue;
-    size_t pages = (need - (size_t)reg->last->size + a->page - 1) / a->page;
-    if (pages >= best || end + pages * a->page > a->va_size) continue;
-    size_t k = 0;
-    while (k < pages && a->pages[end / a->page + k] == 0)
-      k++;
-    if (k < pages) continue;
-    best = pages;
-    *start = end;
-    *want = pages * a->page;
-    *tail = (size_t)reg->last->size;
-  }
-  return best != SIZE_MAX;
-}
-
-/* The first run of `n` unmapped page slots in the range, or SIZE_MAX. */
-static size_t find_hole(const gpumem_arena_t *a, size_t n) {
-  size_t run = 0;
-  for (size_t i = 0; i < a->nslots; i++) {
-    run = a->pages[i] == 0 ? run + 1 : 0;
-    if (run == n) return (i + 1 - n) * a->page;
-  }
-  return SIZE_MAX;
-}
-
 static size_t pooled_bytes(const gpumem_arena_t *a) {
   size_t n = 0;
   for (size_t m = 0; m < a->nmembers; m++)
@@ -532,43 +527,179 @@ static gpumem_status create_pages(gpumem_arena_t *a, const size_t *want, size_t 
   return GPUMEM_OK;
 }
 
+/* ---- growth windows ---- */
+
+/* A piece of the range a growth may use: a free block of the growing
+ * shard (mapped) or a run of unmapped page slots. */
+typedef struct seg {
+  size_t off, len;
+  bool unmapped;
+} seg;
+
+typedef struct seg_list {
+  seg *v;
+  size_t n, cap;
+} seg_list;
+
+static bool push_seg(seg_list *l, size_t off, size_t len, bool unmapped) {
+  if (len == 0) return true;
+  if (l->n > 0 && l->v[l->n - 1].unmapped && unmapped &&
+      l->v[l->n - 1].off + l->v[l->n - 1].len == off) {
+    l->v[l->n - 1].len += len; /* one run of unmapped slots */
+    return true;
+  }
+  if (!gm_array_make_room((void **)&l->v, &l->cap, l->n, sizeof *l->v, 64)) return false;
+  l->v[l->n++] = (seg){off, len, unmapped};
+  return true;
+}
+
+/* The unmapped slots of [from, to) (page offsets) as segments. */
+static bool push_unmapped(const gpumem_arena_t *a, seg_list *l, size_t from, size_t to) {
+  for (size_t k = from / a->page; k < to / a->page; k++)
+    if (a->pages[k] == 0 && !push_seg(l, k * a->page, a->page, true)) return false;
+  return true;
+}
+
+static int by_offset(const void *x, const void *y) {
+  const gm_tlsf_region *r = *(gm_tlsf_region *const *)x, *q = *(gm_tlsf_region *const *)y;
+  return r->offset < q->offset ? -1 : r->offset > q->offset;
+}
+
+/* Every piece of the range that shard `s` may grow into, in offset order:
+ * its free blocks and the unmapped slots, up to the end of the range (one
+ * segment past `top`). Pieces that touch form the runs a window lies in. */
+static bool list_segments(const gpumem_arena_t *a, const shard *s, seg_list *l) {
+  const gm_tlsf *h = &s->heap;
+  gm_tlsf_region **order = malloc((h->nregions + 1) * sizeof *order);
+  if (order == NULL) return false;
+  for (size_t r = 0; r < h->nregions; r++)
+    order[r] = &h->regions[r];
+  qsort(order, h->nregions, sizeof *order, by_offset);
+  size_t at = 0;
+  bool ok = true;
+  for (size_t r = 0; r < h->nregions && ok; r++) {
+    ok = push_unmapped(a, l, at, (size_t)order[r]->offset);
+    for (const gm_tlsf_block *b = order[r]->first; b != NULL && ok; b = b->next_phys)
+      if (b->free) ok = push_seg(l, (size_t)b->offset, (size_t)b->size, false);
+    at = (size_t)(order[r]->offset + order[r]->size);
+    at = (at + a->page - 1) / a->page * a->page;
+  }
+  free(order);
+  if (ok && at < a->top) ok = push_unmapped(a, l, at, a->top);
+  if (ok && a->top < a->va_size && at <= a->top)
+    ok = push_seg(l, a->top, a->va_size - a->top, true);
+  return ok;
+}
+
+/* Unmapped pages that [start, end) overlaps, from segment i on. */
+static size_t window_cost(const gpumem_arena_t *a, const seg *v, size_t n, size_t i, size_t start,
+                          size_t end) {
+  size_t pages = 0;
+  for (; i < n && v[i].off < end; i++) {
+    if (!v[i].unmapped || v[i].off + v[i].len <= start) continue;
+    size_t lo = v[i].off > start ? v[i].off : start;
+    size_t hi = v[i].off + v[i].len < end ? v[i].off + v[i].len : end;
+    pages += (hi + a->page - 1) / a->page - lo / a->page;
+  }
+  return pages;
+}
+
+/* The window for a growth of `need` bytes: a stretch of the range made only
+ * of free blocks of `s` and unmapped slots, with the fewest unmapped pages
+ * (the pages that must be mapped there), the lowest first. Each run of
+ * touching segments is tried with the window starting at a segment's start
+ * and ending at a segment's end (the cost is piecewise linear in the
+ * position, so an optimum lies at one of them). False when none fits. */
+static bool best_window(const gpumem_arena_t *a, const seg_list *l, size_t need, size_t *start) {
+  size_t best = SIZE_MAX;
+  for (size_t i = 0; i < l->n;) {
+    size_t j = i + 1;
+    while (j < l->n && l->v[j - 1].off + l->v[j - 1].len == l->v[j].off)
+      j++;
+    size_t lo = l->v[i].off, hi = l->v[j - 1].off + l->v[j - 1].len;
+    for (size_t k = i; k < j && hi - lo >= need; k++) {
+      size_t cand[2] = {l->v[k].off, l->v[k].off + l->v[k].len >= lo + need
+                                         ? l->v[k].off + l->v[k].len - need
+                                         : lo};
+      for (int c = 0; c < 2; c++) {
+        size_t w = cand[c] / GM_TLSF_ALIGN * GM_TLSF_ALIGN;
+        if (w < lo || w + need > hi) continue;
+        size_t first = i;
+        while (l->v[first].off + l->v[first].len <= w)
+          first++;
+        size_t cost = window_cost(a, l->v, j, first, w, w + need);
+        if (cost < best || (cost == best && w < *start)) {
+          best = cost;
+          *start = w;
+        }
+      }
+    }
+    i = j;
+  }
+  return best != SIZE_MAX;
+}
+
 /* The sentence for OUT_OF_MEMORY: the request and each member's state. */
 static void describe_members(gpumem_arena_t *a, char *buf, size_t len);
 
-/* Map at least `need` more bytes for shard `s`. The caller holds the
- * growth mutex, then the shard's lock (the lock order). The new range is
- * [start, start + want): at `top`, extending the shard's free block that
- * ends there, or, when the range has no room left there, the first hole of
- * unmapped slots. Its pages come from the pools, then from free pages
- * anywhere (reclaim), then from the device; each is mapped at its slot and
- * one access call opens the whole range for every member. On failure the
- * pages taken go to the pools and the heaps are as they were. */
+/* Map at least `need` more contiguous bytes for shard `s`. The caller
+ * holds the growth mutex, then the shard's lock (the lock order). The new
+ * free range is the best window (best_window): its free blocks are taken
+ * out of the heap while pages are found (so that reclaim leaves them), its
+ * unmapped slots get pages from the pools, then from free pages anywhere
+ * (reclaim), then from the device; each page is mapped at its slot, one
+ * access call opens the span of the new pages for every member, and the
+ * whole window joins s's heap as one free block. On failure the pages
+ * taken go to the pools and the heaps are as they were. */
 static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
   gpumem_status st = GPUMEM_OK;
-  size_t tail = (size_t)gm_tlsf_tail_free(&s->heap, a->top);
-  size_t want = 0, start = a->top, mapped = 0, want_pages[GPUMEM_MAX_DEVICES] = {0};
+  seg_list l = {0};
+  size_t *slots = NULL, nslots = 0, mapped = 0, npieces = 0, removed = 0, w = 0;
+  size_t want_pages[GPUMEM_MAX_DEVICES] = {0};
   size_t made[GPUMEM_MAX_DEVICES] = {0}; /* pages created here: released again on failure */
-  uint64_t from_pool = 0;
-  gm_round_up(need > tail ? need - tail : a->chunk, a->chunk, &want);
-  if (find_extension(a, s, need, &start, &want, &tail)) {
-    /* in place, below the top */
-  } else if (want > a->va_size - a->top) { /* no room at the top: a hole, just what is needed */
-    tail = 0;
-    gm_round_up(need, a->page, &want);
-    start = want <= a->va_size ? find_hole(a, want / a->page) : SIZE_MAX;
-    if (start == SIZE_MAX) {
-      return gm_error(GPUMEM_ERR_OUT_OF_MEMORY,
-                      "the arena has mapped %zu of its maximum %zu bytes and its range of %zu "
-                      "bytes has no %zu unmapped bytes in a row",
-                      a->created - pooled_bytes(a), a->max_size, a->va_size, want);
+  GM_REQUIRE(list_segments(a, s, &l), GPUMEM_ERR_OUT_OF_MEMORY,
+             "no host memory for the arena's growth");
+  if (!best_window(a, &l, need, &w)) {
+    free(l.v);
+    return gm_error(GPUMEM_ERR_OUT_OF_MEMORY,
+                    "the arena has mapped %zu of its maximum %zu bytes and its range of %zu "
+                    "bytes has no %zu free or unmapped bytes in a row",
+                    a->created - pooled_bytes(a), a->max_size, a->va_size, need);
+  }
+  /* [lo, hi): the window, widened to whole pages where it ends in
+   * unmapped slots, and past the top by a multiple of the chunk (fewer
+   * growths for small requests). */
+  size_t end = w + need, lo = w, hi = end;
+  if (a->pages[w / a->page] == 0) lo = w / a->page * a->page;
+  if (a->pages[(end - 1) / a->page] == 0) {
+    gm_round_up(end, a->page, &hi);
+    if (end > a->top) {
+      size_t past = 0;
+      gm_round_up(end - a->top, a->chunk, &past);
+      hi = a->top + past < a->va_size ? a->top + past : a->va_size;
     }
   }
-  for (size_t at = start; at < start + want; at += a->page)
-    want_pages[slot_member(a, at, s)]++;
-  /* The free tail joins the new range: out of the heap while others are
-   * reclaimed, so that no page of it is. */
-  if (tail > 0 && !gm_tlsf_remove_tail(&s->heap, start, tail))
-    return gm_error(GPUMEM_ERR_INTERNAL, "the free tail of %zu bytes could not be taken", tail);
+  for (size_t i = 0; i < l.n; i++) { /* the free blocks in the window, clipped */
+    const seg *g = &l.v[i];
+    if (g->unmapped || g->off + g->len <= lo || g->off >= hi) continue;
+    size_t from = g->off > lo ? g->off : lo, to = g->off + g->len < hi ? g->off + g->len : hi;
+    l.v[npieces++] = (seg){from, to - from, false};
+  }
+  for (size_t k = lo / a->page; k < (hi + a->page - 1) / a->page; k++)
+    nslots += a->pages[k] == 0;
+  slots = malloc((nslots + 1) * sizeof *slots);
+  GM_REQUIRE(slots != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the arena's growth");
+  nslots = 0;
+  for (size_t k = lo / a->page; k < (hi + a->page - 1) / a->page; k++) {
+    if (a->pages[k] != 0) continue;
+    slots[nslots++] = k;
+    want_pages[slot_member(a, k * a->page, s)]++;
+  }
+  /* The window's free blocks leave the heap while others are reclaimed,
+   * so that no page of them is. */
+  for (; removed < npieces; removed++)
+    GM_REQUIRE(gm_tlsf_remove_range(&s->heap, l.v[removed].off, l.v[removed].len),
+               GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the heap's bookkeeping");
   size_t missing = 0;
   for (size_t m = 0; m < a->nmembers; m++)
     missing += want_pages[m] > a->npool[m] ? want_pages[m] - a->npool[m] : 0;
@@ -580,40 +711,50 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
     st = create_pages(a, want_pages, made);
   }
   if (st != GPUMEM_OK) goto fail;
+  uint64_t from_pool = 0;
   for (size_t m = 0; m < a->nmembers; m++) /* pages not created here were mapped before */
     from_pool += want_pages[m] - made[m];
-  for (; mapped < want / a->page; mapped++) {
-    size_t at = start + mapped * a->page, m = slot_member(a, at, s);
+  for (; mapped < nslots; mapped++) {
+    size_t at = slots[mapped] * a->page, m = slot_member(a, at, s);
     gpumem_phys_t h = a->pool[m][--a->npool[m]];
-    a->pages[at / a->page] = h;
+    a->pages[slots[mapped]] = h;
     st = gm_be_map(a->base + at, a->page, 0, h);
     if (st != GPUMEM_OK) {
-      a->pages[at / a->page] = 0;
+      a->pages[slots[mapped]] = 0;
       a->npool[m]++;
       goto fail;
     }
     a->member_mapped[m] += a->page;
   }
-  GM_TRY(gm_be_set_access(a->base + start, want, a->access, a->nmembers));
-  GM_REQUIRE(gm_tlsf_add(&s->heap, start - tail, want + tail), GPUMEM_ERR_OUT_OF_MEMORY,
+  if (nslots > 0) { /* one call: the span holds only pages of this window */
+    size_t first = slots[0] * a->page, last = (slots[nslots - 1] + 1) * a->page;
+    GM_TRY(gm_be_set_access(a->base + first, last - first, a->access, a->nmembers));
+  }
+  GM_REQUIRE(gm_tlsf_add(&s->heap, lo, hi - lo), GPUMEM_ERR_OUT_OF_MEMORY,
              "no host memory for the heap's bookkeeping");
-  set_owner(a, start, want, (uint16_t)(s - a->shards + 1));
-  if (start + want > a->top) a->top = start + want;
+  for (size_t i = 0; i < nslots; i++)
+    set_owner(a, slots[i] * a->page, a->page, (uint16_t)(s - a->shards + 1));
+  if (hi > a->top) a->top = hi;
   a->growths++;
   a->pages_remapped += from_pool;
-  GM_TRACE_MAPPING("arena", a, true, (void *)(a->base + start), want, a->created,
+  GM_TRACE_MAPPING("arena", a, true, (void *)(a->base + lo), hi - lo, a->created,
                    s->member >= 0 ? a->members[s->member] : -1);
+  free(slots);
+  free(l.v);
   return GPUMEM_OK;
 fail:
   while (mapped-- > 0) { /* back to the pools */
-    size_t at = start + mapped * a->page;
-    if (unmap_page(a, at, slot_member(a, at, s)) != GPUMEM_OK)
+    size_t at = slots[mapped] * a->page;
+    if (unmap_run(a, at, 1, s) != GPUMEM_OK)
       gm_log(GPUMEM_LOG_ERROR, "arena: unmap failed: %s", gm_error_detail());
   }
   if (release_pages(a, made) != GPUMEM_OK)
     gm_log(GPUMEM_LOG_ERROR, "arena: release failed: %s", gm_error_detail());
-  if (tail > 0 && !gm_tlsf_add(&s->heap, start - tail, tail))
-    gm_log(GPUMEM_LOG_ERROR, "arena: a free tail of %zu bytes is lost to its heap", tail);
+  while (removed-- > 0)
+    if (!gm_tlsf_add(&s->heap, l.v[removed].off, l.v[removed].len))
+      gm_log(GPUMEM_LOG_ERROR, "arena: %zu free bytes are lost to their heap", l.v[removed].len);
+  free(slots);
+  free(l.v);
   return st;
 }
 
@@ -651,7 +792,7 @@ static gpumem_status release_all(gpumem_arena_t *a) {
     if (a->pages[i] == 0) continue;
     size_t at = i * a->page;
     uint16_t o = atomic_load_explicit(&a->unit_owner[at >> a->unit_shift], memory_order_relaxed);
-    st = unmap_page(a, at, slot_member(a, at, &a->shards[o - 1]));
+    st = unmap_run(a, at, 1, &a->shards[o - 1]);
   }
   gpumem_status rs = release_pool(a);
   if (st == GPUMEM_OK) st = rs;

@@ -351,9 +351,32 @@ bool gm_tlsf_add(gm_tlsf *t, uint64_t offset, uint64_t size) {
 
 /* ---- allocation ---- */
 
-/* A free block that fits, or NULL: the good-fit class first, then the
- * request's own class block by block. */
+/* The smallest free block that fits (the lowest offset among equals), or
+ * NULL: from the request's own class up, skipping empty lists through the
+ * bitmaps; the first class holding a fitting block holds the best one, as
+ * every block of a higher class is larger. */
+static gm_tlsf_block *best_fit(gm_tlsf *t, uint64_t size, uint64_t align) {
+  int fl, sl;
+  mapping(size >> GM_TLSF_ALIGN_LOG2, &fl, &sl);
+  for (; fl < GM_TLSF_FL_COUNT; fl++, sl = 0) {
+    uint32_t lists = t->sl_bitmap[fl] & (~0u << sl);
+    for (; lists != 0; lists &= lists - 1) {
+      gm_tlsf_block *best = NULL;
+      for (gm_tlsf_block *b = t->heads[fl][__builtin_ctz(lists)]; b != NULL; b = b->next_free) {
+        if (fits(b, size, align) && (best == NULL || b->size < best->size ||
+                                     (b->size == best->size && b->offset < best->offset)))
+          best = b;
+      }
+      if (best != NULL) return best;
+    }
+  }
+  return NULL;
+}
+
+/* A free block that fits, or NULL: for large requests the best fit; else
+ * the good-fit class first, then the request's own class block by block. */
 static gm_tlsf_block *search(gm_tlsf *t, uint64_t size, uint64_t align) {
+  if (size >= GM_TLSF_BEST_FIT_MIN) return best_fit(t, size, align);
   uint64_t need = size + (align > GM_TLSF_ALIGN ? align - GM_TLSF_ALIGN : 0);
   int rf, rs;
   mapping_search(need >> GM_TLSF_ALIGN_LOG2, &rf, &rs);
@@ -435,41 +458,6 @@ gm_tlsf_where gm_tlsf_classify(const gm_tlsf *t, uint64_t offset) {
     }
   }
   return GM_TLSF_OUTSIDE;
-}
-
-uint64_t gm_tlsf_tail_free(const gm_tlsf *t, uint64_t end) {
-  for (size_t i = t->nregions; i-- > 0;) {
-    const gm_tlsf_region *r = &t->regions[i];
-    if (r->offset + r->size == end) return r->last != NULL && r->last->free ? r->last->size : 0;
-  }
-  return 0;
-}
-
-bool gm_tlsf_remove_tail(gm_tlsf *t, uint64_t end, uint64_t size) {
-  if (size == 0 || size % GM_TLSF_ALIGN != 0) return false;
-  size_t i = t->nregions;
-  while (i-- > 0 && t->regions[i].offset + t->regions[i].size != end) {
-  }
-  if (i == SIZE_MAX) return false;
-  gm_tlsf_region *r = &t->regions[i];
-  gm_tlsf_block *b = r->last;
-  if (b == NULL || !b->free || b->size < size) return false;
-  list_remove(t, b);
-  r->size -= size;
-  t->bytes_total -= size;
-  if (b->size > size) {
-    b->size -= size;
-    list_insert(t, b);
-    return true;
-  }
-  r->last = b->prev_phys;
-  if (b->prev_phys != NULL)
-    b->prev_phys->next_phys = NULL;
-  else
-    r->first = NULL;
-  give_spare(t, b);
-  if (r->size == 0) drop_region(t, i);
-  return true;
 }
 
 bool gm_tlsf_remove_range(gm_tlsf *t, uint64_t offset, uint64_t size) {

@@ -18,6 +18,10 @@
 #define GM_TLSF_SL_LOG2    5 /* 32 second-level lists per power of two */
 #define GM_TLSF_SL_COUNT   (1 << GM_TLSF_SL_LOG2)
 #define GM_TLSF_FL_COUNT   48 /* first-level classes: blocks up to 2^56 bytes */
+/* Requests of this size or more take the smallest free block that fits
+ * (best fit) instead of the first block of the rounded-up class (good
+ * fit): see tlsf.c. */
+#define GM_TLSF_BEST_FIT_MIN ((uint64_t)1 << 20)
 
 /* One block: a range [offset, offset + size) that is either free or handed
  * out. Descriptors are recycled through the heap's spare list. */
@@ -91,15 +95,6 @@ void gm_tlsf_free(gm_tlsf *t, gm_tlsf_block *b);
 
 /* Where `offset` falls (a walk of the regions: for error paths only). */
 gm_tlsf_where gm_tlsf_classify(const gm_tlsf *t, uint64_t offset);
-
-/* Free bytes at the end of the region that ends at `end` (0 if none). */
-uint64_t gm_tlsf_tail_free(const gm_tlsf *t, uint64_t end);
-
-/* Take the last `size` bytes (a multiple of GM_TLSF_ALIGN, > 0) of the
- * region that ends at `end` out of the heap; they must be free (the
- * region's last block is free and at least `size` long). A region emptied
- * so is removed. False, and nothing changes, when they are not. */
-bool gm_tlsf_remove_tail(gm_tlsf *t, uint64_t end, uint64_t size);
 
 /* Take [offset, offset + size) (multiples of GM_TLSF_ALIGN, size > 0) out
  * of the heap; it must lie inside one free block. What was left of that

@@ -116,9 +116,10 @@ static void assert_heap_ok(const gm_tlsf *t) {
   if (!gm_tlsf_check(t, why, sizeof why)) fail_msg("heap check: %s", why);
 }
 
-/* gm_tlsf_remove_tail takes free bytes off the end of a region, and only
- * free ones; an emptied region goes and the last region takes its place. */
-static void test_heap_remove_tail(void **state) {
+/* gm_tlsf_remove_range takes free bytes off the end of a region (a page
+ * the arena unmaps), and only free ones; an emptied region goes and the
+ * last region takes its place. */
+static void test_heap_remove_region_end(void **state) {
   (void)state;
   gm_tlsf t;
   gm_tlsf_init(&t);
@@ -130,15 +131,15 @@ static void test_heap_remove_tail(void **state) {
   uint64_t at = b->offset;
   uint64_t end = at < 1024 * KiB ? 64 * KiB : 1088 * KiB, start = end - 64 * KiB;
   assert_int_equal(at, start);
-  assert_true(gm_tlsf_remove_tail(&t, end, 48 * KiB));
+  assert_true(gm_tlsf_remove_range(&t, end - 48 * KiB, 48 * KiB));
   assert_int_equal(t.bytes_total, 80 * KiB);
   assert_heap_ok(&t);
-  assert_false(gm_tlsf_remove_tail(&t, end - 48 * KiB, 16 * KiB)); /* allocated */
-  assert_false(gm_tlsf_remove_tail(&t, end, 16 * KiB));            /* no region ends there */
-  assert_false(gm_tlsf_remove_tail(&t, start + 16 * KiB, 0));
+  assert_false(gm_tlsf_remove_range(&t, start, 16 * KiB));          /* allocated */
+  assert_false(gm_tlsf_remove_range(&t, end - 16 * KiB, 16 * KiB)); /* taken already */
+  assert_false(gm_tlsf_remove_range(&t, start + 16 * KiB, 0));
   assert_int_equal(t.bytes_total, 80 * KiB);
   gm_tlsf_free(&t, b);
-  assert_true(gm_tlsf_remove_tail(&t, start + 16 * KiB, 16 * KiB)); /* the region goes */
+  assert_true(gm_tlsf_remove_range(&t, start, 16 * KiB)); /* the region goes */
   assert_int_equal(t.nregions, 1);
   assert_int_equal(t.bytes_total, 64 * KiB);
   assert_heap_ok(&t);
@@ -147,7 +148,7 @@ static void test_heap_remove_tail(void **state) {
   assert_non_null(b);
   assert_int_equal(b->offset, other);
   gm_tlsf_free(&t, b);
-  assert_true(gm_tlsf_remove_tail(&t, other + 64 * KiB, 64 * KiB));
+  assert_true(gm_tlsf_remove_range(&t, other, 64 * KiB));
   assert_int_equal(t.nregions, 0);
   assert_int_equal(t.bytes_total, 0);
   assert_heap_ok(&t);
@@ -760,10 +761,11 @@ static void test_free_block_extends_in_place(void **state) {
     assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &p[i]));
   write_block(p[2], 2 * g, 3);
   assert_gpumem_ok(gpumem_arena_free(a, p[1]));
-  /* 3g: pages 2-3 move to the top, one page is created (7 of 8 held). */
+  /* 3g: pages 2-3 move to the top (one unmap call for the run of two
+   * pages), one page is created (7 of 8 held). */
   uint64_t unmaps = gm_backend_calls(GM_OP_unmap);
   assert_gpumem_ok(gpumem_arena_alloc(a, 3 * g, 0, 0, &d));
-  assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 2);
+  assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 1);
   assert_ptr_equal(d, (char *)p[2] + 2 * g);
   write_block(d, 3 * g, 4);
   gpumem_arena_stats s = stats_of(a);
@@ -784,6 +786,91 @@ static void test_free_block_extends_in_place(void **state) {
   assert_int_equal(block_mismatches(d, 3 * g, 4), 0);
   assert_int_equal(block_mismatches(e, 3 * g, 5), 0);
   assert_int_equal(stats_of(a).base.bytes_reserved, 8 * g);
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+/* A growth stitches its range from free memory and unmapped slots: the
+ * window with the fewest pages to map, whatever mix of free blocks and
+ * holes it is; the pages it needs are mapped into the holes, one access
+ * call covers them (and the free page between them), and the whole window
+ * becomes one free block. A failed map on the way leaves everything as it
+ * was, and the request tried again lands in the same place. */
+static void test_growth_stitches_free_and_unmapped(void **state) {
+  (void)state;
+  size_t g = granularity(0);
+  int dev = 0;
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = &dev;
+  c.device_count = 1;
+  c.chunk_size = g;
+  c.max_size = 10 * g;
+  c.shards = 1;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  void *A = NULL, *B = NULL, *C = NULL, *D = NULL, *E = NULL, *F = NULL, *G = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &A)); /* pages 0-1 */
+  assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &B)); /* 2-3 */
+  assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, 0, &C));     /* 4 */
+  assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, 0, &D));     /* 5 */
+  assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, 0, &E));     /* 6 */
+  char *base = A;
+  assert_ptr_equal(E, base + 6 * g);
+  write_block(E, g, 1);
+  assert_gpumem_ok(gpumem_arena_free(a, B));
+  assert_gpumem_ok(gpumem_arena_free(a, D));
+  /* 3g fits no free block: pages 2-3 (one unmap call) and 5 (another)
+   * move to the top; nothing is created. */
+  uint64_t unmaps = gm_backend_calls(GM_OP_unmap), creates = gm_backend_calls(GM_OP_phys_create);
+  assert_gpumem_ok(gpumem_arena_alloc(a, 3 * g, 0, 0, &F));
+  assert_ptr_equal(F, base + 7 * g);
+  assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 2);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 0);
+  write_block(F, 3 * g, 2);
+  assert_int_equal(stats_of(a).pages_remapped, 3);
+  /* Pages: A A - - C - E F F F. Free C: slots 2-5 are hole, free page,
+   * hole: a 4g window needing 3 pages, where the top would need 4. */
+  assert_gpumem_ok(gpumem_arena_free(a, C));
+  for (int attempt = 0; attempt < 2; attempt++) {
+    gm_backend_counters before = gm_test_counters();
+    uint64_t maps = gm_backend_calls(GM_OP_map), grants = gm_backend_calls(GM_OP_set_access);
+    creates = gm_backend_calls(GM_OP_phys_create);
+    unmaps = gm_backend_calls(GM_OP_unmap);
+    if (attempt == 0) { /* the second map fails: all undone */
+      gm_fault_inject(GM_OP_map, 2, GPUMEM_ERR_INJECTED);
+      assert_gpumem_status(gpumem_arena_alloc(a, 4 * g, 0, 0, &G), GPUMEM_ERR_INJECTED);
+      gm_fault_clear();
+      assert_int_equal(gm_test_counters().phys_handles, before.phys_handles);
+      assert_int_equal(gm_test_counters().mapped_bytes, before.mapped_bytes);
+      gpumem_arena_stats st = stats_of(a);
+      assert_int_equal(st.base.bytes_in_use, 6 * g);
+      assert_int_equal(st.base.bytes_reserved, 7 * g);
+      assert_checked(a);
+      continue;
+    }
+    assert_gpumem_ok(gpumem_arena_alloc(a, 4 * g, 0, 0, &G));
+    assert_ptr_equal(G, base + 2 * g);
+    assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 3);
+    assert_int_equal(gm_backend_calls(GM_OP_map) - maps, 3);
+    assert_int_equal(gm_backend_calls(GM_OP_set_access) - grants, 1);
+    assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 0);
+  }
+  write_block(G, 4 * g, 3); /* every page of it is accessible */
+  assert_int_equal(block_mismatches(E, g, 1), 0);
+  assert_int_equal(block_mismatches(F, 3 * g, 2), 0);
+  assert_int_equal(block_mismatches(G, 4 * g, 3), 0);
+  gpumem_arena_stats st = stats_of(a);
+  assert_int_equal(st.base.bytes_reserved, 10 * g);
+  assert_int_equal(st.base.bytes_in_use, 10 * g);
+  assert_checked(a);
+  /* Everything freed: one region of ten pages, all free. */
+  void *all[] = {A, E, F, G};
+  for (int i = 0; i < 4; i++)
+    assert_gpumem_ok(gpumem_arena_free(a, all[i]));
+  void *whole = NULL;
+  assert_gpumem_ok(gpumem_arena_alloc(a, 10 * g, 0, 0, &whole));
+  assert_ptr_equal(whole, base);
+  assert_gpumem_ok(gpumem_arena_free(a, whole));
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
 }
@@ -1396,7 +1483,7 @@ static void test_failed_destroy_can_be_retried(void **state) {
 
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_heap_remove_tail),
+      cmocka_unit_test(test_heap_remove_region_end),
       cmocka_unit_test_setup_teardown(test_create_bad_input, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_default_max_size_sum_does_not_wrap, setup_four_huge,
                                       teardown_four),
@@ -1413,6 +1500,8 @@ int main(int argc, char **argv) {
                                       teardown_four),
       cmocka_unit_test_setup_teardown(test_trim_gives_free_pages_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_free_block_extends_in_place, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_growth_stitches_free_and_unmapped, setup_four,
+                                      teardown_four),
       cmocka_unit_test_setup_teardown(test_failed_move_rolls_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_handle_types_and_initial_size, setup_four,
                                       teardown_four),

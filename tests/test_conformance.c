@@ -70,6 +70,40 @@ static void test_unmap_takes_whole_mappings(void **state) {
   assert_gpumem_ok(gpumem_vmm_free(va, 2 * g));
 }
 
+/* One unmap may cover several adjacent whole mappings: cuda-samples'
+ * vectorAddMMAP maps one allocation per device stripe and unmaps the
+ * whole range in one cuMemUnmap; the arena moves a run of free pages
+ * with one call the same way. On a GPU this checks that the driver
+ * agrees. */
+static void test_unmap_covers_several_mappings(void **state) {
+  (void)state;
+  size_t g = granularity(0);
+  void *va = NULL;
+  gpumem_phys_t h[3] = {0, 0, 0};
+  gpumem_phys_props props = {0, GPUMEM_HANDLE_NONE, false};
+  assert_gpumem_ok(gpumem_vmm_reserve(4 * g, 0, &va));
+  for (int i = 0; i < 3; i++) {
+    assert_gpumem_ok(gpumem_vmm_create(&props, g, &h[i]));
+    assert_gpumem_ok(gpumem_vmm_map((char *)va + (size_t)i * g, g, 0, h[i]));
+  }
+  gpumem_access_desc rw = {0, GPUMEM_ACCESS_READWRITE};
+  assert_gpumem_ok(gpumem_vmm_set_access(va, 3 * g, &rw, 1)); /* one call, three mappings */
+  if (gm_test_on_host()) { /* a range running past the mappings into nothing is refused */
+    assert_int_equal(gpumem_vmm_unmap(va, 4 * g), GPUMEM_ERR_NOT_MAPPED);
+    assert_int_equal(gm_test_counters().mapped_bytes, (int64_t)(3 * g));
+  }
+  /* The first two whole mappings go in one call, the last one stays. */
+  assert_gpumem_ok(gpumem_vmm_unmap(va, 2 * g));
+  assert_int_equal(gm_test_counters().mapped_bytes, (int64_t)g);
+  gpumem_access_flags f = GPUMEM_ACCESS_NONE;
+  assert_gpumem_ok(gpumem_vmm_get_access((char *)va + 2 * g, 0, &f));
+  assert_int_equal(f, GPUMEM_ACCESS_READWRITE);
+  assert_gpumem_ok(gpumem_vmm_unmap((char *)va + 2 * g, g));
+  for (int i = 0; i < 3; i++)
+    assert_gpumem_ok(gpumem_vmm_release(h[i]));
+  assert_gpumem_ok(gpumem_vmm_free(va, 4 * g));
+}
+
 /* cuda.h, cuMemSetAccess: "The range must be a fully mapped address range
  * containing all allocations created by cuMemMap / cuMemCreate." */
 static void test_set_access_needs_a_fully_mapped_range(void **state) {
@@ -594,6 +628,7 @@ static void test_pool_memory_needs_access(void **state) {
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unmap_takes_whole_mappings),
+      cmocka_unit_test(test_unmap_covers_several_mappings),
       cmocka_unit_test(test_set_access_needs_a_fully_mapped_range),
       cmocka_unit_test(test_set_access_covers_several_mappings),
       cmocka_unit_test(test_export_needs_the_type_asked_at_creation),

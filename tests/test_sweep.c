@@ -268,8 +268,9 @@ static void scenario_arena(int placement) {
 
 /* Physical memory capped at 16 granules: after frees, a larger block is
  * served by unmapping free pages and mapping them at its place (reclaim),
- * then a smaller one by creating pages again; every driver step of a move
- * (unmap, map, access) fails in turn. */
+ * then a smaller one by creating pages again, then one stitched from the
+ * holes the moves left and a free block between them; every driver step of
+ * a move (unmap, map, access) fails in turn. */
 static void scenario_arena_moves(int placement) {
   verify = verify_arena;
   int devs[DEVICES] = {0, 1, 2, 3};
@@ -299,6 +300,13 @@ static void scenario_arena_moves(int placement) {
   STEP(gpumem_arena_alloc(sa, gran, 0, dev, &sa_live[5]));
   fill(sa_live[5], gran, 45);
   sa_size[5] = gran;
+  STEP(gpumem_arena_free(sa, sa_live[1]));
+  sa_live[1] = NULL;
+  sa_size[1] = 0;
+  /* stitched: the holes the moves left and the free block between them */
+  STEP(gpumem_arena_alloc(sa, 5 * gran, 0, dev, &sa_live[6]));
+  fill(sa_live[6], 5 * gran, 46);
+  sa_size[6] = 5 * gran;
   sa_dying = true;
   STEP(gpumem_arena_destroy(sa));
   sa = NULL;

@@ -1,5 +1,6 @@
 /* test_tlsf.c: the arena's sub-allocator alone (src/tlsf.c): a heap of
- * offsets with host-side block descriptors. Exact fit once good fit fails,
+ * offsets with host-side block descriptors. Best fit for large requests,
+ * exact fit once good fit fails,
  * alignment, coalescing, several regions, the pointer table, the
  * checker catching a corrupted heap, and holes cut into free blocks
  * (gm_tlsf_remove_range) and filled again. No backend is needed. */
@@ -8,6 +9,15 @@
 
 #include "helpers.h"
 #include "tlsf.h"
+
+/* Free bytes at the end of the region that ends at `end` (0 if none). */
+static uint64_t tail_free(const gm_tlsf *t, uint64_t end) {
+  for (size_t i = 0; i < t->nregions; i++) {
+    const gm_tlsf_region *r = &t->regions[i];
+    if (r->offset + r->size == end) return r->last != NULL && r->last->free ? r->last->size : 0;
+  }
+  return 0;
+}
 
 static void test_tlsf_heap(void **state) {
   (void)state;
@@ -48,7 +58,7 @@ static void test_tlsf_heap(void **state) {
   /* A contiguous range extends the region and merges with its free tail. */
   assert_true(gm_tlsf_add(&t, 1000 * GM_TLSF_ALIGN, 24 * GM_TLSF_ALIGN));
   assert_int_equal(t.nregions, 1);
-  assert_int_equal(gm_tlsf_tail_free(&t, 1024 * GM_TLSF_ALIGN), 1024 * GM_TLSF_ALIGN);
+  assert_int_equal(tail_free(&t, 1024 * GM_TLSF_ALIGN), 1024 * GM_TLSF_ALIGN);
   assert_int_equal(t.blocks_free, 1);
   /* A separate range is a second region; blocks never span the gap. */
   assert_true(gm_tlsf_add(&t, 4096 * GM_TLSF_ALIGN, 8 * GM_TLSF_ALIGN));
@@ -116,7 +126,7 @@ static void test_tlsf_remove_range(void **state) {
   assert_int_equal(gm_tlsf_classify(&t, 25 * U), GM_TLSF_OUTSIDE);
   assert_int_equal(gm_tlsf_classify(&t, 15 * U), GM_TLSF_FREE);
   assert_int_equal(gm_tlsf_classify(&t, 30 * U), GM_TLSF_FREE);
-  assert_int_equal(gm_tlsf_tail_free(&t, 20 * U), 10 * U);
+  assert_int_equal(tail_free(&t, 20 * U), 10 * U);
   assert_ptr_equal(gm_tlsf_find(&t, 60 * U), c); /* c now in the second region */
   assert_int_equal(c->region, 1);
   /* A request larger than either side no longer fits. */
@@ -301,12 +311,67 @@ static void test_tlsf_free_units(void **state) {
   assert_true(nonzero > 100);
 }
 
+/* Requests of GM_TLSF_BEST_FIT_MIN or more take the smallest free block
+ * that fits; smaller ones keep good fit (the rounded-up class, O(1)), which
+ * may take a larger block. Layout: free blocks separated by allocated ones. */
+static void test_tlsf_best_fit(void **state) {
+  (void)state;
+  const uint64_t K = 1024, M = 1024 * K;
+  /* free sizes, in offset order: small ones, then large ones */
+  const uint64_t sizes[] = {700 * K, 512 * K + U, 1400 * K, M + U, 1536 * K + U, 1536 * K};
+  const size_t n = sizeof sizes / sizeof sizes[0];
+  gm_tlsf t;
+  gm_tlsf_init(&t);
+  bool no_host = false;
+  char why[256];
+  assert_true(gm_tlsf_add(&t, 0, 64 * M));
+  gm_tlsf_block *hole[6], *wall[6];
+  uint64_t at[6];
+  for (size_t i = 0; i < n; i++) {
+    hole[i] = gm_tlsf_alloc(&t, sizes[i], U, &no_host);
+    wall[i] = gm_tlsf_alloc(&t, U, U, &no_host);
+    assert_non_null(hole[i]);
+    assert_non_null(wall[i]);
+    at[i] = hole[i]->offset;
+  }
+  gm_tlsf_block *rest = gm_tlsf_alloc(&t, 64 * M - at[n - 1] - sizes[n - 1] - U, U, &no_host);
+  assert_non_null(rest); /* nothing else is free */
+  for (size_t i = 0; i < n; i++)
+    gm_tlsf_free(&t, hole[i]);
+  assert_int_equal(t.blocks_free, n);
+  /* Large: exactly the smallest that fits, whatever the order. */
+  gm_tlsf_block *b = gm_tlsf_alloc(&t, M + U, U, &no_host);
+  assert_non_null(b);
+  assert_int_equal(b->offset, at[3]); /* not the 1400K block before it */
+  b = gm_tlsf_alloc(&t, 1300 * K, U, &no_host);
+  assert_int_equal(b->offset, at[2]); /* 1400K, not either 1.5M */
+  b = gm_tlsf_alloc(&t, 1500 * K, U, &no_host);
+  assert_int_equal(b->offset, at[5]); /* 1536K, not the one 256 bytes larger */
+  b = gm_tlsf_alloc(&t, 1536 * K, U, &no_host);
+  assert_int_equal(b->offset, at[4]);
+  assert_null(gm_tlsf_alloc(&t, M, U, &no_host)); /* only small blocks remain free */
+  assert_false(no_host);
+  /* Alignment counts: a block that would fit by size but not aligned is
+   * passed over. */
+  assert_true(gm_tlsf_add(&t, 80 * M + U, 2 * M));
+  assert_true(gm_tlsf_add(&t, 96 * M, 2 * M + 4 * U));
+  b = gm_tlsf_alloc(&t, 2 * M, M, &no_host);
+  assert_int_equal(b->offset, 96 * M);
+  /* Small: good fit rounds 512K + 256 up past the class of the exact
+   * block and takes the 700K one. */
+  b = gm_tlsf_alloc(&t, 512 * K + U, U, &no_host);
+  assert_int_equal(b->offset, at[0]);
+  assert_true(gm_tlsf_check(&t, why, sizeof why));
+  gm_tlsf_destroy(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tlsf_heap),
       cmocka_unit_test(test_tlsf_remove_range),
       cmocka_unit_test(test_tlsf_remove_range_model),
       cmocka_unit_test(test_tlsf_free_units),
+      cmocka_unit_test(test_tlsf_best_fit),
   };
   return cmocka_run_group_tests_name("tlsf", tests, NULL, NULL);
 }

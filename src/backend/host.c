@@ -43,7 +43,10 @@
  *     INVALID_ARGUMENT / ALREADY_MAPPED. test_granularity_rules.
  *  4. Unmap takes whole mappings: cuda.h cuMemUnmap, "The range must be the
  *     entire contiguous address range that was mapped to". INVALID_ARGUMENT.
- *     test_unmap_takes_whole_mappings.
+ *     test_unmap_takes_whole_mappings. One call may cover several
+ *     neighbouring whole mappings (cuda-samples' vectorAddMMAP unmaps its
+ *     per-device stripes so); a range running into unmapped space is
+ *     NOT_MAPPED. test_unmap_covers_several_mappings.
  *  5. Access is set only on fully mapped ranges: cuda.h cuMemSetAccess, "The
  *     range must be a fully mapped address range". NOT_MAPPED.
  *     test_set_access_needs_a_fully_mapped_range. A re-mapped range starts

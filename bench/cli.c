@@ -266,6 +266,8 @@ static void usage(FILE *f) {
   fprintf(f, "usage: gpumem-bench [options] [workload ...]\n"
              "       gpumem-bench synth --family F [--seed N] [params] --out FILE  (synthetic "
              "traces: synth --help)\n"
+             "       gpumem-bench costs [--reps N] [--pages LIST] [--csv FILE]  (what each VMM "
+             "driver call costs here: costs --help)\n"
              "Every allocator runs the same workloads, planned from a seed before timing (README: "
              "\"gpumem-bench\").\n\nOptions:\n");
   uint64_t printed = 0, read_by_workloads = 0;

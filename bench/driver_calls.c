@@ -15,8 +15,11 @@
  * divides by the operations: "model us/op". It is a model, not a measurement:
  * the defaults are figures measured on an H100 (../shared/notes/cuda-facts.md),
  * the calls are taken to cost the same whatever their size (nearly so up to
- * 64 MiB there; a 1 GiB release costs 374 us), and overlap with GPU work is
- * ignored. The defaults, in us per call:
+ * 64 MiB there; a 1 GiB release costs 374 us) and whatever number of
+ * mappings one call covers (the arena unmaps a run of pages, and opens a
+ * growth, with one call each), and overlap with GPU work is ignored.
+ * `gpumem-bench costs` (costs.c) measures the table and both assumptions
+ * on the machine at hand. The defaults, in us per call:
  *   phys_create 12, map 1.1, set_access 30, unmap 20, phys_release 12
  *       (cuMemCreate ... cuMemRelease of a 2 MiB chunk, measured);
  *   va_reserve 2, va_free 2 (a 64 GiB reserve+free pair measured 4 us);

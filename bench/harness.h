@@ -162,6 +162,26 @@ typedef struct gb_header {
   char note[512];
 } gb_header;
 
+/* ---- `gpumem-bench costs` (costs.c) ---- */
+
+#define COSTS_MAX_RUNS  8  /* run lengths of one --pages */
+#define COSTS_MAX_PAGES 64 /* pages of one run */
+
+typedef struct gb_costs_options {
+  int device;
+  unsigned reps;
+  size_t pages[COSTS_MAX_RUNS]; /* run lengths k */
+  size_t nruns;
+  const char *csv;
+} gb_costs_options;
+
+/* Parse `costs [options]` (argv[0] is "costs"): 0 to run, 1 when --help
+ * was printed, 2 after a message on stderr. */
+int gb_costs_parse(int argc, char **argv, gb_costs_options *o);
+/* Measure and print (the library is initialised; `h` says where). Returns
+ * an exit status. */
+int gb_costs_run(const gb_costs_options *o, const gb_header *h);
+
 typedef struct gb_report {
   const gb_options *o;
   gb_header header;

@@ -145,6 +145,17 @@ static bool synth_trace(gb_plan *plan, const char *spec, char *why, size_t len) 
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "synth") == 0) return gb_synth_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "costs") == 0) {
+    gb_costs_options co;
+    int parsed = gb_costs_parse(argc - 1, argv + 1, &co);
+    if (parsed != 0) return parsed == 1 ? GB_EXIT_OK : GB_EXIT_USAGE;
+    gb_bench cb = {.device = co.device, .cap_limit = SIZE_MAX};
+    gb_header h;
+    int rc = start(&cb, &h);
+    if (rc == GB_EXIT_OK) rc = gb_costs_run(&co, &h);
+    GB_CHECKED(gpumem_finalize());
+    return rc;
+  }
   static gb_options o;
   switch (gb_parse_args(argc, argv, &o)) {
   case GB_PARSE_DONE:

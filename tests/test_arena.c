@@ -741,21 +741,29 @@ static void test_free_pages_move_where_a_request_needs_them(void **state) {
   assert_int_equal(gm_test_counters().phys_handles, 0);
 }
 
-/* A free block followed by unmapped range (pages moved away from there)
- * grows in place: only the missing page is mapped, right after it, and
- * the new block starts where the freed one did (a growing KV cache). */
-static void test_free_block_extends_in_place(void **state) {
-  (void)state;
+/* A one-shard arena on device 0 that grows a page at a time and holds at
+ * most `pages` pages: every placement and driver call is predictable. */
+static gpumem_arena_t *page_arena(size_t pages) {
   size_t g = granularity(0);
   int dev = 0;
   gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
   c.devices = &dev;
   c.device_count = 1;
   c.chunk_size = g;
-  c.max_size = 8 * g;
+  c.max_size = pages * g;
   c.shards = 1;
   gpumem_arena_t *a = NULL;
   assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  return a;
+}
+
+/* A free block followed by unmapped range (pages moved away from there)
+ * grows in place: only the missing page is mapped, right after it, and
+ * the new block starts where the freed one did (a growing KV cache). */
+static void test_free_block_extends_in_place(void **state) {
+  (void)state;
+  size_t g = granularity(0);
+  gpumem_arena_t *a = page_arena(8);
   void *p[3], *d = NULL, *e = NULL;
   for (int i = 0; i < 3; i++) /* pages 0-1, 2-3, 4-5 */
     assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &p[i]));
@@ -799,15 +807,7 @@ static void test_free_block_extends_in_place(void **state) {
 static void test_growth_stitches_free_and_unmapped(void **state) {
   (void)state;
   size_t g = granularity(0);
-  int dev = 0;
-  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
-  c.devices = &dev;
-  c.device_count = 1;
-  c.chunk_size = g;
-  c.max_size = 10 * g;
-  c.shards = 1;
-  gpumem_arena_t *a = NULL;
-  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  gpumem_arena_t *a = page_arena(10);
   void *A = NULL, *B = NULL, *C = NULL, *D = NULL, *E = NULL, *F = NULL, *G = NULL;
   assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &A)); /* pages 0-1 */
   assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &B)); /* 2-3 */

@@ -533,6 +533,7 @@ static gpumem_status create_pages(gpumem_arena_t *a, const size_t *want, size_t 
  * shard (mapped) or a run of unmapped page slots. */
 typedef struct seg {
   size_t off, len;
+  size_t before; /* unmapped pages in the segments before this one */
   bool unmapped;
 } seg;
 
@@ -541,7 +542,7 @@ typedef struct seg_list {
   size_t n, cap;
 } seg_list;
 
-static bool push_seg(seg_list *l, size_t off, size_t len, bool unmapped) {
+static bool push_seg(seg_list *l, size_t page, size_t off, size_t len, bool unmapped) {
   if (len == 0) return true;
   if (l->n > 0 && l->v[l->n - 1].unmapped && unmapped &&
       l->v[l->n - 1].off + l->v[l->n - 1].len == off) {
@@ -549,14 +550,19 @@ static bool push_seg(seg_list *l, size_t off, size_t len, bool unmapped) {
     return true;
   }
   if (!gm_array_make_room((void **)&l->v, &l->cap, l->n, sizeof *l->v, 64)) return false;
-  l->v[l->n++] = (seg){off, len, unmapped};
+  size_t before = 0;
+  if (l->n > 0) {
+    const seg *p = &l->v[l->n - 1];
+    before = p->before + (p->unmapped ? p->len / page : 0);
+  }
+  l->v[l->n++] = (seg){off, len, before, unmapped};
   return true;
 }
 
 /* The unmapped slots of [from, to) (page offsets) as segments. */
 static bool push_unmapped(const gpumem_arena_t *a, seg_list *l, size_t from, size_t to) {
   for (size_t k = from / a->page; k < to / a->page; k++)
-    if (a->pages[k] == 0 && !push_seg(l, k * a->page, a->page, true)) return false;
+    if (a->pages[k] == 0 && !push_seg(l, a->page, k * a->page, a->page, true)) return false;
   return true;
 }
 
@@ -580,28 +586,44 @@ static bool list_segments(const gpumem_arena_t *a, const shard *s, seg_list *l) 
   for (size_t r = 0; r < h->nregions && ok; r++) {
     ok = push_unmapped(a, l, at, (size_t)order[r]->offset);
     for (const gm_tlsf_block *b = order[r]->first; b != NULL && ok; b = b->next_phys)
-      if (b->free) ok = push_seg(l, (size_t)b->offset, (size_t)b->size, false);
+      if (b->free) ok = push_seg(l, a->page, (size_t)b->offset, (size_t)b->size, false);
     at = (size_t)(order[r]->offset + order[r]->size);
     at = (at + a->page - 1) / a->page * a->page;
   }
   free(order);
   if (ok && at < a->top) ok = push_unmapped(a, l, at, a->top);
   if (ok && a->top < a->va_size && at <= a->top)
-    ok = push_seg(l, a->top, a->va_size - a->top, true);
+    ok = push_seg(l, a->page, a->top, a->va_size - a->top, true);
   return ok;
 }
 
-/* Unmapped pages that [start, end) overlaps, from segment i on. */
-static size_t window_cost(const gpumem_arena_t *a, const seg *v, size_t n, size_t i, size_t start,
-                          size_t end) {
-  size_t pages = 0;
-  for (; i < n && v[i].off < end; i++) {
-    if (!v[i].unmapped || v[i].off + v[i].len <= start) continue;
-    size_t lo = v[i].off > start ? v[i].off : start;
-    size_t hi = v[i].off + v[i].len < end ? v[i].off + v[i].len : end;
-    pages += (hi + a->page - 1) / a->page - lo / a->page;
+/* The segment of v[i, j) that holds `at` (v[i].off <= at). */
+static size_t seg_at(const seg *v, size_t i, size_t j, size_t at) {
+  while (j - i > 1) {
+    size_t m = i + (j - i) / 2;
+    if (v[m].off <= at)
+      i = m;
+    else
+      j = m;
   }
-  return pages;
+  return i;
+}
+
+/* Unmapped pages of segment g that [x, y) overlaps. */
+static size_t pages_in(const gpumem_arena_t *a, const seg *g, size_t x, size_t y) {
+  if (!g->unmapped) return 0;
+  size_t lo = g->off > x ? g->off : x, hi = g->off + g->len < y ? g->off + g->len : y;
+  return (hi + a->page - 1) / a->page - lo / a->page;
+}
+
+/* Unmapped pages that [start, end) overlaps in the run v[i, j): the edge
+ * segments by hand, those between from the running count. O(log run). */
+static size_t window_cost(const gpumem_arena_t *a, const seg *v, size_t i, size_t j, size_t start,
+                          size_t end) {
+  size_t f = seg_at(v, i, j, start), g = seg_at(v, f, j, end - 1);
+  if (f == g) return pages_in(a, &v[f], start, end);
+  return pages_in(a, &v[f], start, end) + (v[g].before - v[f + 1].before) +
+         pages_in(a, &v[g], start, end);
 }
 
 /* The window for a growth of `need` bytes: a stretch of the range made only
@@ -609,7 +631,8 @@ static size_t window_cost(const gpumem_arena_t *a, const seg *v, size_t n, size_
  * (the pages that must be mapped there), the lowest first. Each run of
  * touching segments is tried with the window starting at a segment's start
  * and ending at a segment's end (the cost is piecewise linear in the
- * position, so an optimum lies at one of them). False when none fits. */
+ * position, so an optimum lies at one of them): O(segments x log run).
+ * False when none fits. */
 static bool best_window(const gpumem_arena_t *a, const seg_list *l, size_t need, size_t *start) {
   size_t best = SIZE_MAX;
   for (size_t i = 0; i < l->n;) {
@@ -618,16 +641,12 @@ static bool best_window(const gpumem_arena_t *a, const seg_list *l, size_t need,
       j++;
     size_t lo = l->v[i].off, hi = l->v[j - 1].off + l->v[j - 1].len;
     for (size_t k = i; k < j && hi - lo >= need; k++) {
-      size_t cand[2] = {l->v[k].off, l->v[k].off + l->v[k].len >= lo + need
-                                         ? l->v[k].off + l->v[k].len - need
-                                         : lo};
+      size_t end = l->v[k].off + l->v[k].len;
+      size_t cand[2] = {l->v[k].off, end >= lo + need ? end - need : lo};
       for (int c = 0; c < 2; c++) {
         size_t w = cand[c] / GM_TLSF_ALIGN * GM_TLSF_ALIGN;
         if (w < lo || w + need > hi) continue;
-        size_t first = i;
-        while (l->v[first].off + l->v[first].len <= w)
-          first++;
-        size_t cost = window_cost(a, l->v, j, first, w, w + need);
+        size_t cost = window_cost(a, l->v, i, j, w, w + need);
         if (cost < best || (cost == best && w < *start)) {
           best = cost;
           *start = w;
@@ -683,7 +702,7 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
     const seg *g = &l.v[i];
     if (g->unmapped || g->off + g->len <= lo || g->off >= hi) continue;
     size_t from = g->off > lo ? g->off : lo, to = g->off + g->len < hi ? g->off + g->len : hi;
-    l.v[npieces++] = (seg){from, to - from, false};
+    l.v[npieces++] = (seg){from, to - from, 0, false};
   }
   for (size_t k = lo / a->page; k < (hi + a->page - 1) / a->page; k++)
     nslots += a->pages[k] == 0;

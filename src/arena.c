@@ -449,13 +449,15 @@ static gpumem_status reclaim(gpumem_arena_t *a, shard *s, const size_t *want) {
  * included, as seen by growths; the peak, not the use now: between peaks
  * the arena holds what the next peak will need), or when moves have
  * already cost their budget: as many moved pages as the arena holds (one
- * turnover, while it finds its layout), then a moved page (an unmap and a
- * map, ~21 us modelled) per MOVE_OPS allocations. A workload that needs new contiguous
- * memory over and over (random sizes under a cap) would otherwise move
- * pages at every growth; past the budget it grows as the arena did before
- * pages moved. Never past max_size (the caller falls back to moving when
- * creation fails). The caller holds the mutex and `s`'s lock; the other
- * shards are locked one at a time. */
+ * turnover, while it finds its layout), then a moved page (a map, 1.1 us
+ * modelled, and its share of its run's unmap, 20 us) per MOVE_OPS
+ * allocations. Counted in pages, not calls: budgets in growths or in unmap
+ * calls were tried and did no better on generation (r/l 1.12-1.27, noisy).
+ * A workload that needs new contiguous memory over and over (random sizes
+ * under a cap) would otherwise move pages at every growth; past the budget
+ * it grows as the arena did before pages moved. Never past max_size (the caller falls back to
+ * moving when creation fails). The caller holds the mutex and `s`'s lock; the other shards are
+ * locked one at a time. */
 static bool prefer_create(gpumem_arena_t *a, shard *s, size_t need, size_t pages) {
   size_t used = need;
   uint64_t allocs = 0;

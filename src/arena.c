@@ -26,7 +26,9 @@
  * twice): a free block and the hole after it (a growing KV cache grows
  * where it is), holes on both sides of a free block, the free tail at
  * `top` and the unmapped range beyond it (widened there to a multiple of
- * the chunk, so that small requests do not grow one page at a time), or a
+ * the chunk, so that small requests do not grow one page at a time, when
+ * the pool or the device can give the padding: on a full device padding
+ * that had to be moved could fail a request free pages can serve), or a
  * hole alone. Its free blocks leave the heap while pages are found (so
  * that reclaim leaves them); then each unmapped slot of the window gets a
  * page, in this order: (a) the member's pool; (b) reclaim: whole free
@@ -81,9 +83,11 @@
  * access when nothing is pooled or free (the earlier layout: 1 + 1 + 1);
  * destroy p unmaps + p releases. INTERLEAVE was already one allocation per
  * stripe. Pages are paid once each; what moves costs one unmap per run of
- * neighbouring free pages and a map per page. Finding the window walks
- * s's regions and the slot table up to `top` (a growth is rare; the
- * alloc and free paths are unchanged). Destroy unmaps every page into the pools (newest slot first,
+ * neighbouring free pages and a map per page. Finding the window looks
+ * at s's free blocks (from its free lists, sorted) and the slot table up to
+ * `top`, O(free blocks x log + top / page) per growth; the alloc and free
+ * paths are unchanged but for best fit from 1 MiB (tlsf.c, at most 64
+ * blocks looked at per list). Destroy unmaps every page into the pools (newest slot first,
  * stopping at a failure), releases the pools, then frees the range; what a
  * failure left stays recorded and a second destroy goes on from there.
  *
@@ -372,7 +376,10 @@ static void set_owner(gpumem_arena_t *a, size_t offset, size_t size, uint16_t ow
  * manages, into their members' pools: ONE call for the whole run (a range
  * of several whole mappings, as cuda-samples' vectorAddMMAP unmaps its
  * stripes; the host backend checks that it takes whole mappings), so that
- * moving k neighbouring pages costs one unmap, not k. */
+ * moving k neighbouring pages costs one unmap, not k. A failed call is
+ * taken to have unmapped nothing: the host backend checks the whole range
+ * before it changes a mapping (an OS failure half way is the exception),
+ * and the driver validates its arguments first too. */
 static gpumem_status unmap_run(gpumem_arena_t *a, size_t offset, size_t n, const shard *v) {
   gpumem_status st = gm_be_unmap(a->base + offset, n * a->page);
   if (st != GPUMEM_OK) return st;
@@ -561,41 +568,39 @@ static bool push_seg(seg_list *l, size_t page, size_t off, size_t len, bool unma
   return true;
 }
 
-/* The unmapped slots of [from, to) (page offsets) as segments. */
-static bool push_unmapped(const gpumem_arena_t *a, seg_list *l, size_t from, size_t to) {
-  for (size_t k = from / a->page; k < to / a->page; k++)
-    if (a->pages[k] == 0 && !push_seg(l, a->page, k * a->page, a->page, true)) return false;
-  return true;
-}
-
 static int by_offset(const void *x, const void *y) {
-  const gm_tlsf_region *r = *(gm_tlsf_region *const *)x, *q = *(gm_tlsf_region *const *)y;
-  return r->offset < q->offset ? -1 : r->offset > q->offset;
+  const gm_tlsf_block *b = *(const gm_tlsf_block *const *)x, *c = *(const gm_tlsf_block *const *)y;
+  return b->offset < c->offset ? -1 : b->offset > c->offset;
 }
 
 /* Every piece of the range that shard `s` may grow into, in offset order:
- * its free blocks and the unmapped slots, up to the end of the range (one
- * segment past `top`). Pieces that touch form the runs a window lies in. */
+ * its free blocks (from its free lists: no walk of the blocks in use) and
+ * the unmapped slots up to `top` (a scan of the slot table), merged, then
+ * the rest of the range as one segment. Pieces that touch form the runs a
+ * window lies in. O(free blocks x log + top / page). */
 static bool list_segments(const gpumem_arena_t *a, const shard *s, seg_list *l) {
   const gm_tlsf *h = &s->heap;
-  gm_tlsf_region **order = malloc((h->nregions + 1) * sizeof *order);
-  if (order == NULL) return false;
-  for (size_t r = 0; r < h->nregions; r++)
-    order[r] = &h->regions[r];
-  qsort(order, h->nregions, sizeof *order, by_offset);
-  size_t at = 0;
+  const gm_tlsf_block **free_blocks = malloc((h->blocks_free + 1) * sizeof *free_blocks);
+  if (free_blocks == NULL) return false;
+  size_t nfree = 0;
+  for (int fl = 0; fl < GM_TLSF_FL_COUNT; fl++)
+    for (uint32_t lists = h->sl_bitmap[fl]; lists != 0; lists &= lists - 1)
+      for (const gm_tlsf_block *b = h->heads[fl][__builtin_ctz(lists)];
+           b != NULL && nfree < h->blocks_free; b = b->next_free)
+        free_blocks[nfree++] = b;
+  qsort(free_blocks, nfree, sizeof *free_blocks, by_offset);
   bool ok = true;
-  for (size_t r = 0; r < h->nregions && ok; r++) {
-    ok = push_unmapped(a, l, at, (size_t)order[r]->offset);
-    for (const gm_tlsf_block *b = order[r]->first; b != NULL && ok; b = b->next_phys)
-      if (b->free) ok = push_seg(l, a->page, (size_t)b->offset, (size_t)b->size, false);
-    at = (size_t)(order[r]->offset + order[r]->size);
-    at = (at + a->page - 1) / a->page * a->page;
+  size_t f = 0, top_slot = a->top / a->page;
+  for (size_t k = 0; k < top_slot && ok; k++) {
+    for (; f < nfree && free_blocks[f]->offset < k * a->page && ok; f++)
+      ok =
+          push_seg(l, a->page, (size_t)free_blocks[f]->offset, (size_t)free_blocks[f]->size, false);
+    if (ok && a->pages[k] == 0) ok = push_seg(l, a->page, k * a->page, a->page, true);
   }
-  free(order);
-  if (ok && at < a->top) ok = push_unmapped(a, l, at, a->top);
-  if (ok && a->top < a->va_size && at <= a->top)
-    ok = push_seg(l, a->page, a->top, a->va_size - a->top, true);
+  for (; f < nfree && ok; f++)
+    ok = push_seg(l, a->page, (size_t)free_blocks[f]->offset, (size_t)free_blocks[f]->size, false);
+  free(free_blocks);
+  if (ok && a->top < a->va_size) ok = push_seg(l, a->page, a->top, a->va_size - a->top, true);
   return ok;
 }
 
@@ -694,10 +699,16 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
   if (a->pages[w / a->page] == 0) lo = w / a->page * a->page;
   if (a->pages[(end - 1) / a->page] == 0) {
     gm_round_up(end, a->page, &hi);
-    if (end > a->top) {
-      size_t past = 0;
-      gm_round_up(end - a->top, a->chunk, &past);
-      hi = a->top + past < a->va_size ? a->top + past : a->va_size;
+    size_t past = 0;
+    if (end > a->top && gm_round_up(end - a->top, a->chunk, &past)) {
+      size_t wide = a->top + past < a->va_size ? a->top + past : a->va_size;
+      /* Only with pages the pool or the device can give: padding that had
+       * to be moved would turn a request free pages can serve into
+       * OUT_OF_MEMORY once the device is full. */
+      size_t unmapped = 0;
+      for (size_t k = lo / a->page; k < wide / a->page; k++)
+        unmapped += a->pages[k] == 0;
+      if (unmapped * a->page <= pooled_bytes(a) + (a->max_size - a->created)) hi = wide;
     }
   }
   for (size_t i = 0; i < l.n; i++) { /* the free blocks in the window, clipped */
@@ -758,16 +769,20 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
   if (hi > a->top) a->top = hi;
   a->growths++;
   a->pages_remapped += from_pool;
-  GM_TRACE_MAPPING("arena", a, true, (void *)(a->base + lo), hi - lo, a->created,
-                   s->member >= 0 ? a->members[s->member] : -1);
+  if (nslots > 0) /* the pages mapped, from the first (free ones between them were mapped) */
+    GM_TRACE_MAPPING("arena", a, true, (void *)(a->base + slots[0] * a->page), nslots * a->page,
+                     a->created, s->member >= 0 ? a->members[s->member] : -1);
   free(slots);
   free(l.v);
   return GPUMEM_OK;
 fail:
   while (mapped-- > 0) { /* back to the pools */
     size_t at = slots[mapped] * a->page;
-    if (unmap_run(a, at, 1, s) != GPUMEM_OK)
-      gm_log(GPUMEM_LOG_ERROR, "arena: unmap failed: %s", gm_error_detail());
+    if (unmap_run(a, at, 1, s) != GPUMEM_OK) { /* stays mapped, s's: destroy unmaps it */
+      set_owner(a, at, a->page, (uint16_t)(s - a->shards + 1));
+      gm_log(GPUMEM_LOG_ERROR, "arena: unmap failed, a page is lost to its heap: %s",
+             gm_error_detail());
+    }
   }
   if (release_pages(a, made) != GPUMEM_OK)
     gm_log(GPUMEM_LOG_ERROR, "arena: release failed: %s", gm_error_detail());

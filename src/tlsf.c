@@ -354,7 +354,10 @@ bool gm_tlsf_add(gm_tlsf *t, uint64_t offset, uint64_t size) {
 /* The smallest free block that fits (the lowest offset among equals), or
  * NULL: from the request's own class up, skipping empty lists through the
  * bitmaps; the first class holding a fitting block holds the best one, as
- * every block of a higher class is larger. */
+ * every block of a higher class is larger. A list is looked at for at most
+ * BEST_FIT_LOOK blocks once one fits (the best of those), so that the
+ * allocation path stays bounded however many free blocks share a class. */
+#define BEST_FIT_LOOK 64
 static gm_tlsf_block *best_fit(gm_tlsf *t, uint64_t size, uint64_t align) {
   int fl, sl;
   mapping(size >> GM_TLSF_ALIGN_LOG2, &fl, &sl);
@@ -362,7 +365,9 @@ static gm_tlsf_block *best_fit(gm_tlsf *t, uint64_t size, uint64_t align) {
     uint32_t lists = t->sl_bitmap[fl] & (~0u << sl);
     for (; lists != 0; lists &= lists - 1) {
       gm_tlsf_block *best = NULL;
-      for (gm_tlsf_block *b = t->heads[fl][__builtin_ctz(lists)]; b != NULL; b = b->next_free) {
+      unsigned looked = 0;
+      for (gm_tlsf_block *b = t->heads[fl][__builtin_ctz(lists)];
+           b != NULL && (best == NULL || looked < BEST_FIT_LOOK); b = b->next_free, looked++) {
         if (fits(b, size, align) && (best == NULL || b->size < best->size ||
                                      (b->size == best->size && b->offset < best->offset)))
           best = b;

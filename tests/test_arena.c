@@ -741,15 +741,16 @@ static void test_free_pages_move_where_a_request_needs_them(void **state) {
   assert_int_equal(gm_test_counters().phys_handles, 0);
 }
 
-/* A one-shard arena on device 0 that grows a page at a time and holds at
- * most `pages` pages: every placement and driver call is predictable. */
-static gpumem_arena_t *page_arena(size_t pages) {
+/* A one-shard arena on device 0 that grows `chunk` pages at a time and
+ * holds at most `pages` pages: every placement and driver call is
+ * predictable. */
+static gpumem_arena_t *page_arena(size_t pages, size_t chunk) {
   size_t g = granularity(0);
   int dev = 0;
   gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
   c.devices = &dev;
   c.device_count = 1;
-  c.chunk_size = g;
+  c.chunk_size = chunk * g;
   c.max_size = pages * g;
   c.shards = 1;
   gpumem_arena_t *a = NULL;
@@ -763,7 +764,7 @@ static gpumem_arena_t *page_arena(size_t pages) {
 static void test_free_block_extends_in_place(void **state) {
   (void)state;
   size_t g = granularity(0);
-  gpumem_arena_t *a = page_arena(8);
+  gpumem_arena_t *a = page_arena(8, 1);
   void *p[3], *d = NULL, *e = NULL;
   for (int i = 0; i < 3; i++) /* pages 0-1, 2-3, 4-5 */
     assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &p[i]));
@@ -807,7 +808,7 @@ static void test_free_block_extends_in_place(void **state) {
 static void test_growth_stitches_free_and_unmapped(void **state) {
   (void)state;
   size_t g = granularity(0);
-  gpumem_arena_t *a = page_arena(10);
+  gpumem_arena_t *a = page_arena(10, 1);
   void *A = NULL, *B = NULL, *C = NULL, *D = NULL, *E = NULL, *F = NULL, *G = NULL;
   assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &A)); /* pages 0-1 */
   assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &B)); /* 2-3 */
@@ -871,6 +872,35 @@ static void test_growth_stitches_free_and_unmapped(void **state) {
   assert_gpumem_ok(gpumem_arena_alloc(a, 10 * g, 0, 0, &whole));
   assert_ptr_equal(whole, base);
   assert_gpumem_ok(gpumem_arena_free(a, whole));
+  assert_checked(a);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+/* A growth past the top is widened to a whole chunk only with pages the
+ * pool or the device can give: on a full device a 2-page request that two
+ * free pages can serve must not ask for a 4-page chunk and fail. */
+static void test_full_device_grows_without_chunk_padding(void **state) {
+  (void)state;
+  size_t g = granularity(0);
+  gpumem_arena_t *a = page_arena(8, 4);
+  void *p[8], *big = NULL;
+  for (int i = 0; i < 8; i++) /* two growths of a 4-page chunk: the device is full */
+    assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, 0, &p[i]));
+  assert_int_equal(stats_of(a).pages_created, 8);
+  char *base = p[0];
+  write_block(p[7], g, 7);
+  assert_gpumem_ok(gpumem_arena_free(a, p[1])); /* two lone free pages */
+  assert_gpumem_ok(gpumem_arena_free(a, p[5]));
+  uint64_t unmaps = gm_backend_calls(GM_OP_unmap), creates = gm_backend_calls(GM_OP_phys_create);
+  assert_gpumem_ok(gpumem_arena_alloc(a, 2 * g, 0, 0, &big));
+  assert_ptr_equal(big, base + 8 * g); /* past the top: two slots, not four */
+  assert_int_equal(gm_backend_calls(GM_OP_unmap) - unmaps, 2);
+  assert_int_equal(gm_backend_calls(GM_OP_phys_create) - creates, 0);
+  write_block(big, 2 * g, 8);
+  assert_int_equal(block_mismatches(p[7], g, 7), 0);
+  gpumem_arena_stats st = stats_of(a);
+  assert_int_equal(st.base.bytes_reserved, 8 * g);
+  assert_int_equal(st.bytes_pooled, 0);
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
 }
@@ -1501,6 +1531,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_trim_gives_free_pages_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_free_block_extends_in_place, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_growth_stitches_free_and_unmapped, setup_four,
+                                      teardown_four),
+      cmocka_unit_test_setup_teardown(test_full_device_grows_without_chunk_padding, setup_four,
                                       teardown_four),
       cmocka_unit_test_setup_teardown(test_failed_move_rolls_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_handle_types_and_initial_size, setup_four,

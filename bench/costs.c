@@ -70,7 +70,7 @@ static bool one_run(int device, size_t gran, size_t k, samples *t, bool keep) {
   gpumem_phys_t h[COSTS_MAX_PAGES] = {0};
   void *va = NULL;
   size_t made = 0, mapped = 0;
-  bool ok = false, access = false;
+  bool ok = false;
   double t0 = gb_now_ns();
   gpumem_status st = gpumem_vmm_reserve(k * gran, 0, &va);
   double us = (gb_now_ns() - t0) / 1000;
@@ -94,7 +94,6 @@ static bool one_run(int device, size_t gran, size_t k, samples *t, bool keep) {
   st = gpumem_vmm_set_access(va, k * gran, &rw, 1); /* one call over the run */
   us = (gb_now_ns() - t0) / 1000;
   if (st != GPUMEM_OK) goto out;
-  access = true;
   if (keep && !add_sample(&t[C_ACCESS], us)) goto out;
   t0 = gb_now_ns();
   st = gpumem_vmm_unmap(va, k * gran); /* one call over k mappings */
@@ -122,7 +121,6 @@ out:
       fprintf(stderr, "gpumem-bench costs: %u pages: %s\n", (unsigned)k, gpumem_last_error());
     else
       fprintf(stderr, "gpumem-bench costs: no host memory for the samples\n");
-    (void)access;
     for (size_t i = 0; i < mapped; i++)
       GB_CHECKED(gpumem_vmm_unmap((char *)va + i * gran, gran));
     while (made > 0)

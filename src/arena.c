@@ -665,6 +665,14 @@ static bool best_window(const gpumem_arena_t *a, const seg_list *l, size_t need,
   return best != SIZE_MAX;
 }
 
+/* Unmapped page slots that [from, to) touches. */
+static size_t unmapped_slots(const gpumem_arena_t *a, size_t from, size_t to) {
+  size_t n = 0;
+  for (size_t k = from / a->page; k < (to + a->page - 1) / a->page; k++)
+    n += a->pages[k] == 0;
+  return n;
+}
+
 /* The sentence for OUT_OF_MEMORY: the request and each member's state. */
 static void describe_members(gpumem_arena_t *a, char *buf, size_t len);
 
@@ -705,10 +713,8 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
       /* Only with pages the pool or the device can give: padding that had
        * to be moved would turn a request free pages can serve into
        * OUT_OF_MEMORY once the device is full. */
-      size_t unmapped = 0;
-      for (size_t k = lo / a->page; k < wide / a->page; k++)
-        unmapped += a->pages[k] == 0;
-      if (unmapped * a->page <= pooled_bytes(a) + (a->max_size - a->created)) hi = wide;
+      if (unmapped_slots(a, lo, wide) * a->page <= pooled_bytes(a) + (a->max_size - a->created))
+        hi = wide;
     }
   }
   for (size_t i = 0; i < l.n; i++) { /* the free blocks in the window, clipped */
@@ -717,11 +723,8 @@ static gpumem_status grow(gpumem_arena_t *a, shard *s, size_t need) {
     size_t from = g->off > lo ? g->off : lo, to = g->off + g->len < hi ? g->off + g->len : hi;
     l.v[npieces++] = (seg){from, to - from, 0, false};
   }
-  for (size_t k = lo / a->page; k < (hi + a->page - 1) / a->page; k++)
-    nslots += a->pages[k] == 0;
-  slots = malloc((nslots + 1) * sizeof *slots);
+  slots = malloc((unmapped_slots(a, lo, hi) + 1) * sizeof *slots);
   GM_REQUIRE(slots != NULL, GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for the arena's growth");
-  nslots = 0;
   for (size_t k = lo / a->page; k < (hi + a->page - 1) / a->page; k++) {
     if (a->pages[k] != 0) continue;
     slots[nslots++] = k;

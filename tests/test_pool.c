@@ -293,6 +293,49 @@ static void test_trim_and_cache_bound(void **state) {
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }
 
+/* Blocks over 256 KiB are cached up to four of the largest cached size
+ * (cache_max_size, 1 MiB by default) per thread: a size that follows the
+ * data would otherwise leave its earlier sizes cached, splitting the CUDA
+ * pool's free ranges. Smaller blocks are not counted against it; blocks
+ * taken from the cache and flushed ones free their share. */
+static void test_wide_blocks_bounded_per_thread(void **state) {
+  (void)state;
+  gpumem_pool_t *p = make_pool(true, 0);
+  void *wide[6], *small[20], *mib[5];
+  for (int i = 0; i < 6; i++)
+    assert_gpumem_ok(gpumem_pool_alloc(p, 768 << 10, NULL, &wide[i]));
+  for (int i = 0; i < 20; i++)
+    assert_gpumem_ok(gpumem_pool_alloc(p, 4096, NULL, &small[i]));
+  for (int i = 0; i < 6; i++)
+    assert_gpumem_ok(gpumem_pool_free(p, wide[i], NULL));
+  for (int i = 0; i < 20; i++)
+    assert_gpumem_ok(gpumem_pool_free(p, small[i], NULL));
+  /* five of 768 KiB fit in 4 MiB, the sixth went back to the CUDA pool */
+  assert_int_equal(stats_of(p).cached_bytes, 5 * (768 << 10) + 20 * 4096);
+  void *one = NULL, *again = NULL;
+  assert_gpumem_ok(gpumem_pool_alloc(p, 1 << 20, NULL, &one)); /* a miss */
+  assert_gpumem_ok(gpumem_pool_free(p, one, NULL));            /* 4.75 MiB: not cached */
+  assert_int_equal(stats_of(p).cached_bytes, 5 * (768 << 10) + 20 * 4096);
+  assert_gpumem_ok(gpumem_pool_alloc(p, 700 << 10, NULL, &again)); /* a hit frees 768 KiB */
+  assert_ptr_equal(again, wide[4]);                                /* LIFO */
+  assert_gpumem_ok(gpumem_pool_alloc(p, 1 << 20, NULL, &one));
+  assert_gpumem_ok(gpumem_pool_free(p, one, NULL)); /* exactly 4 MiB: cached */
+  gpumem_pool_stats st = stats_of(p);
+  assert_int_equal(st.cached_bytes, 4 * (768 << 10) + (1 << 20) + 20 * 4096);
+  assert_int_equal(st.cache_hits, 1);
+  assert_gpumem_ok(gpumem_pool_free(p, again, NULL)); /* 4.75 MiB again: not cached */
+  assert_int_equal(stats_of(p).cached_bytes, 4 * (768 << 10) + (1 << 20) + 20 * 4096);
+  assert_gpumem_ok(gpumem_pool_trim(p, 0)); /* a flush gives the share back */
+  assert_int_equal(stats_of(p).cached_bytes, 0);
+  for (int i = 0; i < 5; i++)
+    assert_gpumem_ok(gpumem_pool_alloc(p, 1 << 20, NULL, &mib[i]));
+  for (int i = 0; i < 5; i++)
+    assert_gpumem_ok(gpumem_pool_free(p, mib[i], NULL));
+  assert_int_equal(stats_of(p).cached_bytes, 4 << 20);
+  assert_gpumem_ok(gpumem_stream_synchronize(NULL));
+  assert_gpumem_ok(gpumem_pool_destroy(p));
+}
+
 /* One emulated device of 16 MiB (host runs only). */
 static int small_device(void **state) {
   gpumem_init_options o = GPUMEM_INIT_OPTIONS_INIT;
@@ -305,10 +348,10 @@ static void test_out_of_memory_flushes_and_retries(void **state) {
   (void)state;
   if (!gm_test_on_host()) skip(); /* needs a 16 MiB device */
   gpumem_pool_t *p = make_pool(true, 0);
-  void *blocks[8], *big = NULL, *more = NULL;
-  for (int i = 0; i < 8; i++)
-    assert_gpumem_ok(gpumem_pool_alloc(p, 1 << 20, NULL, &blocks[i]));
-  for (int i = 0; i < 8; i++)
+  void *blocks[32], *big = NULL, *more = NULL;
+  for (int i = 0; i < 32; i++) /* 256 KiB: not wide, so all of them stay cached */
+    assert_gpumem_ok(gpumem_pool_alloc(p, 256 << 10, NULL, &blocks[i]));
+  for (int i = 0; i < 32; i++)
     assert_gpumem_ok(gpumem_pool_free(p, blocks[i], NULL));
   assert_int_equal(stats_of(p).cached_bytes, 8 << 20);
   /* 12 MiB fits only once the cache gives its 8 MiB back. */
@@ -818,6 +861,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_max_size_beyond_the_device_refused),
       cmocka_unit_test(test_stream_of_another_device),
       cmocka_unit_test(test_trim_and_cache_bound),
+      cmocka_unit_test(test_wide_blocks_bounded_per_thread),
       cmocka_unit_test_setup_teardown(test_out_of_memory_flushes_and_retries, small_device,
                                       gm_test_teardown_host),
       cmocka_unit_test(test_sixteen_threads),

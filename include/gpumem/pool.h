@@ -26,7 +26,9 @@
  * cudaFreeAsync on the stream it was cached for, so the CUDA pool orders its
  * reuse after the work queued before its free; blocks cached for a default
  * stream are returned after their device is synchronized. Requests above
- * cache_max_size bypass the cache.
+ * cache_max_size bypass the cache; blocks over 256 KiB are cached up to
+ * four times cache_max_size per thread (sizes that follow the data would
+ * otherwise stay cached and split the CUDA pool's free ranges).
  *
  * Before destroying a stream that freed blocks into the cache, call
  * gpumem_pool_forget_stream() (a flush names the stream).

@@ -171,10 +171,12 @@ typedef enum gb_synth_family {
   GB_SYNTH_VARLEN,
   GB_SYNTH_GENERATION,
   GB_SYNTH_MIXTURE,
+  GB_SYNTH_DECODE,
   GB_SYNTH_COUNT
 } gb_synth_family;
 
-/* A family's parameters: `steps` are training steps (generation: requests);
+/* A family's parameters: `steps` are training steps (generation: requests;
+ * decode: generate() calls);
  * the model's sizes in elements; fp16 tensors. */
 typedef struct gb_synth_config {
   gb_synth_family family;

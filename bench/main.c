@@ -125,7 +125,8 @@ static bool synth_trace(gb_plan *plan, const char *spec, char *why, size_t len) 
   gb_synth_family f;
   snprintf(family, sizeof family, "%.*s", (int)(n < sizeof family ? n : sizeof family - 1), spec);
   if (!gb_synth_family_parse(family, &f)) {
-    snprintf(why, len, "synth:%s: unknown family (training, varlen, generation, mixture)", spec);
+    snprintf(why, len, "synth:%s: unknown family (training, varlen, generation, mixture, decode)",
+             spec);
     return false;
   }
   gb_synth_config c;

@@ -3,7 +3,7 @@
  * One recorded trace (resnet50_train) is one point; tuning an allocator on
  * it alone over-fits. `gpumem-bench synth` writes traces in the replay
  * format (op,id,size,stream, see trace_file.c) from a small model of what a
- * deep-learning framework asks of its allocator, for four families (below).
+ * deep-learning framework asks of its allocator, for five families (below).
  *
  * The defaults are chosen to reproduce the patterns that make real
  * PyTorch workloads waste memory, not to suit any allocator: on recorded
@@ -70,6 +70,15 @@
  * mixture     training with an evaluation every `period` steps: a
  *             generation phase of 4 requests, 4 at once, over the training
  *             model's weights and optimizer state.
+ * decode      Static-batch generation, as Hugging Face's generate() with
+ *             its dynamic cache: `steps` calls, each on `batch` prompts
+ *             padded to one length uniform in [seq/4, seq], decoding
+ *             [tokens/2, tokens] tokens. The cache is a K and a V per layer
+ *             (batch*len*H*2 bytes each, 16 MiB at 1024 tokens), and every
+ *             token replaces each of them, layer after layer, with one a
+ *             token longer (torch.cat): the same growth as generation's, but
+ *             of 2*layers blocks of one size instead of one block per
+ *             request of different sizes.
  *
  * Sizes are rounded up to 512 bytes as PyTorch's caching allocator does;
  * small temporaries get a random size jitter. The defaults give 15k-22k
@@ -106,7 +115,7 @@
 #define SYNTH_MAX_OPS 10000000
 
 static const char *const family_names[GB_SYNTH_COUNT] = {"training", "varlen", "generation",
-                                                         "mixture"};
+                                                         "mixture", "decode"};
 
 const char *gb_synth_family_name(gb_synth_family f) {
   return (unsigned)f < GB_SYNTH_COUNT ? family_names[f] : "?";
@@ -148,6 +157,12 @@ void gb_synth_defaults(gb_synth_config *c, gb_synth_family family) {
     c->batch = 8;
     c->seq = 1024;
     c->tokens = 256;
+    break;
+  case GB_SYNTH_DECODE:
+    c->steps = 4;
+    c->batch = 8;
+    c->seq = 1024;
+    c->tokens = 48;
     break;
   case GB_SYNTH_MIXTURE:
   default:
@@ -450,6 +465,54 @@ static void generate(gen *g, size_t requests, size_t concurrent, size_t tokens) 
   }
 }
 
+/* ---- decode: a static batch, a cache per layer ---- */
+
+/* `steps` generate() calls on a batch of `batch` prompts padded to one
+ * length, uniform in [seq/4, seq] (a multiple of 8), each decoding
+ * [tokens/2, tokens] tokens. Prefill keeps each layer's K and V (batch*len*H*2
+ * each) and frees its temporaries; every token then replaces each layer's K
+ * and V with the one a token longer (torch.cat into the cache), one layer
+ * after the other, between attention and MLP temporaries. */
+static void decode(gen *g) {
+  const gb_synth_config *c = g->c;
+  tensor kv[SYNTH_MAX_LAYERS][2];
+  size_t row = c->batch * c->hidden * FP16; /* one token of K (or V) of one layer */
+  for (size_t s = 0; s < c->steps && g->ok; s++) {
+    size_t len = uniform(g, c->seq / 4 > 8 ? c->seq / 4 : 8, c->seq > 8 ? c->seq : 8) / 8 * 8;
+    size_t tokens = uniform(g, c->tokens / 2 > 0 ? c->tokens / 2 : 1, c->tokens);
+    size_t act = len * row;
+    tensor x = t_alloc(g, act);
+    for (size_t l = 0; l < c->layers; l++) {
+      tensor qkv = t_alloc(g, 3 * act);
+      kv[l][0] = t_alloc(g, act);
+      kv[l][1] = t_alloc(g, act);
+      t_free(g, qkv);
+      temporary(g, c->batch * c->heads * len * len * FP16); /* scores, softmax in place */
+      temporary(g, 4 * act);                                /* MLP activation */
+    }
+    temporary(g, c->batch * (size_t)VOCAB * FP32); /* logits of the last position */
+    t_free(g, x);
+    for (size_t t = 0; t < tokens; t++, len++) {
+      tensor h = t_alloc(g, row);
+      for (size_t l = 0; l < c->layers; l++) {
+        for (int j = 0; j < 2; j++) { /* K, then V: torch.cat([cache, new]) */
+          tensor grown = t_alloc(g, (len + 1) * row);
+          t_free(g, kv[l][j]);
+          kv[l][j] = grown;
+        }
+        temporary(g, c->batch * c->heads * (len + 1) * FP16); /* attention row */
+        temporary(g, 4 * row);                                /* MLP activation */
+      }
+      temporary(g, c->batch * (size_t)VOCAB * FP32); /* logits */
+      t_free(g, h);
+    }
+    for (size_t l = c->layers; l-- > 0;) {
+      t_free(g, kv[l][1]);
+      t_free(g, kv[l][0]);
+    }
+  }
+}
+
 /* ---- varlen: variable-length inference batches ---- */
 
 typedef struct kept {
@@ -597,6 +660,9 @@ bool gb_synth_plan(gb_plan *plan, const gb_synth_config *c, char *why, size_t wh
   case GB_SYNTH_GENERATION:
     generate(g, c->steps, c->batch, c->tokens);
     break;
+  case GB_SYNTH_DECODE:
+    decode(g);
+    break;
   default: /* mixture */
     for (size_t s = 0; s < c->steps && g->ok; s++) {
       train_step(g, train_batch(g), train_len(g), s % ACCUM == 0,
@@ -687,19 +753,22 @@ static void synth_usage(FILE *f) {
           "              allocating the larger block and freeing the old (torch.cat);\n"
           "              long-tailed prompts, [tokens/8, tokens] new tokens each\n"
           "  mixture     training with a 4-request generation phase every `period` steps\n"
+          "  decode      static batches (generate() with a dynamic cache): prompts padded\n"
+          "              to a length in [seq/4, seq], [tokens/2, tokens] tokens; each token\n"
+          "              replaces every layer's K and V with one a token longer\n"
           "\n"
-          "options (defaults: training / varlen / generation / mixture):\n"
-          "  --family F     training, varlen, generation, mixture (required)\n"
+          "options (defaults: training / varlen / generation / mixture / decode):\n"
+          "  --family F     training, varlen, generation, mixture, decode (required)\n"
           "  --seed N       PRNG seed, splitmix64 (%" PRIu64 ")\n"
-          "  --steps S      training micro-batches, inference batches, or requests\n"
-          "                 (20/60/24/12)\n"
+          "  --steps S      training micro-batches, inference batches, requests or\n"
+          "                 generate() calls (20/60/24/12/4)\n"
           "  --layers L     transformer layers (%zu)\n"
           "  --batch B      micro-batch; varlen: most sequences per batch; generation:\n"
-          "                 most requests at once (2/8/8/2)\n"
+          "                 most requests at once; decode: sequences (2/8/8/2/8)\n"
           "  --hidden H     hidden size (%zu)\n"
           "  --heads N      attention heads (%zu)\n"
-          "  --seq S        (most) sequence or prompt length (1024/2048/1024/1024)\n"
-          "  --tokens T     most generated tokens per request (256/256/256/64)\n"
+          "  --seq S        (most) sequence or prompt length (1024/2048/1024/1024/1024)\n"
+          "  --tokens T     most generated tokens per request (256/256/256/64/48)\n"
           "  --period P     varlen: most batches held; mixture: evaluate every P (%zu)\n"
           "  --out FILE     where to write the trace (required)\n",
           d.seed, d.layers, d.hidden, d.heads, d.period);
@@ -728,7 +797,8 @@ int gb_synth_parse(int argc, char **argv, gb_synth_config *c, const char **out) 
     if (strcmp(argv[i], "--family") == 0) {
       if (!gb_synth_family_parse(argv[i + 1], &family)) {
         fprintf(stderr,
-                "gpumem-bench synth: unknown family (training, varlen, generation, mixture): "
+                "gpumem-bench synth: unknown family (training, varlen, generation, mixture, "
+                "decode): "
                 "'%s'\n",
                 argv[i + 1]);
         return 2;
@@ -780,7 +850,7 @@ int gb_synth_parse(int argc, char **argv, gb_synth_config *c, const char **out) 
   }
   if (!have_family) {
     fprintf(stderr, "gpumem-bench synth: --family F is required (training, varlen, generation, "
-                    "mixture)\n");
+                    "mixture, decode)\n");
     return 2;
   }
   if (*out == NULL) {

@@ -1027,6 +1027,32 @@ static void test_synth_generation_kv_grows(void **state) {
   gb_plan_free(&p);
 }
 
+/* decode: every token replaces each layer's K and V (8 sequences x 1024 x 2
+ * bytes = 16 KiB a token) with one a token longer, one layer after the
+ * other, so 2 x 16 growths in a row have one size; and the prompts are
+ * padded to at least seq/4 = 256 tokens. */
+static void test_synth_decode_caches_grow_per_layer(void **state) {
+  (void)state;
+  gb_plan p;
+  synth(&p, GB_SYNTH_DECODE, 2);
+  const size_t row = (size_t)8 * 1024 * 2;
+  size_t grown = 0, same = 0, last = 0;
+  for (size_t i = 0; i + 1 < p.count; i++) {
+    const gb_op *a = &p.ops[i], *f = &p.ops[i + 1];
+    if (a->kind == GB_ALLOC && f->kind == GB_FREE && a->size == f->size + row &&
+        a->size % row == 0 && f->slot < a->slot) {
+      same += a->size == last;
+      last = a->size;
+      grown++;
+      assert_true(a->size >= (size_t)257 * row);
+    }
+  }
+  /* 4 calls x at least 24 tokens (48/2) x 16 layers x K and V */
+  assert_true(grown >= (size_t)4 * 24 * 32);
+  assert_true(same * 32 >= grown * 31 - 32 * 4); /* 31 of each token's 32 repeat a size */
+  gb_plan_free(&p);
+}
+
 /* varlen: the layer activations (batch*len*H*2, len a multiple of 8) change
  * from batch to batch, and the lengths are long-tailed: more batches below
  * seq/4 (512) than above seq/2 (1024), and some above seq/2. */
@@ -1153,6 +1179,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_synth_deterministic_and_well_formed),
       cmocka_unit_test(test_synth_training_frees_in_reverse),
       cmocka_unit_test(test_synth_generation_kv_grows),
+      cmocka_unit_test(test_synth_decode_caches_grow_per_layer),
       cmocka_unit_test(test_synth_varlen_sizes_vary),
       cmocka_unit_test(test_synth_write_reads_back),
       cmocka_unit_test(test_synth_bad_input),

@@ -65,7 +65,21 @@
  * a KV block is freed only after its larger copy exists, so at 5% slack
  * nearly every token needs a new window and moves |difference of two
  * requests' blocks| of pages; with unlimited moves it reaches 1.05 at
- * 0.8-1.2 us/op modelled, past the 0.2 us/op that moves may cost.
+ * 0.8-1.2 us/op modelled, past the 0.2 us/op that moves may cost. Why no
+ * placement avoids that: continuous batching visits the requests in one
+ * order every step, so the free space a request's new block can use is
+ * mostly the block the previous request just left; with requests of
+ * different sizes, the blocks rotate through the slots, and a rotation
+ * that never needs a new window wants every slot (n + 1 of them) as large
+ * as the largest block, far over 5%. So the windows keep coming (about
+ * 160-250 per replay of 9400 allocations with unlimited moves, even when
+ * each takes every free page it can), and their access calls alone (30 us
+ * each) cost 0.26-0.4 us/op.
+ * Measured, not only argued: free unmaps (what mapping pages twice, as
+ * GMLake does, could save at best) still leave 0.34-0.47 us/op, and a
+ * budget of 0.2 us/op counted in modelled time gives r/l 1.13-1.19. The
+ * same growth on blocks of one size (the decode family: a K and a V per
+ * layer, as Hugging Face's dynamic cache) stays within 1.05 at 0.01 us/op.
  *
  * Rollback. A failed unmap during reclaim puts the page back into its heap
  * as free memory; a failed map or access call unmaps what this growth

@@ -45,10 +45,13 @@
  * contiguous memory again and again (each training step, each token of a
  * growing KV cache, random sizes under a cap) then pays an unmap (20 us
  * modelled) per moved run and a map (1.1 us) per page at every growth. So
- * (c) comes before (b) while the memory held stays within SLACK_PCT (5%)
- * of the most the blocks have used, or when moves have spent their budget
- * (prefer_create). Each page is then mapped at its slot, ONE
- * cuMemSetAccess covers the span of the new pages for every member (cuda.h
+ * (c) comes before (b) while the memory held stays within slack_percent
+ * (5% by default) of the most the blocks have used, or when moves have
+ * spent their budget (prefer_create). That is the default remap setting,
+ * BALANCED; MEMORY has no budget (moves whenever creating would pass the
+ * slack: the least memory, at any number of driver calls), CALLS no slack
+ * (creates while max_size and the device allow). Each page is then mapped
+ * at its slot, ONE cuMemSetAccess covers the span of the new pages for every member (cuda.h
  * allows a range over several mappings; the free pages between them are
  * mapped already; the host backend accepts exactly that), and the whole
  * window joins s's heap as one free block (gm_tlsf_add joins it to free
@@ -74,7 +77,9 @@
  * as the largest block, far over 5%. So the windows keep coming (about
  * 160-250 per replay of 9400 allocations with unlimited moves, even when
  * each takes every free page it can), and their access calls alone (30 us
- * each) cost 0.26-0.4 us/op.
+ * each) cost 0.26-0.4 us/op. Which side of that trade a job wants is the
+ * user's to say: remap MEMORY (gpumem-arena-lean in gpumem-bench) is the
+ * unlimited-moves arena.
  * Measured, not only argued: free unmaps (what mapping pages twice, as
  * GMLake does, could save at best) still leave 0.34-0.47 us/op, and a
  * budget of 0.2 us/op counted in modelled time gives r/l 1.13-1.19. The
@@ -155,7 +160,7 @@
 #define DEFAULT_CHUNK ((size_t)8 << 20)
 #define MAX_SHARDS    64
 #define VA_FACTOR     4  /* range reserved per byte of physical memory allowed */
-#define SLACK_PCT     5  /* physical memory over use that a growth may create (prefer_create) */
+#define SLACK_PCT     5  /* default slack_percent: memory over use a growth may create */
 #define MOVE_OPS      64 /* allocations per moved page that moves may cost (prefer_create) */
 
 typedef struct shard {
@@ -195,7 +200,9 @@ struct gpumem_arena {
   size_t member_mapped[GPUMEM_MAX_DEVICES];  /* bytes of the member's pages mapped */
   size_t member_created[GPUMEM_MAX_DEVICES]; /* mapped + pooled */
   size_t created, peak_created;              /* over all members */
-  size_t peak_used; /* the most the heaps used, seen by growths (prefer_create) */
+  size_t peak_used;         /* the most the heaps used, seen by growths (prefer_create) */
+  gpumem_arena_remap remap; /* when free pages move rather than new ones are made */
+  unsigned slack_pct;       /* memory over peak_used that growths may create (percent) */
   uint64_t growths, pages_created, pages_released, pages_remapped;
   _Atomic uint64_t failed;
 };
@@ -312,6 +319,14 @@ static gpumem_status set_geometry(gpumem_arena_t *a, const gpumem_arena_config *
              GPUMEM_ERR_INVALID_ARGUMENT, "placement %d is not LOCAL or INTERLEAVE",
              (int)c->placement);
   a->placement = c->placement;
+  GM_REQUIRE(c->remap == GPUMEM_ARENA_REMAP_BALANCED || c->remap == GPUMEM_ARENA_REMAP_MEMORY ||
+                 c->remap == GPUMEM_ARENA_REMAP_CALLS,
+             GPUMEM_ERR_INVALID_ARGUMENT, "remap %d is not BALANCED, MEMORY or CALLS",
+             (int)c->remap);
+  GM_REQUIRE(c->slack_percent <= 100, GPUMEM_ERR_INVALID_ARGUMENT, "slack_percent %u is over 100",
+             c->slack_percent);
+  a->remap = c->remap;
+  a->slack_pct = c->slack_percent ? c->slack_percent : SLACK_PCT;
   GM_TRY(gm_shareable_types(c->handle_type, &a->handle_types));
   GM_REQUIRE(c->shards <= MAX_SHARDS, GPUMEM_ERR_INVALID_ARGUMENT,
              "%u shards asked for; at most %d", c->shards, MAX_SHARDS);
@@ -465,20 +480,19 @@ static gpumem_status reclaim(gpumem_arena_t *a, shard *s, const size_t *want) {
 }
 
 /* Whether a growth should create `bytes` of new pages rather than move
- * free ones: when the memory held stays within SLACK_PCT percent of the
- * most the blocks have used (all heaps' used bytes, the request `need`
- * included, as seen by growths; the peak, not the use now: between peaks
- * the arena holds what the next peak will need), or when moves have
- * already cost their budget: as many moved pages as the arena holds (one
- * turnover, while it finds its layout), then a moved page (a map, 1.1 us
- * modelled, and its share of its run's unmap, 20 us) per MOVE_OPS
- * allocations. Counted in pages, not calls: budgets in growths or in unmap
- * calls were tried and did no better on generation (r/l 1.12-1.27, noisy).
- * A workload that needs new contiguous memory over and over (random sizes
- * under a cap) would otherwise move pages at every growth; past the budget
- * it grows as the arena did before pages moved. Never past max_size (the caller falls back to
- * moving when creation fails). The caller holds the mutex and `s`'s lock; the other shards are
- * locked one at a time. */
+ * free ones. CALLS: always (while max_size allows). Otherwise when the
+ * memory held stays within slack_pct percent of the most the blocks have
+ * used (all heaps' used bytes, the request `need` included, as seen by
+ * growths; the peak, not the use now: between peaks the arena holds what
+ * the next peak will need), or, BALANCED only, when moves have already
+ * cost their budget: as many moved pages as the arena holds (one turnover,
+ * while it finds its layout), then a moved page (a map, 1.1 us modelled,
+ * and its share of its run's unmap, 20 us) per MOVE_OPS allocations. Counted in pages, not calls:
+ * budgets in growths or in unmap calls were tried and did no better on generation (r/l 1.12-1.27,
+ * noisy). A workload that needs new contiguous memory over and over (random sizes under a cap)
+ * would otherwise move pages at every growth; past the budget it grows as the arena did before
+ * pages moved. Never past max_size (the caller falls back to moving when creation fails). The
+ * caller holds the mutex and `s`'s lock; the other shards are locked one at a time. */
 static bool prefer_create(gpumem_arena_t *a, shard *s, size_t need, size_t pages) {
   size_t used = need;
   uint64_t allocs = 0;
@@ -492,7 +506,9 @@ static bool prefer_create(gpumem_arena_t *a, shard *s, size_t need, size_t pages
   if (used > a->peak_used) a->peak_used = used;
   size_t bytes = pages * a->page;
   if (a->created + bytes > a->max_size) return false;
-  return a->created + bytes <= a->peak_used + a->peak_used / 100 * SLACK_PCT ||
+  if (a->remap == GPUMEM_ARENA_REMAP_CALLS) return true;
+  if (a->created + bytes <= a->peak_used + a->peak_used / 100 * a->slack_pct) return true;
+  return a->remap == GPUMEM_ARENA_REMAP_BALANCED &&
          a->pages_remapped + pages > allocs / MOVE_OPS + a->created / a->page;
 }
 
@@ -1253,6 +1269,8 @@ static void collect(gpumem_arena_t *a, gpumem_arena_stats *out) {
   out->pages_created = a->pages_created;
   out->pages_released = a->pages_released;
   out->pages_remapped = a->pages_remapped;
+  out->remap = a->remap;
+  out->slack_percent = a->slack_pct;
   out->page_size = a->page;
   out->base.bytes_reserved = a->created;
   out->base.peak_bytes_reserved = a->peak_created;

@@ -49,6 +49,23 @@ static void test_an_older_config_gets_the_defaults(void **state) {
   assert_gpumem_ok(gpumem_pool_destroy(p));
 }
 
+/* An arena config from before `remap` and `slack_percent`: whatever lies
+ * past its struct_size is not read; the arena balances with 5% of slack. */
+static void test_an_older_arena_config_balances(void **state) {
+  (void)state;
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.struct_size = offsetof(gpumem_arena_config, remap);
+  c.remap = (gpumem_arena_remap)99; /* past the old struct: garbage to ignore */
+  c.slack_percent = 1000;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
+  assert_gpumem_ok(gpumem_arena_get_stats(a, &s));
+  assert_int_equal(s.remap, GPUMEM_ARENA_REMAP_BALANCED);
+  assert_int_equal(s.slack_percent, 5);
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
 /* A newer caller: bytes this library does not know must be zero. */
 typedef struct newer_buffer_config {
   gpumem_buffer_config now;
@@ -161,6 +178,7 @@ static void test_an_older_allocator_struct(void **state) {
 int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_an_older_config_gets_the_defaults),
+      cmocka_unit_test(test_an_older_arena_config_balances),
       cmocka_unit_test(test_a_newer_config),
       cmocka_unit_test(test_uninitialised_structs_are_refused),
       cmocka_unit_test(test_stats_written_no_further_than_the_caller_s_struct),

@@ -204,6 +204,16 @@ static void test_create_bad_input(void **state) {
   assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_last_error_contains("does not fit in the maximum size");
   c.initial_size = 0;
+  c.max_size = 0;
+  c.remap = (gpumem_arena_remap)3;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("remap 3 is not BALANCED, MEMORY or CALLS");
+  c.remap = GPUMEM_ARENA_REMAP_CALLS;
+  c.slack_percent = 101;
+  assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
+  assert_last_error_contains("slack_percent 101 is over 100");
+  c.remap = GPUMEM_ARENA_REMAP_BALANCED;
+  c.slack_percent = 0;
   c.max_size = SIZE_MAX - 5;
   assert_gpumem_status(gpumem_arena_create(&c, &a), GPUMEM_ERR_INVALID_ARGUMENT);
   assert_null(a);
@@ -797,6 +807,177 @@ static void test_free_block_extends_in_place(void **state) {
   assert_int_equal(stats_of(a).base.bytes_reserved, 8 * g);
   assert_checked(a);
   assert_gpumem_ok(gpumem_arena_destroy(a));
+}
+
+/* What one remap setting does with a KV cache grown by copying: a block of
+ * s pages is replaced by one of s + 1 (allocated first, then the old one
+ * freed), 12 times, in a one-shard arena of `max_pages`. Its peak reserved
+ * bytes and pages moved are returned; the contents are checked after every
+ * step. */
+typedef struct remap_run {
+  size_t peak_reserved, peak_live;
+  uint64_t moved, created, allocs;
+} remap_run;
+
+static remap_run grow_by_copies(gpumem_arena_remap remap, unsigned slack, size_t max_pages,
+                                int steps) {
+  size_t g = granularity(0);
+  int dev = 0;
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = &dev;
+  c.device_count = 1;
+  c.chunk_size = g;
+  c.max_size = max_pages * g;
+  c.shards = 1;
+  c.remap = remap;
+  c.slack_percent = slack;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  gpumem_arena_stats st = stats_of(a);
+  assert_int_equal(st.remap, remap);
+  assert_int_equal(st.slack_percent, slack ? slack : 5);
+  remap_run r = {0};
+  void *old = NULL;
+  size_t pages = 1;
+  assert_gpumem_ok(gpumem_arena_alloc(a, g, 0, 0, &old));
+  write_block(old, g, 1);
+  for (int step = 2; step <= steps; step++, pages++) {
+    void *grown = NULL;
+    assert_gpumem_ok(gpumem_arena_alloc(a, (pages + 1) * g, 0, 0, &grown));
+    if (pages + pages + 1 > r.peak_live) r.peak_live = pages + pages + 1;
+    assert_int_equal(block_mismatches(old, pages * g, step - 1), 0);
+    write_block(grown, (pages + 1) * g, step);
+    assert_gpumem_ok(gpumem_arena_free(a, old));
+    old = grown;
+  }
+  assert_int_equal(block_mismatches(old, pages * g, steps), 0);
+  assert_checked(a);
+  st = stats_of(a);
+  r.peak_reserved = st.base.peak_bytes_reserved / g;
+  r.moved = st.pages_remapped;
+  r.created = st.pages_created;
+  assert_gpumem_ok(gpumem_arena_free(a, old));
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+  return r;
+}
+
+/* Random churn: up to 6 live blocks of 1 to 8 pages (less 4 KiB), each
+ * step allocating (two in three, when fewer than 6 live) or freeing a
+ * random one, 3000 steps, a fixed seed; each block's first and last 4 KiB
+ * are written and checked at its free. Almost every growth wants a new
+ * window, so moves outrun the pages the arena holds. */
+static remap_run random_churn(gpumem_arena_remap remap) {
+  size_t g = granularity(0);
+  int dev = 0;
+  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
+  c.devices = &dev;
+  c.device_count = 1;
+  c.chunk_size = g;
+  c.max_size = 256 * g;
+  c.shards = 1;
+  c.remap = remap;
+  gpumem_arena_t *a = NULL;
+  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  char *live[6] = {0};
+  size_t size[6] = {0}, nlive = 0, bytes = 0, peak = 0;
+  unsigned seed[6] = {0};
+  remap_run r = {0};
+  uint32_t x = 12345;
+  for (unsigned step = 0; step < 3000; step++) {
+    x = x * 1664525u + 1013904223u;
+    if (nlive < 6 && (x >> 8) % 3 != 0) {
+      size_t n = (1 + (x >> 16) % 8) * g - 4096;
+      void *p = NULL;
+      assert_gpumem_ok(gpumem_arena_alloc(a, n, 0, 0, &p));
+      live[nlive] = p;
+      size[nlive] = n;
+      seed[nlive] = step;
+      r.allocs++;
+      write_block(p, 4096, step);
+      write_block(live[nlive] + n - 4096, 4096, step + 1);
+      bytes += n;
+      nlive++;
+      if (bytes > peak) peak = bytes;
+    } else if (nlive > 0) {
+      size_t k = (x >> 16) % nlive;
+      assert_int_equal(block_mismatches(live[k], 4096, seed[k]), 0);
+      assert_int_equal(block_mismatches(live[k] + size[k] - 4096, 4096, seed[k] + 1), 0);
+      assert_gpumem_ok(gpumem_arena_free(a, live[k]));
+      bytes -= size[k];
+      nlive--;
+      live[k] = live[nlive];
+      size[k] = size[nlive];
+      seed[k] = seed[nlive];
+    }
+  }
+  assert_checked(a);
+  gpumem_arena_stats st = stats_of(a);
+  r.peak_live = (peak + g - 1) / g;
+  r.peak_reserved = st.base.peak_bytes_reserved / g;
+  r.moved = st.pages_remapped;
+  r.created = st.pages_created;
+  for (size_t k = 0; k < nlive; k++)
+    assert_gpumem_ok(gpumem_arena_free(a, live[k]));
+  assert_gpumem_ok(gpumem_arena_destroy(a));
+  return r;
+}
+
+/* The remap setting trades memory for driver calls.
+ *
+ * A KV cache grown by copies (live memory peaks at 12 + 13 = 25 pages):
+ * MEMORY holds that and no more; CALLS never moves a page while it may
+ * create one, and holds 36 pages; BALANCED is within its budget of moves
+ * here and does what MEMORY does. Random churn (6 blocks of 1-8 pages,
+ * 3000 steps) needs a new window at nearly every growth: MEMORY stays
+ * within 5% of peak live by moving pages again and again, BALANCED stops
+ * moving once its budget (the pages it holds plus one per 64 allocations)
+ * is spent and holds more, CALLS holds more still. A slack of 100% lets
+ * MEMORY create instead of move; a CALLS arena at max_size moves pages
+ * rather than fail. */
+static void test_remap_trades_memory_for_calls(void **state) {
+  (void)state;
+  remap_run memory = grow_by_copies(GPUMEM_ARENA_REMAP_MEMORY, 0, 1024, 13);
+  remap_run balanced = grow_by_copies(GPUMEM_ARENA_REMAP_BALANCED, 0, 1024, 13);
+  remap_run calls = grow_by_copies(GPUMEM_ARENA_REMAP_CALLS, 0, 1024, 13);
+  remap_run loose = grow_by_copies(GPUMEM_ARENA_REMAP_MEMORY, 100, 1024, 13);
+  remap_run capped = grow_by_copies(GPUMEM_ARENA_REMAP_CALLS, 0, 30, 13);
+  print_message("copies, peak reserved / pages moved: memory %zu / %llu, balanced %zu / %llu, "
+                "calls %zu / %llu, memory at 100%% slack %zu / %llu, calls at 30 pages %zu / %llu "
+                "(peak live %zu)\n",
+                memory.peak_reserved, (unsigned long long)memory.moved, balanced.peak_reserved,
+                (unsigned long long)balanced.moved, calls.peak_reserved,
+                (unsigned long long)calls.moved, loose.peak_reserved,
+                (unsigned long long)loose.moved, capped.peak_reserved,
+                (unsigned long long)capped.moved, memory.peak_live);
+  assert_int_equal(memory.peak_live, 25);
+  assert_int_equal(memory.peak_reserved, 25);
+  assert_true(memory.moved > 0);
+  assert_int_equal(balanced.peak_reserved, 25);
+  assert_int_equal(calls.moved, 0);
+  assert_int_equal(calls.peak_reserved, 36);
+  assert_true(loose.moved < memory.moved);
+  assert_in_range(loose.peak_reserved, 26, 50);
+  assert_true(capped.moved > 0);
+  assert_in_range(capped.peak_reserved, 25, 30);
+
+  remap_run m = random_churn(GPUMEM_ARENA_REMAP_MEMORY);
+  remap_run b = random_churn(GPUMEM_ARENA_REMAP_BALANCED);
+  remap_run c = random_churn(GPUMEM_ARENA_REMAP_CALLS);
+  print_message("churn, peak reserved / pages moved / created: memory %zu / %llu / %llu, "
+                "balanced %zu / %llu / %llu, calls %zu / %llu / %llu (peak live %zu, %llu "
+                "allocations)\n",
+                m.peak_reserved, (unsigned long long)m.moved, (unsigned long long)m.created,
+                b.peak_reserved, (unsigned long long)b.moved, (unsigned long long)b.created,
+                c.peak_reserved, (unsigned long long)c.moved, (unsigned long long)c.created,
+                m.peak_live, (unsigned long long)m.allocs);
+  assert_in_range(m.peak_reserved, m.peak_live, m.peak_live + m.peak_live / 20);
+  assert_true(b.peak_reserved > m.peak_reserved);
+  assert_true(c.peak_reserved > b.peak_reserved);
+  assert_true(m.moved > b.moved);
+  assert_true(b.moved > 0);
+  assert_true(b.moved <= b.created + b.allocs / 64 + 8); /* the budget, and one last window */
+  assert_int_equal(c.moved, 0);
+  assert_int_equal(c.created, c.peak_reserved); /* never released, never moved */
 }
 
 /* A growth stitches its range from free memory and unmapped slots: the
@@ -1530,6 +1711,8 @@ int main(int argc, char **argv) {
                                       teardown_four),
       cmocka_unit_test_setup_teardown(test_trim_gives_free_pages_back, setup_small, teardown_four),
       cmocka_unit_test_setup_teardown(test_free_block_extends_in_place, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_remap_trades_memory_for_calls, setup_four,
+                                      teardown_four),
       cmocka_unit_test_setup_teardown(test_growth_stitches_free_and_unmapped, setup_four,
                                       teardown_four),
       cmocka_unit_test_setup_teardown(test_full_device_grows_without_chunk_padding, setup_four,

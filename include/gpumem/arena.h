@@ -27,11 +27,15 @@
  * own physical allocation: one granule (LOCAL) or one stripe (INTERLEAVE).
  * When no free block fits a request, the arena maps pages at a new place
  * in its range (4 x max_size of address space): pages it holds unmapped
- * (the pool), then free pages unmapped from anywhere in the device's free
- * memory, and only then new pages from the device. So free memory in holes
- * too small for a request still serves it, and the physical memory held
- * (bytes_reserved) stays close to what the blocks need. max_size bounds
- * that physical memory.
+ * (the pool), then new pages from the device while the memory held stays
+ * within `slack_percent` (5%) of the most the blocks have used, else free
+ * pages unmapped from anywhere in the device's free memory. So free memory
+ * in holes too small for a request still serves it, and the physical memory
+ * held (bytes_reserved) stays close to what the blocks need. How many moves
+ * the arena allows itself is `remap` (gpumem_arena_remap: a budget by
+ * default, without limit for the least memory, none for the fewest driver
+ * calls). max_size bounds that physical memory; at max_size or on a full
+ * device free pages always move before a request fails.
  *
  * What growing costs: per page mapped, a map, plus a creation for a new
  * page or an unmap for a moved one; one access call per growth for all
@@ -87,6 +91,35 @@ typedef enum gpumem_placement {
 /** For alloc in an INTERLEAVE arena: no particular device. */
 #define GPUMEM_ARENA_ANY_DEVICE (-1)
 
+/** When an arena that needs new contiguous memory moves free pages (unmaps
+ * them from free memory and maps them where the request goes) rather than
+ * creating new ones. Moving keeps the physical memory held close to what the
+ * blocks use, at a cost in driver calls: an unmap per run of free pages, a
+ * map per page and an access call per growth (about 20, 1.1 and 30 us on an
+ * H100). Whatever the setting, an arena at max_size or on a full device
+ * moves pages before it reports OUT_OF_MEMORY. */
+typedef enum gpumem_arena_remap {
+  /** The default. New pages while the memory held stays within slack_percent
+   * of the most the blocks have used; past that, free pages move, within a
+   * budget: one turnover of the arena's pages, then one page per 64
+   * allocations; past the budget, new pages again. Driver calls stay rare
+   * (host replays: at most 0.012 us/op modelled); a workload whose blocks
+   * keep changing size (continuous batching with a growing KV cache) can
+   * then hold 15-20% more than it uses. */
+  GPUMEM_ARENA_REMAP_BALANCED = 0,
+  /** Least memory: free pages move whenever new ones would take the arena
+   * past slack_percent over the most the blocks have used, however many
+   * driver calls that takes (continuous batching: within 5%, at about 1 us
+   * of modelled driver time per operation). For jobs that must fit a MIG
+   * slice or share the device, and whose allocations are not on the
+   * critical path. */
+  GPUMEM_ARENA_REMAP_MEMORY = 1,
+  /** Fewest driver calls: new pages whenever the device and max_size allow;
+   * pages move only when they do not. For latency-critical loops that must
+   * not wait for an unmap. */
+  GPUMEM_ARENA_REMAP_CALLS = 2,
+} gpumem_arena_remap;
+
 /** Creation settings; start from GPUMEM_ARENA_CONFIG_INIT. Zero fields take
  * the default given with them. */
 typedef struct gpumem_arena_config {
@@ -114,6 +147,11 @@ typedef struct gpumem_arena_config {
   unsigned shards;                /**< heaps per member (LOCAL) or in all (INTERLEAVE),
                                        1 to 64 (0: the CPUs online, at most 16, rounded
                                        down to a power of two) */
+  gpumem_arena_remap remap;       /**< when free pages move (BALANCED, the INIT value) */
+  unsigned slack_percent;         /**< memory the arena may hold over the most its blocks
+                                       have used before free pages move instead of new
+                                       ones being created, in percent of that use, 1 to
+                                       100 (0: 5); not used by REMAP_CALLS */
 } gpumem_arena_config;
 
 /** Initialiser of a gpumem_arena_config: struct_size set, LOCAL, no shareable handles,
@@ -156,11 +194,13 @@ typedef struct gpumem_arena_stats {
   size_t device_count; /**< members: the first device_count entries of `devices` are filled */
   gpumem_arena_device_stats devices[GPUMEM_MAX_DEVICES]; /**< each member's share, in the
                                                               order of the config's devices */
-  size_t page_size;        /**< the unit physical memory moves in: granularity (LOCAL), stripe */
-  size_t bytes_pooled;     /**< physical memory created and mapped nowhere (in bytes_reserved) */
-  uint64_t pages_created;  /**< physical allocations made, one page each */
-  uint64_t pages_released; /**< pages given back to the device (trim, destroy) */
-  uint64_t pages_remapped; /**< pages mapped again at another address (moved from free memory) */
+  size_t page_size;         /**< the unit physical memory moves in: granularity (LOCAL), stripe */
+  size_t bytes_pooled;      /**< physical memory created and mapped nowhere (in bytes_reserved) */
+  uint64_t pages_created;   /**< physical allocations made, one page each */
+  uint64_t pages_released;  /**< pages given back to the device (trim, destroy) */
+  uint64_t pages_remapped;  /**< pages mapped again at another address (moved from free memory) */
+  gpumem_arena_remap remap; /**< as configured */
+  unsigned slack_percent;   /**< as configured, or its default (5) */
 } gpumem_arena_stats;
 
 /** Initialiser of a gpumem_arena_stats (sets struct_size). */

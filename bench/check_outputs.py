@@ -3,7 +3,7 @@
 
     check_outputs.py quick.csv quick.json
 
-The same rows in both, every one ok, 6 allocators x 8 rows and 8 grow rows on
+The same rows in both, every one ok, 7 allocators x 8 rows and 8 grow rows on
 device memory, each host yardstick (malloc, and mimalloc where its library
 is installed) with one pairs row per size and no other row, the columns
 tools read by name in their order (new ones only at the end), and the header
@@ -32,7 +32,7 @@ def main(csv_path, json_path):
     assert all(r["backend"] == "host" for r in rows)
     device = [r for r in rows if r["memory"] == "device"]
     host = [r for r in rows if r["memory"] == "host"]
-    assert len(device) == 6 * 8 + 8, len(device)
+    assert len(device) == 7 * 8 + 8, len(device)
     yardsticks = sorted({r["allocator"] for r in host})
     assert yardsticks in (["malloc"], ["malloc", "mimalloc"]), yardsticks
     for name in yardsticks:

@@ -6,13 +6,16 @@
  *   GPUMEM_ALLOC_CONF=kind:pool,cache_max_bytes:512M,release_threshold:1G
  *
  * `kind` names the allocator: pool (gpumem-pool, the default), pool-nocache
- * (gpumem-pool-nocache), arena (gpumem-arena), or any other name of
+ * (gpumem-pool-nocache), arena (gpumem-arena), arena-lean (gpumem-arena-lean:
+ * the arena with remap:memory), or any other name of
  * gpumem_allocator_list (cuda-malloc, cuda-async, cuda-pool), which take no
  * settings. The settings are fields of the pool's or the arena's config:
  *
  *   pool:  cache (bool), cache_max_bytes, cache_max_size, release_threshold,
  *          max_size
- *   arena: chunk_size, initial_size, max_size, shards (1..64)
+ *   arena: chunk_size, initial_size, max_size, shards (1..64), remap
+ *          (balanced, memory or calls: gpumem_arena_remap), slack_percent
+ *          (1..100)
  *
  * Sizes are read by the option parser of options.c (gm_parse_size: 4096,
  * 512K, 64MiB, 2G), booleans by gm_parse_bool: one parser for every
@@ -54,7 +57,7 @@ typedef struct conf {
 } conf;
 
 #define CONF_POOL_KEYS  "cache, cache_max_bytes, cache_max_size, release_threshold, max_size"
-#define CONF_ARENA_KEYS "chunk_size, initial_size, max_size, shards"
+#define CONF_ARENA_KEYS "chunk_size, initial_size, max_size, shards, remap, slack_percent"
 
 /* The warnings of one parse, logged only when `warn`. */
 #define CONF_WARN(warn, ...)                                              \
@@ -70,15 +73,20 @@ static bool set_kind(const char *value, conf *c) {
       {"pool", "gpumem-pool", CONF_POOL},
       {"pool-nocache", "gpumem-pool-nocache", CONF_POOL},
       {"arena", "gpumem-arena", CONF_ARENA},
+      {"arena-lean", "gpumem-arena-lean", CONF_ARENA},
       {"gpumem-pool", "gpumem-pool", CONF_POOL},
       {"gpumem-pool-nocache", "gpumem-pool-nocache", CONF_POOL},
       {"gpumem-arena", "gpumem-arena", CONF_ARENA},
+      {"gpumem-arena-lean", "gpumem-arena-lean", CONF_ARENA},
   };
   for (size_t i = 0; i < GM_ARRAY_SIZE(kinds); i++) {
     if (strcmp(value, kinds[i].word) == 0) {
       c->kind = kinds[i].name;
       c->family = kinds[i].family;
       c->pool.cache = strcmp(kinds[i].name, "gpumem-pool-nocache") != 0;
+      c->arena.remap = strcmp(kinds[i].name, "gpumem-arena-lean") == 0
+                           ? GPUMEM_ARENA_REMAP_MEMORY
+                           : GPUMEM_ARENA_REMAP_BALANCED;
       return true;
     }
   }
@@ -102,7 +110,8 @@ static bool is_pool_key(const char *key) {
 
 static bool is_arena_key(const char *key) {
   return strcmp(key, "chunk_size") == 0 || strcmp(key, "initial_size") == 0 ||
-         strcmp(key, "max_size") == 0 || strcmp(key, "shards") == 0;
+         strcmp(key, "max_size") == 0 || strcmp(key, "shards") == 0 || strcmp(key, "remap") == 0 ||
+         strcmp(key, "slack_percent") == 0;
 }
 
 /* Apply one setting to the kind chosen; warn and keep the default if it
@@ -141,6 +150,25 @@ static void apply(const char *key, const char *value, conf *c, bool warn) {
       c->arena.shards = (unsigned)v;
     else
       CONF_WARN(warn, "shards:'%s' is not an integer in 1..64; keeping the default", value);
+    return;
+  }
+  if (strcmp(key, "slack_percent") == 0) {
+    int64_t v;
+    if (gm_parse_int(value, &v) && v >= 1 && v <= 100)
+      c->arena.slack_percent = (unsigned)v;
+    else
+      CONF_WARN(warn, "slack_percent:'%s' is not an integer in 1..100; keeping the default", value);
+    return;
+  }
+  if (strcmp(key, "remap") == 0) {
+    static const char *const words[] = {"balanced", "memory", "calls"};
+    for (size_t i = 0; i < GM_ARRAY_SIZE(words); i++) {
+      if (strcmp(value, words[i]) == 0) {
+        c->arena.remap = (gpumem_arena_remap)i; /* in the enum's order */
+        return;
+      }
+    }
+    CONF_WARN(warn, "remap:'%s' is not balanced, memory or calls; keeping the default", value);
     return;
   }
   size_t size;
@@ -192,7 +220,7 @@ static void parse_pass(const char *text, conf *c, bool warn, bool kinds_pass) {
     if (!is_kind) {
       apply(key, value, c, warn);
     } else if (!set_kind(value, c)) {
-      char names[256] = "pool, pool-nocache, arena";
+      char names[256] = "pool, pool-nocache, arena, arena-lean";
       gpumem_allocator_kind list[32];
       size_t n = gpumem_allocator_list(list, GM_ARRAY_SIZE(list));
       for (size_t i = 0; i < n && i < GM_ARRAY_SIZE(list); i++) {
@@ -258,7 +286,8 @@ gpumem_status gm_conf_allocator_create(int device, gpumem_allocator *out) {
     st = gm_pool_create(&c.pool, &pool);
     state = pool;
   } else {
-    impl = &gm_allocator_gpumem_arena;
+    impl = c.arena.remap == GPUMEM_ARENA_REMAP_MEMORY ? &gm_allocator_gpumem_arena_lean
+                                                      : &gm_allocator_gpumem_arena;
     c.arena.devices = &device;
     c.arena.device_count = 1;
     st = gm_arena_create(&c.arena, &arena);

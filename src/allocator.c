@@ -26,8 +26,9 @@
 #include "trace.h"
 
 static const gm_allocator_impl *const registry[] = {
-    &gm_allocator_cuda_malloc, &gm_allocator_cuda_async,          &gm_allocator_cuda_pool,
-    &gm_allocator_gpumem_pool, &gm_allocator_gpumem_pool_nocache, &gm_allocator_gpumem_arena,
+    &gm_allocator_cuda_malloc,       &gm_allocator_cuda_async,          &gm_allocator_cuda_pool,
+    &gm_allocator_gpumem_pool,       &gm_allocator_gpumem_pool_nocache, &gm_allocator_gpumem_arena,
+    &gm_allocator_gpumem_arena_lean,
 };
 
 /* Call counters, striped by thread so that threads do not write one cache

@@ -57,6 +57,7 @@ extern const gm_allocator_impl gm_allocator_gpumem_pool;
 extern const gm_allocator_impl gm_allocator_gpumem_pool_nocache;
 /* libgpumem's arena (allocators/arena_allocators.c). */
 extern const gm_allocator_impl gm_allocator_gpumem_arena;
+extern const gm_allocator_impl gm_allocator_gpumem_arena_lean;
 /* Objects the caller made and configured (allocators/wrapped_allocators.c). */
 extern const gm_allocator_impl gm_allocator_wrapped_pool;
 extern const gm_allocator_impl gm_allocator_wrapped_arena;

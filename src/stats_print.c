@@ -48,7 +48,8 @@ static gpumem_status collect(const gpumem_allocator *a, report *r) {
     r->has_pool = true;
     return gm_pool_get_stats(state, &r->pool);
   }
-  if (impl == &gm_allocator_gpumem_arena || impl == &gm_allocator_wrapped_arena) {
+  if (impl == &gm_allocator_gpumem_arena || impl == &gm_allocator_gpumem_arena_lean ||
+      impl == &gm_allocator_wrapped_arena) {
     r->has_arena = true;
     return gm_arena_get_stats(gm_arena_allocator_arena(state), &r->arena);
   }
@@ -62,6 +63,13 @@ static void text_size(FILE *f, const char *label, size_t bytes) {
 
 static void text_count(FILE *f, const char *label, unsigned long long n) {
   fprintf(f, "  %-20s %llu\n", label, n);
+}
+
+/* The word GPUMEM_ALLOC_CONF's remap key takes for a setting. */
+static const char *remap_name(gpumem_arena_remap remap) {
+  return remap == GPUMEM_ARENA_REMAP_MEMORY  ? "memory"
+         : remap == GPUMEM_ARENA_REMAP_CALLS ? "calls"
+                                             : "balanced";
 }
 
 static void write_text(FILE *f, const gpumem_allocator *a, const report *r) {
@@ -91,6 +99,9 @@ static void write_text(FILE *f, const gpumem_allocator *a, const report *r) {
     fprintf(f, "  %-20s %.3f\n", "fragmentation", r->arena.fragmentation);
     text_count(f, "growths", r->arena.growths);
     text_count(f, "shards", r->arena.shards);
+    text_count(f, "pages moved", r->arena.pages_remapped);
+    fprintf(f, "  %-20s %s, slack %u%%\n", "remap", remap_name(r->arena.remap),
+            r->arena.slack_percent);
   }
 }
 
@@ -129,6 +140,9 @@ static void write_json(FILE *f, const gpumem_allocator *a, const report *r, gm_j
     gm_json_number(j, "fragmentation", r->arena.fragmentation, 3);
     gm_json_uint(j, "growths", r->arena.growths);
     gm_json_uint(j, "shards", r->arena.shards);
+    gm_json_uint(j, "pages_remapped", r->arena.pages_remapped);
+    gm_json_string(j, "remap", remap_name(r->arena.remap));
+    gm_json_uint(j, "slack_percent", r->arena.slack_percent);
     gm_json_end(j);
   }
   gm_json_end(j);

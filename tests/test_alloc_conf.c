@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "alloc_conf.h"
+#include "allocator.h"
 #include "helpers.h"
 #include "options.h"
 
@@ -66,6 +67,62 @@ static void test_arena_settings_apply(void **state) {
   assert_gpumem_ok(gpumem_allocator_destroy(&a));
 }
 
+/* The arena behind an allocator made from the variable, and its stats. */
+static gpumem_arena_stats arena_stats_of(const gpumem_allocator *a) {
+  const gm_allocator_impl *impl = NULL;
+  void *inner = NULL;
+  assert_true(gm_allocator_inner(a, &impl, &inner));
+  gpumem_arena_stats s = GPUMEM_ARENA_STATS_INIT;
+  assert_gpumem_ok(gpumem_arena_get_stats(gm_arena_allocator_arena(inner), &s));
+  return s;
+}
+
+/* kind:arena-lean is the arena with remap:memory (gpumem-arena-lean);
+ * remap and slack_percent reach the arena, a later remap overrides the
+ * kind's, and bad values warn and keep the default. */
+static void test_arena_remap_settings(void **state) {
+  (void)state;
+  lines l = {0};
+  assert_gpumem_ok(gpumem_log_set_callback(keep_line, &l));
+  use_conf("kind:arena-lean");
+  gpumem_allocator a = GPUMEM_ALLOCATOR_INIT;
+  assert_gpumem_ok(gm_conf_allocator_create(0, &a));
+  assert_string_equal(a.name, "gpumem-arena-lean");
+  assert_int_equal(a.flags & GPUMEM_ALLOCATOR_STREAM_ORDERED, 0);
+  gpumem_arena_stats s = arena_stats_of(&a);
+  assert_int_equal(s.remap, GPUMEM_ARENA_REMAP_MEMORY);
+  assert_int_equal(s.slack_percent, 5);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
+
+  use_conf("remap:calls,kind:arena-lean,slack_percent:12");
+  assert_gpumem_ok(gm_conf_allocator_create(0, &a));
+  assert_string_equal(a.name, "gpumem-arena"); /* no longer memory first */
+  s = arena_stats_of(&a);
+  assert_int_equal(s.remap, GPUMEM_ARENA_REMAP_CALLS);
+  assert_int_equal(s.slack_percent, 12);
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
+
+  use_conf("kind:arena,remap:memory");
+  assert_gpumem_ok(gm_conf_allocator_create(0, &a));
+  assert_string_equal(a.name, "gpumem-arena-lean");
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
+  assert_int_equal(l.count, 0);
+
+  use_conf("kind:arena,remap:fast,slack_percent:0,shards:1");
+  assert_gpumem_ok(gm_conf_allocator_create(0, &a));
+  assert_string_equal(a.name, "gpumem-arena");
+  s = arena_stats_of(&a);
+  assert_int_equal(s.remap, GPUMEM_ARENA_REMAP_BALANCED);
+  assert_int_equal(s.slack_percent, 5);
+  assert_int_equal(s.shards, 1); /* the rest applied */
+  assert_int_equal(l.count, 2);
+  assert_non_null(strstr(l.text, "GPUMEM_ALLOC_CONF: remap:'fast' is not balanced, memory or "
+                                 "calls; keeping the default"));
+  assert_non_null(strstr(l.text, "GPUMEM_ALLOC_CONF: slack_percent:'0' is not an integer in "
+                                 "1..100; keeping the default"));
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
+}
+
 static void test_pool_kinds_and_settings(void **state) {
   (void)state;
   use_conf("kind:pool,cache:off,cache_max_bytes:1M,release_threshold:1G");
@@ -114,7 +171,8 @@ static void test_bad_keys_warn_once_and_keep_defaults(void **state) {
   assert_string_equal(a.name, "gpumem-pool"); /* the default kind stays */
   assert_int_equal(l.count, 6);
   const char *expected[] = {
-      "GPUMEM_ALLOC_CONF: kind:'weird' is not one of pool, pool-nocache, arena, cuda-malloc",
+      "GPUMEM_ALLOC_CONF: kind:'weird' is not one of pool, pool-nocache, arena, arena-lean, "
+      "cuda-malloc",
       "keeping the default kind gpumem-pool",
       "GPUMEM_ALLOC_CONF: cache_max_bytes:'12X' is not a size (examples: 4096, 512K, 64MiB, 2G); "
       "keeping the default",
@@ -167,6 +225,7 @@ int main(int argc, char **argv) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_unset_is_the_cached_pool, gm_test_setup, reset),
       cmocka_unit_test_setup_teardown(test_arena_settings_apply, gm_test_setup, reset),
+      cmocka_unit_test_setup_teardown(test_arena_remap_settings, gm_test_setup, reset),
       cmocka_unit_test_setup_teardown(test_pool_kinds_and_settings, gm_test_setup, reset),
       cmocka_unit_test_setup_teardown(test_other_kinds_take_no_settings, gm_test_setup, reset),
       cmocka_unit_test_setup_teardown(test_bad_keys_warn_once_and_keep_defaults, gm_test_setup,

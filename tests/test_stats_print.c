@@ -136,10 +136,22 @@ static void test_arena_fields(void **state) {
   assert_non_null(strstr(c.text, "  chunk size           8 MiB (8388608 bytes)\n"));
   assert_non_null(strstr(c.text, "  blocks in use        1\n"));
   assert_non_null(strstr(c.text, "  growths              1\n"));
+  assert_non_null(
+      strstr(c.text, "  pages moved          0\n  remap                balanced, slack 5%\n"));
   assert_gpumem_ok(gpumem_stats_print_out(&a, capture, &c, GPUMEM_STATS_JSON));
   assert_non_null(strstr(c.text, "\"arena\":{\"max_size\":"));
   assert_non_null(strstr(c.text, "\"chunk_size\":8388608,\"bytes_free\":8384512,"));
+  assert_non_null(
+      strstr(c.text, "\"pages_remapped\":0,\"remap\":\"balanced\",\"slack_percent\":5}"));
   assert_gpumem_ok(a.free(a.ctx, p, 4096, NULL));
+  assert_gpumem_ok(gpumem_allocator_destroy(&a));
+  /* The memory-first arena says so. */
+  assert_gpumem_ok(gpumem_allocator_create("gpumem-arena-lean", 0, &a));
+  assert_gpumem_ok(gpumem_stats_print_out(&a, capture, &c, GPUMEM_STATS_TEXT));
+  assert_non_null(strstr(c.text, "gpumem stats: gpumem-arena-lean on device 0\n"));
+  assert_non_null(strstr(c.text, "  remap                memory, slack 5%\n"));
+  assert_gpumem_ok(gpumem_stats_print_out(&a, capture, &c, GPUMEM_STATS_JSON));
+  assert_non_null(strstr(c.text, "\"remap\":\"memory\""));
   assert_gpumem_ok(gpumem_allocator_destroy(&a));
 }
 

@@ -2,6 +2,12 @@
  *
  *   gpumem-arena   a LOCAL arena with the one device the allocator is made
  *                  for as its member, default chunk and shards
+ *   gpumem-arena-lean
+ *                  the same with GPUMEM_ARENA_REMAP_MEMORY: free pages move
+ *                  whenever that keeps the memory held within 5% of the
+ *                  most the blocks have used, whatever it costs in driver
+ *                  calls (the other side of the default's trade-off, so that
+ *                  gpumem-bench shows both)
  *   (arena)        an arena the caller made (gpumem_allocator_from_arena),
  *                  allocating on the member chosen then; not destroyed with
  *                  the allocator
@@ -24,12 +30,13 @@ typedef struct arena_state {
   int device;
 } arena_state;
 
-static gpumem_status open_arena(int device, void **state) {
+static gpumem_status open_with(int device, gpumem_arena_remap remap, void **state) {
   arena_state *s = calloc(1, sizeof *s);
   if (s == NULL) return gm_error(GPUMEM_ERR_OUT_OF_MEMORY, "no host memory for an arena");
   gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
   c.devices = &device;
   c.device_count = 1;
+  c.remap = remap;
   s->device = device;
   gpumem_status st = gm_arena_create(&c, &s->arena);
   if (st != GPUMEM_OK) {
@@ -38,6 +45,14 @@ static gpumem_status open_arena(int device, void **state) {
   }
   *state = s;
   return GPUMEM_OK;
+}
+
+static gpumem_status open_arena(int device, void **state) {
+  return open_with(device, GPUMEM_ARENA_REMAP_BALANCED, state);
+}
+
+static gpumem_status open_lean(int device, void **state) {
+  return open_with(device, GPUMEM_ARENA_REMAP_MEMORY, state);
 }
 
 /* A failed destroy leaves the arena recorded (half destroyed: see
@@ -80,6 +95,18 @@ const gm_allocator_impl gm_allocator_gpumem_arena = {
     open_arena,     close_arena,
     arena_alloc,    arena_free,
     arena_reserved, arena_trim,
+    false,
+};
+
+const gm_allocator_impl gm_allocator_gpumem_arena_lean = {
+    "gpumem-arena-lean",
+    "the arena with REMAP_MEMORY: pages move whenever that keeps it within 5% of peak use",
+    open_lean,
+    close_arena,
+    arena_alloc,
+    arena_free,
+    arena_reserved,
+    arena_trim,
     false,
 };
 

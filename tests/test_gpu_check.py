@@ -222,6 +222,49 @@ class Running(unittest.TestCase):
             self.assertEqual(ctx.background, [])
 
 
+class BenchRuns(unittest.TestCase):
+    LIST = """allocators (--allocators; every workload but grow):
+  cuda-malloc          cudaMalloc / cudaFree (synchronous, no cache)
+  gpumem-arena         libgpumem's peer-mapped arena
+  gpumem-arena-lean    the arena with REMAP_MEMORY
+  malloc               host memory: glibc malloc/free
+  mimalloc             host memory: mimalloc; here: mimalloc: libmimalloc.so.2 is not installed
+grow's rows (the grow workload; libgpumem's buffer against the others):
+  buffer-exact         gpumem_buffer_t, exact growth
+workloads:
+  pairs                alloc+free of one size
+"""
+
+    def test_the_lean_arena_runs_in_replays_only(self):
+        """Every run but the replays names --list's allocators less the lean
+        arena and yardsticks missing here; the replays take every allocator,
+        and the generation replay compares the two arenas."""
+        with tempfile.TemporaryDirectory() as tmp:
+            exe = os.path.join(tmp, "gpumem-bench")
+            with open(exe, "w") as f:
+                f.write("#!/bin/sh\ncat <<'EOF'\n" + self.LIST + "EOF\n")
+            os.chmod(exe, 0o755)
+            most = gc.bench_allocators(exe, dict(os.environ))
+            self.assertEqual(most, "cuda-malloc,gpumem-arena,malloc")
+            self.assertIsNone(gc.bench_allocators(os.path.join(tmp, "absent"), dict(os.environ)))
+            ctx = fake_context(tmp)
+            runs = dict(gc.bench_runs(ctx, "t.csv.gz", most))
+            for name in ("pairs", "random-4M", "threads", "random-64M", "streams", "first"):
+                args = runs[name]
+                self.assertEqual(args[args.index("--allocators") + 1], most, name)
+            for name, args in runs.items():
+                if not name.startswith("replay") and "--allocators" in args:
+                    self.assertNotIn("lean", args[args.index("--allocators") + 1], name)
+            self.assertNotIn("--allocators", runs["replay"])
+            gen = runs["replay-generation"]
+            self.assertIn("gpumem-arena,gpumem-arena-lean,cuda-async", gen)
+            self.assertIn("synth:generation:1", gen)
+            # Without a list every run takes every allocator.
+            for name, args in gc.bench_runs(ctx, None, None):
+                if name not in ("replay-generation", "arena-live"):
+                    self.assertNotIn("--allocators", args, name)
+
+
 class TorchPeer(unittest.TestCase):
     def test_the_early_build_is_the_peers_build(self):
         """gpu-check builds PyTorch's extension early with the call that

@@ -34,6 +34,7 @@
  * gm_allocator_make, so the result counts statistics and traces like any
  * allocator of gpumem_allocator_create, and is destroyed the same way.
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,16 @@ static bool is_arena_key(const char *key) {
          strcmp(key, "slack_percent") == 0;
 }
 
+/* An integer setting in 1..max: set, or warned about and left as it was. */
+static void set_count(const char *key, const char *value, int64_t max, unsigned *out, bool warn) {
+  int64_t v;
+  if (gm_parse_int(value, &v) && v >= 1 && v <= max)
+    *out = (unsigned)v;
+  else
+    CONF_WARN(warn, "%s:'%s' is not an integer in 1..%" PRId64 "; keeping the default", key, value,
+              max);
+}
+
 /* Apply one setting to the kind chosen; warn and keep the default if it
  * does not parse or apply. */
 static void apply(const char *key, const char *value, conf *c, bool warn) {
@@ -144,20 +155,10 @@ static void apply(const char *key, const char *value, conf *c, bool warn) {
                 value);
     return;
   }
-  if (strcmp(key, "shards") == 0) {
-    int64_t v;
-    if (gm_parse_int(value, &v) && v >= 1 && v <= 64)
-      c->arena.shards = (unsigned)v;
-    else
-      CONF_WARN(warn, "shards:'%s' is not an integer in 1..64; keeping the default", value);
-    return;
-  }
-  if (strcmp(key, "slack_percent") == 0) {
-    int64_t v;
-    if (gm_parse_int(value, &v) && v >= 1 && v <= 100)
-      c->arena.slack_percent = (unsigned)v;
-    else
-      CONF_WARN(warn, "slack_percent:'%s' is not an integer in 1..100; keeping the default", value);
+  if (strcmp(key, "shards") == 0 || strcmp(key, "slack_percent") == 0) {
+    bool shards = strcmp(key, "shards") == 0;
+    set_count(key, value, shards ? 64 : 100, shards ? &c->arena.shards : &c->arena.slack_percent,
+              warn);
     return;
   }
   if (strcmp(key, "remap") == 0) {

@@ -753,8 +753,10 @@ static void test_free_pages_move_where_a_request_needs_them(void **state) {
 
 /* A one-shard arena on device 0 that grows `chunk` pages at a time and
  * holds at most `pages` pages: every placement and driver call is
- * predictable. */
-static gpumem_arena_t *page_arena(size_t pages, size_t chunk) {
+ * predictable. Its remap setting and slack, checked as the stats echo
+ * them. */
+static gpumem_arena_t *remap_arena(size_t pages, size_t chunk, gpumem_arena_remap remap,
+                                   unsigned slack) {
   size_t g = granularity(0);
   int dev = 0;
   gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
@@ -763,9 +765,19 @@ static gpumem_arena_t *page_arena(size_t pages, size_t chunk) {
   c.chunk_size = chunk * g;
   c.max_size = pages * g;
   c.shards = 1;
+  c.remap = remap;
+  c.slack_percent = slack;
   gpumem_arena_t *a = NULL;
   assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  gpumem_arena_stats st = stats_of(a);
+  assert_int_equal(st.remap, remap);
+  assert_int_equal(st.slack_percent, slack ? slack : 5);
   return a;
+}
+
+/* The same with the default setting. */
+static gpumem_arena_t *page_arena(size_t pages, size_t chunk) {
+  return remap_arena(pages, chunk, GPUMEM_ARENA_REMAP_BALANCED, 0);
 }
 
 /* A free block followed by unmapped range (pages moved away from there)
@@ -819,23 +831,20 @@ typedef struct remap_run {
   uint64_t moved, created, allocs;
 } remap_run;
 
+/* What the arena reports at the end of a run, in pages. */
+static void remap_result(gpumem_arena_t *a, remap_run *r) {
+  size_t g = granularity(0);
+  assert_checked(a);
+  gpumem_arena_stats st = stats_of(a);
+  r->peak_reserved = st.base.peak_bytes_reserved / g;
+  r->moved = st.pages_remapped;
+  r->created = st.pages_created;
+}
+
 static remap_run grow_by_copies(gpumem_arena_remap remap, unsigned slack, size_t max_pages,
                                 int steps) {
   size_t g = granularity(0);
-  int dev = 0;
-  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
-  c.devices = &dev;
-  c.device_count = 1;
-  c.chunk_size = g;
-  c.max_size = max_pages * g;
-  c.shards = 1;
-  c.remap = remap;
-  c.slack_percent = slack;
-  gpumem_arena_t *a = NULL;
-  assert_gpumem_ok(gpumem_arena_create(&c, &a));
-  gpumem_arena_stats st = stats_of(a);
-  assert_int_equal(st.remap, remap);
-  assert_int_equal(st.slack_percent, slack ? slack : 5);
+  gpumem_arena_t *a = remap_arena(max_pages, 1, remap, slack);
   remap_run r = {0};
   void *old = NULL;
   size_t pages = 1;
@@ -851,11 +860,7 @@ static remap_run grow_by_copies(gpumem_arena_remap remap, unsigned slack, size_t
     old = grown;
   }
   assert_int_equal(block_mismatches(old, pages * g, steps), 0);
-  assert_checked(a);
-  st = stats_of(a);
-  r.peak_reserved = st.base.peak_bytes_reserved / g;
-  r.moved = st.pages_remapped;
-  r.created = st.pages_created;
+  remap_result(a, &r);
   assert_gpumem_ok(gpumem_arena_free(a, old));
   assert_gpumem_ok(gpumem_arena_destroy(a));
   return r;
@@ -868,16 +873,7 @@ static remap_run grow_by_copies(gpumem_arena_remap remap, unsigned slack, size_t
  * window, so moves outrun the pages the arena holds. */
 static remap_run random_churn(gpumem_arena_remap remap) {
   size_t g = granularity(0);
-  int dev = 0;
-  gpumem_arena_config c = GPUMEM_ARENA_CONFIG_INIT;
-  c.devices = &dev;
-  c.device_count = 1;
-  c.chunk_size = g;
-  c.max_size = 256 * g;
-  c.shards = 1;
-  c.remap = remap;
-  gpumem_arena_t *a = NULL;
-  assert_gpumem_ok(gpumem_arena_create(&c, &a));
+  gpumem_arena_t *a = remap_arena(256, 1, remap, 0);
   char *live[6] = {0};
   size_t size[6] = {0}, nlive = 0, bytes = 0, peak = 0;
   unsigned seed[6] = {0};
@@ -910,12 +906,8 @@ static remap_run random_churn(gpumem_arena_remap remap) {
       seed[k] = seed[nlive];
     }
   }
-  assert_checked(a);
-  gpumem_arena_stats st = stats_of(a);
   r.peak_live = (peak + g - 1) / g;
-  r.peak_reserved = st.base.peak_bytes_reserved / g;
-  r.moved = st.pages_remapped;
-  r.created = st.pages_created;
+  remap_result(a, &r);
   for (size_t k = 0; k < nlive; k++)
     assert_gpumem_ok(gpumem_arena_free(a, live[k]));
   assert_gpumem_ok(gpumem_arena_destroy(a));

@@ -1345,9 +1345,12 @@ static void assert_no_overlap(const model_block *live, size_t n, size_t k) {
 
 /* `tight`: physical memory capped near what is live (max_size 48 granules
  * per member, live bytes kept under 24), so that growths move free pages;
- * every block is then written whole and read back whole when freed, and
- * an OUT_OF_MEMORY (fragmentation) must change nothing. */
-static void run_model(gpumem_placement place, size_t steps, bool tight) {
+ * an OUT_OF_MEMORY (fragmentation) must change nothing. `remap` MEMORY,
+ * with 1% of slack and half the blocks up to 3 granules (a tenth
+ * otherwise), moves pages without a cap. Where pages move, every block is written
+ * whole and read back whole when freed. */
+static void run_model(gpumem_placement place, size_t steps, bool tight, gpumem_arena_remap remap) {
+  bool moves = tight || remap == GPUMEM_ARENA_REMAP_MEMORY;
   int devs[4];
   size_t n = members(devs);
   size_t g = granularity(0);
@@ -1358,6 +1361,8 @@ static void run_model(gpumem_placement place, size_t steps, bool tight) {
   c.chunk_size = place == GPUMEM_PLACE_LOCAL ? 2 * g : 2 * g * n;
   c.max_size = (tight ? 48 : 512) * g * n;
   c.shards = 2;
+  c.remap = remap;
+  c.slack_percent = remap == GPUMEM_ARENA_REMAP_MEMORY ? 1 : 0; /* moves at nearly every growth */
   gpumem_arena_t *a = NULL;
   assert_gpumem_ok(gpumem_arena_create(&c, &a));
   model_block *live = calloc(steps, sizeof *live);
@@ -1367,9 +1372,10 @@ static void run_model(gpumem_placement place, size_t steps, bool tight) {
   for (size_t step = 0; step < steps; step++) {
     uint64_t r = rng_next(&rng);
     bool do_alloc = nlive == 0 || (r % 100) < 55;
-    if (tight && in_use > 24 * g * n) do_alloc = false;
+    if (moves && in_use > 24 * g * n) do_alloc = false;
     if (do_alloc) {
-      size_t size = (r >> 8) % 100 < 90 ? 1 + (r >> 16) % 8192 : 1 + (r >> 16) % (3 * g);
+      size_t small = remap == GPUMEM_ARENA_REMAP_MEMORY ? 50 : 90; /* percent under 8 KiB */
+      size_t size = (r >> 8) % 100 < small ? 1 + (r >> 16) % 8192 : 1 + (r >> 16) % (3 * g);
       size_t align = aligns[(r >> 40) % 4];
       if ((r >> 44) % 50 == 0) align = g;
       int device = devs[(r >> 48) % n];
@@ -1391,13 +1397,13 @@ static void run_model(gpumem_placement place, size_t steps, bool tight) {
       }
       assert_no_overlap(live, nlive, nlive - 1);
       in_use += b->rounded;
-      if (tight) b->seed = (unsigned)step * 64;
-      if (b->seed % 64 == 0) write_block(p, tight || size < 4096 ? size : 4096, b->seed);
+      if (moves) b->seed = (unsigned)step * 64;
+      if (b->seed % 64 == 0) write_block(p, moves || size < 4096 ? size : 4096, b->seed);
     } else {
       size_t k = (size_t)(r >> 8) % nlive;
       model_block b = live[k];
       if (b.seed % 64 == 0) {
-        size_t len = tight || b.size < 4096 ? b.size : 4096;
+        size_t len = moves || b.size < 4096 ? b.size : 4096;
         if (block_mismatches((void *)b.p, len, b.seed) != 0)
           fail_msg("step %zu: block %#lx (%zu bytes) changed", step, (unsigned long)b.p, b.size);
       }
@@ -1422,7 +1428,7 @@ static void run_model(gpumem_placement place, size_t steps, bool tight) {
   gpumem_arena_stats s = stats_of(a);
   assert_int_equal(s.base.bytes_in_use, 0);
   assert_int_equal(s.base.allocs, s.base.frees);
-  if (tight) { /* pages did move, and the cap held */
+  if (moves) { /* pages did move, and the cap held */
     if (s.pages_remapped == 0) fail_msg("no page moved (%zu out of memory)", ooms);
     assert_true(s.base.peak_bytes_reserved <= c.max_size);
     print_message("  %zu steps: %llu pages moved, %llu created, %zu out of memory\n", steps,
@@ -1435,22 +1441,34 @@ static void run_model(gpumem_placement place, size_t steps, bool tight) {
 
 static void test_model_local(void **state) {
   (void)state;
-  run_model(GPUMEM_PLACE_LOCAL, 20000, false);
+  run_model(GPUMEM_PLACE_LOCAL, 20000, false, GPUMEM_ARENA_REMAP_BALANCED);
 }
 
 static void test_model_local_moves(void **state) {
   (void)state;
-  run_model(GPUMEM_PLACE_LOCAL, 4000, true);
+  run_model(GPUMEM_PLACE_LOCAL, 4000, true, GPUMEM_ARENA_REMAP_BALANCED);
 }
 
 static void test_model_interleave_moves(void **state) {
   (void)state;
-  run_model(GPUMEM_PLACE_INTERLEAVE, 3000, true);
+  run_model(GPUMEM_PLACE_INTERLEAVE, 3000, true, GPUMEM_ARENA_REMAP_BALANCED);
+}
+
+/* Memory first: pages move with no cap to force them, at every growth
+ * that would pass the slack. */
+static void test_model_local_memory_first(void **state) {
+  (void)state;
+  run_model(GPUMEM_PLACE_LOCAL, 4000, false, GPUMEM_ARENA_REMAP_MEMORY);
+}
+
+static void test_model_interleave_memory_first(void **state) {
+  (void)state;
+  run_model(GPUMEM_PLACE_INTERLEAVE, 3000, false, GPUMEM_ARENA_REMAP_MEMORY);
 }
 
 static void test_model_interleave(void **state) {
   (void)state;
-  run_model(GPUMEM_PLACE_INTERLEAVE, 8000, false);
+  run_model(GPUMEM_PLACE_INTERLEAVE, 8000, false, GPUMEM_ARENA_REMAP_BALANCED);
 }
 
 /* ---- threads ---- */
@@ -1719,6 +1737,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_model_interleave, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_local_moves, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_model_interleave_moves, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_model_local_memory_first, setup_four, teardown_four),
+      cmocka_unit_test_setup_teardown(test_model_interleave_memory_first, setup_four,
+                                      teardown_four),
       cmocka_unit_test_setup_teardown(test_threads, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_threads_slow_path, setup_four, teardown_four),
       cmocka_unit_test_setup_teardown(test_allocator_interface, setup_four, teardown_four),

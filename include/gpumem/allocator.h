@@ -184,7 +184,8 @@ typedef void (*gpumem_output_fn)(const char *text, void *user);
 /** Print `allocator`'s statistics to `out` (NULL: stderr). Every allocator
  * reports gpumem_stats; libgpumem's pools ("gpumem-pool",
  * "gpumem-pool-nocache", "pool") add gpumem_pool_stats' fields and its
- * arenas ("gpumem-arena", "arena") gpumem_arena_stats'. JSON: {"name":...,
+ * arenas ("gpumem-arena", "gpumem-arena-lean", "arena") gpumem_arena_stats'
+ * (the text ends with the pages moved and the remap setting). JSON: {"name":...,
  * "device":..., "stats":{...}, "pool":{...} or "arena":{...}}, sizes in
  * bytes. The report is built in host memory and written at once. Errors:
  * INVALID_ARGUMENT (NULL allocator, no stats function, unknown format),

@@ -24,7 +24,9 @@
  * This tutorial builds an arena over the visible GPUs (one on a single-GPU
  * machine, the emulated devices with GPUMEM_BACKEND=host), places a block on
  * each, has every device's stream write its neighbour's block, checks the
- * bytes, and prints the statistics.
+ * bytes, and prints the statistics; then it grows a block by copies under
+ * two `remap` settings, to show the trade between memory held and driver
+ * calls.
  *
  * Run:  build/release/examples/05_peer_arena  (GPUMEM_BACKEND=host without a GPU)
  */
@@ -174,6 +176,42 @@ int main(void) {
   printf("\n");
   CHECK(gpumem_arena_free(arena, big));
   CHECK(gpumem_arena_destroy(arena));
+
+  /* 7. Memory or driver calls. A block that grows by copies (a KV cache:
+   *    allocate one page more, copy, free the old) needs new contiguous
+   *    memory at every step. The arena can move the old block's free pages
+   *    to where the new one goes (an unmap, maps and an access call), or
+   *    create new pages and keep the old ones mapped. `remap` says which:
+   *    MEMORY moves whenever creating would hold more than 5% over the
+   *    peak use, CALLS never moves while the device has room, BALANCED
+   *    (the default) moves within a budget. */
+  const gpumem_arena_remap settings[2] = {GPUMEM_ARENA_REMAP_MEMORY, GPUMEM_ARENA_REMAP_CALLS};
+  const char *names[2] = {"MEMORY", "CALLS"};
+  printf("7. a block grown by copies, 1 to 12 pages:\n");
+  for (int k = 0; k < 2; k++) {
+    gpumem_arena_config one = GPUMEM_ARENA_CONFIG_INIT;
+    one.devices = members;
+    one.device_count = 1;
+    one.remap = settings[k];
+    CHECK(gpumem_arena_create(&one, &arena));
+    CHECK(gpumem_arena_get_stats(arena, &s));
+    size_t page = s.page_size;
+    void *cache = NULL;
+    CHECK(gpumem_arena_alloc(arena, page, 0, members[0], &cache));
+    for (size_t pages = 2; pages <= 12; pages++) {
+      void *grown = NULL;
+      CHECK(gpumem_arena_alloc(arena, pages * page, 0, members[0], &grown));
+      CHECK(gpumem_memcpy(grown, cache, (pages - 1) * page, NULL)); /* torch.cat's copy */
+      CHECK(gpumem_stream_synchronize(NULL));
+      CHECK(gpumem_arena_free(arena, cache));
+      cache = grown;
+    }
+    CHECK(gpumem_arena_get_stats(arena, &s));
+    printf("   %-6s peak reserved %2zu pages for a peak use of 23, %2llu pages moved\n", names[k],
+           s.base.peak_bytes_reserved / page, (unsigned long long)s.pages_remapped);
+    CHECK(gpumem_arena_free(arena, cache));
+    CHECK(gpumem_arena_destroy(arena));
+  }
   free(host);
   if (wrong != 0) return 1;
   printf("ok\n");

@@ -67,6 +67,9 @@ module gpumem
   ! Arena placement and "any device" (gpumem/arena.h).
   integer(c_int), parameter, public :: GPUMEM_PLACE_LOCAL = 0, GPUMEM_PLACE_INTERLEAVE = 1
   integer(c_int), parameter, public :: GPUMEM_ARENA_ANY_DEVICE = -1
+  ! When an arena moves free pages (gpumem_arena_remap).
+  integer(c_int), parameter, public :: GPUMEM_ARENA_REMAP_BALANCED = 0, &
+    GPUMEM_ARENA_REMAP_MEMORY = 1, GPUMEM_ARENA_REMAP_CALLS = 2
 
   !> The figures every allocator reports (gpumem/stats.h), field for field.
   type, bind(C), public :: gpumem_stats
@@ -236,12 +239,13 @@ module gpumem
       integer(c_int), value :: device
       type(c_ptr), intent(out) :: pool
     end function
-    integer(c_int) function f_arena_create(devices, count, placement, chunk_size, arena) &
-        bind(C, name="gpumem_f_arena_create")
+    integer(c_int) function f_arena_create(devices, count, placement, chunk_size, remap, &
+                                           slack_percent, arena) &
+        bind(C, name="gpumem_f_arena_create_remap")
       import :: c_int, c_ptr, c_size_t
       integer(c_int), intent(in) :: devices(*)
       integer(c_size_t), value :: count, chunk_size
-      integer(c_int), value :: placement
+      integer(c_int), value :: placement, remap, slack_percent
       type(c_ptr), intent(out) :: arena
     end function
     integer(c_int) function f_buffer_create(device, max_size, growth, handle_type, buffer) &
@@ -467,27 +471,36 @@ contains
   end function gpumem_pool_get_stats
 
   !> An arena over `devices` (0-based ordinals, no duplicates). Optional:
-  !> placement (GPUMEM_PLACE_LOCAL, the default, or INTERLEAVE) and
-  !> chunk_size (bytes mapped by one growth; 0 or absent: 8 MiB). Errors:
-  !> INVALID_ARGUMENT, INVALID_DEVICE, PEER_UNSUPPORTED, OUT_OF_MEMORY.
-  integer(c_int) function gpumem_arena_create(devices, arena, placement, chunk_size) result(st)
+  !> placement (GPUMEM_PLACE_LOCAL, the default, or INTERLEAVE),
+  !> chunk_size (bytes mapped by one growth; 0 or absent: 8 MiB), remap
+  !> (GPUMEM_ARENA_REMAP_BALANCED, the default; MEMORY: move free pages to
+  !> hold the least memory; CALLS: the fewest driver calls) and
+  !> slack_percent (1..100; 0 or absent: 5). Errors: INVALID_ARGUMENT,
+  !> INVALID_DEVICE, PEER_UNSUPPORTED, OUT_OF_MEMORY.
+  integer(c_int) function gpumem_arena_create(devices, arena, placement, chunk_size, remap, &
+                                              slack_percent) result(st)
     integer(c_int), intent(in) :: devices(:)
     type(gpumem_arena), intent(out) :: arena
-    integer(c_int), intent(in), optional :: placement
+    integer(c_int), intent(in), optional :: placement, remap, slack_percent
     integer(c_size_t), intent(in), optional :: chunk_size
-    integer(c_int) :: place
+    integer(c_int) :: place, how, slack
     integer(c_size_t) :: chunk
     integer(c_int), allocatable :: list(:)
     place = GPUMEM_PLACE_LOCAL
     chunk = 0
+    how = GPUMEM_ARENA_REMAP_BALANCED
+    slack = 0
     if (present(placement)) place = placement
     if (present(chunk_size)) chunk = chunk_size
+    if (present(remap)) how = remap
+    if (present(slack_percent)) slack = slack_percent
     ! A contiguous copy whatever the actual argument's strides, never of size
     ! 0 (a zero-sized array may have no address; count 0 asks for the default).
     allocate (list(max(size(devices), 1)))
     list(1) = 0
     list(1:size(devices)) = devices
-    st = f_arena_create(list, int(size(devices), c_size_t), place, chunk, arena%handle)
+    st = f_arena_create(list, int(size(devices), c_size_t), place, chunk, how, slack, &
+                        arena%handle)
   end function gpumem_arena_create
 
   !> Allocate `size` bytes on `device` (a member; INTERLEAVE also

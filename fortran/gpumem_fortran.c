@@ -43,6 +43,9 @@ GPUMEM_F_API int gpumem_f_pool_create(int device, gpumem_pool_t **pool);
 GPUMEM_F_API int gpumem_f_pool_stats(gpumem_pool_t *pool, gpumem_stats *stats);
 GPUMEM_F_API int gpumem_f_arena_create(const int *devices, size_t count, int placement,
                                        size_t chunk_size, gpumem_arena_t **arena);
+GPUMEM_F_API int gpumem_f_arena_create_remap(const int *devices, size_t count, int placement,
+                                             size_t chunk_size, int remap, unsigned slack_percent,
+                                             gpumem_arena_t **arena);
 GPUMEM_F_API int gpumem_f_arena_stats(gpumem_arena_t *arena, gpumem_stats *stats);
 GPUMEM_F_API int gpumem_f_buffer_create(int device, size_t max_size, int growth, int handle_type,
                                         gpumem_buffer_t **buffer);
@@ -96,14 +99,24 @@ int gpumem_f_pool_stats(gpumem_pool_t *pool, gpumem_stats *stats) {
 
 /* count is size_t: a negative Fortran size() cannot arrive; devices NULL
  * with count 0 is the library's default (device 0 alone). */
-int gpumem_f_arena_create(const int *devices, size_t count, int placement, size_t chunk_size,
-                          gpumem_arena_t **arena) {
+int gpumem_f_arena_create_remap(const int *devices, size_t count, int placement, size_t chunk_size,
+                                int remap, unsigned slack_percent, gpumem_arena_t **arena) {
   gpumem_arena_config cfg = GPUMEM_ARENA_CONFIG_INIT;
   cfg.devices = count ? devices : NULL;
   cfg.device_count = count;
   cfg.placement = (gpumem_placement)placement;
   cfg.chunk_size = chunk_size;
+  cfg.remap = (gpumem_arena_remap)remap;
+  cfg.slack_percent = slack_percent;
   return gpumem_arena_create(&cfg, arena);
+}
+
+/* The entry point of modules built before `remap`: kept, the default
+ * setting. */
+int gpumem_f_arena_create(const int *devices, size_t count, int placement, size_t chunk_size,
+                          gpumem_arena_t **arena) {
+  return gpumem_f_arena_create_remap(devices, count, placement, chunk_size,
+                                     GPUMEM_ARENA_REMAP_BALANCED, 0, arena);
 }
 
 int gpumem_f_arena_stats(gpumem_arena_t *arena, gpumem_stats *stats) {

@@ -110,6 +110,19 @@ program test_fortran
   call check(gpumem_arena_get_stats(arena, stats), 'arena_get_stats')
   call expect(stats%frees == 1, 'arena stats: one free')
   call check(gpumem_arena_destroy(arena), 'arena_destroy')
+  ! remap: memory first creates; a setting that does not exist, or a slack
+  ! over 100%, is refused with its message.
+  call check(gpumem_arena_create([0_c_int], arena, remap=GPUMEM_ARENA_REMAP_MEMORY, &
+             slack_percent=2_c_int), 'arena_create memory first')
+  call check(gpumem_arena_destroy(arena), 'arena_destroy memory first')
+  st = gpumem_arena_create([0_c_int], arena, remap=7_c_int)
+  call expect(st == GPUMEM_ERR_INVALID_ARGUMENT, 'arena_create remap 7: ' // &
+              gpumem_status_name(st))
+  call expect(index(gpumem_last_error(), 'remap 7 is not BALANCED, MEMORY or CALLS') > 0, &
+              'remap 7 message: ' // gpumem_last_error())
+  st = gpumem_arena_create([0_c_int], arena, slack_percent=101_c_int)
+  call expect(st == GPUMEM_ERR_INVALID_ARGUMENT, 'arena_create slack 101: ' // &
+              gpumem_status_name(st))
 
   ! Buffer: grows, keeps its pointer and bytes, refuses past max_size.
   call check(gpumem_buffer_create(0_c_int, buf, max_size=16 * MiB, &
